@@ -1,0 +1,136 @@
+"""Injected randomness.
+
+Production code draws from :class:`SystemRandom` (``os.urandom``).  Tests and the
+simulator's seeded mode use :class:`InsecureDeterministicRandom`, an AES-CTR stream
+keyed from a seed with HKDF: reproducible, cryptographically strong *as a stream*,
+but only as secret as its seed — hence the name and the warning.
+
+Security notes
+--------------
+Never use :mod:`random` or ``numpy.random`` for anything secret.  Vectorised draws
+here read CSPRNG bytes and only *view* them through numpy.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from secagg.errors import InsecureConfigurationWarning, ParameterError
+
+__all__ = [
+    "RandomSource",
+    "SystemRandom",
+    "InsecureDeterministicRandom",
+    "randbelow",
+    "random_uint64",
+    "random_unit_float64",
+]
+
+
+@runtime_checkable
+class RandomSource(Protocol):
+    """Where a party gets its random bytes."""
+
+    def random_bytes(self, n: int) -> bytes:
+        """Return ``n`` uniformly random bytes."""
+        ...
+
+    def child(self, label: str) -> RandomSource:
+        """An independent source for a sub-component (same kind as ``self``)."""
+        ...
+
+
+class SystemRandom:
+    """The operating system's CSPRNG (``os.urandom``)."""
+
+    __slots__ = ()
+
+    def random_bytes(self, n: int) -> bytes:
+        if n < 0:
+            raise ParameterError("n must be non-negative")
+        return os.urandom(n)
+
+    def child(self, label: str) -> SystemRandom:
+        return self
+
+
+class InsecureDeterministicRandom:
+    """A reproducible stream: AES-256-CTR keyed by HKDF(seed, label).
+
+    Parameters
+    ----------
+    seed:
+        At least 16 bytes (or an ``int`` for convenience in tests and simulations).
+    label:
+        Domain-separation label; :meth:`child` extends it.
+    warn:
+        Emit :class:`~secagg.errors.InsecureConfigurationWarning` (default ``True``).
+
+    Security notes
+    --------------
+    Everything drawn from it is known to whoever knows the seed.  Use it only for
+    tests, known-answer vectors and reproducible simulations.
+    """
+
+    __slots__ = ("_enc", "_seed", "_label")
+
+    def __init__(self, seed: bytes | int, label: str = "root", *, warn: bool = True) -> None:
+        from secagg.primitives.kdf import derive  # local: kdf imports nothing from here
+
+        if isinstance(seed, int):
+            if seed < 0:
+                raise ParameterError("integer seed must be non-negative")
+            seed = seed.to_bytes(32, "big")
+        if len(seed) < 16:
+            raise ParameterError("seed must be at least 16 bytes")
+        if warn:
+            warnings.warn(
+                "InsecureDeterministicRandom: all randomness is determined by the seed; "
+                "use only for tests and simulations",
+                InsecureConfigurationWarning,
+                stacklevel=2,
+            )
+        self._seed = bytes(seed)
+        self._label = label
+        key = derive(self._seed, purpose="insecure-deterministic-rng", fields=(label,), length=32)
+        self._enc = Cipher(algorithms.AES(key), modes.CTR(b"\x00" * 16)).encryptor()
+
+    def random_bytes(self, n: int) -> bytes:
+        if n < 0:
+            raise ParameterError("n must be non-negative")
+        return self._enc.update(b"\x00" * n)
+
+    def child(self, label: str) -> InsecureDeterministicRandom:
+        return InsecureDeterministicRandom(self._seed, f"{self._label}/{label}", warn=False)
+
+
+def randbelow(rng: RandomSource, n: int) -> int:
+    """Uniform integer in ``[0, n)`` by rejection sampling (no modulo bias)."""
+    if n <= 0:
+        raise ParameterError("n must be positive")
+    k = n.bit_length()
+    nbytes = (k + 7) // 8
+    excess = nbytes * 8 - k
+    while True:
+        r = int.from_bytes(rng.random_bytes(nbytes), "big") >> excess
+        if r < n:
+            return r
+
+
+def random_uint64(rng: RandomSource, size: int) -> npt.NDArray[np.uint64]:
+    """``size`` uniform 64-bit words from ``rng`` (a view of CSPRNG bytes)."""
+    if size < 0:
+        raise ParameterError("size must be non-negative")
+    return np.frombuffer(rng.random_bytes(8 * size), dtype="<u8").astype(np.uint64, copy=True)
+
+
+def random_unit_float64(rng: RandomSource, size: int) -> npt.NDArray[np.float64]:
+    """``size`` uniform floats in ``[0, 1)`` with 53 random bits each."""
+    words = random_uint64(rng, size) >> np.uint64(11)
+    return words.astype(np.float64) * (1.0 / 9007199254740992.0)
