@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from secagg.errors import DecodeError, ParameterError
 
-__all__ = ["Writer", "Reader", "MAX_BLOB"]
+__all__ = ["MAX_BLOB", "Reader", "Writer"]
 
 #: Default upper bound for one length-prefixed blob (1 GiB).
 MAX_BLOB = 1 << 30

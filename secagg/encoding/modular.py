@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import numpy.typing as npt
 
@@ -10,13 +12,13 @@ from secagg.primitives.prg import UIntArray, dtype_for_bits
 
 __all__ = [
     "UIntArray",
-    "dtype_for_bits",
-    "reduce",
     "add_into",
-    "wrap_signed",
-    "unwrap_signed",
     "bits_for_sum",
     "check_in_range",
+    "dtype_for_bits",
+    "reduce",
+    "unwrap_signed",
+    "wrap_signed",
 ]
 
 
@@ -55,15 +57,21 @@ def wrap_signed(values: npt.NDArray[np.integer], bits: int) -> UIntArray:
     out = v.astype(np.int64).astype(np.uint64) if v.dtype != np.uint64 else v.copy()
     if bits < 64:
         out &= np.uint64((1 << bits) - 1)
-    return out.astype(dt)
+    return cast("UIntArray", out.astype(dt))
 
 
 def unwrap_signed(values: UIntArray, bits: int) -> npt.NDArray[np.int64]:
     """Map Z_{2^bits} back to the signed range ``[-2^(bits-1), 2^(bits-1))``."""
     dtype_for_bits(bits)
-    v = np.asarray(values).astype(np.uint64)
+    v = np.asarray(values)
+    if not np.issubdtype(v.dtype, np.unsignedinteger):
+        raise ParameterError("unwrap_signed takes unsigned integer arrays")
+    v = v.astype(np.uint64)
+    if bits < 64 and v.size and int(v.max()) >> bits:
+        raise ParameterError(f"values must be < 2^{bits}")
     if bits == 64:
-        return v.view(np.int64).copy()
+        as_signed: npt.NDArray[np.int64] = v.view(np.int64).copy()
+        return as_signed
     neg = v >= np.uint64(1 << (bits - 1))
     signed = v.astype(np.int64)
     # 2^bits - v <= 2^(bits-1) fits in int64 for bits <= 63

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
@@ -100,7 +101,7 @@ class QuantizationSpec:
         z = (np.clip(arr, -self.clip, self.clip) + self.clip) * self.scale
         q = stochastic_round(z, rng)
         np.clip(q, 0, (1 << self.value_bits) - 1, out=q)
-        return q.astype(dtype_for_bits(self.bits))
+        return cast("UIntArray", q.astype(dtype_for_bits(self.bits)))
 
     def dequantize_sum(self, total: UIntArray, count: int) -> npt.NDArray[np.float64]:
         """The float sum of ``count`` quantized vectors whose modular sum is ``total``."""

@@ -20,6 +20,15 @@ class Layout:
     names: tuple[str, ...]
     shapes: tuple[tuple[int, ...], ...]
 
+    def __post_init__(self) -> None:
+        if len(self.names) != len(self.shapes):
+            raise ParameterError("a layout needs exactly one shape per name")
+        if len(set(self.names)) != len(self.names):
+            raise ParameterError("duplicate names in layout")
+        for shape in self.shapes:
+            if any(isinstance(d, bool) or not isinstance(d, int) or d < 0 for d in shape):
+                raise ParameterError("shapes hold non-negative integers")
+
     @property
     def size(self) -> int:
         return int(sum(int(np.prod(s)) for s in self.shapes))
@@ -42,7 +51,7 @@ def unflatten(vec: npt.ArrayLike, layout: Layout) -> dict[str, npt.NDArray[np.fl
         raise ParameterError(f"vector of size {v.size} does not match layout of size {layout.size}")
     out = {}
     pos = 0
-    for name, shape in zip(layout.names, layout.shapes):
+    for name, shape in zip(layout.names, layout.shapes, strict=True):
         k = int(np.prod(shape))
         out[name] = v[pos : pos + k].reshape(shape)
         pos += k

@@ -15,7 +15,7 @@ from secagg.errors import CryptoError, ParameterError
 from secagg.primitives.kdf import encode_info
 from secagg.primitives.rand import RandomSource, SystemRandom
 
-__all__ = ["KEY_BYTES", "NONCE_BYTES", "TAG_BYTES", "OVERHEAD", "associated_data", "seal", "open_"]
+__all__ = ["KEY_BYTES", "NONCE_BYTES", "OVERHEAD", "TAG_BYTES", "associated_data", "open_", "seal"]
 
 KEY_BYTES = 32
 NONCE_BYTES = 12

@@ -11,15 +11,16 @@ from __future__ import annotations
 from secagg.errors import DecodeError, ParameterError
 
 __all__ = [
-    "P",
     "ELEMENT_BYTES",
     "SECRET_BYTES",
+    "P",
     "check_element",
-    "encode_element",
+    "check_prime",
     "decode_element",
-    "secret_to_element",
     "element_to_secret",
+    "encode_element",
     "inverse",
+    "secret_to_element",
 ]
 
 P = 2**256 + 297
@@ -27,10 +28,22 @@ ELEMENT_BYTES = 33
 SECRET_BYTES = 32
 
 
-def check_element(v: int, *, what: str = "value") -> int:
-    """Return ``v`` if it is an int in ``[0, P)``; raise :class:`ParameterError` otherwise."""
-    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < P:
-        raise ParameterError(f"{what} is not an element of the field [0, P)")
+def check_prime(prime: int) -> int:
+    """Return ``prime`` if it is an int ``>= 2``; raise :class:`ParameterError` otherwise.
+
+    Primality is not tested: ``prime`` is a trusted local parameter (``P`` in
+    production, a small prime in tests).
+    """
+    if isinstance(prime, bool) or not isinstance(prime, int) or prime < 2:
+        raise ParameterError("the field modulus must be an integer >= 2")
+    return prime
+
+
+def check_element(v: int, *, what: str = "value", prime: int = P) -> int:
+    """Return ``v`` if it is an int in ``[0, prime)``; raise :class:`ParameterError` otherwise."""
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < prime:
+        name = "P" if prime == P else str(prime)
+        raise ParameterError(f"{what} is not an element of the field [0, {name})")
     return v
 
 
@@ -41,6 +54,8 @@ def encode_element(v: int) -> bytes:
 
 def decode_element(b: bytes) -> int:
     """Parse a 33-byte field element; :class:`DecodeError` if malformed or ``>= P``."""
+    if not isinstance(b, (bytes, bytearray, memoryview)):
+        raise DecodeError("a field element must be bytes")
     if len(b) != ELEMENT_BYTES:
         raise DecodeError(f"a field element is {ELEMENT_BYTES} bytes, got {len(b)}")
     v = int.from_bytes(b, "big")
@@ -51,7 +66,7 @@ def decode_element(b: bytes) -> int:
 
 def secret_to_element(secret: bytes) -> int:
     """A 32-byte secret as a field element (big-endian)."""
-    if len(secret) != SECRET_BYTES:
+    if not isinstance(secret, (bytes, bytearray)) or len(secret) != SECRET_BYTES:
         raise ParameterError(f"secrets are exactly {SECRET_BYTES} bytes")
     return int.from_bytes(secret, "big")
 
@@ -71,8 +86,14 @@ def element_to_secret(v: int) -> bytes:
     return v.to_bytes(SECRET_BYTES, "big")
 
 
-def inverse(v: int) -> int:
-    """Multiplicative inverse mod ``P``."""
-    if check_element(v) == 0:
+def inverse(v: int, *, prime: int = P) -> int:
+    """Multiplicative inverse mod ``prime`` (default ``P``).
+
+    Raises
+    ------
+    ParameterError
+        If ``v`` is zero or not an element of the field.
+    """
+    if check_element(v, prime=check_prime(prime)) == 0:
         raise ParameterError("zero has no inverse")
-    return pow(v, -1, P)
+    return pow(v, -1, prime)

@@ -3,7 +3,8 @@
 Every key, seed and nonce in secagg is derived through :func:`derive`, so one
 function defines the whole label space (``protocols/primitives.md`` §KDF):
 
-``info = LP("secagg") || LP(version) || LP(session_id) || LP(purpose) || u32(len(fields)) || LP(f1) || ...``
+``info = LP("secagg") || LP(version) || LP(session_id) || LP(purpose)
+|| u32(len(fields)) || LP(f1) || ...``
 
 where ``LP(x) = u32_be(len(x)) || x`` and integer fields are encoded as
 ``u64_be``.  Because every field is length-prefixed the encoding is injective:
@@ -19,7 +20,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from secagg.errors import ParameterError
 
-__all__ = ["PROTOCOL_VERSION", "HKDF_SALT", "encode_info", "derive", "Field"]
+__all__ = ["HKDF_SALT", "PROTOCOL_VERSION", "Field", "derive", "encode_info"]
 
 #: Version string mixed into every derivation; bump it when a derivation changes.
 PROTOCOL_VERSION = "secagg/1"

@@ -15,7 +15,7 @@ from secagg.errors import CryptoError, ParameterError
 from secagg.primitives.kdf import Field, derive
 from secagg.primitives.rand import RandomSource, SystemRandom
 
-__all__ = ["PUBLIC_KEY_BYTES", "KeyPair", "agree", "derive_pairwise", "check_public_key"]
+__all__ = ["PUBLIC_KEY_BYTES", "KeyPair", "agree", "check_public_key", "derive_pairwise"]
 
 PUBLIC_KEY_BYTES = 32
 
@@ -66,7 +66,10 @@ def agree(private: X25519PrivateKey | bytes, peer_public: bytes) -> bytes:
     ParameterError
         If the peer key is not 32 bytes.
     """
-    sk = private if isinstance(private, X25519PrivateKey) else KeyPair.from_private_bytes(private).private
+    if isinstance(private, X25519PrivateKey):
+        sk = private
+    else:
+        sk = KeyPair.from_private_bytes(private).private
     pk = check_public_key(peer_public)
     try:
         return sk.exchange(pk)

@@ -24,6 +24,7 @@ the GIL inside AES, so callers may run disjoint chunks in threads.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
@@ -33,14 +34,14 @@ from secagg.errors import ParameterError
 from secagg.primitives.kdf import derive
 
 __all__ = [
-    "MIN_SEED_BYTES",
-    "MAX_SEED_BYTES",
     "CHUNK_ELEMENTS",
-    "dtype_for_bits",
-    "prg_key",
-    "expand",
+    "MAX_SEED_BYTES",
+    "MIN_SEED_BYTES",
     "add_mask",
     "apply_masks",
+    "dtype_for_bits",
+    "expand",
+    "prg_key",
 ]
 
 MIN_SEED_BYTES = 16
@@ -112,7 +113,7 @@ def expand(seed: bytes, length: int, bits: int, *, offset: int = 0) -> UIntArray
     """
     dt = dtype_for_bits(bits)
     _check_offset_length(offset, length)
-    out = np.zeros(length, dtype=dt)
+    out = cast("UIntArray", np.zeros(length, dtype=dt))
     apply_masks(out, [(seed, 1)], bits, offset=offset)
     return out
 
@@ -165,8 +166,9 @@ def apply_masks(
     n = len(vec)
     chunk = min(chunk_elements, n)
     zeros = bytes(chunk * width)
-    ks = np.empty(chunk, dtype=dt)
-    ks_bytes = memoryview(ks).cast("B")
+    # keystream words are little-endian by definition (native order on x86/ARM)
+    ks: UIntArray = np.empty(chunk, dtype=np.dtype(dt).newbyteorder("<"))
+    ks_bytes = memoryview(ks).cast("B")  # type: ignore[arg-type]
     for start in range(0, n, chunk):
         stop = min(start + chunk, n)
         m = stop - start

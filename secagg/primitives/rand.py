@@ -24,9 +24,9 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from secagg.errors import InsecureConfigurationWarning, ParameterError
 
 __all__ = [
+    "InsecureDeterministicRandom",
     "RandomSource",
     "SystemRandom",
-    "InsecureDeterministicRandom",
     "randbelow",
     "random_uint64",
     "random_unit_float64",
@@ -78,16 +78,18 @@ class InsecureDeterministicRandom:
     tests, known-answer vectors and reproducible simulations.
     """
 
-    __slots__ = ("_enc", "_seed", "_label")
+    __slots__ = ("_enc", "_label", "_seed")
 
     def __init__(self, seed: bytes | int, label: str = "root", *, warn: bool = True) -> None:
         from secagg.primitives.kdf import derive  # local: kdf imports nothing from here
 
+        if isinstance(seed, bool):
+            raise ParameterError("seed must be bytes or a non-negative int")
         if isinstance(seed, int):
-            if seed < 0:
-                raise ParameterError("integer seed must be non-negative")
+            if not 0 <= seed < 2**256:
+                raise ParameterError("integer seed must be in [0, 2^256)")
             seed = seed.to_bytes(32, "big")
-        if len(seed) < 16:
+        if not isinstance(seed, (bytes, bytearray)) or len(seed) < 16:
             raise ParameterError("seed must be at least 16 bytes")
         if warn:
             warnings.warn(
@@ -133,4 +135,5 @@ def random_uint64(rng: RandomSource, size: int) -> npt.NDArray[np.uint64]:
 def random_unit_float64(rng: RandomSource, size: int) -> npt.NDArray[np.float64]:
     """``size`` uniform floats in ``[0, 1)`` with 53 random bits each."""
     words = random_uint64(rng, size) >> np.uint64(11)
-    return words.astype(np.float64) * (1.0 / 9007199254740992.0)
+    out: npt.NDArray[np.float64] = words.astype(np.float64) * (1.0 / 9007199254740992.0)
+    return out
