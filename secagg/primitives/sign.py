@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from secagg.errors import CryptoError
+from secagg.errors import CryptoError, ParameterError
 from secagg.primitives.rand import RandomSource, SystemRandom
 
 __all__ = ["PUBLIC_KEY_BYTES", "SIGNATURE_BYTES", "SigningKey", "verify"]
@@ -28,6 +28,24 @@ class SigningKey:
         src = rng if rng is not None else SystemRandom()
         sk = Ed25519PrivateKey.from_private_bytes(src.random_bytes(32))
         return cls(private=sk, public=sk.public_key().public_bytes_raw())
+
+    @classmethod
+    def from_private_bytes(cls, raw: bytes) -> SigningKey:
+        """The key for a fixed 32-byte Ed25519 private seed (RFC 8032 ``sk``).
+
+        Raises
+        ------
+        ParameterError
+            If ``raw`` is not exactly 32 bytes.
+        """
+        if not isinstance(raw, (bytes, bytearray)) or len(raw) != 32:
+            raise ParameterError("an Ed25519 private key is exactly 32 bytes")
+        sk = Ed25519PrivateKey.from_private_bytes(bytes(raw))
+        return cls(private=sk, public=sk.public_key().public_bytes_raw())
+
+    def private_bytes(self) -> bytes:
+        """The raw 32-byte private seed."""
+        return self.private.private_bytes_raw()
 
     def sign(self, message: bytes) -> bytes:
         return self.private.sign(bytes(message))
