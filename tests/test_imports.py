@@ -71,7 +71,10 @@ def test_source_never_imports_random(pkg):
 
 
 def test_ast_scan_catches_what_it_should():
-    src = "import random\nfrom numpy.random import default_rng\nimport numpy as np\nnp.random.seed(1)\n"
+    src = (
+        "import random\nfrom numpy.random import default_rng\n"
+        "import numpy as np\nnp.random.seed(1)\n"
+    )
     names = _imported_names(ast.parse(src))
     assert {"random", "numpy.random", "numpy.random.default_rng"} <= names
 

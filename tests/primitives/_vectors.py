@@ -8,7 +8,15 @@ from pathlib import Path
 from typing import Any
 
 VECTORS = Path(__file__).resolve().parents[2] / "protocols" / "vectors"
-FILES = ("prg.json", "kdf.json", "x25519.json", "shamir.json", "aead.json", "ed25519.json", "rand.json")
+FILES = (
+    "prg.json",
+    "kdf.json",
+    "x25519.json",
+    "shamir.json",
+    "aead.json",
+    "ed25519.json",
+    "rand.json",
+)
 
 
 @cache

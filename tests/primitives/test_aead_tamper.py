@@ -1,4 +1,4 @@
-"""AEAD: every change of key, nonce, ciphertext, tag or binding fails with one opaque CryptoError."""
+"""AEAD: any change of key, nonce, ciphertext, tag or binding gives one opaque CryptoError."""
 
 from __future__ import annotations
 
