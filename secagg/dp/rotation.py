@@ -1,0 +1,143 @@
+"""Randomised Walsh–Hadamard rotation (``protocols/dp.md`` §1 step 1).
+
+``R(x) = H · Diag(ε) · pad(x) / sqrt(D)`` with ``D = 2^ceil(log2 d)``, ``H`` the
+Sylvester–Hadamard matrix and ``ε ∈ {±1}^D`` expanded from a per-round seed.  ``R`` is
+orthogonal (``R⁻¹ = Rᵀ = Diag(ε) · H / sqrt(D)``), so norms are preserved; after it
+every coordinate of a vector of norm ``c`` is sub-Gaussian with proxy ``c²/D``, which
+is what keeps modular wrap-around rare.
+
+Security notes
+--------------
+The rotation seed is public (all clients and the server use it); it must be fixed for
+the round *before* clients compute their updates.  The signs come from the AES-CTR
+PRG of :mod:`secagg.primitives.prg`, never from numpy's RNG.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from secagg.errors import ParameterError
+from secagg.primitives.kdf import derive
+from secagg.primitives.prg import MAX_SEED_BYTES, MIN_SEED_BYTES, expand
+
+__all__ = ["RandomizedHadamard", "fwht", "padded_dim"]
+
+FloatArray = npt.NDArray[np.float64]
+
+#: Largest padded dimension accepted (2^30 float64 = 8 GiB; larger is certainly a bug).
+MAX_PADDED_DIM = 1 << 30
+
+
+def padded_dim(dim: int) -> int:
+    """The smallest power of two ``≥ dim`` (``dim ≥ 1``).
+
+    Raises
+    ------
+    ParameterError
+        If ``dim`` is not a positive integer or the padded size exceeds 2^30.
+    """
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
+        raise ParameterError("dim must be a positive integer")
+    p = 1 << (int(dim) - 1).bit_length()
+    if p > MAX_PADDED_DIM:
+        raise ParameterError(f"padded dimension {p} exceeds 2^30")
+    return p
+
+
+def fwht(x: npt.ArrayLike) -> FloatArray:
+    """Unnormalised fast Walsh–Hadamard transform ``H·x`` (a new array), ``O(D log D)``.
+
+    Raises
+    ------
+    ParameterError
+        If ``x`` is not 1-D with a power-of-two length.
+    """
+    a = np.array(x, dtype=np.float64, copy=True)
+    n = a.shape[0] if a.ndim == 1 else 0
+    if a.ndim != 1 or n < 1 or n & (n - 1):
+        raise ParameterError("fwht takes a 1-D vector whose length is a power of two")
+    h = 1
+    while h < n:
+        v = a.reshape(-1, 2, h)
+        top = v[:, 0, :].copy()
+        v[:, 0, :] += v[:, 1, :]
+        v[:, 1, :] = top - v[:, 1, :]
+        h *= 2
+    return a
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RandomizedHadamard:
+    """The rotation for one round.
+
+    Parameters
+    ----------
+    seed:
+        The round's public rotation seed, 16..64 bytes.
+    dim:
+        Length ``d`` of the vectors to rotate (padded to ``D``).
+
+    Raises
+    ------
+    ParameterError
+        On a bad seed or dimension.
+    """
+
+    seed: bytes
+    dim: int
+    _signs: FloatArray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        ok = isinstance(self.seed, bytes) and MIN_SEED_BYTES <= len(self.seed) <= MAX_SEED_BYTES
+        if not ok:
+            raise ParameterError(f"rotation seed must be {MIN_SEED_BYTES}..{MAX_SEED_BYTES} bytes")
+        big = padded_dim(self.dim)
+        key = derive(self.seed, purpose="dp/rotation-signs", fields=(big,), length=32)
+        bits = expand(key, big, 1)
+        signs = 1.0 - 2.0 * bits.astype(np.float64)
+        object.__setattr__(self, "_signs", signs)
+
+    @property
+    def padded_dim(self) -> int:
+        return int(self._signs.shape[0])
+
+    def forward(self, x: npt.ArrayLike) -> FloatArray:
+        """``R(x)``: pad to ``D``, flip signs, transform, divide by ``sqrt(D)``.
+
+        Raises
+        ------
+        ParameterError
+            If ``x`` is not a finite 1-D vector of length ``dim``.
+        """
+        v = np.asarray(x, dtype=np.float64)
+        if v.ndim != 1 or v.shape[0] != self.dim:
+            raise ParameterError(f"expected a 1-D vector of length {self.dim}")
+        if not np.all(np.isfinite(v)):
+            raise ParameterError("input holds NaN or infinity")
+        padded = np.zeros(self.padded_dim, dtype=np.float64)
+        padded[: self.dim] = v
+        padded *= self._signs
+        out = fwht(padded)
+        out /= np.sqrt(self.padded_dim)
+        return out
+
+    def inverse(self, y: npt.ArrayLike) -> FloatArray:
+        """``R⁻¹(y)`` truncated to the first ``dim`` coordinates.
+
+        Raises
+        ------
+        ParameterError
+            If ``y`` is not a 1-D vector of length ``padded_dim``.
+        """
+        v = np.asarray(y, dtype=np.float64)
+        if v.ndim != 1 or v.shape[0] != self.padded_dim:
+            raise ParameterError(f"expected a 1-D vector of length {self.padded_dim}")
+        out = fwht(v)
+        out /= np.sqrt(self.padded_dim)
+        out *= self._signs
+        result: FloatArray = out[: self.dim].copy()
+        return result
