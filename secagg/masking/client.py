@@ -1,0 +1,486 @@
+"""The SecAgg / SecAgg+ client as a sans-IO state machine.
+
+Rules of this file (h11 style):
+
+* One phase enum (:class:`ClientPhase`) and one transition table
+  (:data:`TRANSITIONS`): ``(phase, message type) -> handler``.  A server message
+  whose type is not in the table for the current phase is a protocol violation:
+  the client moves to ``ABORTED`` and raises :class:`RemoteProtocolError`.
+* Bytes that cannot be decoded, or that name another session, another recipient
+  or a sender other than the server, raise :class:`DecodeError` and change nothing
+  (they are not part of this round).
+* Handlers validate everything first and commit the new state last; any failed
+  check moves the client to ``ABORTED`` (and wipes its secrets) before raising.
+* Nothing here does I/O, sleeps or starts threads.
+
+Normative description: ``protocols/secagg.md``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterator
+
+from secagg.encoding.modular import check_in_range
+from secagg.errors import (
+    CryptoError,
+    DecodeError,
+    LocalProtocolError,
+    ParameterError,
+    RemoteProtocolError,
+)
+from secagg.masking import _common as cm
+from secagg.masking import messages as m
+from secagg.masking.config import RoundConfig, SecurityMode
+from secagg.masking.graph import neighbours
+from secagg.primitives import aead, shamir
+from secagg.primitives import sign as _sign
+from secagg.primitives.field import secret_to_element
+from secagg.primitives.kex import KeyPair
+from secagg.primitives.prg import CHUNK_ELEMENTS, UIntArray, apply_masks
+from secagg.primitives.rand import RandomSource, SystemRandom
+
+__all__ = ["TRANSITIONS", "Client", "ClientPhase"]
+
+
+class ClientPhase(enum.Enum):
+    """Where a client is in the round."""
+
+    INIT = "init"  #: nothing sent yet
+    AWAIT_KEYS = "await-keys"  #: AdvertiseKeys sent, waiting for KeysBroadcast
+    AWAIT_BOXES = "await-boxes"  #: ShareKeys sent, waiting for MaskedInputRequest
+    AWAIT_CONSISTENCY = "await-consistency"  #: MaskedInput sent (malicious mode)
+    AWAIT_UNMASKING = "await-unmasking"  #: waiting for UnmaskingRequest
+    COMPLETED = "completed"  #: UnmaskingResponse sent; terminal
+    ABORTED = "aborted"  #: terminal; nothing more is ever sent
+
+
+_T = m.MessageType
+#: The one transition table: (phase, message type) -> handler name.
+TRANSITIONS: dict[tuple[ClientPhase, m.MessageType], str] = {
+    (ClientPhase.AWAIT_KEYS, _T.KEYS_BROADCAST): "_on_keys",
+    (ClientPhase.AWAIT_BOXES, _T.MASKED_INPUT_REQUEST): "_on_boxes",
+    (ClientPhase.AWAIT_CONSISTENCY, _T.CONSISTENCY_REQUEST): "_on_consistency",
+    (ClientPhase.AWAIT_UNMASKING, _T.UNMASKING_REQUEST): "_on_unmasking",
+    (ClientPhase.AWAIT_KEYS, _T.ABORT): "_on_abort",
+    (ClientPhase.AWAIT_BOXES, _T.ABORT): "_on_abort",
+    (ClientPhase.AWAIT_CONSISTENCY, _T.ABORT): "_on_abort",
+    (ClientPhase.AWAIT_UNMASKING, _T.ABORT): "_on_abort",
+}
+
+_TERMINAL = (ClientPhase.COMPLETED, ClientPhase.ABORTED)
+
+
+class Client:
+    """One client of one round.
+
+    Parameters
+    ----------
+    config:
+        The round configuration (checked by the caller against its policy).
+    client_id:
+        This client's id; must be in ``config.clients``.
+    input_vector:
+        ``x_u``: a 1-D array in Z_{2^bits} (uint32 for bits <= 32, else uint64) of
+        ``config.length`` elements.  Not copied; it must not change during the round.
+    rng:
+        Source of keys, ``b_u``, Shamir coefficients and AEAD nonces.
+    identity_key:
+        Ed25519 identity key; required in malicious mode, and its public part must
+        equal ``config.identity_key(client_id)``.
+
+    Raises
+    ------
+    ParameterError
+        On a bad id, input or identity key.
+
+    Security notes
+    --------------
+    The client reveals, per peer, at most one share (of ``b_v`` or of ``s_v^SK``),
+    answers at most one UnmaskingRequest, and never unmasks when fewer than ``t``
+    survivors (or fewer than ``t`` surviving neighbours) are claimed.
+    """
+
+    def __init__(
+        self,
+        *,
+        config: RoundConfig,
+        client_id: int,
+        input_vector: UIntArray,
+        rng: RandomSource | None = None,
+        identity_key: _sign.SigningKey | None = None,
+    ) -> None:
+        if not isinstance(config, RoundConfig):
+            raise ParameterError("config must be a RoundConfig")
+        if client_id not in config.clients:
+            raise ParameterError(f"client {client_id} is not registered in this round")
+        check_in_range(input_vector, config.bits)
+        if len(input_vector) != config.length:
+            raise ParameterError(
+                f"input has {len(input_vector)} elements, expected {config.length}"
+            )
+        if not input_vector.flags.c_contiguous:
+            raise ParameterError("input must be C-contiguous")
+        if config.security is SecurityMode.MALICIOUS:
+            if identity_key is None or identity_key.public != config.identity_key(client_id):
+                raise ParameterError("malicious mode needs this client's registered identity key")
+        self._config = config
+        self._id = client_id
+        self._x = input_vector
+        self._rng: RandomSource = rng if rng is not None else SystemRandom()
+        self._identity = identity_key
+        self._neighbours = neighbours(config, client_id)
+        self._phase = ClientPhase.INIT
+        self._abort_reason: str | None = None
+        # secrets (wiped on completion or abort)
+        self._c: KeyPair | None = None
+        self._s: KeyPair | None = None
+        self._b: bytes | None = None
+        self._peers: dict[int, m.KeyEntry] = {}
+        self._share_keys: dict[int, bytes] = {}
+        self._held: dict[int, tuple[int, int]] = {}
+        self._jobs: list[tuple[bytes, int]] = []
+        self._signed: tuple[int, ...] | None = None
+
+    # -- public view -----------------------------------------------------------
+
+    @property
+    def phase(self) -> ClientPhase:
+        return self._phase
+
+    @property
+    def client_id(self) -> int:
+        return self._id
+
+    @property
+    def abort_reason(self) -> str | None:
+        return self._abort_reason
+
+    @property
+    def neighbours(self) -> frozenset[int]:
+        return self._neighbours
+
+    # -- driving ---------------------------------------------------------------
+
+    def start(self) -> m.AdvertiseKeys:
+        """Round 0: draw keys and ``b_u``; return AdvertiseKeys.
+
+        Raises
+        ------
+        LocalProtocolError
+            If called in any phase but ``INIT``.
+        """
+        if self._phase is not ClientPhase.INIT:
+            raise LocalProtocolError(f"start() in phase {self._phase.value}")
+        cfg = self._config
+        c = KeyPair.generate(self._rng)
+        s = KeyPair.generate(self._rng)
+        b = self._rng.random_bytes(32)
+        com = cm.self_mask_commitment(b, session_id=cfg.session_id, client=self._id)
+        sig = b""
+        if cfg.security is SecurityMode.MALICIOUS:
+            assert self._identity is not None  # checked in __init__
+            sig = self._identity.sign(
+                cm.advertise_signature_input(
+                    session_id=cfg.session_id,
+                    client=self._id,
+                    c_pk=c.public,
+                    s_pk=s.public,
+                    commitment=com,
+                )
+            )
+        msg = m.AdvertiseKeys(
+            session_id=cfg.session_id,
+            sender=self._id,
+            recipient=m.SERVER_ID,
+            c_pk=c.public,
+            s_pk=s.public,
+            commitment=com,
+            signature=sig,
+        )
+        self._c, self._s, self._b = c, s, b
+        self._phase = ClientPhase.AWAIT_KEYS
+        return msg
+
+    def receive(self, data: bytes | bytearray | memoryview) -> list[m.Message]:
+        """Decode one server message and handle it; returns the replies (0 or 1).
+
+        Raises
+        ------
+        DecodeError
+            Malformed bytes, another session, recipient or a non-server sender;
+            nothing changed.
+        RemoteProtocolError, CryptoError
+            The server violated the protocol; the client is now ``ABORTED``.
+        """
+        return self.handle(m.decode(data))
+
+    def handle(self, msg: m.Message) -> list[m.Message]:
+        """Like :meth:`receive` for an already decoded message."""
+        cfg = self._config
+        if msg.session_id != cfg.session_id:
+            raise DecodeError("message from another session")
+        if msg.sender != m.SERVER_ID or msg.recipient != self._id:
+            raise DecodeError("message is not from the server to this client")
+        if self._phase in _TERMINAL:
+            raise RemoteProtocolError(
+                f"{type(msg).__name__} after the round ended ({self._phase.value}); refused"
+            )
+        name = TRANSITIONS.get((self._phase, msg.TYPE))
+        if name is None:
+            self._abort(f"{type(msg).__name__} does not fit phase {self._phase.value}")
+            raise RemoteProtocolError(self._abort_reason)
+        handler: Callable[[m.Message], list[m.Message]] = getattr(self, name)
+        try:
+            return handler(msg)
+        except (RemoteProtocolError, CryptoError) as exc:
+            self._abort(str(exc))
+            raise
+
+    def masked_input_chunks(self, chunk_elements: int = CHUNK_ELEMENTS) -> Iterator[UIntArray]:
+        """``y_u`` in consecutive chunks of ``chunk_elements`` (the last may be shorter).
+
+        Available once the MaskedInputRequest has been handled and until the
+        round ends; peak extra memory is one chunk plus one keystream buffer.
+
+        Raises
+        ------
+        LocalProtocolError
+            Before the masks are known or after the round ended.
+        """
+        if self._phase not in (ClientPhase.AWAIT_CONSISTENCY, ClientPhase.AWAIT_UNMASKING):
+            raise LocalProtocolError(f"no masked input in phase {self._phase.value}")
+        if (
+            isinstance(chunk_elements, bool)
+            or not isinstance(chunk_elements, int)
+            or chunk_elements < 4
+        ):
+            raise ParameterError("chunk_elements must be an integer >= 4")
+        jobs = list(self._jobs)
+        return self._chunks(jobs, chunk_elements)
+
+    def _chunks(self, jobs: list[tuple[bytes, int]], chunk: int) -> Iterator[UIntArray]:
+        bits = self._config.bits
+        n = len(self._x)
+        for start in range(0, n, chunk):
+            part = self._x[start : start + chunk].copy()
+            apply_masks(part, jobs, bits, offset=start)
+            yield part
+
+    # -- handlers ----------------------------------------------------------------
+
+    def _on_abort(self, msg: m.Message) -> list[m.Message]:
+        assert isinstance(msg, m.Abort)
+        self._abort(f"server aborted the round: {msg.reason}")
+        return []
+
+    def _on_keys(self, msg: m.Message) -> list[m.Message]:
+        assert isinstance(msg, m.KeysBroadcast)
+        cfg = self._config
+        assert self._c is not None and self._s is not None and self._b is not None
+        owners = [e.owner for e in msg.entries]
+        if not set(owners) <= self._neighbours:
+            raise RemoteProtocolError("KeysBroadcast lists a client that is not my neighbour")
+        if len(owners) < cfg.threshold:
+            raise RemoteProtocolError(
+                f"only {len(owners)} neighbours advertised keys; threshold is {cfg.threshold}"
+            )
+        seen = {self._c.public, self._s.public}
+        for e in msg.entries:
+            if e.c_pk in seen or e.s_pk in seen or e.c_pk == e.s_pk:
+                raise RemoteProtocolError("duplicated public key in KeysBroadcast")
+            seen.add(e.c_pk)
+            seen.add(e.s_pk)
+        for e in msg.entries:
+            if cfg.security is SecurityMode.MALICIOUS:
+                _sign.verify(
+                    cfg.identity_key(e.owner),
+                    e.signature,
+                    cm.advertise_signature_input(
+                        session_id=cfg.session_id,
+                        client=e.owner,
+                        c_pk=e.c_pk,
+                        s_pk=e.s_pk,
+                        commitment=e.commitment,
+                    ),
+                )
+            elif e.signature:
+                raise RemoteProtocolError("signature in a semi-honest round")
+        share_keys = {
+            e.owner: cm.share_key(
+                self._c.private, e.c_pk, session_id=cfg.session_id, a=self._id, b=e.owner
+            )
+            for e in msg.entries
+        }
+        rows = shamir.split_many(
+            [secret_to_element(self._b), secret_to_element(self._s.private_bytes())],
+            cfg.threshold,
+            owners,
+            self._rng,
+        )
+        boxes = []
+        for i, v in enumerate(owners):
+            pt = m.encode_share_plaintext(self._id, v, rows[0][i], rows[1][i])
+            box = aead.seal(
+                share_keys[v],
+                pt,
+                session_id=cfg.session_id,
+                round_=cm.SHARE_ROUND,
+                sender=self._id,
+                receiver=v,
+                context=cm.SHARE_CONTEXT,
+                rng=self._rng,
+            )
+            boxes.append((v, box))
+        reply = m.ShareKeys(
+            session_id=cfg.session_id, sender=self._id, recipient=m.SERVER_ID, boxes=tuple(boxes)
+        )
+        self._peers = {e.owner: e for e in msg.entries}
+        self._share_keys = share_keys
+        self._phase = ClientPhase.AWAIT_BOXES
+        return [reply]
+
+    def _on_boxes(self, msg: m.Message) -> list[m.Message]:
+        assert isinstance(msg, m.MaskedInputRequest)
+        cfg = self._config
+        assert self._s is not None and self._b is not None
+        senders = [v for v, _ in msg.boxes]
+        if not set(senders) <= set(self._peers):
+            raise RemoteProtocolError("share box from a client that did not advertise keys to me")
+        if len(senders) < cfg.threshold:
+            raise RemoteProtocolError(
+                f"only {len(senders)} neighbours shared keys; threshold is {cfg.threshold}"
+            )
+        held: dict[int, tuple[int, int]] = {}
+        for v, box in msg.boxes:
+            pt = aead.open_(
+                self._share_keys[v],
+                box,
+                session_id=cfg.session_id,
+                round_=cm.SHARE_ROUND,
+                sender=v,
+                receiver=self._id,
+                context=cm.SHARE_CONTEXT,
+            )
+            try:
+                owner, holder, b_share, s_share = m.decode_share_plaintext(pt)
+            except DecodeError:
+                raise CryptoError() from None
+            if owner != v or holder != self._id:
+                raise CryptoError()
+            held[v] = (b_share, s_share)
+        jobs = [(cm.self_mask_seed(self._b, session_id=cfg.session_id, client=self._id), 1)]
+        for v in senders:
+            seed = cm.pairwise_seed(
+                self._s.private, self._peers[v].s_pk, session_id=cfg.session_id, a=self._id, b=v
+            )
+            jobs.append((seed, cm.mask_sign(self._id, v)))
+        y = self._x.copy()
+        apply_masks(y, jobs, cfg.bits)
+        reply = m.MaskedInput(
+            session_id=cfg.session_id,
+            sender=self._id,
+            recipient=m.SERVER_ID,
+            bits=cfg.bits,
+            vector=y,
+        )
+        self._held = held
+        self._jobs = jobs
+        self._phase = (
+            ClientPhase.AWAIT_CONSISTENCY
+            if cfg.security is SecurityMode.MALICIOUS
+            else ClientPhase.AWAIT_UNMASKING
+        )
+        return [reply]
+
+    def _check_survivors(self, survivors: tuple[int, ...]) -> None:
+        cfg = self._config
+        registered = set(cfg.clients)
+        if not set(survivors) <= registered:
+            raise RemoteProtocolError("survivor set names unregistered clients")
+        if self._id not in survivors:
+            raise RemoteProtocolError("survivor set does not contain me")
+        if len(survivors) < cfg.threshold:
+            raise RemoteProtocolError(
+                f"only {len(survivors)} survivors; threshold is {cfg.threshold}; refusing to unmask"
+            )
+        near = len(self._neighbours.intersection(survivors))
+        if near < cfg.threshold:
+            raise RemoteProtocolError(
+                f"only {near} surviving neighbours; threshold is {cfg.threshold}; refusing to unmask"
+            )
+
+    def _on_consistency(self, msg: m.Message) -> list[m.Message]:
+        assert isinstance(msg, m.ConsistencyRequest)
+        assert self._identity is not None
+        cfg = self._config
+        self._check_survivors(msg.survivors)
+        sig = self._identity.sign(
+            cm.consistency_signature_input(
+                session_id=cfg.session_id, client=self._id, survivors=msg.survivors
+            )
+        )
+        reply = m.ConsistencySignature(
+            session_id=cfg.session_id, sender=self._id, recipient=m.SERVER_ID, signature=sig
+        )
+        self._signed = msg.survivors
+        self._phase = ClientPhase.AWAIT_UNMASKING
+        return [reply]
+
+    def _on_unmasking(self, msg: m.Message) -> list[m.Message]:
+        assert isinstance(msg, m.UnmaskingRequest)
+        cfg = self._config
+        survivors = set(msg.survivors)
+        dropped = set(msg.dropped)
+        if survivors & dropped:
+            raise RemoteProtocolError("a client is listed both as survivor and as dropped")
+        if not dropped <= set(cfg.clients):
+            raise RemoteProtocolError("dropped set names unregistered clients")
+        self._check_survivors(msg.survivors)
+        if cfg.security is SecurityMode.MALICIOUS:
+            if msg.survivors != self._signed:
+                raise RemoteProtocolError("survivor set differs from the one I signed")
+            signers = [v for v, _ in msg.signatures]
+            if not set(signers) <= survivors:
+                raise RemoteProtocolError("a consistency signature from a non-survivor")
+            if len(signers) < cfg.signature_threshold:
+                raise RemoteProtocolError(
+                    f"only {len(signers)} consistency signatures; need {cfg.signature_threshold}"
+                )
+            for v, sig in msg.signatures:
+                _sign.verify(
+                    cfg.identity_key(v),
+                    sig,
+                    cm.consistency_signature_input(
+                        session_id=cfg.session_id, client=v, survivors=msg.survivors
+                    ),
+                )
+        elif msg.signatures:
+            raise RemoteProtocolError("consistency signatures in a semi-honest round")
+        shares: list[tuple[int, m.ShareKind, int]] = []
+        for v in sorted(self._held):
+            b_share, s_share = self._held[v]
+            if v in survivors:
+                shares.append((v, m.ShareKind.SELF_MASK, b_share))
+            elif v in dropped:
+                shares.append((v, m.ShareKind.MASK_KEY, s_share))
+        reply = m.UnmaskingResponse(
+            session_id=cfg.session_id, sender=self._id, recipient=m.SERVER_ID, shares=tuple(shares)
+        )
+        self._wipe()
+        self._phase = ClientPhase.COMPLETED
+        return [reply]
+
+    # -- helpers -------------------------------------------------------------------
+
+    def _wipe(self) -> None:
+        self._c = self._s = None
+        self._b = None
+        self._share_keys = {}
+        self._held = {}
+        self._jobs = []
+
+    def _abort(self, reason: str) -> None:
+        self._wipe()
+        self._abort_reason = reason
+        self._phase = ClientPhase.ABORTED

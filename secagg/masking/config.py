@@ -1,0 +1,260 @@
+"""Round configuration shared by every party of one SecAgg / SecAgg+ round.
+
+The server fixes a :class:`RoundConfig` before the round (it chooses
+``session_id`` and, for SecAgg+, ``graph_seed``) and distributes it with the
+task; every client checks it against its own policy.  See ``protocols/secagg.md`` §1.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from secagg.errors import ParameterError
+from secagg.primitives import sign as _sign
+from secagg.primitives.prg import dtype_for_bits
+
+__all__ = [
+    "GRAPH_SEED_BYTES",
+    "MAX_CLIENT_ID",
+    "SESSION_ID_BYTES",
+    "ProtocolKind",
+    "RoundConfig",
+    "SecurityMode",
+    "default_parameters",
+]
+
+SESSION_ID_BYTES = 32
+GRAPH_SEED_BYTES = 32
+MAX_CLIENT_ID = 2**32 - 1
+
+
+class ProtocolKind(enum.Enum):
+    """Which neighbour graph the round uses."""
+
+    SECAGG = "secagg"  #: complete graph (Bonawitz et al. 2017)
+    SECAGG_PLUS = "secagg+"  #: k-regular Harary graph (Bell et al. 2020)
+
+
+class SecurityMode(enum.Enum):
+    """Threat model the round defends against."""
+
+    SEMI_HONEST = "semi-honest"
+    MALICIOUS = "malicious"
+
+
+def default_parameters(n: int, protocol: ProtocolKind) -> tuple[int, int]:
+    """The conservative ``(k, t)`` used when the caller gives none.
+
+    Complete graph: ``k = n - 1``, ``t = floor(n/2) + 1`` (capped at ``k``).
+    SecAgg+: ``k = min(n - 1, smallest even number >= 6*ceil(log2 n))``,
+    ``t = floor(k/2) + 1``.
+
+    Raises
+    ------
+    ParameterError
+        If ``n < 2``.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
+        raise ParameterError("a round needs at least 2 clients")
+    if protocol is ProtocolKind.SECAGG:
+        k = n - 1
+        return k, max(1, min(k, n // 2 + 1))
+    want = 6 * max(1, math.ceil(math.log2(n)))
+    want += want % 2
+    k = min(n - 1, want)
+    return k, max(1, min(k, k // 2 + 1))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoundConfig:
+    """Everything all parties must agree on before round 0.
+
+    Parameters
+    ----------
+    session_id:
+        32 bytes chosen uniformly by the server; bound into every derivation.
+    protocol, security:
+        Graph kind and threat model.
+    clients:
+        Registered client ids ``U0`` (distinct, ``1 <= id < 2^32``); stored sorted.
+    bits:
+        Inputs and sum live in Z_{2^bits}, ``1 <= bits <= 64``.
+    length:
+        Elements per input vector.
+    threshold:
+        Shamir threshold ``t``.
+    neighbors:
+        Harary degree ``k`` for SecAgg+; ignored (``n - 1``) for SecAgg.
+    graph_seed:
+        32 server-chosen bytes from which the Harary permutation is derived
+        (SecAgg+ only; ignored otherwise).
+    identity_keys:
+        Malicious mode: every client's Ed25519 public identity key (a PKI input).
+
+    Raises
+    ------
+    ParameterError
+        On any inconsistent or insecure value.
+
+    Security notes
+    --------------
+    ``t`` below 2 gives no protection against a single curious neighbour and is
+    refused unless ``n = 2``; malicious mode requires ``t > k/2``.
+    """
+
+    session_id: bytes
+    protocol: ProtocolKind
+    security: SecurityMode
+    clients: tuple[int, ...]
+    bits: int
+    length: int
+    threshold: int
+    neighbors: int | None = None
+    graph_seed: bytes = b""
+    identity_keys: tuple[tuple[int, bytes], ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.session_id, bytes) or len(self.session_id) != SESSION_ID_BYTES:
+            raise ParameterError("session_id must be 32 bytes")
+        if not isinstance(self.protocol, ProtocolKind):
+            raise ParameterError("protocol must be a ProtocolKind")
+        if not isinstance(self.security, SecurityMode):
+            raise ParameterError("security must be a SecurityMode")
+        ids = tuple(self.clients)
+        for c in ids:
+            if isinstance(c, bool) or not isinstance(c, int) or not 1 <= c <= MAX_CLIENT_ID:
+                raise ParameterError("client ids are integers in [1, 2^32)")
+        if len(set(ids)) != len(ids):
+            raise ParameterError("duplicate client ids")
+        n = len(ids)
+        if n < 2:
+            raise ParameterError("a round needs at least 2 clients")
+        object.__setattr__(self, "clients", tuple(sorted(ids)))
+        dtype_for_bits(self.bits)
+        if isinstance(self.length, bool) or not isinstance(self.length, int) or self.length < 1:
+            raise ParameterError("length must be a positive integer")
+        if self.protocol is ProtocolKind.SECAGG:
+            object.__setattr__(self, "neighbors", n - 1)
+            object.__setattr__(self, "graph_seed", b"")
+        else:
+            k = self.neighbors
+            if isinstance(k, bool) or not isinstance(k, int) or not k >= 1:
+                raise ParameterError("SecAgg+ needs neighbors k >= 1")
+            if k > n - 1:
+                k = n - 1
+                object.__setattr__(self, "neighbors", k)
+            if not isinstance(self.graph_seed, bytes) or len(self.graph_seed) != GRAPH_SEED_BYTES:
+                raise ParameterError("SecAgg+ needs a 32-byte graph_seed")
+        k = self.degree
+        t = self.threshold
+        if isinstance(t, bool) or not isinstance(t, int) or not 1 <= t <= k:
+            raise ParameterError(f"threshold must satisfy 1 <= t <= k (t={t}, k={k})")
+        if t < 2 and n > 2:
+            raise ParameterError("threshold 1 lets any single neighbour unmask a client")
+        keys = dict(self.identity_keys)
+        if len(keys) != len(self.identity_keys):
+            raise ParameterError("duplicate identity keys")
+        if self.security is SecurityMode.MALICIOUS:
+            if set(keys) != set(ids):
+                raise ParameterError("malicious mode needs an identity key for every client")
+            for pk in keys.values():
+                if not isinstance(pk, bytes) or len(pk) != _sign.PUBLIC_KEY_BYTES:
+                    raise ParameterError("identity keys are 32-byte Ed25519 public keys")
+            if 2 * t <= k:
+                raise ParameterError("malicious mode needs t > k/2")
+        object.__setattr__(self, "identity_keys", tuple(sorted(keys.items())))
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        session_id: bytes,
+        clients: tuple[int, ...] | list[int],
+        bits: int,
+        length: int,
+        protocol: ProtocolKind = ProtocolKind.SECAGG_PLUS,
+        security: SecurityMode = SecurityMode.SEMI_HONEST,
+        neighbors: int | None = None,
+        threshold: int | None = None,
+        graph_seed: bytes = b"",
+        identity_keys: Mapping[int, bytes] | None = None,
+    ) -> RoundConfig:
+        """Build a config, filling ``neighbors``/``threshold`` with safe defaults.
+
+        Defaults come from :func:`secagg.masking.params.choose_parameters` when that
+        module exists, else from :func:`default_parameters`.  In malicious mode a
+        default threshold is raised to ``floor(k/2) + 1`` if needed.
+        """
+        n = len(tuple(clients))
+        k_def, t_def = _defaults(n, protocol)
+        k = neighbors if neighbors is not None else k_def
+        if protocol is ProtocolKind.SECAGG:
+            k = n - 1
+        k = min(k, n - 1) if isinstance(k, int) and not isinstance(k, bool) else k
+        if threshold is None:
+            t = (
+                t_def
+                if neighbors is None or protocol is ProtocolKind.SECAGG
+                else max(1, min(k, k // 2 + 1))
+            )
+            if security is SecurityMode.MALICIOUS:
+                t = max(t, k // 2 + 1)
+            t = min(t, k)
+            if n > 2:
+                t = max(t, 2)
+        else:
+            t = threshold
+        return cls(
+            session_id=session_id,
+            protocol=protocol,
+            security=security,
+            clients=tuple(clients),
+            bits=bits,
+            length=length,
+            threshold=t,
+            neighbors=k,
+            graph_seed=graph_seed,
+            identity_keys=tuple((identity_keys or {}).items()),
+        )
+
+    @property
+    def n(self) -> int:
+        return len(self.clients)
+
+    @property
+    def degree(self) -> int:
+        """``k`` (``n - 1`` for the complete graph)."""
+        return self.n - 1 if self.neighbors is None else int(self.neighbors)
+
+    @property
+    def signature_threshold(self) -> int:
+        """``t_sig = max(t, floor(n/2) + 1)`` (malicious ConsistencyCheck)."""
+        return max(self.threshold, self.n // 2 + 1)
+
+    def identity_key(self, client: int) -> bytes:
+        """Client's Ed25519 public identity key (malicious mode)."""
+        for cid, pk in self.identity_keys:
+            if cid == client:
+                return pk
+        raise ParameterError(f"no identity key for client {client}")
+
+
+def _defaults(n: int, protocol: ProtocolKind) -> tuple[int, int]:
+    try:
+        from secagg.masking import params as _params  # written by another team
+    except ImportError:
+        return default_parameters(n, protocol)
+    chooser = getattr(_params, "choose_parameters", None)
+    if chooser is None:
+        return default_parameters(n, protocol)
+    try:
+        chosen = chooser(n=n)
+        k, t = int(chosen.k), int(chosen.t)  # type: ignore[attr-defined]
+    except Exception:
+        return default_parameters(n, protocol)
+    if protocol is ProtocolKind.SECAGG:
+        return n - 1, max(1, min(n - 1, t if t > n // 2 else n // 2 + 1))
+    return min(k, n - 1), min(t, k, n - 1)

@@ -1,0 +1,101 @@
+"""Neighbour graphs: complete (SecAgg) and Harary ``H(k, n)`` over a verifiable
+permutation (SecAgg+).  Definition: ``protocols/secagg.md`` §2.
+
+Every client recomputes the permutation from the round configuration, so the
+server commits to the neighbourhoods when it picks ``graph_seed``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from secagg.masking.config import ProtocolKind, RoundConfig
+from secagg.primitives.kdf import derive
+from secagg.primitives.prg import expand
+
+__all__ = ["all_neighbours", "neighbours", "permutation"]
+
+_PERM_PURPOSE = "harary-permutation"
+
+
+def permutation(config: RoundConfig) -> tuple[int, ...]:
+    """The Harary permutation ``π`` of ``config.clients`` (SecAgg+).
+
+    Sort key of the ``i``-th smallest id ``c_i``: ``(w[2i], w[2i+1], c_i)`` with
+    ``w = PRG(HKDF(graph_seed, "harary-permutation", session_id, (n, k)))`` as uint64.
+    """
+    return _permutation(config.session_id, config.graph_seed, config.clients, config.degree)
+
+
+def _permutation(
+    session_id: bytes, graph_seed: bytes, clients: tuple[int, ...], k: int
+) -> tuple[int, ...]:
+    n = len(clients)
+    seed = derive(graph_seed, purpose=_PERM_PURPOSE, session_id=session_id, fields=(n, k))
+    w = expand(seed, 2 * n, 64)
+    ids = np.asarray(clients, dtype=np.uint64)
+    order = np.lexsort((ids, w[1::2], w[0::2]))
+    return tuple(int(clients[i]) for i in order)
+
+
+def _harary_positions(pos: int, n: int, k: int) -> set[int]:
+    if k >= n - 1:
+        return {p for p in range(n) if p != pos}
+    h = k // 2
+    out = {(pos + d) % n for d in range(1, h + 1)} | {(pos - d) % n for d in range(1, h + 1)}
+    if k % 2:
+        if n % 2 == 0:
+            out.add((pos + n // 2) % n)
+        else:
+            # odd k, odd n: the pairs {i, i + (n+1)/2} for i = 0 .. (n-1)/2
+            half = (n + 1) // 2
+            if pos <= (n - 1) // 2:
+                out.add((pos + half) % n)
+            back = (pos - half) % n
+            if back <= (n - 1) // 2:
+                out.add(back)
+    out.discard(pos)
+    return out
+
+
+def neighbours(config: RoundConfig, client: int) -> frozenset[int]:
+    """``N(client)``: the ids ``client`` exchanges masks and shares with."""
+    if config.protocol is ProtocolKind.SECAGG or config.degree >= config.n - 1:
+        if client not in config.clients:
+            raise KeyError(client)
+        return frozenset(c for c in config.clients if c != client)
+    perm = permutation(config)
+    try:
+        pos = perm.index(client)
+    except ValueError:
+        raise KeyError(client) from None
+    return frozenset(perm[q] for q in _harary_positions(pos, config.n, config.degree))
+
+
+def all_neighbours(config: RoundConfig) -> dict[int, frozenset[int]]:
+    """``N(u)`` for every registered client (symmetric)."""
+    return dict(
+        _all(config.protocol, config.session_id, config.graph_seed, config.clients, config.degree)
+    )
+
+
+@lru_cache(maxsize=16)
+def _all(
+    protocol: ProtocolKind,
+    session_id: bytes,
+    graph_seed: bytes,
+    clients: tuple[int, ...],
+    k: int,
+) -> tuple[tuple[int, frozenset[int]], ...]:
+    n = len(clients)
+    if protocol is ProtocolKind.SECAGG or k >= n - 1:
+        everyone = frozenset(clients)
+        return tuple((c, everyone - {c}) for c in clients)
+    perm = _permutation(session_id, graph_seed, clients, k)
+    adj: dict[int, set[int]] = {c: set() for c in clients}
+    for p, c in enumerate(perm):
+        for q in _harary_positions(p, n, k):
+            adj[c].add(perm[q])
+    return tuple((c, frozenset(adj[c])) for c in clients)

@@ -1,0 +1,563 @@
+"""SecAgg / SecAgg+ messages and their versioned binary codec.
+
+Byte layout: ``protocols/wire/secagg.md``.  Every message starts with the header
+``u16 version | u8 type | u8 round | 32-byte session id | u32 sender | u32 recipient``
+(party id 0 is the server) followed by a type-specific body; :func:`decode`
+validates the whole message (lengths, counts, ordering, ranges, trailing bytes)
+before returning and raises :class:`~secagg.errors.DecodeError` otherwise.
+Semantic checks that need the round state (membership, thresholds, signatures)
+belong to the state machines.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+
+from secagg.encoding.codec import Reader, Writer
+from secagg.errors import DecodeError, ParameterError
+from secagg.primitives import aead
+from secagg.primitives.field import ELEMENT_BYTES, P, decode_element, encode_element
+from secagg.primitives.prg import UIntArray, dtype_for_bits
+
+__all__ = [
+    "BOX_BYTES",
+    "KEY_BYTES",
+    "SERVER_ID",
+    "SHARE_PLAINTEXT_BYTES",
+    "SIGNATURE_BYTES",
+    "WIRE_VERSION",
+    "Abort",
+    "AdvertiseKeys",
+    "ConsistencyRequest",
+    "ConsistencySignature",
+    "KeyEntry",
+    "KeysBroadcast",
+    "MaskedInput",
+    "MaskedInputRequest",
+    "Message",
+    "MessageType",
+    "ShareKeys",
+    "ShareKind",
+    "UnmaskingRequest",
+    "UnmaskingResponse",
+    "decode",
+    "decode_share_plaintext",
+    "encode",
+    "encode_share_plaintext",
+]
+
+WIRE_VERSION = 1
+SERVER_ID = 0
+KEY_BYTES = 32
+SIGNATURE_BYTES = 64
+SESSION_BYTES = 32
+#: ``u32 owner || u32 holder || element(b-share) || element(s-share)``
+SHARE_PLAINTEXT_BYTES = 4 + 4 + 2 * ELEMENT_BYTES
+BOX_BYTES = SHARE_PLAINTEXT_BYTES + aead.OVERHEAD
+MAX_REASON_BYTES = 1024
+MAX_ID = 2**32 - 1
+
+
+class MessageType(enum.IntEnum):
+    """Wire type codes (``u8``)."""
+
+    ADVERTISE_KEYS = 1
+    KEYS_BROADCAST = 2
+    SHARE_KEYS = 3
+    MASKED_INPUT_REQUEST = 4
+    MASKED_INPUT = 5
+    CONSISTENCY_REQUEST = 6
+    CONSISTENCY_SIGNATURE = 7
+    UNMASKING_REQUEST = 8
+    UNMASKING_RESPONSE = 9
+    ABORT = 10
+
+
+class ShareKind(enum.IntEnum):
+    """Which secret an unmasking share belongs to."""
+
+    SELF_MASK = 1  #: a share of b_v (v survived)
+    MASK_KEY = 2  #: a share of s_v^SK (v dropped)
+
+
+# -- validation helpers -------------------------------------------------------
+
+
+def _check_id(v: int, what: str, *, allow_server: bool = False) -> None:
+    lo = 0 if allow_server else 1
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= MAX_ID:
+        raise ParameterError(f"{what} must be an integer in [{lo}, 2^32)")
+
+
+def _check_bytes(b: bytes, n: int, what: str) -> None:
+    if not isinstance(b, bytes) or len(b) != n:
+        raise ParameterError(f"{what} must be {n} bytes")
+
+
+def _check_sorted_ids(ids: Sequence[int], what: str) -> None:
+    prev = 0
+    for v in ids:
+        _check_id(v, what)
+        if v <= prev:
+            raise ParameterError(f"{what} must be strictly ascending")
+        prev = v
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Message:
+    """Header fields shared by every message."""
+
+    TYPE: ClassVar[MessageType]
+    ROUND: ClassVar[int]
+
+    session_id: bytes
+    sender: int
+    recipient: int
+
+    def __post_init__(self) -> None:
+        _check_bytes(self.session_id, SESSION_BYTES, "session_id")
+        _check_id(self.sender, "sender", allow_server=True)
+        _check_id(self.recipient, "recipient", allow_server=True)
+        if (self.sender == SERVER_ID) == (self.recipient == SERVER_ID):
+            raise ParameterError("exactly one of sender and recipient is the server (0)")
+        self._validate()
+
+    def _validate(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _write_body(self, w: Writer) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AdvertiseKeys(Message):
+    """Round 0, client -> server: the two X25519 public keys and h_u."""
+
+    TYPE: ClassVar[MessageType] = MessageType.ADVERTISE_KEYS
+    ROUND: ClassVar[int] = 0
+    c_pk: bytes
+    s_pk: bytes
+    commitment: bytes
+    signature: bytes = b""
+
+    def _validate(self) -> None:
+        if self.sender == SERVER_ID:
+            raise ParameterError("AdvertiseKeys is sent by a client")
+        _check_bytes(self.c_pk, KEY_BYTES, "c_pk")
+        _check_bytes(self.s_pk, KEY_BYTES, "s_pk")
+        _check_bytes(self.commitment, KEY_BYTES, "commitment")
+        if self.signature != b"":
+            _check_bytes(self.signature, SIGNATURE_BYTES, "signature")
+
+    def _write_body(self, w: Writer) -> None:
+        _write_keys(w, self.c_pk, self.s_pk, self.commitment, self.signature)
+
+
+def _write_keys(w: Writer, c_pk: bytes, s_pk: bytes, com: bytes, sig: bytes) -> None:
+    w.raw(c_pk).raw(s_pk).raw(com)
+    w.u8(1 if sig else 0)
+    if sig:
+        w.raw(sig)
+
+
+def _read_keys(r: Reader) -> tuple[bytes, bytes, bytes, bytes]:
+    c_pk, s_pk, com = r.raw(KEY_BYTES), r.raw(KEY_BYTES), r.raw(KEY_BYTES)
+    flag = r.u8()
+    if flag not in (0, 1):
+        raise DecodeError("signature flag must be 0 or 1")
+    sig = r.raw(SIGNATURE_BYTES) if flag else b""
+    return c_pk, s_pk, com, sig
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeyEntry:
+    """One neighbour's advertised keys, as forwarded by the server."""
+
+    owner: int
+    c_pk: bytes
+    s_pk: bytes
+    commitment: bytes
+    signature: bytes = b""
+
+    def __post_init__(self) -> None:
+        _check_id(self.owner, "owner")
+        _check_bytes(self.c_pk, KEY_BYTES, "c_pk")
+        _check_bytes(self.s_pk, KEY_BYTES, "s_pk")
+        _check_bytes(self.commitment, KEY_BYTES, "commitment")
+        if self.signature != b"":
+            _check_bytes(self.signature, SIGNATURE_BYTES, "signature")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeysBroadcast(Message):
+    """Server -> client u: the keys of ``N(u) ∩ U1``, ascending by owner."""
+
+    TYPE: ClassVar[MessageType] = MessageType.KEYS_BROADCAST
+    ROUND: ClassVar[int] = 0
+    entries: tuple[KeyEntry, ...]
+
+    def _validate(self) -> None:
+        if self.sender != SERVER_ID:
+            raise ParameterError("KeysBroadcast is sent by the server")
+        object.__setattr__(self, "entries", tuple(self.entries))
+        for e in self.entries:
+            if not isinstance(e, KeyEntry):
+                raise ParameterError("entries must be KeyEntry")
+        _check_sorted_ids([e.owner for e in self.entries], "entry owners")
+
+    def _write_body(self, w: Writer) -> None:
+        w.u32(len(self.entries))
+        for e in self.entries:
+            w.u32(e.owner)
+            _write_keys(w, e.c_pk, e.s_pk, e.commitment, e.signature)
+
+
+def _check_boxes(boxes: Sequence[tuple[int, bytes]], what: str) -> tuple[tuple[int, bytes], ...]:
+    out = tuple((int(i), b) for i, b in boxes)
+    _check_sorted_ids([i for i, _ in out], what)
+    for _, b in out:
+        _check_bytes(b, BOX_BYTES, "share box")
+    return out
+
+
+def _write_boxes(w: Writer, boxes: Sequence[tuple[int, bytes]]) -> None:
+    w.u32(len(boxes))
+    for i, b in boxes:
+        w.u32(i).raw(b)
+
+
+def _read_boxes(r: Reader) -> tuple[tuple[int, bytes], ...]:
+    count = r.count(r.remaining // (4 + BOX_BYTES))
+    return tuple((r.u32(), r.raw(BOX_BYTES)) for _ in range(count))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ShareKeys(Message):
+    """Round 1, client u -> server: one sealed share box per holder, ascending by receiver."""
+
+    TYPE: ClassVar[MessageType] = MessageType.SHARE_KEYS
+    ROUND: ClassVar[int] = 1
+    boxes: tuple[tuple[int, bytes], ...]
+
+    def _validate(self) -> None:
+        if self.sender == SERVER_ID:
+            raise ParameterError("ShareKeys is sent by a client")
+        object.__setattr__(self, "boxes", _check_boxes(self.boxes, "box receivers"))
+
+    def _write_body(self, w: Writer) -> None:
+        _write_boxes(w, self.boxes)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MaskedInputRequest(Message):
+    """Server -> client u: the boxes addressed to u, ascending by sender."""
+
+    TYPE: ClassVar[MessageType] = MessageType.MASKED_INPUT_REQUEST
+    ROUND: ClassVar[int] = 1
+    boxes: tuple[tuple[int, bytes], ...]
+
+    def _validate(self) -> None:
+        if self.sender != SERVER_ID:
+            raise ParameterError("MaskedInputRequest is sent by the server")
+        object.__setattr__(self, "boxes", _check_boxes(self.boxes, "box senders"))
+
+    def _write_body(self, w: Writer) -> None:
+        _write_boxes(w, self.boxes)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class MaskedInput(Message):
+    """Round 2, client -> server: ``y_u`` in Z_{2^bits} (little-endian words)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.MASKED_INPUT
+    ROUND: ClassVar[int] = 2
+    bits: int
+    vector: UIntArray
+
+    def _validate(self) -> None:
+        if self.sender == SERVER_ID:
+            raise ParameterError("MaskedInput is sent by a client")
+        dt = dtype_for_bits(self.bits)
+        v = self.vector
+        if not isinstance(v, np.ndarray) or v.ndim != 1 or v.dtype != dt or len(v) < 1:
+            raise ParameterError(f"vector must be a non-empty 1-D {np.dtype(dt).name} array")
+        if self.bits < 8 * v.dtype.itemsize and int(v.max()) >> self.bits:
+            raise ParameterError(f"vector holds values >= 2^{self.bits}")
+
+    def _write_body(self, w: Writer) -> None:
+        w.u8(self.bits).u64(len(self.vector))
+        le = self.vector.dtype.newbyteorder("<")
+        w.raw(self.vector.astype(le, copy=False).tobytes())
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConsistencyRequest(Message):
+    """Round 3 (malicious), server -> client: the survivor set U3."""
+
+    TYPE: ClassVar[MessageType] = MessageType.CONSISTENCY_REQUEST
+    ROUND: ClassVar[int] = 3
+    survivors: tuple[int, ...]
+
+    def _validate(self) -> None:
+        if self.sender != SERVER_ID:
+            raise ParameterError("ConsistencyRequest is sent by the server")
+        object.__setattr__(self, "survivors", tuple(self.survivors))
+        _check_sorted_ids(self.survivors, "survivors")
+
+    def _write_body(self, w: Writer) -> None:
+        _write_ids(w, self.survivors)
+
+
+def _write_ids(w: Writer, ids: Sequence[int]) -> None:
+    w.u32(len(ids))
+    for i in ids:
+        w.u32(i)
+
+
+def _read_ids(r: Reader) -> tuple[int, ...]:
+    count = r.count(r.remaining // 4)
+    return tuple(r.u32() for _ in range(count))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConsistencySignature(Message):
+    """Round 3 (malicious), client -> server: u's signature over U3."""
+
+    TYPE: ClassVar[MessageType] = MessageType.CONSISTENCY_SIGNATURE
+    ROUND: ClassVar[int] = 3
+    signature: bytes
+
+    def _validate(self) -> None:
+        if self.sender == SERVER_ID:
+            raise ParameterError("ConsistencySignature is sent by a client")
+        _check_bytes(self.signature, SIGNATURE_BYTES, "signature")
+
+    def _write_body(self, w: Writer) -> None:
+        w.raw(self.signature)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnmaskingRequest(Message):
+    """Round 4, server -> client: survivors U3, dropped D = U2 \\ U3, and (malicious) U4's signatures."""
+
+    TYPE: ClassVar[MessageType] = MessageType.UNMASKING_REQUEST
+    ROUND: ClassVar[int] = 4
+    survivors: tuple[int, ...]
+    dropped: tuple[int, ...]
+    signatures: tuple[tuple[int, bytes], ...] = field(default=())
+
+    def _validate(self) -> None:
+        if self.sender != SERVER_ID:
+            raise ParameterError("UnmaskingRequest is sent by the server")
+        object.__setattr__(self, "survivors", tuple(self.survivors))
+        object.__setattr__(self, "dropped", tuple(self.dropped))
+        object.__setattr__(self, "signatures", tuple((int(i), s) for i, s in self.signatures))
+        _check_sorted_ids(self.survivors, "survivors")
+        _check_sorted_ids(self.dropped, "dropped")
+        _check_sorted_ids([i for i, _ in self.signatures], "signers")
+        for _, s in self.signatures:
+            _check_bytes(s, SIGNATURE_BYTES, "signature")
+
+    def _write_body(self, w: Writer) -> None:
+        _write_ids(w, self.survivors)
+        _write_ids(w, self.dropped)
+        w.u32(len(self.signatures))
+        for i, s in self.signatures:
+            w.u32(i).raw(s)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnmaskingResponse(Message):
+    """Round 4, client -> server: ``(owner, kind, share)`` ascending by owner, one per owner."""
+
+    TYPE: ClassVar[MessageType] = MessageType.UNMASKING_RESPONSE
+    ROUND: ClassVar[int] = 4
+    shares: tuple[tuple[int, ShareKind, int], ...]
+
+    def _validate(self) -> None:
+        if self.sender == SERVER_ID:
+            raise ParameterError("UnmaskingResponse is sent by a client")
+        out = []
+        for owner, kind, y in self.shares:
+            if not isinstance(kind, ShareKind):
+                raise ParameterError("share kind must be a ShareKind")
+            if isinstance(y, bool) or not isinstance(y, int) or not 0 <= y < P:
+                raise ParameterError("share is not a field element")
+            out.append((owner, kind, y))
+        _check_sorted_ids([o for o, _, _ in out], "share owners")
+        object.__setattr__(self, "shares", tuple(out))
+
+    def _write_body(self, w: Writer) -> None:
+        w.u32(len(self.shares))
+        for owner, kind, y in self.shares:
+            w.u32(owner).u8(int(kind)).raw(encode_element(y))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Abort(Message):
+    """Server -> client: the round is aborted (reason is informative only)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.ABORT
+    ROUND: ClassVar[int] = 255
+    reason: str
+
+    def _validate(self) -> None:
+        if self.sender != SERVER_ID:
+            raise ParameterError("Abort is sent by the server")
+        if not isinstance(self.reason, str) or len(self.reason.encode()) > MAX_REASON_BYTES:
+            raise ParameterError("reason must be a string of at most 1024 UTF-8 bytes")
+
+    def _write_body(self, w: Writer) -> None:
+        w.blob(self.reason.encode())
+
+
+_CLASSES: dict[int, type[Message]] = {
+    int(c.TYPE): c
+    for c in (
+        AdvertiseKeys,
+        KeysBroadcast,
+        ShareKeys,
+        MaskedInputRequest,
+        MaskedInput,
+        ConsistencyRequest,
+        ConsistencySignature,
+        UnmaskingRequest,
+        UnmaskingResponse,
+        Abort,
+    )
+}
+
+
+def encode(msg: Message) -> bytes:
+    """The wire bytes of ``msg`` (header, then body)."""
+    if not isinstance(msg, Message) or type(msg) not in _CLASSES.values():
+        raise ParameterError("not a secagg masking message")
+    w = Writer()
+    w.u16(WIRE_VERSION).u8(int(msg.TYPE)).u8(msg.ROUND).raw(msg.session_id)
+    w.u32(msg.sender).u32(msg.recipient)
+    msg._write_body(w)
+    return w.getvalue()
+
+
+def _read_body(cls: type[Message], r: Reader, head: dict[str, object]) -> Message:
+    if cls is AdvertiseKeys:
+        c_pk, s_pk, com, sig = _read_keys(r)
+        return AdvertiseKeys(c_pk=c_pk, s_pk=s_pk, commitment=com, signature=sig, **head)  # type: ignore[arg-type]
+    if cls is KeysBroadcast:
+        count = r.count(r.remaining // (4 + 3 * KEY_BYTES + 1))
+        entries = []
+        for _ in range(count):
+            owner = r.u32()
+            c_pk, s_pk, com, sig = _read_keys(r)
+            entries.append(
+                KeyEntry(owner=owner, c_pk=c_pk, s_pk=s_pk, commitment=com, signature=sig)
+            )
+        return KeysBroadcast(entries=tuple(entries), **head)  # type: ignore[arg-type]
+    if cls is ShareKeys:
+        return ShareKeys(boxes=_read_boxes(r), **head)  # type: ignore[arg-type]
+    if cls is MaskedInputRequest:
+        return MaskedInputRequest(boxes=_read_boxes(r), **head)  # type: ignore[arg-type]
+    if cls is MaskedInput:
+        bits = r.u8()
+        try:
+            dt = np.dtype(dtype_for_bits(bits))
+        except ParameterError:
+            raise DecodeError("bits out of range") from None
+        length = r.u64()
+        if length < 1 or length * dt.itemsize != r.remaining:
+            raise DecodeError("masked vector length does not match the bytes")
+        view = r.raw_view(length * dt.itemsize)
+        vec = np.frombuffer(view, dtype=dt.newbyteorder("<"))
+        if vec.dtype != dt:  # big-endian host
+            vec = vec.astype(dt)
+        return MaskedInput(bits=bits, vector=vec, **head)  # type: ignore[arg-type]
+    if cls is ConsistencyRequest:
+        return ConsistencyRequest(survivors=_read_ids(r), **head)  # type: ignore[arg-type]
+    if cls is ConsistencySignature:
+        return ConsistencySignature(signature=r.raw(SIGNATURE_BYTES), **head)  # type: ignore[arg-type]
+    if cls is UnmaskingRequest:
+        survivors = _read_ids(r)
+        dropped = _read_ids(r)
+        count = r.count(r.remaining // (4 + SIGNATURE_BYTES))
+        sigs = tuple((r.u32(), r.raw(SIGNATURE_BYTES)) for _ in range(count))
+        return UnmaskingRequest(survivors=survivors, dropped=dropped, signatures=sigs, **head)  # type: ignore[arg-type]
+    if cls is UnmaskingResponse:
+        count = r.count(r.remaining // (5 + ELEMENT_BYTES))
+        shares = []
+        for _ in range(count):
+            owner = r.u32()
+            k = r.u8()
+            if k not in (1, 2):
+                raise DecodeError("unknown share kind")
+            shares.append((owner, ShareKind(k), decode_element(r.raw(ELEMENT_BYTES))))
+        return UnmaskingResponse(shares=tuple(shares), **head)  # type: ignore[arg-type]
+    if cls is Abort:
+        raw = r.blob(MAX_REASON_BYTES)
+        try:
+            reason = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise DecodeError("abort reason is not UTF-8") from None
+        return Abort(reason=reason, **head)  # type: ignore[arg-type]
+    raise DecodeError("unknown message type")  # pragma: no cover
+
+
+def decode(data: bytes | bytearray | memoryview) -> Message:
+    """Parse and fully validate one message.
+
+    Raises
+    ------
+    DecodeError
+        On a wrong version, unknown type, wrong round for the type, truncation,
+        trailing bytes, out-of-range or unordered fields.
+    """
+    r = Reader(data)
+    version = r.u16()
+    if version != WIRE_VERSION:
+        raise DecodeError(f"unsupported wire version {version}")
+    tcode = r.u8()
+    cls = _CLASSES.get(tcode)
+    if cls is None:
+        raise DecodeError(f"unknown message type {tcode}")
+    if r.u8() != cls.ROUND:
+        raise DecodeError("round field does not match the message type")
+    head: dict[str, object] = {
+        "session_id": r.raw(SESSION_BYTES),
+        "sender": r.u32(),
+        "recipient": r.u32(),
+    }
+    try:
+        msg = _read_body(cls, r, head)
+    except ParameterError as exc:
+        raise DecodeError(str(exc)) from None
+    r.finish()
+    return msg
+
+
+def encode_share_plaintext(owner: int, holder: int, b_share: int, s_share: int) -> bytes:
+    """``u32(owner) || u32(holder) || element(b_share) || element(s_share)`` (74 bytes)."""
+    return (
+        Writer()
+        .u32(owner)
+        .u32(holder)
+        .raw(encode_element(b_share))
+        .raw(encode_element(s_share))
+        .getvalue()
+    )
+
+
+def decode_share_plaintext(data: bytes) -> tuple[int, int, int, int]:
+    """Inverse of :func:`encode_share_plaintext`; :class:`DecodeError` if malformed."""
+    r = Reader(data)
+    out = (
+        r.u32(),
+        r.u32(),
+        decode_element(r.raw(ELEMENT_BYTES)),
+        decode_element(r.raw(ELEMENT_BYTES)),
+    )
+    r.finish()
+    return out

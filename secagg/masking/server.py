@@ -1,0 +1,546 @@
+"""The SecAgg / SecAgg+ server as a sans-IO state machine.
+
+Rules of this file:
+
+* One phase enum (:class:`ServerPhase`) and one transition table
+  (:data:`TRANSITIONS`, ``(phase, message type) -> handler``) plus one table of
+  what a passed deadline does in each phase (:data:`DEADLINES`).
+* A client message that does not fit the phase, is a duplicate, comes from a
+  client not in the current set, or fails validation raises
+  :class:`RemoteProtocolError` (or :class:`DecodeError`) and changes nothing;
+  that client simply does not enter the next set.  Dropouts are data.
+* When every expected client has answered, the server closes the round at once;
+  otherwise :meth:`Server.deadline_passed` closes it with whoever answered.
+* The server keeps one running sum (memory ``O(m)``), never the individual
+  masked vectors, and aborts only when a threshold can no longer be met — it
+  then outputs nothing.
+* The unmasking PRG work is a list of ``(seed, ±1)`` jobs that
+  :meth:`Server.finalize` applies to disjoint chunk ranges through an injected
+  ``map`` function (so a runtime may use threads; this module never does).
+
+Normative description: ``protocols/secagg.md``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+
+from secagg.errors import (
+    CryptoError,
+    DecodeError,
+    LocalProtocolError,
+    ParameterError,
+    RemoteProtocolError,
+)
+from secagg.masking import _common as cm
+from secagg.masking import messages as m
+from secagg.masking.config import RoundConfig, SecurityMode
+from secagg.masking.graph import all_neighbours
+from secagg.primitives import shamir
+from secagg.primitives import sign as _sign
+from secagg.primitives.field import element_to_secret
+from secagg.primitives.kex import KeyPair
+from secagg.primitives.prg import UIntArray, apply_masks, dtype_for_bits
+
+__all__ = ["DEADLINES", "TRANSITIONS", "UNMASK_RANGE_ELEMENTS", "Server", "ServerPhase"]
+
+#: Elements per chunk range handed to the ``map`` function in :meth:`Server.finalize`.
+UNMASK_RANGE_ELEMENTS = 1 << 18
+
+
+class ServerPhase(enum.Enum):
+    """Where the server is in the round."""
+
+    COLLECT_KEYS = "collect-keys"
+    COLLECT_SHARES = "collect-shares"
+    COLLECT_MASKED = "collect-masked-inputs"
+    COLLECT_SIGNATURES = "collect-signatures"
+    COLLECT_UNMASKING = "collect-unmasking"
+    FINALIZING = "finalizing"  #: secrets reconstructed; mask jobs ready
+    COMPLETED = "completed"
+    ABORTED = "aborted"
+
+
+_T = m.MessageType
+#: (phase, message type) -> handler name.
+TRANSITIONS: dict[tuple[ServerPhase, m.MessageType], str] = {
+    (ServerPhase.COLLECT_KEYS, _T.ADVERTISE_KEYS): "_on_advertise",
+    (ServerPhase.COLLECT_SHARES, _T.SHARE_KEYS): "_on_share_keys",
+    (ServerPhase.COLLECT_MASKED, _T.MASKED_INPUT): "_on_masked_input",
+    (ServerPhase.COLLECT_SIGNATURES, _T.CONSISTENCY_SIGNATURE): "_on_signature",
+    (ServerPhase.COLLECT_UNMASKING, _T.UNMASKING_RESPONSE): "_on_unmasking",
+}
+#: phase -> what closes it (on a passed deadline or when everyone answered).
+DEADLINES: dict[ServerPhase, str] = {
+    ServerPhase.COLLECT_KEYS: "_close_keys",
+    ServerPhase.COLLECT_SHARES: "_close_shares",
+    ServerPhase.COLLECT_MASKED: "_close_masked",
+    ServerPhase.COLLECT_SIGNATURES: "_close_signatures",
+    ServerPhase.COLLECT_UNMASKING: "_close_unmasking",
+}
+
+Outgoing = list[tuple[int, m.Message]]
+
+
+class Server:
+    """The aggregation server of one round.
+
+    Parameters
+    ----------
+    config:
+        The round configuration the server distributed.
+
+    Security notes
+    --------------
+    The server output is ``Σ_{u∈U3} x_u mod 2^b`` or nothing.  Reconstructed
+    secrets are checked against the advertised commitment ``h_v`` and public key
+    ``s_v^PK``; a lying share holder makes the round abort, never a wrong sum.
+    """
+
+    def __init__(self, *, config: RoundConfig) -> None:
+        if not isinstance(config, RoundConfig):
+            raise ParameterError("config must be a RoundConfig")
+        self._config = config
+        self._graph = all_neighbours(config)
+        self._phase = ServerPhase.COLLECT_KEYS
+        self._abort_reason: str | None = None
+        self._expected: set[int] = set(config.clients)  # who may answer in this phase
+        self._keys: dict[int, m.AdvertiseKeys] = {}  # U1
+        self._boxes_from: dict[int, tuple[tuple[int, bytes], ...]] = {}  # U2 -> boxes
+        self._senders_to: dict[int, tuple[int, ...]] = {}  # S_u for u in U2
+        self._masked: set[int] = set()  # U3
+        self._sum: UIntArray | None = None
+        self._signatures: dict[int, bytes] = {}  # U4
+        self._u3: tuple[int, ...] = ()
+        self._dropped: tuple[int, ...] = ()
+        self._u4: tuple[int, ...] = ()
+        self._b_shares: dict[int, list[tuple[int, int]]] = {}
+        self._s_shares: dict[int, list[tuple[int, int]]] = {}
+        self._responded: set[int] = set()  # U5
+        self._jobs: list[tuple[bytes, int]] = []
+        self._result: UIntArray | None = None
+
+    # -- public view -------------------------------------------------------------
+
+    @property
+    def phase(self) -> ServerPhase:
+        return self._phase
+
+    @property
+    def config(self) -> RoundConfig:
+        return self._config
+
+    @property
+    def aborted(self) -> bool:
+        return self._phase is ServerPhase.ABORTED
+
+    @property
+    def abort_reason(self) -> str | None:
+        return self._abort_reason
+
+    @property
+    def expected(self) -> frozenset[int]:
+        """Clients whose message the current phase still waits for."""
+        return frozenset(self._expected)
+
+    @property
+    def survivors(self) -> tuple[int, ...]:
+        """``U3`` (sorted) once the masked-input round is closed, else ``()``."""
+        return self._u3
+
+    @property
+    def sets(self) -> dict[str, tuple[int, ...]]:
+        """``U1 .. U5`` as known so far."""
+        return {
+            "U1": tuple(sorted(self._keys)),
+            "U2": tuple(sorted(self._boxes_from)),
+            "U3": self._u3 if self._u3 else tuple(sorted(self._masked)),
+            "U4": self._u4,
+            "U5": tuple(sorted(self._responded)),
+        }
+
+    @property
+    def mask_jobs(self) -> tuple[tuple[bytes, int], ...]:
+        """The ``(seed, sign)`` jobs :meth:`finalize` applies (phase FINALIZING)."""
+        return tuple(self._jobs)
+
+    @property
+    def result(self) -> UIntArray | None:
+        """``Σ_{u∈U3} x_u mod 2^b`` once COMPLETED, else ``None``."""
+        return self._result
+
+    @property
+    def running_sum_bytes(self) -> int:
+        return 0 if self._sum is None else int(self._sum.nbytes)
+
+    # -- driving -------------------------------------------------------------------
+
+    def receive(self, sender: int, data: bytes | bytearray | memoryview) -> Outgoing:
+        """Decode a message from ``sender`` (transport-authenticated id) and handle it.
+
+        Returns the messages to send, as ``(recipient, message)``.
+
+        Raises
+        ------
+        DecodeError
+            Malformed bytes, another session, or a header that does not match the
+            transport sender; nothing changed.
+        RemoteProtocolError, CryptoError
+            The message does not fit the phase or failed validation; nothing changed.
+        """
+        return self.handle(sender, m.decode(data))
+
+    def handle(self, sender: int, msg: m.Message) -> Outgoing:
+        """Like :meth:`receive` for an already decoded message."""
+        if msg.session_id != self._config.session_id:
+            raise DecodeError("message from another session")
+        if msg.sender != sender or msg.recipient != m.SERVER_ID:
+            raise DecodeError("header does not match the transport sender")
+        name = TRANSITIONS.get((self._phase, msg.TYPE))
+        if name is None:
+            raise RemoteProtocolError(
+                f"{type(msg).__name__} does not fit phase {self._phase.value}; ignored"
+            )
+        if sender not in self._expected:
+            raise RemoteProtocolError(f"client {sender} is not expected now (duplicate or dropped)")
+        handler: Callable[[int, Any], None] = getattr(self, name)
+        handler(sender, msg)  # validates, then records; raises without changing state
+        self._expected.discard(sender)
+        if not self._expected:
+            return self._close()
+        return []
+
+    def deadline_passed(self) -> Outgoing:
+        """Close the current round with whoever answered (missing replies = dropouts).
+
+        Raises
+        ------
+        LocalProtocolError
+            In a phase that waits for nobody (FINALIZING, COMPLETED, ABORTED).
+        """
+        if self._phase not in DEADLINES:
+            raise LocalProtocolError(f"no deadline in phase {self._phase.value}")
+        return self._close()
+
+    def finalize(
+        self,
+        map_fn: Callable[
+            [Callable[[tuple[int, int]], None], Iterable[tuple[int, int]]], Iterable[Any]
+        ]
+        | None = None,
+    ) -> UIntArray:
+        """Remove the masks from the running sum and return ``Σ_{u∈U3} x_u mod 2^b``.
+
+        Parameters
+        ----------
+        map_fn:
+            A ``map``-like callable (e.g. ``executor.map``) used to run the jobs on
+            disjoint chunk ranges; the builtin :func:`map` by default.
+
+        Raises
+        ------
+        LocalProtocolError
+            Unless the phase is FINALIZING.
+        """
+        if self._phase is not ServerPhase.FINALIZING:
+            raise LocalProtocolError(f"finalize() in phase {self._phase.value}")
+        total = self._sum
+        assert total is not None
+        bits = self._config.bits
+        mod = (1 << bits) - 1
+        if bits < 8 * total.dtype.itemsize:
+            np.bitwise_and(total, total.dtype.type(mod), out=total)
+        jobs = list(self._jobs)
+        n = len(total)
+        ranges = [
+            (a, min(a + UNMASK_RANGE_ELEMENTS, n)) for a in range(0, n, UNMASK_RANGE_ELEMENTS)
+        ]
+
+        def work(r: tuple[int, int]) -> None:
+            apply_masks(total[r[0] : r[1]], jobs, bits, offset=r[0])
+
+        for _ in (map_fn or map)(work, ranges):
+            pass
+        self._result = total
+        self._sum = None
+        self._jobs = []
+        self._phase = ServerPhase.COMPLETED
+        return total
+
+    # -- message handlers (validate, then record) ------------------------------------
+
+    def _on_advertise(self, sender: int, msg: m.AdvertiseKeys) -> None:
+        cfg = self._config
+        if cfg.security is SecurityMode.MALICIOUS:
+            _sign.verify(
+                cfg.identity_key(sender),
+                msg.signature,
+                cm.advertise_signature_input(
+                    session_id=cfg.session_id,
+                    client=sender,
+                    c_pk=msg.c_pk,
+                    s_pk=msg.s_pk,
+                    commitment=msg.commitment,
+                ),
+            )
+        elif msg.signature:
+            raise RemoteProtocolError("signature in a semi-honest round")
+        self._keys[sender] = msg
+
+    def _on_share_keys(self, sender: int, msg: m.ShareKeys) -> None:
+        want = tuple(sorted(self._graph[sender].intersection(self._keys)))
+        got = tuple(v for v, _ in msg.boxes)
+        if got != want:
+            raise RemoteProtocolError("share boxes must go to exactly N(u) ∩ U1")
+        self._boxes_from[sender] = msg.boxes
+
+    def _on_masked_input(self, sender: int, msg: m.MaskedInput) -> None:
+        cfg = self._config
+        if msg.bits != cfg.bits or len(msg.vector) != cfg.length:
+            raise RemoteProtocolError(
+                f"masked input must have bits={cfg.bits} and {cfg.length} elements"
+            )
+        # range already checked by the decoder / message constructor
+        if self._sum is None:
+            self._sum = np.zeros(cfg.length, dtype=dtype_for_bits(cfg.bits))
+        # wraps mod 2^(8*itemsize); reduced mod 2^bits in finalize (2^bits divides it)
+        np.add(self._sum, msg.vector, out=self._sum)
+        self._masked.add(sender)
+
+    def _on_signature(self, sender: int, msg: m.ConsistencySignature) -> None:
+        cfg = self._config
+        try:
+            _sign.verify(
+                cfg.identity_key(sender),
+                msg.signature,
+                cm.consistency_signature_input(
+                    session_id=cfg.session_id, client=sender, survivors=self._u3
+                ),
+            )
+        except CryptoError:
+            raise RemoteProtocolError("invalid consistency signature") from None
+        self._signatures[sender] = msg.signature
+
+    def _on_unmasking(self, sender: int, msg: m.UnmaskingResponse) -> None:
+        u3 = set(self._u3)
+        dropped = set(self._dropped)
+        want = []
+        for v in self._senders_to[sender]:
+            if v in u3:
+                want.append((v, m.ShareKind.SELF_MASK))
+            elif v in dropped:
+                want.append((v, m.ShareKind.MASK_KEY))
+        got = [(v, k) for v, k, _ in msg.shares]
+        if got != want:
+            raise RemoteProtocolError(
+                "unmasking response does not hold exactly the expected shares"
+            )
+        for v, kind, y in msg.shares:
+            book = self._b_shares if kind is m.ShareKind.SELF_MASK else self._s_shares
+            book.setdefault(v, []).append((sender, y))
+        self._responded.add(sender)
+
+    # -- closing rounds ----------------------------------------------------------------
+
+    def _close(self) -> Outgoing:
+        name = DEADLINES[self._phase]
+        closer: Callable[[], Outgoing] = getattr(self, name)
+        return closer()
+
+    def _abort(self, reason: str, notify: Iterable[int]) -> Outgoing:
+        cfg = self._config
+        self._phase = ServerPhase.ABORTED
+        self._abort_reason = reason
+        self._sum = None
+        self._jobs = []
+        self._expected = set()
+        return [
+            (u, m.Abort(session_id=cfg.session_id, sender=m.SERVER_ID, recipient=u, reason=reason))
+            for u in sorted(notify)
+        ]
+
+    def _close_keys(self) -> Outgoing:
+        cfg = self._config
+        u1 = sorted(self._keys)
+        if len(u1) < cfg.threshold + 1:
+            return self._abort(f"only {len(u1)} clients advertised keys (t={cfg.threshold})", u1)
+        out: Outgoing = []
+        for u in u1:
+            entries = tuple(
+                m.KeyEntry(
+                    owner=v,
+                    c_pk=k.c_pk,
+                    s_pk=k.s_pk,
+                    commitment=k.commitment,
+                    signature=k.signature,
+                )
+                for v in sorted(self._graph[u].intersection(self._keys))
+                for k in (self._keys[v],)
+            )
+            out.append(
+                (
+                    u,
+                    m.KeysBroadcast(
+                        session_id=cfg.session_id, sender=m.SERVER_ID, recipient=u, entries=entries
+                    ),
+                )
+            )
+        self._expected = set(u1)
+        self._phase = ServerPhase.COLLECT_SHARES
+        return out
+
+    def _close_shares(self) -> Outgoing:
+        cfg = self._config
+        u2 = sorted(self._boxes_from)
+        if len(u2) < cfg.threshold + 1:
+            return self._abort(f"only {len(u2)} clients shared keys (t={cfg.threshold})", u2)
+        inbox: dict[int, list[tuple[int, bytes]]] = {u: [] for u in u2}
+        for v in u2:  # ascending sender order
+            for receiver, box in self._boxes_from[v]:
+                if receiver in inbox:
+                    inbox[receiver].append((v, box))
+        out: Outgoing = []
+        for u in u2:
+            self._senders_to[u] = tuple(v for v, _ in inbox[u])
+            out.append(
+                (
+                    u,
+                    m.MaskedInputRequest(
+                        session_id=cfg.session_id,
+                        sender=m.SERVER_ID,
+                        recipient=u,
+                        boxes=tuple(inbox[u]),
+                    ),
+                )
+            )
+        self._boxes_from = {u: () for u in u2}  # boxes forwarded; keep only U2
+        self._expected = set(u2)
+        self._phase = ServerPhase.COLLECT_MASKED
+        return out
+
+    def _holders(self, owner: int, among: set[int]) -> int:
+        return sum(1 for w in among if owner in self._senders_to.get(w, ()))
+
+    def _close_masked(self) -> Outgoing:
+        cfg = self._config
+        t = cfg.threshold
+        u3 = set(self._masked)
+        u3_sorted = tuple(sorted(u3))
+        if len(u3) < t + 1:
+            return self._abort(f"only {len(u3)} masked inputs (t={t})", u3_sorted)
+        dropped = tuple(sorted(set(self._boxes_from) - u3))
+        for u in u3_sorted:
+            if self._holders(u, u3) < t:
+                return self._abort(f"client {u}'s self mask cannot be recovered", u3_sorted)
+        masked_with = {v for u in u3 for v in self._senders_to[u]}
+        for v in dropped:
+            if v in masked_with and self._holders(v, u3) < t:
+                return self._abort(f"dropped client {v}'s masks cannot be recovered", u3_sorted)
+        self._u3 = u3_sorted
+        self._dropped = dropped
+        self._expected = set(u3)
+        if cfg.security is SecurityMode.MALICIOUS:
+            self._phase = ServerPhase.COLLECT_SIGNATURES
+            return [
+                (
+                    u,
+                    m.ConsistencyRequest(
+                        session_id=cfg.session_id,
+                        sender=m.SERVER_ID,
+                        recipient=u,
+                        survivors=u3_sorted,
+                    ),
+                )
+                for u in u3_sorted
+            ]
+        self._u4 = u3_sorted
+        return self._send_unmasking(())
+
+    def _close_signatures(self) -> Outgoing:
+        cfg = self._config
+        u4 = tuple(sorted(self._signatures))
+        if len(u4) < cfg.signature_threshold:
+            return self._abort(
+                f"only {len(u4)} consistency signatures (need {cfg.signature_threshold})", u4
+            )
+        self._u4 = u4
+        self._expected = set(u4)
+        return self._send_unmasking(tuple((u, self._signatures[u]) for u in u4))
+
+    def _send_unmasking(self, sigs: tuple[tuple[int, bytes], ...]) -> Outgoing:
+        cfg = self._config
+        self._expected = set(self._u4)
+        self._phase = ServerPhase.COLLECT_UNMASKING
+        return [
+            (
+                u,
+                m.UnmaskingRequest(
+                    session_id=cfg.session_id,
+                    sender=m.SERVER_ID,
+                    recipient=u,
+                    survivors=self._u3,
+                    dropped=self._dropped,
+                    signatures=sigs,
+                ),
+            )
+            for u in self._u4
+        ]
+
+    def _reconstruct(self, points: list[tuple[int, int]]) -> bytes:
+        t = self._config.threshold
+        pts = sorted(points)[:t]
+        secret = shamir.reconstruct(pts, t)
+        return element_to_secret(secret)
+
+    def _close_unmasking(self) -> Outgoing:
+        cfg = self._config
+        t = cfg.threshold
+        u5 = sorted(self._responded)
+        u3 = self._u3
+        dropped_needed = sorted({v for u in u3 for v in self._senders_to[u]} & set(self._dropped))
+        for v in u3:
+            if len(self._b_shares.get(v, ())) < t:
+                return self._abort(f"too few shares to remove client {v}'s self mask", u5)
+        for v in dropped_needed:
+            if len(self._s_shares.get(v, ())) < t:
+                return self._abort(f"too few shares to rebuild dropped client {v}'s masks", u5)
+        jobs: list[tuple[bytes, int]] = []
+        try:
+            for v in u3:
+                b = self._reconstruct(self._b_shares[v])
+                if (
+                    cm.self_mask_commitment(b, session_id=cfg.session_id, client=v)
+                    != self._keys[v].commitment
+                ):
+                    raise ParameterError("commitment mismatch")
+                jobs.append((cm.self_mask_seed(b, session_id=cfg.session_id, client=v), -1))
+            dropped_keys: dict[int, KeyPair] = {}
+            for v in dropped_needed:
+                kp = KeyPair.from_private_bytes(self._reconstruct(self._s_shares[v]))
+                if kp.public != self._keys[v].s_pk:
+                    raise ParameterError("public key mismatch")
+                dropped_keys[v] = kp
+        except (ParameterError, CryptoError):
+            return self._abort("a reconstructed secret failed its check (a holder lied)", u5)
+        dset = set(dropped_needed)
+        for u in u3:
+            for v in self._senders_to[u]:
+                if v in dset:
+                    seed = cm.pairwise_seed(
+                        dropped_keys[v].private,
+                        self._keys[u].s_pk,
+                        session_id=cfg.session_id,
+                        a=u,
+                        b=v,
+                    )
+                    jobs.append((seed, -cm.mask_sign(u, v)))
+        self._jobs = jobs
+        self._b_shares = {}
+        self._s_shares = {}
+        self._expected = set()
+        self._phase = ServerPhase.FINALIZING
+        return []
