@@ -49,7 +49,6 @@ at ``10^6`` — the values of Bell et al. and of the production finder.
 
 from __future__ import annotations
 
-import enum
 import math
 from dataclasses import dataclass
 from fractions import Fraction
@@ -59,6 +58,14 @@ import numpy as np
 import numpy.typing as npt
 
 from secagg.errors import ParameterError
+
+# The masking state machines already define the threat-model enum
+# (SEMI_HONEST = "semi-honest", MALICIOUS = "malicious"); reuse it so that one
+# value means the same thing everywhere.  SEMI_HONEST: the server and corrupt
+# clients follow the protocol but pool what they see.  MALICIOUS: the server may
+# also lie about who dropped (the production finder's "semi-malicious" server),
+# which raises the threshold to t > (k + corrupt neighbours) / 2.
+from secagg.masking.config import SecurityMode as ThreatModel
 
 __all__ = [
     "MAX_BAD_FRACTION",
@@ -83,19 +90,6 @@ MAX_BAD_FRACTION = Fraction(9, 10)
 _MARGIN_BITS = 1e-6
 
 _LN2 = math.log(2.0)
-
-
-class ThreatModel(enum.Enum):
-    """Who the finder protects against.
-
-    ``SEMI_HONEST``: the server and the corrupt clients follow the protocol but
-    pool what they see.  ``MALICIOUS``: the server may also lie about which clients
-    dropped (the "semi-malicious" server of the production finder), which raises
-    the threshold to ``t > (k + corrupt neighbours) / 2``.
-    """
-
-    SEMI_HONEST = "semi-honest"
-    MALICIOUS = "malicious"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
