@@ -184,12 +184,20 @@ class RoundConfig:
     ) -> RoundConfig:
         """Build a config, filling ``neighbors``/``threshold`` with safe defaults.
 
-        Defaults come from :func:`secagg.masking.params.choose_parameters` when that
-        module exists, else from :func:`default_parameters`.  In malicious mode a
-        default threshold is raised to ``floor(k/2) + 1`` if needed.
+        SecAgg+ defaults come from :func:`secagg.masking.params.choose_parameters`
+        (Bell et al.; corrupt fraction 0.05, dropout fraction 0.33, 2^-40 / 2^-20)
+        for the given security mode; SecAgg (complete graph) uses
+        :func:`default_parameters`.  Given ``neighbors`` but no ``threshold``:
+        ``t = floor(k/2) + 1``.  In malicious mode a default threshold is raised to
+        ``floor(k/2) + 1`` if needed.
+
+        Raises
+        ------
+        ParameterError
+            If the parameters are infeasible or insecure (the message says why).
         """
         n = len(tuple(clients))
-        k_def, t_def = _defaults(n, protocol)
+        k_def, t_def = _defaults(n, protocol, security)
         k = neighbors if neighbors is not None else k_def
         if protocol is ProtocolKind.SECAGG:
             k = n - 1
@@ -242,19 +250,13 @@ class RoundConfig:
         raise ParameterError(f"no identity key for client {client}")
 
 
-def _defaults(n: int, protocol: ProtocolKind) -> tuple[int, int]:
-    try:
-        from secagg.masking import params as _params  # written by another team
-    except ImportError:
-        return default_parameters(n, protocol)
-    chooser = getattr(_params, "choose_parameters", None)
-    if chooser is None:
-        return default_parameters(n, protocol)
-    try:
-        chosen = chooser(n=n)
-        k, t = int(chosen.k), int(chosen.t)  # type: ignore[attr-defined]
-    except Exception:
-        return default_parameters(n, protocol)
+def _defaults(n: int, protocol: ProtocolKind, security: SecurityMode) -> tuple[int, int]:
+    """SecAgg+: Bell et al.'s finder when available; the documented default otherwise."""
     if protocol is ProtocolKind.SECAGG:
-        return n - 1, max(1, min(n - 1, t if t > n // 2 else n // 2 + 1))
-    return min(k, n - 1), min(t, k, n - 1)
+        return default_parameters(n, protocol)
+    try:
+        from secagg.masking.params import choose_parameters  # the parameter finder
+    except ImportError:  # pragma: no cover - the finder ships with the package
+        return default_parameters(n, protocol)
+    chosen = choose_parameters(n=n, mode=security)
+    return chosen.k, chosen.t
