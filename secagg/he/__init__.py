@@ -1,0 +1,58 @@
+"""Homomorphic summation with TenSEAL (CKKS for floats, BFV for exact integers).
+
+The normative description is ``protocols/he_sum.md``.  TenSEAL is an optional
+dependency (``pip install 'secagg[he]'``) imported only when keys are generated
+or contexts are loaded; importing :mod:`secagg.he` does not load it.
+
+High-level entry point: :func:`he_sum`.  The parties are sans-IO state machines:
+:class:`HEClient`, :class:`HEServer` (public context only) and
+:class:`HEDecryptor` (the secret-key holder, which only accepts aggregates).
+"""
+
+from __future__ import annotations
+
+from secagg.he.api import DECRYPTOR_ID, HESumResult, Observer, he_sum
+from secagg.he.client import HEClient, quantization_spec
+from secagg.he.decryptor import HEAggregate, HEDecryptor
+from secagg.he.envelope import Envelope, EnvelopeKind, decode_envelope, encode_envelope
+from secagg.he.keys import ContextKind, HEContext, HEKeys, generate_keys
+from secagg.he.params import (
+    SEAL_MAX_COEFF_BITS,
+    HEParams,
+    KeyCustody,
+    Preset,
+    Scheme,
+    coeff_modulus_primes,
+    resolve_params,
+)
+from secagg.he.server import HEServer, ServerPhase
+from secagg.he.session import HESession
+
+__all__ = [
+    "DECRYPTOR_ID",
+    "SEAL_MAX_COEFF_BITS",
+    "ContextKind",
+    "Envelope",
+    "EnvelopeKind",
+    "HEAggregate",
+    "HEClient",
+    "HEContext",
+    "HEDecryptor",
+    "HEKeys",
+    "HEParams",
+    "HEServer",
+    "HESession",
+    "HESumResult",
+    "KeyCustody",
+    "Observer",
+    "Preset",
+    "Scheme",
+    "ServerPhase",
+    "coeff_modulus_primes",
+    "decode_envelope",
+    "encode_envelope",
+    "generate_keys",
+    "he_sum",
+    "quantization_spec",
+    "resolve_params",
+]

@@ -1,0 +1,364 @@
+"""Key generation, versioned context envelopes and the TenSEAL operations we use.
+
+``protocols/wire/he_envelope.md`` §2 defines the context envelope.  TenSEAL is
+imported lazily (``secagg[he]``); importing this module does not load it.
+
+Security notes
+--------------
+* :class:`ContextKind.PUBLIC` envelopes carry the public key only (no secret,
+  relinearisation or Galois keys).  Loading one that holds a secret key is
+  refused, so a server built from a public envelope can never decrypt.
+* SEAL draws key material and encryption randomness from its own CSPRNG (seeded
+  from the OS), not from :class:`~secagg.primitives.rand.RandomSource`.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import math
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from secagg._extras import require
+from secagg.encoding.codec import Reader, Writer
+from secagg.errors import DecodeError, LocalProtocolError, ParameterError
+from secagg.he.params import HEParams, Scheme
+
+__all__ = [
+    "CONTEXT_MAGIC",
+    "CONTEXT_VERSION",
+    "ContextKind",
+    "HEContext",
+    "HEKeys",
+    "decode_params",
+    "generate_keys",
+    "key_id_for",
+]
+
+CONTEXT_MAGIC = b"SHC1"
+CONTEXT_VERSION = 1
+_KEY_ID_LABEL = b"secagg/he key-id v1"
+_MAX_PARAMS = 4096
+#: Largest TenSEAL context blob we accept (contexts are ~0.1-2 MB).
+_MAX_CONTEXT = 1 << 28
+
+
+def _ts() -> Any:
+    return require("tenseal", "he")
+
+
+class ContextKind(enum.Enum):
+    """Whether a serialized context holds the secret key."""
+
+    PUBLIC = 1
+    SECRET = 2
+
+
+def key_id_for(public_tenseal_bytes: bytes) -> bytes:
+    """``SHA-256("secagg/he key-id v1" || public TenSEAL bytes)[:16]``."""
+    return hashlib.sha256(_KEY_ID_LABEL + bytes(public_tenseal_bytes)).digest()[:16]
+
+
+def decode_params(data: bytes) -> HEParams:
+    """Parse the canonical parameter encoding (``he_envelope.md`` §3).
+
+    Raises
+    ------
+    DecodeError
+        On malformed bytes or a parameter set that fails validation.
+    """
+    r = Reader(data)
+    try:
+        scheme = Scheme(r.u8())
+    except ValueError:
+        raise DecodeError("unknown scheme") from None
+    n = r.u32()
+    count = r.u8()
+    bits = tuple(r.u8() for _ in range(count))
+    scale_bits = r.u8()
+    t = int.from_bytes(r.blob(16), "big")
+    max_clients = r.u32()
+    (clip,) = struct.unpack(">d", r.raw(8))
+    value_bits = r.u8()
+    r.finish()
+    try:
+        params = HEParams(
+            scheme=scheme,
+            poly_modulus_degree=n,
+            coeff_mod_bit_sizes=bits,
+            scale_bits=scale_bits,
+            plain_modulus=t,
+            max_clients=max_clients,
+            clip=clip,
+            value_bits=value_bits,
+        )
+    except ParameterError as exc:
+        raise DecodeError(f"invalid parameter set: {exc}") from None
+    if params.canonical_bytes() != bytes(data):
+        raise DecodeError("non-canonical parameter encoding")
+    return params
+
+
+def _new_tenseal_context(params: HEParams, n_threads: int) -> Any:
+    ts = _ts()
+    if params.scheme is Scheme.CKKS:
+        ctx = ts.context(
+            ts.SCHEME_TYPE.CKKS,
+            params.poly_modulus_degree,
+            coeff_mod_bit_sizes=list(params.coeff_mod_bit_sizes),
+            n_threads=n_threads,
+        )
+        ctx.global_scale = 2.0**params.scale_bits
+    else:
+        ctx = ts.context(
+            ts.SCHEME_TYPE.BFV,
+            params.poly_modulus_degree,
+            plain_modulus=params.plain_modulus,
+            coeff_mod_bit_sizes=list(params.coeff_mod_bit_sizes),
+            n_threads=n_threads,
+        )
+    return ctx
+
+
+def _public_bytes(ctx: Any) -> bytes:
+    return bytes(
+        ctx.serialize(
+            save_public_key=True,
+            save_secret_key=False,
+            save_galois_keys=False,
+            save_relin_keys=False,
+        )
+    )
+
+
+def _context_envelope(kind: ContextKind, params: HEParams, public: bytes, secret: bytes) -> bytes:
+    w = Writer().raw(CONTEXT_MAGIC).u8(CONTEXT_VERSION).u8(kind.value)
+    w.blob(params.canonical_bytes()).raw(key_id_for(public)).blob(public)
+    if kind is ContextKind.SECRET:
+        w.blob(secret)
+    return w.getvalue()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HEKeys:
+    """Output of :func:`generate_keys`.
+
+    ``public_context`` goes to the server (and through it to the clients);
+    ``secret_context`` stays with the key holder (the decryptor, or every client
+    in SHARED_CLIENT_KEY custody).  ``repr`` never shows the secret.
+    """
+
+    params: HEParams
+    key_id: bytes
+    public_context: bytes
+    secret_context: bytes = field(repr=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.params, HEParams):
+            raise ParameterError("params must be HEParams")
+        if not isinstance(self.key_id, bytes) or len(self.key_id) != 16:
+            raise ParameterError("key_id must be 16 bytes")
+        if not isinstance(self.public_context, bytes) or not isinstance(self.secret_context, bytes):
+            raise ParameterError("contexts must be bytes")
+
+
+def generate_keys(params: HEParams, *, n_threads: int = 2) -> HEKeys:
+    """Generate a fresh key pair for ``params`` and its two context envelopes.
+
+    Parameters
+    ----------
+    params:
+        A validated :class:`HEParams`.
+    n_threads:
+        TenSEAL worker threads for this context (not serialized).
+
+    Raises
+    ------
+    ParameterError
+        On a bad ``params`` or ``n_threads``.
+    MissingExtraError
+        If TenSEAL is not installed.
+    """
+    if not isinstance(params, HEParams):
+        raise ParameterError("params must be HEParams")
+    _check_threads(n_threads)
+    ctx = _new_tenseal_context(params, n_threads)
+    public = _public_bytes(ctx)
+    secret = bytes(
+        ctx.serialize(
+            save_public_key=True,
+            save_secret_key=True,
+            save_galois_keys=False,
+            save_relin_keys=False,
+        )
+    )
+    return HEKeys(
+        params=params,
+        key_id=key_id_for(public),
+        public_context=_context_envelope(ContextKind.PUBLIC, params, public, b""),
+        secret_context=_context_envelope(ContextKind.SECRET, params, public, secret),
+    )
+
+
+def _check_threads(n_threads: int) -> None:
+    if isinstance(n_threads, bool) or not isinstance(n_threads, int) or not 1 <= n_threads <= 256:
+        raise ParameterError("n_threads must be an integer in [1, 256]")
+
+
+class HEContext:
+    """A loaded TenSEAL context plus the parameters and key id it belongs to.
+
+    Build it with :meth:`from_bytes`.  The operations (``encrypt``, ``load``,
+    ``add``, ``decrypt``) work on batched TenSEAL tensors whose columns are
+    ciphertexts (``protocols/he_sum.md`` §4).
+    """
+
+    __slots__ = ("_ctx", "key_id", "kind", "params")
+
+    def __init__(self, *, params: HEParams, key_id: bytes, kind: ContextKind, ctx: Any) -> None:
+        self.params = params
+        self.key_id = key_id
+        self.kind = kind
+        self._ctx = ctx
+
+    @classmethod
+    def from_bytes(
+        cls, data: bytes, *, kind: ContextKind, n_threads: int = 2
+    ) -> HEContext:
+        """Load a context envelope, requiring it to be of ``kind``.
+
+        Raises
+        ------
+        DecodeError
+            Malformed envelope, a key id that does not match the public key, a
+            PUBLIC envelope whose TenSEAL bytes hold a secret key, or a SECRET
+            envelope without one.
+        LocalProtocolError
+            If the envelope is of the other kind (e.g. a secret context handed
+            to the server, or a public one to the decryptor).
+        """
+        if not isinstance(kind, ContextKind):
+            raise ParameterError("kind must be a ContextKind")
+        _check_threads(n_threads)
+        r = Reader(data)
+        if r.raw(4) != CONTEXT_MAGIC:
+            raise DecodeError("not an HE context envelope (bad magic)")
+        if r.u8() != CONTEXT_VERSION:
+            raise DecodeError("unsupported HE context version")
+        try:
+            got = ContextKind(r.u8())
+        except ValueError:
+            raise DecodeError("unknown context kind") from None
+        params = decode_params(r.blob(_MAX_PARAMS))
+        key_id = r.raw(16)
+        public = r.blob(_MAX_CONTEXT)
+        secret = r.blob(_MAX_CONTEXT) if got is ContextKind.SECRET else b""
+        r.finish()
+        if key_id_for(public) != key_id:
+            raise DecodeError("key id does not match the public context")
+        if got is not kind:
+            raise LocalProtocolError(f"expected a {kind.name} context, got {got.name}")
+        ts = _ts()
+        try:
+            blob = public if got is ContextKind.PUBLIC else secret
+            ctx = ts.context_from(blob, n_threads=n_threads)
+        except Exception:  # TenSEAL/protobuf/SEAL raise assorted types
+            raise DecodeError("TenSEAL could not load the context") from None
+        if got is ContextKind.PUBLIC and (ctx.has_secret_key() or not ctx.has_public_key()):
+            raise DecodeError("a public context must hold the public key and no secret key")
+        if got is ContextKind.SECRET and not ctx.has_secret_key():
+            raise DecodeError("a secret context must hold the secret key")
+        if got is ContextKind.SECRET and key_id_for(_public_bytes(ctx)) != key_id:
+            raise DecodeError("the secret context does not belong to the public key")
+        if params.scheme is Scheme.CKKS:
+            ctx.global_scale = 2.0**params.scale_bits
+        return cls(params=params, key_id=key_id, kind=got, ctx=ctx)
+
+    @property
+    def can_decrypt(self) -> bool:
+        return bool(self._ctx.has_secret_key())
+
+    def tenseal_context(self) -> Any:
+        """The underlying TenSEAL context (for tests and diagnostics)."""
+        return self._ctx
+
+    # ------------------------------------------------------------------ tensors
+    def encrypt_columns(self, block: npt.NDArray[Any]) -> Any:
+        """Encrypt a ``(slots, k)`` block into a batched tensor of ``k`` ciphertexts."""
+        ts = _ts()
+        p = self.params
+        if block.ndim != 2 or block.shape[0] != p.slots or block.shape[1] < 1:
+            raise ParameterError(f"expected a ({p.slots}, k) block")
+        # A (slots, 1) batched tensor decrypts wrongly in TenSEAL 0.3.18; one
+        # ciphertext is therefore encrypted from the 1-D column (tensor shape []).
+        cols = block[:, 0] if block.shape[1] == 1 else block
+        if p.scheme is Scheme.CKKS:
+            plain = ts.plain_tensor(np.ascontiguousarray(cols, dtype=np.float64))
+            return ts.ckks_tensor(self._ctx, plain, batch=True)
+        plain = ts.plain_tensor(np.ascontiguousarray(cols, dtype=np.int64), dtype="int")
+        return ts.bfv_tensor(self._ctx, plain, batch=True)
+
+    def load(self, payload: bytes, *, ciphertexts: int) -> Any:
+        """Deserialize a batched tensor and check it has ``ciphertexts`` columns.
+
+        Raises
+        ------
+        DecodeError
+            If TenSEAL cannot parse it under this context, or shape/scale differ.
+        """
+        ts = _ts()
+        p = self.params
+        try:
+            if p.scheme is Scheme.CKKS:
+                t = ts.ckks_tensor_from(self._ctx, payload)
+                scale_ok = math.isclose(float(t.scale()), 2.0**p.scale_bits, rel_tol=1e-9)
+            else:
+                t = ts.bfv_tensor_from(self._ctx, payload)
+                scale_ok = True
+            shape = list(t.shape)
+        except Exception:  # TenSEAL/protobuf/SEAL raise assorted types
+            raise DecodeError("payload is not a ciphertext tensor for this context") from None
+        expected = [] if ciphertexts == 1 else [ciphertexts]
+        if shape != expected or not scale_ok:
+            raise DecodeError(f"payload holds shape {shape}, expected [{ciphertexts}] ciphertexts")
+        return t
+
+    @staticmethod
+    def add(a: Any, b: Any) -> Any:
+        """``a + b`` as a new tensor (the operands are not modified).
+
+        Raises
+        ------
+        DecodeError
+            If SEAL refuses the addition (mismatched levels or parameters).
+        """
+        try:
+            return a + b
+        except Exception:
+            raise DecodeError("ciphertexts cannot be added (mismatched parameters)") from None
+
+    @staticmethod
+    def serialize(t: Any) -> bytes:
+        return bytes(t.serialize())
+
+    def decrypt(self, t: Any) -> npt.NDArray[Any]:
+        """Decrypt a batched tensor into a ``(slots, k)`` array (float64 or int64).
+
+        Raises
+        ------
+        LocalProtocolError
+            If this context holds no secret key.
+        """
+        if not self.can_decrypt:
+            raise LocalProtocolError("this context holds no secret key; it cannot decrypt")
+        plain = t.decrypt()
+        dtype = np.float64 if self.params.scheme is Scheme.CKKS else np.int64
+        shape = list(plain.shape)
+        if len(shape) == 1:  # one ciphertext: a (slots,) column
+            shape = [shape[0], 1]
+        return np.asarray(plain.raw, dtype=dtype).reshape(shape)
