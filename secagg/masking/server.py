@@ -422,8 +422,13 @@ class Server:
         self._phase = ServerPhase.COLLECT_MASKED
         return out
 
-    def _holders(self, owner: int, among: set[int]) -> int:
-        return sum(1 for w in among if owner in self._senders_to.get(w, ()))
+    def _holder_counts(self, among: set[int]) -> dict[int, int]:
+        """``owner -> |{w in among : owner in S_w}|`` (holders of owner's shares)."""
+        counts: dict[int, int] = {}
+        for w in among:
+            for v in self._senders_to.get(w, ()):
+                counts[v] = counts.get(v, 0) + 1
+        return counts
 
     def _close_masked(self) -> Outgoing:
         cfg = self._config
@@ -433,12 +438,13 @@ class Server:
         if len(u3) < t + 1:
             return self._abort(f"only {len(u3)} masked inputs (t={t})", u3_sorted)
         dropped = tuple(sorted(set(self._boxes_from) - u3))
+        holders = self._holder_counts(u3)
         for u in u3_sorted:
-            if self._holders(u, u3) < t:
+            if holders.get(u, 0) < t:
                 return self._abort(f"client {u}'s self mask cannot be recovered", u3_sorted)
         masked_with = {v for u in u3 for v in self._senders_to[u]}
         for v in dropped:
-            if v in masked_with and self._holders(v, u3) < t:
+            if v in masked_with and holders.get(v, 0) < t:
                 return self._abort(f"dropped client {v}'s masks cannot be recovered", u3_sorted)
         self._u3 = u3_sorted
         self._dropped = dropped
