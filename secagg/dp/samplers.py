@@ -198,7 +198,8 @@ def _poisson_ptrs(rng: RandomSource, lam: float, n: int) -> IntArray:
                 lhs = np.log(v[slow]) + log_invalpha - np.log(a / (uss * uss) + b)
             rhs = -lam + ks * loglam - _log_factorial(ks)
             acc[slow] = lhs <= rhs
-        return k[acc].astype(np.int64)
+        got: IntArray = k[acc].astype(np.int64)
+        return got
 
     return _fill(n, draw, 1.25)
 
@@ -232,4 +233,5 @@ def skellam(rng: RandomSource, mu: float, size: int) -> IntArray:
     """
     mu = _check_scale("mu", mu, allow_zero=True)
     n = _check_size(size)
-    return poisson(rng, mu / 2.0, n) - poisson(rng, mu / 2.0, n)
+    out: IntArray = poisson(rng, mu / 2.0, n) - poisson(rng, mu / 2.0, n)
+    return out
