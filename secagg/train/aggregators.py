@@ -1,0 +1,383 @@
+"""Aggregators: the clients' flattened float updates go in, only their mean comes out.
+
+An :class:`Aggregator` takes the updates of the clients sampled in a round (1-D
+float vectors of equal length, keyed by client id ``>= 1``) and the ids that drop
+out before sending, and returns an :class:`AggregateResult`: the mean over the
+*survivors*, the survivor ids, mean bytes each client uploaded, and seconds per
+phase.  The training loop applies nothing else.
+
+Implementations
+---------------
+* :class:`InsecurePlainAggregator` (``plain``) — **insecure baseline**: every update
+  travels in the clear (float32) and the server sees each one.  For comparison only.
+* :class:`MaskedAggregator` (``secagg`` / ``secagg+``) — pairwise-masked secure
+  aggregation through :func:`secagg.sim.secure_sum_floats`: each update is clipped to
+  ``[-clip, clip]``, stochastically rounded to ``value_bits`` bits (unbiased), and
+  summed exactly in Z_{2^b} with ``b = bits_for_sum(value_bits, max_clients)``; the
+  server learns only the sum over survivors.
+* :class:`HEAggregator` (``he-ckks`` / ``he-bfv``) — homomorphic summation through
+  :func:`secagg.he.he_sum`, when that module is installed (see
+  :func:`available_kinds`).
+
+Security notes
+--------------
+Secrets (masks, keys, rounding noise) come from a :class:`~secagg.primitives.rand.
+RandomSource`: :class:`~secagg.primitives.rand.SystemRandom` unless an
+``InsecureDeterministicRandom`` is passed for a reproducible simulation.  Never from
+torch or numpy.  The optional ``observer`` sees exactly the bytes the (simulated)
+server receives and sends, which is how the tests check that no individual update
+can be read on the server side.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+import importlib
+import time
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from secagg.encoding.quantize import QuantizationSpec
+from secagg.errors import ParameterError
+from secagg.primitives.rand import RandomSource, SystemRandom
+
+__all__ = [
+    "AggregateResult",
+    "Aggregator",
+    "AggregatorKind",
+    "InsecurePlainAggregator",
+    "MaskedAggregator",
+    "Observer",
+    "available_kinds",
+    "make_aggregator",
+]
+
+#: ``observer(direction, client_id, wire_bytes)`` with direction ``"to_server"`` or
+#: ``"to_client"`` — the hook of :func:`secagg.sim.secure_sum`.
+Observer = Callable[[str, int, bytes], None]
+
+
+class AggregatorKind(enum.Enum):
+    """Which aggregation protocol the training loop uses."""
+
+    PLAIN = "plain"
+    SECAGG = "secagg"
+    SECAGG_PLUS = "secagg+"
+    HE_CKKS = "he-ckks"
+    HE_BFV = "he-bfv"
+
+    @property
+    def secure(self) -> bool:
+        return self is not AggregatorKind.PLAIN
+
+
+_BACKEND = {
+    AggregatorKind.PLAIN: None,
+    AggregatorKind.SECAGG: "secagg.sim",
+    AggregatorKind.SECAGG_PLUS: "secagg.sim",
+    AggregatorKind.HE_CKKS: "secagg.he",
+    AggregatorKind.HE_BFV: "secagg.he",
+}
+_BACKEND_ATTR = {"secagg.sim": "secure_sum_floats", "secagg.he": "he_sum"}
+
+
+def _backend_ok(kind: AggregatorKind) -> bool:
+    mod = _BACKEND[kind]
+    if mod is None:
+        return True
+    try:
+        m = importlib.import_module(mod)
+    except ImportError:
+        return False
+    return hasattr(m, _BACKEND_ATTR[mod])
+
+
+def available_kinds() -> tuple[AggregatorKind, ...]:
+    """The kinds whose backend module is present in this installation."""
+    return tuple(k for k in AggregatorKind if _backend_ok(k))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AggregateResult:
+    """What the server gets out of one aggregation.
+
+    Attributes
+    ----------
+    mean:
+        Mean update over ``survivors`` (float64); ``None`` when the round aborted.
+    survivors:
+        Sorted ids of the clients whose updates are in the mean.
+    aborted, abort_reason:
+        Whether the round aborted (nothing is revealed then) and why.
+    bytes_per_client_upload:
+        Mean bytes a client sent to the server.
+    phase_seconds:
+        Seconds per phase (informative).
+    """
+
+    mean: npt.NDArray[np.float64] | None
+    survivors: tuple[int, ...]
+    aborted: bool
+    abort_reason: str | None = None
+    bytes_per_client_upload: float = 0.0
+    phase_seconds: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.aborted != (self.mean is None):
+            raise ParameterError("mean must be None exactly when the round aborted")
+        if list(self.survivors) != sorted(set(self.survivors)):
+            raise ParameterError("survivors must be sorted and distinct")
+
+
+def _check_updates(
+    updates: Mapping[int, npt.ArrayLike], dropped: Collection[int]
+) -> tuple[dict[int, npt.NDArray[np.float64]], frozenset[int]]:
+    if not updates:
+        raise ParameterError("no updates to aggregate")
+    out: dict[int, npt.NDArray[np.float64]] = {}
+    length = None
+    for cid, vec in updates.items():
+        if isinstance(cid, bool) or not isinstance(cid, int) or cid < 1:
+            raise ParameterError("client ids must be integers >= 1")
+        arr = np.asarray(vec, dtype=np.float64)
+        if arr.ndim != 1:
+            raise ParameterError("updates must be 1-D vectors")
+        if length is None:
+            length = arr.size
+        elif arr.size != length:
+            raise ParameterError("updates must all have the same length")
+        if not np.all(np.isfinite(arr)):
+            raise ParameterError(f"update of client {cid} holds NaN or infinity")
+        out[cid] = arr
+    drop = frozenset(dropped)
+    if not drop <= out.keys():
+        raise ParameterError("dropped ids must be among the sampled clients")
+    return out, drop
+
+
+class Aggregator(abc.ABC):
+    """Mean of the surviving clients' updates; the server sees nothing else."""
+
+    kind: AggregatorKind
+
+    @property
+    @abc.abstractmethod
+    def description(self) -> str:
+        """One line for reports (protocol and quantization)."""
+
+    @abc.abstractmethod
+    def aggregate(
+        self, updates: Mapping[int, npt.ArrayLike], *, dropped: Collection[int] = ()
+    ) -> AggregateResult:
+        """Aggregate one round.
+
+        Parameters
+        ----------
+        updates:
+            Float update of every sampled client, keyed by client id ``>= 1``.
+        dropped:
+            Sampled clients that stop replying before they send their (masked)
+            update; their updates are never used.
+
+        Raises
+        ------
+        ParameterError
+            Empty input, ids ``< 1``, unequal lengths, NaN/inf, or ``dropped`` not a
+            subset of the sampled ids.
+        """
+
+
+class InsecurePlainAggregator(Aggregator):
+    """**Insecure baseline**: clients send float32 updates in the clear.
+
+    The server sees every individual update.  Use it only to measure what secure
+    aggregation costs.
+
+    Parameters
+    ----------
+    observer:
+        Called with ``("to_server", client_id, bytes)`` for every update sent.
+    """
+
+    kind = AggregatorKind.PLAIN
+
+    def __init__(self, *, observer: Observer | None = None) -> None:
+        self._observer = observer
+
+    @property
+    def description(self) -> str:
+        return "plain (INSECURE baseline: float32 updates in the clear)"
+
+    def aggregate(
+        self, updates: Mapping[int, npt.ArrayLike], *, dropped: Collection[int] = ()
+    ) -> AggregateResult:
+        ups, drop = _check_updates(updates, dropped)
+        t0 = time.perf_counter()
+        survivors = tuple(sorted(set(ups) - drop))
+        if not survivors:
+            return AggregateResult(
+                mean=None, survivors=(), aborted=True, abort_reason="every client dropped"
+            )
+        total = np.zeros(next(iter(ups.values())).size, dtype=np.float64)
+        nbytes = 0
+        for cid in survivors:
+            wire = ups[cid].astype("<f4").tobytes()
+            nbytes += len(wire)
+            if self._observer is not None:
+                self._observer("to_server", cid, wire)
+            total += np.frombuffer(wire, dtype="<f4")
+        return AggregateResult(
+            mean=total / len(survivors),
+            survivors=survivors,
+            aborted=False,
+            bytes_per_client_upload=nbytes / len(ups),
+            phase_seconds={"aggregate": time.perf_counter() - t0},
+        )
+
+
+def _numeric_stats(stats: Mapping[str, object]) -> dict[str, float]:
+    out = {}
+    for k, v in stats.items():
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            out[str(k)] = float(v)
+    return out
+
+
+class MaskedAggregator(Aggregator):
+    """SecAgg / SecAgg+ through :func:`secagg.sim.secure_sum_floats`.
+
+    Parameters
+    ----------
+    kind:
+        ``AggregatorKind.SECAGG`` (complete graph) or ``SECAGG_PLUS`` (sparse graph).
+    spec:
+        Quantization: clip range, value bits, and ``max_clients`` (at least the
+        number of clients sampled per round).
+    rng:
+        Source of every secret (default :class:`SystemRandom`).
+    neighbors, threshold:
+        Passed to ``secure_sum``; ``None`` lets it choose safe defaults.
+    observer:
+        The ``observer`` hook of ``secure_sum``: every wire message to and from the
+        server.
+
+    Raises
+    ------
+    ParameterError
+        ``kind`` is not a masking protocol.
+    MissingExtraError / ImportError
+        ``secagg.sim`` is not available.
+    """
+
+    def __init__(
+        self,
+        *,
+        kind: AggregatorKind,
+        spec: QuantizationSpec,
+        rng: RandomSource | None = None,
+        neighbors: int | None = None,
+        threshold: int | None = None,
+        observer: Observer | None = None,
+    ) -> None:
+        if kind not in (AggregatorKind.SECAGG, AggregatorKind.SECAGG_PLUS):
+            raise ParameterError(f"{kind.value} is not a masking protocol")
+        if not isinstance(spec, QuantizationSpec):
+            raise ParameterError("spec must be a QuantizationSpec")
+        self._sim = importlib.import_module("secagg.sim")
+        self.kind = kind
+        self.spec = spec
+        self._rng: RandomSource = rng if rng is not None else SystemRandom()
+        self._neighbors = neighbors
+        self._threshold = threshold
+        self._observer = observer
+        self._protocol = (
+            self._sim.ProtocolKind.SECAGG
+            if kind is AggregatorKind.SECAGG
+            else self._sim.ProtocolKind.SECAGG_PLUS
+        )
+
+    @property
+    def description(self) -> str:
+        s = self.spec
+        return (
+            f"{self.kind.value} (pairwise masking; quantized: clip ±{s.clip:g}, "
+            f"{s.value_bits} value bits, step {s.step:.3g}, sum mod 2^{s.bits} "
+            f"for up to {s.max_clients} clients)"
+        )
+
+    def aggregate(
+        self, updates: Mapping[int, npt.ArrayLike], *, dropped: Collection[int] = ()
+    ) -> AggregateResult:
+        ups, drop = _check_updates(updates, dropped)
+        if len(ups) > self.spec.max_clients:
+            raise ParameterError(
+                f"{len(ups)} clients exceed the quantization spec's max_clients="
+                f"{self.spec.max_clients}"
+            )
+        kwargs: dict[str, Any] = {
+            "spec": self.spec,
+            "protocol": self._protocol,
+            "rng": self._rng,
+            "neighbors": self._neighbors,
+            "threshold": self._threshold,
+        }
+        if drop:
+            kwargs["dropouts"] = {self._sim.DropPhase.MASKED_INPUT: sorted(drop)}
+        if self._observer is not None:
+            kwargs["observer"] = self._observer
+        t0 = time.perf_counter()
+        res = self._sim.secure_sum_floats(ups, **kwargs)
+        wall = time.perf_counter() - t0
+        inner = res.result
+        phases = {"aggregate": wall, **_numeric_stats(inner.stats)}
+        if inner.aborted or res.sum is None:
+            return AggregateResult(
+                mean=None,
+                survivors=tuple(sorted(inner.survivors)),
+                aborted=True,
+                abort_reason=inner.abort_reason or "aborted",
+                bytes_per_client_upload=float(inner.bytes_per_client_upload),
+                phase_seconds=phases,
+            )
+        return AggregateResult(
+            mean=np.asarray(res.sum, dtype=np.float64) / res.count,
+            survivors=tuple(sorted(inner.survivors)),
+            aborted=False,
+            bytes_per_client_upload=float(inner.bytes_per_client_upload),
+            phase_seconds=phases,
+        )
+
+
+def make_aggregator(
+    kind: AggregatorKind,
+    *,
+    max_clients: int,
+    clip: float = 0.05,
+    value_bits: int = 16,
+    rng: RandomSource | None = None,
+    observer: Observer | None = None,
+) -> Aggregator:
+    """The aggregator for ``kind`` with the quantization the loop uses.
+
+    Raises
+    ------
+    ParameterError
+        Bad quantization parameters, or ``kind`` whose backend is not installed.
+    """
+    if not isinstance(kind, AggregatorKind):
+        raise ParameterError("kind must be an AggregatorKind")
+    if kind is AggregatorKind.PLAIN:
+        return InsecurePlainAggregator(observer=observer)
+    if not _backend_ok(kind):
+        raise ParameterError(
+            f"aggregator {kind.value!r} is not available: {_BACKEND[kind]} is not installed"
+        )
+    if kind in (AggregatorKind.SECAGG, AggregatorKind.SECAGG_PLUS):
+        spec = QuantizationSpec(clip=clip, value_bits=value_bits, max_clients=max_clients)
+        return MaskedAggregator(kind=kind, spec=spec, rng=rng, observer=observer)
+    raise ParameterError(f"aggregator {kind.value!r} is not implemented yet")

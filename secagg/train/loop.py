@@ -1,0 +1,460 @@
+"""The minimal FedAvg loop.
+
+One round:
+
+1. the server samples ``per_round`` of the ``clients`` (and, with ``dropout > 0``,
+   which of them will stop replying before they send their update);
+2. every sampled client loads the global trainable parameters, trains
+   ``local_steps`` steps on its own text (AdamW or SGD, fresh optimizer state),
+   and computes its update: the delta of its trainable parameters, flattened with
+   :mod:`secagg.encoding.tensors`;
+3. the updates go to the :class:`~secagg.train.aggregators.Aggregator`; the server
+   receives only the mean over the survivors;
+4. the server applies ``global += server_lr * mean`` (FedAvg) and measures the
+   validation loss.
+
+Round 0 is the initial model.  Everything non-secret (initial weights, batches,
+client sampling, dropouts) is determined by ``seed``.  Secrets come from the
+aggregator's :class:`~secagg.primitives.rand.RandomSource` only.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from secagg._extras import require
+from secagg.errors import ParameterError
+from secagg.primitives.rand import RandomSource, randbelow
+from secagg.train.aggregators import AggregateResult, Aggregator
+from secagg.train.data import FederatedCorpus, TokenStream, load_corpus, tokenize
+from secagg.train.model import (
+    LoadedModel,
+    TinyLlamaSpec,
+    build_model,
+    load_trainable_vector,
+    trainable_vector,
+)
+
+__all__ = [
+    "FederatedTrainer",
+    "OptimizerKind",
+    "RoundRecord",
+    "TrainConfig",
+    "TrainResult",
+    "choose_dropouts",
+    "run_training",
+    "sample_clients",
+]
+
+
+class OptimizerKind(enum.Enum):
+    """Local optimizer of a client."""
+
+    ADAMW = "adamw"
+    SGD = "sgd"
+
+
+def _pos_int(name: str, v: object) -> None:
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise ParameterError(f"{name} must be a positive integer")
+
+
+def _pos_float(name: str, v: object) -> None:
+    if isinstance(v, bool) or not isinstance(v, int | float) or not (math.isfinite(v) and v > 0):
+        raise ParameterError(f"{name} must be a positive finite number")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrainConfig:
+    """Everything that determines a training run (secrets aside).
+
+    Parameters
+    ----------
+    rounds, clients, per_round, local_steps:
+        FedAvg shape: ``per_round`` of ``clients`` train ``local_steps`` steps each round.
+        ``clients=None`` with ``data_dir`` in the one-sub-folder-per-client layout takes
+        the number of sub-folders (default 16 otherwise).
+    batch_size, seq_len:
+        Local batches of ``batch_size`` windows of ``seq_len`` tokens.
+    lr, optimizer, server_lr:
+        Client learning rate and optimizer; server step on the mean update.
+    dropout:
+        Fraction of the sampled clients that drop before sending
+        (``round(dropout * per_round)`` of them, chosen at random each round).
+    lora_rank:
+        0 = full training; ``R > 0`` = LoRA adapters of rank ``R``.
+    seed:
+        Seeds torch (initial weights, batches) and the client/dropout sampling.
+    model_path, data_dir:
+        A local HF model directory / a folder of the user's text files.
+    eval_windows:
+        At most this many validation windows per evaluation.
+    spec:
+        Dimensions of the default tiny model.
+    """
+
+    rounds: int = 10
+    clients: int | None = 16
+    per_round: int = 8
+    local_steps: int = 20
+    batch_size: int = 16
+    seq_len: int = 128
+    lr: float = 3e-3
+    optimizer: OptimizerKind = OptimizerKind.ADAMW
+    server_lr: float = 1.0
+    dropout: float = 0.0
+    lora_rank: int = 0
+    seed: int = 0
+    model_path: str | None = None
+    data_dir: str | None = None
+    eval_windows: int = 96
+    spec: TinyLlamaSpec = field(default_factory=TinyLlamaSpec)
+
+    def __post_init__(self) -> None:
+        for name in ("rounds", "per_round", "local_steps", "batch_size", "seq_len", "eval_windows"):
+            _pos_int(name, getattr(self, name))
+        if self.clients is not None:
+            _pos_int("clients", self.clients)
+            if self.per_round > self.clients:
+                raise ParameterError("per_round cannot exceed clients")
+        _pos_float("lr", self.lr)
+        _pos_float("server_lr", self.server_lr)
+        if not isinstance(self.optimizer, OptimizerKind):
+            raise ParameterError("optimizer must be an OptimizerKind")
+        if not (isinstance(self.dropout, int | float) and 0.0 <= self.dropout < 1.0):
+            raise ParameterError("dropout must be in [0, 1)")
+        if round(self.dropout * self.per_round) >= self.per_round:
+            raise ParameterError("dropout would drop every sampled client")
+        if isinstance(self.lora_rank, bool) or not isinstance(self.lora_rank, int):
+            raise ParameterError("lora_rank must be an integer")
+        if self.lora_rank < 0:
+            raise ParameterError("lora_rank must be >= 0")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ParameterError("seed must be a non-negative integer")
+        if not isinstance(self.spec, TinyLlamaSpec):
+            raise ParameterError("spec must be a TinyLlamaSpec")
+        if self.model_path is None and self.seq_len > self.spec.max_positions:
+            raise ParameterError("seq_len exceeds the model's max_positions")
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["optimizer"] = self.optimizer.value
+        return d
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoundRecord:
+    """What one round did (round 0: the initial model, nothing aggregated).
+
+    ``train_loss`` is the mean local training loss of the sampled clients (``None``
+    in round 0); ``clipped_fraction`` is the fraction of update coordinates that
+    exceeded the aggregator's clip range (measured client-side in this simulation;
+    0 for aggregators without clipping).
+    """
+
+    round: int
+    train_loss: float | None
+    val_loss: float
+    val_perplexity: float
+    sampled: tuple[int, ...]
+    dropped: tuple[int, ...]
+    survivors: int
+    aborted: bool
+    bytes_per_client_upload: float
+    update_norm: float
+    clipped_fraction: float
+    phase_seconds: dict[str, float]
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["sampled"] = list(self.sampled)
+        d["dropped"] = list(self.dropped)
+        return d
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrainResult:
+    """The run's records and the final model."""
+
+    config: TrainConfig
+    rounds: tuple[RoundRecord, ...]
+    loaded: LoadedModel
+    final_vector: npt.NDArray[np.float64]
+    aggregator: str
+    corpus_source: str
+    seconds: float
+
+
+def sample_clients(rng: RandomSource, clients: int, k: int) -> tuple[int, ...]:
+    """``k`` distinct ids from ``1..clients`` (partial Fisher–Yates), sorted."""
+    if not 1 <= k <= clients:
+        raise ParameterError("need 1 <= k <= clients")
+    pool = list(range(1, clients + 1))
+    for i in range(k):
+        j = i + randbelow(rng, clients - i)
+        pool[i], pool[j] = pool[j], pool[i]
+    return tuple(sorted(pool[:k]))
+
+
+def choose_dropouts(
+    rng: RandomSource, sampled: tuple[int, ...], fraction: float
+) -> tuple[int, ...]:
+    """``round(fraction * len(sampled))`` of ``sampled`` at random (never all of them)."""
+    n = min(math.floor(fraction * len(sampled) + 0.5), len(sampled) - 1)
+    if n <= 0:
+        return ()
+    picks = sample_clients(rng, len(sampled), n)
+    return tuple(sampled[i - 1] for i in picks)
+
+
+class FederatedTrainer:
+    """Holds the model, the clients' token streams and the global parameters.
+
+    Parameters
+    ----------
+    config:
+        The run's configuration.
+    sampling_rng:
+        Draws the clients of each round and the dropouts (not secret; pass an
+        ``InsecureDeterministicRandom`` seeded from ``config.seed`` to reproduce a run).
+    corpus:
+        Override the corpus (default: from ``config.data_dir`` / ``pydoc_data``).
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        *,
+        sampling_rng: RandomSource,
+        corpus: FederatedCorpus | None = None,
+    ) -> None:
+        if not isinstance(config, TrainConfig):
+            raise ParameterError("config must be a TrainConfig")
+        self.torch = require("torch", "train")
+        self.config = config
+        self.corpus = corpus or load_corpus(config.data_dir, config.clients)
+        if config.per_round > self.corpus.num_clients:
+            raise ParameterError(
+                f"per_round={config.per_round} exceeds the {self.corpus.num_clients} clients"
+            )
+        self.loaded = build_model(
+            lora_rank=config.lora_rank,
+            model_path=config.model_path,
+            spec=config.spec,
+            seed=config.seed,
+        )
+        if config.model_path is not None and config.seq_len > self.loaded.max_positions:
+            raise ParameterError("seq_len exceeds the model's max_position_embeddings")
+        tok = self.loaded.tokenizer
+        self.streams: dict[int, TokenStream] = {
+            i + 1: tokenize(pieces, tok) for i, pieces in enumerate(self.corpus.clients)
+        }
+        val = tokenize(self.corpus.validation, tok)
+        self._val_ids, self._val_labels = val.eval_windows(config.seq_len, config.eval_windows)
+        self.global_vector = trainable_vector(self.loaded.model)
+        self._sampling_rng = sampling_rng
+        self._round = 0
+
+    @property
+    def num_clients(self) -> int:
+        return self.corpus.num_clients
+
+    @property
+    def num_trainable(self) -> int:
+        return int(self.global_vector.size)
+
+    def evaluate(self) -> float:
+        """Mean token cross-entropy of the current global model on the validation split."""
+        torch = self.torch
+        model = self.loaded.model
+        load_trainable_vector(model, self.global_vector, self.loaded.layout)
+        model.eval()
+        total, count = 0.0, 0
+        with torch.no_grad():
+            for s in range(0, self._val_ids.shape[0], 32):
+                ids = self._val_ids[s : s + 32]
+                labels = self._val_labels[s : s + 32]
+                logits = model(input_ids=ids).logits[:, :-1].float()
+                tgt = labels[:, 1:]
+                loss = torch.nn.functional.cross_entropy(
+                    logits.reshape(-1, logits.shape[-1]),
+                    tgt.reshape(-1),
+                    ignore_index=-100,
+                    reduction="sum",
+                )
+                total += float(loss)
+                count += int((tgt != -100).sum())
+        model.train()
+        return total / max(count, 1)
+
+    def _optimizer(self, params: list[Any]) -> Any:
+        torch = self.torch
+        if self.config.optimizer is OptimizerKind.ADAMW:
+            return torch.optim.AdamW(params, lr=self.config.lr, weight_decay=0.0)
+        return torch.optim.SGD(params, lr=self.config.lr, momentum=0.9)
+
+    def local_update(self, client: int) -> tuple[npt.NDArray[np.float64], float]:
+        """Client ``client`` trains from the global weights; returns (delta, mean loss).
+
+        The batches come from a generator seeded by (seed, round, client), so a
+        client's work does not depend on which aggregator runs.
+        """
+        torch = self.torch
+        cfg = self.config
+        model = self.loaded.model
+        load_trainable_vector(model, self.global_vector, self.loaded.layout)
+        model.train()
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = self._optimizer(params)
+        gen = torch.Generator().manual_seed(
+            (cfg.seed * 1_000_003 + self._round * 10_007 + client) % (2**63)
+        )
+        losses = []
+        stream = self.streams[client]
+        for _ in range(cfg.local_steps):
+            ids, labels = stream.random_batch(cfg.batch_size, cfg.seq_len, gen)
+            loss = model(input_ids=ids, labels=labels).loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            losses.append(float(loss.detach()))
+        delta = trainable_vector(model) - self.global_vector
+        return delta, float(np.mean(losses))
+
+    def initial_record(self) -> RoundRecord:
+        t0 = time.perf_counter()
+        val = self.evaluate()
+        return RoundRecord(
+            round=0,
+            train_loss=None,
+            val_loss=val,
+            val_perplexity=math.exp(min(val, 50.0)),
+            sampled=(),
+            dropped=(),
+            survivors=0,
+            aborted=False,
+            bytes_per_client_upload=0.0,
+            update_norm=0.0,
+            clipped_fraction=0.0,
+            phase_seconds={"eval": time.perf_counter() - t0},
+        )
+
+    def run_round(self, aggregator: Aggregator) -> RoundRecord:
+        """Sample, train locally, aggregate, apply, evaluate."""
+        cfg = self.config
+        self._round += 1
+        sampled = sample_clients(self._sampling_rng, self.num_clients, cfg.per_round)
+        dropped = choose_dropouts(self._sampling_rng, sampled, cfg.dropout)
+        t0 = time.perf_counter()
+        updates: dict[int, npt.NDArray[np.float64]] = {}
+        losses = []
+        for cid in sampled:
+            delta, loss = self.local_update(cid)
+            updates[cid] = delta
+            losses.append(loss)
+        t1 = time.perf_counter()
+        clip = getattr(getattr(aggregator, "spec", None), "clip", None)
+        clipped = 0.0
+        if clip is not None:
+            clipped = float(np.mean([np.mean(np.abs(u) > clip) for u in updates.values()]))
+        res: AggregateResult = aggregator.aggregate(updates, dropped=dropped)
+        del updates  # the server side keeps only the aggregate
+        t2 = time.perf_counter()
+        norm = 0.0
+        if not res.aborted and res.mean is not None:
+            # Parameters live in float32: keep the global vector exactly representable.
+            new = self.global_vector + cfg.server_lr * res.mean
+            self.global_vector = new.astype(np.float32).astype(np.float64)
+            norm = float(np.linalg.norm(res.mean))
+        t3 = time.perf_counter()
+        val = self.evaluate()
+        t4 = time.perf_counter()
+        phases = {
+            "local_train": t1 - t0,
+            "aggregate": t2 - t1,
+            "apply": t3 - t2,
+            "eval": t4 - t3,
+        }
+        for k, v in res.phase_seconds.items():
+            if k != "aggregate":
+                phases[f"agg.{k}"] = float(v)
+        return RoundRecord(
+            round=self._round,
+            train_loss=float(np.mean(losses)),
+            val_loss=val,
+            val_perplexity=math.exp(min(val, 50.0)),
+            sampled=sampled,
+            dropped=dropped,
+            survivors=len(res.survivors),
+            aborted=res.aborted,
+            bytes_per_client_upload=res.bytes_per_client_upload,
+            update_norm=norm,
+            clipped_fraction=clipped,
+            phase_seconds=phases,
+        )
+
+
+def run_training(
+    config: TrainConfig,
+    aggregator: Aggregator,
+    *,
+    sampling_rng: RandomSource,
+    corpus: FederatedCorpus | None = None,
+    on_round: Callable[[RoundRecord], None] | None = None,
+) -> TrainResult:
+    """Run ``config.rounds`` FedAvg rounds with ``aggregator``.
+
+    Parameters
+    ----------
+    config:
+        The run.
+    aggregator:
+        How updates are summed (see :mod:`secagg.train.aggregators`).
+    sampling_rng:
+        Client and dropout sampling (not secret).
+    corpus:
+        Override the corpus.
+    on_round:
+        Called with every :class:`RoundRecord` (round 0 included) as it completes.
+
+    Raises
+    ------
+    ParameterError
+        Bad configuration or data.
+    """
+    torch = require("torch", "train")
+    if not isinstance(aggregator, Aggregator):
+        raise ParameterError("aggregator must be an Aggregator")
+    t0 = time.perf_counter()
+    threads = os.environ.get("SECAGG_TORCH_THREADS")
+    if threads:
+        torch.set_num_threads(int(threads))
+    trainer = FederatedTrainer(config, sampling_rng=sampling_rng, corpus=corpus)
+    records = [trainer.initial_record()]
+    if on_round is not None:
+        on_round(records[0])
+    for _ in range(config.rounds):
+        rec = trainer.run_round(aggregator)
+        records.append(rec)
+        if on_round is not None:
+            on_round(rec)
+    load_trainable_vector(trainer.loaded.model, trainer.global_vector, trainer.loaded.layout)
+    return TrainResult(
+        config=config,
+        rounds=tuple(records),
+        loaded=trainer.loaded,
+        final_vector=trainer.global_vector.copy(),
+        aggregator=aggregator.description,
+        corpus_source=trainer.corpus.source,
+        seconds=time.perf_counter() - t0,
+    )
