@@ -148,7 +148,9 @@ def test_a5_server_ignores_duplicates_other_sessions_and_impersonation() -> None
     _advance_until(old, m.MaskedInputRequest)
     old.deliver()  # masked inputs of the old session recorded
     stale_masked = [
-        d for dr, u, d in old.rec.log if dr == "to_server" and isinstance(m.decode(d), m.MaskedInput)
+        d
+        for dr, _, d in old.rec.log
+        if dr == "to_server" and isinstance(m.decode(d), m.MaskedInput)
     ]
     run = Manual(make_round(5, seed=2))
     run.start()
