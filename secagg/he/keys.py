@@ -210,6 +210,31 @@ def _check_threads(n_threads: int) -> None:
         raise ParameterError("n_threads must be an integer in [1, 256]")
 
 
+def _check_matches(ctx: Any, params: HEParams) -> None:
+    """The loaded SEAL parameters are exactly ``params`` (scheme, N, primes, t)."""
+    try:
+        data = ctx.seal_context().data
+        key_data, first = data.key_context_data(), data.first_context_data()
+        parms = key_data.parms()
+        scheme = str(parms.scheme().name)
+        n = int(parms.poly_modulus_degree())
+        q_all, q_data = int(key_data.total_coeff_modulus()), int(first.total_coeff_modulus())
+        half_t = int(first.plain_upper_half_threshold())
+    except Exception:
+        raise DecodeError("cannot read the context's encryption parameters") from None
+    primes = params.primes
+    ok = (
+        scheme == params.scheme.name
+        and n == params.poly_modulus_degree
+        # SEAL reports the products as uint64 (their low 64 bits)
+        and q_all == math.prod(primes) % 2**64
+        and q_data == math.prod(primes[:-1]) % 2**64
+        and (params.scheme is Scheme.CKKS or half_t == (params.plain_modulus + 1) // 2)
+    )
+    if not ok:
+        raise DecodeError("the TenSEAL context does not have the declared parameters")
+
+
 class HEContext:
     """A loaded TenSEAL context plus the parameters and key id it belongs to.
 
@@ -236,8 +261,8 @@ class HEContext:
         ------
         DecodeError
             Malformed envelope, a key id that does not match the public key, a
-            PUBLIC envelope whose TenSEAL bytes hold a secret key, or a SECRET
-            envelope without one.
+            PUBLIC envelope whose TenSEAL bytes hold a secret key, a SECRET
+            envelope without one, or TenSEAL parameters other than the declared set.
         LocalProtocolError
             If the envelope is of the other kind (e.g. a secret context handed
             to the server, or a public one to the decryptor).
@@ -275,6 +300,7 @@ class HEContext:
             raise DecodeError("a secret context must hold the secret key")
         if got is ContextKind.SECRET and key_id_for(_public_bytes(ctx)) != key_id:
             raise DecodeError("the secret context does not belong to the public key")
+        _check_matches(ctx, params)
         if params.scheme is Scheme.CKKS:
             ctx.global_scale = 2.0**params.scale_bits
         return cls(params=params, key_id=key_id, kind=got, ctx=ctx)
