@@ -43,8 +43,13 @@ __all__ = [
 
 FloatArray = npt.NDArray[np.float64]
 
-#: Integer Rényi orders used everywhere (the Zhu–Wang bound needs integers).
-DEFAULT_ORDERS: tuple[int, ...] = tuple(range(2, 257))
+#: Integer Rényi orders used everywhere (the Zhu–Wang bound needs integers).  Orders
+#: up to 4096 let small targets be reached: with ``α ≤ A`` no ε below about
+#: ``ln(1/δ)/(A−1)`` can be certified.
+DEFAULT_ORDERS: tuple[int, ...] = (
+    *range(2, 257),
+    *(288, 320, 384, 448, 512, 640, 768, 1024, 1536, 2048, 3072, 4096),
+)
 
 
 class Mechanism(enum.Enum):
@@ -427,7 +432,10 @@ def calibrate_local_stddev(
     while eps_at(hi) > target:
         hi *= 2.0
         if hi > 2.0**40:
-            raise ParameterError(f"epsilon {target} cannot be reached with these parameters")
+            raise ParameterError(
+                f"epsilon {target} cannot be reached with noise up to 2^40 at Rényi orders "
+                f"<= {max(orders)} (delta={delta}); raise epsilon or delta"
+            )
     lo = hi / 2.0
     while lo > 1e-9 and eps_at(lo) <= target:
         lo /= 2.0

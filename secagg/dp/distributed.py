@@ -69,6 +69,9 @@ MAX_ROUNDING_TRIES = 1000
 #: Largest bit width: the integer aggregate must fit int64 with headroom.
 MAX_BITS = 62
 DEFAULT_BETA = math.exp(-0.5)
+#: :func:`plan` caps the scale so that ``s·c ≤ 2^32``: finer steps than float64 model
+#: values can use gain nothing and would push the noise past the samplers' 2^40 range.
+MAX_SCALED_CLIP = 2.0**32
 DEFAULT_MODCLIP_PROB = 1e-4
 
 
@@ -299,9 +302,9 @@ def plan(
 ) -> DDPParams:
     """Choose the scale and local noise that give ``(ε, δ)`` after ``rounds`` rounds.
 
-    Iterates scale (TFF heuristic) ↔ noise (bisection on the accountant) to a fixed
-    point, then backs the scale off by 1 % so the bit-width rule holds with the final
-    noise, and validates (``DDPParams`` re-checks the rule).
+    Iterates scale (TFF heuristic, capped at ``s·c ≤ 2^32``) ↔ noise (bisection on the
+    accountant) to a fixed point, then backs the scale off by 1 % so the bit-width
+    rule holds with the final noise, and validates (``DDPParams`` re-checks the rule).
 
     Raises
     ------
@@ -318,6 +321,12 @@ def plan(
     big = padded_dim(dim)
     k = mod_clip_stddevs(modclip_prob)
     worst_max = max_clients if mechanism is Mechanism.DDGAUSS else None
+
+    def scale_for(sigma_model: float) -> float:
+        s = heuristic_scale(
+            local_stddev=sigma_model, l2_clip=l2_clip, bits=bits, clients=max_clients, dim=big, k=k
+        )
+        return min(s, MAX_SCALED_CLIP / l2_clip)
 
     def noise_for(scale: float) -> float:
         d2 = inflated_l2_bound(scaled_l2_clip=l2_clip * scale, dim=big, beta=beta)
@@ -338,22 +347,13 @@ def plan(
 
     sigma_model = l2_clip / math.sqrt(min_survivors)  # start: noise multiplier 1
     for _ in range(30):
-        scale = heuristic_scale(
-            local_stddev=sigma_model, l2_clip=l2_clip, bits=bits, clients=max_clients, dim=big, k=k
-        )
+        scale = scale_for(sigma_model)
         new = noise_for(scale) / scale
         done = abs(new - sigma_model) <= 1e-4 * new
         sigma_model = new
         if done:
             break
-    scale = heuristic_scale(
-        local_stddev=sigma_model * 1.01,
-        l2_clip=l2_clip,
-        bits=bits,
-        clients=max_clients,
-        dim=big,
-        k=k,
-    )
+    scale = scale_for(sigma_model * 1.01)
     sigma = noise_for(scale)
     if scale * l2_clip < 1.0:
         warnings.warn(
