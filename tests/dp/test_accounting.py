@@ -23,7 +23,7 @@ from secagg.dp.accounting import (
 from secagg.errors import ParameterError
 
 opacus_rdp = pytest.importorskip("opacus.accountants.analysis.rdp")
-ORDERS = list(DEFAULT_ORDERS)
+ORDERS = [a for a in DEFAULT_ORDERS if a <= 256]  # Opacus overflows to NaN far above
 RTOL = 1e-6
 
 
