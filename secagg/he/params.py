@@ -121,26 +121,30 @@ def product_normal_tail(n: int, eps: float) -> float:
 def coeff_modulus_primes(poly_modulus_degree: int, bit_sizes: tuple[int, ...]) -> tuple[int, ...]:
     """The primes SEAL's ``CoeffModulus::Create(N, bit_sizes)`` picks.
 
-    For each size ``b`` (in order), the largest not-yet-used prime ``< 2^b`` that
-    is ``1 mod 2N``.
+    For each distinct size ``b`` occurring ``c`` times, the ``c`` largest primes
+    ``< 2^b`` (and ``>= 2^(b-1)``) that are ``1 mod 2N``; the occurrences of ``b``
+    in ``bit_sizes`` take them smallest first (SEAL pops from the back of its
+    descending list).
 
     Raises
     ------
     ParameterError
-        If no such prime of exactly ``b`` bits exists.
+        If there are not enough such primes of exactly ``b`` bits.
     """
     two_n = 2 * poly_modulus_degree
-    used: set[int] = set()
-    out: list[int] = []
-    for b in bit_sizes:
+    found: dict[int, list[int]] = {}
+    for b in sorted(set(bit_sizes)):
+        want = bit_sizes.count(b)
         cand = ((1 << b) - 1) // two_n * two_n + 1
-        while cand >= 1 << (b - 1) and (cand in used or not _is_prime(cand)):
+        primes: list[int] = []
+        while len(primes) < want and cand > 1 << (b - 1):
+            if _is_prime(cand):
+                primes.append(cand)
             cand -= two_n
-        if cand < 1 << (b - 1):
-            raise ParameterError(f"no {b}-bit prime = 1 mod {two_n}")
-        used.add(cand)
-        out.append(cand)
-    return tuple(out)
+        if len(primes) < want:
+            raise ParameterError(f"not enough {b}-bit primes = 1 mod {two_n}")
+        found[b] = primes
+    return tuple(found[b].pop() for b in bit_sizes)
 
 
 def _check_int(name: str, v: object, lo: int, hi: int) -> None:
