@@ -181,3 +181,24 @@ def test_config_validation_and_secure_rng() -> None:
                 data_loader=loader,
                 config=DPSGDConfig(max_grad_norm=1.0, noise_multiplier=1.0),
             )
+
+
+def test_only_lora_parameters_get_per_sample_gradients() -> None:
+    ids, loader = data()
+    model = tiny_lora_model()
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    cfg = DPSGDConfig(
+        max_grad_norm=1.0, noise_multiplier=0.0, poisson_sampling=False, insecure_rng=True
+    )
+    pt = make_private(model=model, optimizer=opt, data_loader=loader, config=cfg)
+    pt.optimizer.zero_grad()
+    pt.lm_loss(ids[:B]).backward()
+    seen = 0
+    for name, p in pt.model.named_parameters():
+        if p.requires_grad:
+            assert "lora_" in name
+            assert p.grad_sample is not None and p.grad_sample.shape == (B, *p.shape), name
+            seen += 1
+        else:
+            assert getattr(p, "grad_sample", None) is None, name
+    assert seen == 4  # A and B of q_proj and v_proj in one layer
