@@ -32,6 +32,7 @@ can be read on the server side.
 from __future__ import annotations
 
 import abc
+import dataclasses
 import enum
 import importlib
 import time
@@ -50,6 +51,8 @@ __all__ = [
     "AggregateResult",
     "Aggregator",
     "AggregatorKind",
+    "DropTiming",
+    "HEAggregator",
     "InsecurePlainAggregator",
     "MaskedAggregator",
     "Observer",
@@ -74,6 +77,19 @@ class AggregatorKind(enum.Enum):
     @property
     def secure(self) -> bool:
         return self is not AggregatorKind.PLAIN
+
+
+class DropTiming(enum.Enum):
+    """When a dropped client stops replying in the masking protocols.
+
+    ``BEFORE_SHARING``: after advertising its keys, before sharing them (it sent
+    nothing that involves its update).  ``BEFORE_MASKED_INPUT``: after sharing its
+    keys, before sending its masked input — the hard case: the server must rebuild
+    and remove that client's pairwise masks from the shares of the others.
+    """
+
+    BEFORE_SHARING = "share-keys"
+    BEFORE_MASKED_INPUT = "masked-input"
 
 
 _BACKEND = {
@@ -283,7 +299,10 @@ class MaskedAggregator(Aggregator):
         neighbors: int | None = None,
         threshold: int | None = None,
         observer: Observer | None = None,
+        drop_timing: DropTiming = DropTiming.BEFORE_MASKED_INPUT,
     ) -> None:
+        if not isinstance(drop_timing, DropTiming):
+            raise ParameterError("drop_timing must be a DropTiming")
         if kind not in (AggregatorKind.SECAGG, AggregatorKind.SECAGG_PLUS):
             raise ParameterError(f"{kind.value} is not a masking protocol")
         if not isinstance(spec, QuantizationSpec):
@@ -295,6 +314,11 @@ class MaskedAggregator(Aggregator):
         self._neighbors = neighbors
         self._threshold = threshold
         self._observer = observer
+        self._drop_phase = (
+            self._sim.DropPhase.SHARE_KEYS
+            if drop_timing is DropTiming.BEFORE_SHARING
+            else self._sim.DropPhase.MASKED_INPUT
+        )
         self._protocol = (
             self._sim.ProtocolKind.SECAGG
             if kind is AggregatorKind.SECAGG
@@ -327,7 +351,7 @@ class MaskedAggregator(Aggregator):
             "threshold": self._threshold,
         }
         if drop:
-            kwargs["dropouts"] = {self._sim.DropPhase.MASKED_INPUT: sorted(drop)}
+            kwargs["dropouts"] = {self._drop_phase: sorted(drop)}
         if self._observer is not None:
             kwargs["observer"] = self._observer
         t0 = time.perf_counter()
@@ -353,6 +377,124 @@ class MaskedAggregator(Aggregator):
         )
 
 
+class HEAggregator(Aggregator):
+    """Homomorphic summation (TenSEAL CKKS or BFV) through :func:`secagg.he.he_sum`.
+
+    Every client encrypts its update under one public key; the server adds
+    ciphertexts and a separate decryptor (``KeyCustody.SEPARATE_DECRYPTOR``) decrypts
+    only the aggregate.  CKKS: updates are clipped to ``[-clip, clip]`` and summed
+    approximately (error within the parameter set's stated bound).  BFV: updates are
+    clipped and stochastically quantized to ``value_bits`` bits and summed exactly.
+    The key pair is generated once (SEAL's own CSPRNG) and reused across rounds; the
+    ``round`` number goes into every session.
+
+    Parameters
+    ----------
+    kind:
+        ``AggregatorKind.HE_CKKS`` or ``HE_BFV``.
+    max_clients:
+        Most clients summed in one round (sets the overflow bound).
+    clip, value_bits:
+        Clip range; bits per quantized value (BFV).
+    rng:
+        Session ids, identity keys and BFV rounding (default :class:`SystemRandom`).
+    observer:
+        Sees every HE protocol message.
+
+    Raises
+    ------
+    ParameterError
+        Bad parameters, or parameters the HE presets cannot hold.
+    """
+
+    def __init__(
+        self,
+        *,
+        kind: AggregatorKind,
+        max_clients: int,
+        clip: float,
+        value_bits: int = 16,
+        rng: RandomSource | None = None,
+        observer: Observer | None = None,
+    ) -> None:
+        if kind not in (AggregatorKind.HE_CKKS, AggregatorKind.HE_BFV):
+            raise ParameterError(f"{kind.value} is not a homomorphic protocol")
+        self._he = importlib.import_module("secagg.he")
+        scheme = self._he.Scheme.CKKS if kind is AggregatorKind.HE_CKKS else self._he.Scheme.BFV
+        presets = self._he.Preset
+        preset = presets.CKKS_4096 if kind is AggregatorKind.HE_CKKS else presets.BFV_4096
+        extra: dict[str, Any] = {"value_bits": value_bits} if kind is AggregatorKind.HE_BFV else {}
+        self.params = dataclasses.replace(
+            preset.params, max_clients=max_clients, clip=float(clip), **extra
+        )
+        self.kind = kind
+        self.clip = float(clip)
+        self._scheme = scheme
+        self._rng: RandomSource = rng if rng is not None else SystemRandom()
+        self._observer = observer
+        self._keys: Any = None
+        self._round = 0
+
+    @property
+    def spec(self) -> QuantizationSpec | None:
+        """BFV's quantization (``None`` for CKKS, which only clips)."""
+        if self.kind is AggregatorKind.HE_BFV:
+            return QuantizationSpec(
+                clip=self.clip, value_bits=self.params.value_bits,
+                max_clients=self.params.max_clients,
+            )
+        return None
+
+    @property
+    def description(self) -> str:
+        p = self.params
+        core = f"{self.kind.value} (TenSEAL N={p.poly_modulus_degree}, separate decryptor; "
+        if self.kind is AggregatorKind.HE_CKKS:
+            return core + f"clip ±{self.clip:g}, scale 2^{p.scale_bits}, approximate sum)"
+        return core + f"clip ±{self.clip:g}, {p.value_bits} value bits, exact integer sum)"
+
+    def aggregate(
+        self, updates: Mapping[int, npt.ArrayLike], *, dropped: Collection[int] = ()
+    ) -> AggregateResult:
+        ups, drop = _check_updates(updates, dropped)
+        if len(ups) > self.params.max_clients:
+            raise ParameterError(
+                f"{len(ups)} clients exceed max_clients={self.params.max_clients}"
+            )
+        t0 = time.perf_counter()
+        if self._keys is None:
+            self._keys = self._he.generate_keys(self.params)
+        self._round += 1
+        clipped = {cid: np.clip(v, -self.clip, self.clip) for cid, v in ups.items()}
+        res = self._he.he_sum(
+            clipped,
+            scheme=self._scheme,
+            preset=self.params,
+            dropouts=sorted(drop),
+            observer=self._observer,
+            rng=self._rng,
+            keys=self._keys,
+            round=self._round,
+            min_contributors=1,
+        )
+        phases = {"aggregate": time.perf_counter() - t0, **_numeric_stats(res.timings)}
+        survivors = tuple(sorted(res.contributors))
+        if res.aborted or res.sum is None:
+            return AggregateResult(
+                mean=None, survivors=survivors, aborted=True,
+                abort_reason=res.abort_reason or "aborted",
+                bytes_per_client_upload=float(res.bytes_per_client_upload),
+                phase_seconds=phases,
+            )
+        return AggregateResult(
+            mean=np.asarray(res.sum, dtype=np.float64) / res.count,
+            survivors=survivors,
+            aborted=False,
+            bytes_per_client_upload=float(res.bytes_per_client_upload),
+            phase_seconds=phases,
+        )
+
+
 def make_aggregator(
     kind: AggregatorKind,
     *,
@@ -361,6 +503,7 @@ def make_aggregator(
     value_bits: int = 16,
     rng: RandomSource | None = None,
     observer: Observer | None = None,
+    drop_timing: DropTiming = DropTiming.BEFORE_MASKED_INPUT,
 ) -> Aggregator:
     """The aggregator for ``kind`` with the quantization the loop uses.
 
@@ -379,5 +522,10 @@ def make_aggregator(
         )
     if kind in (AggregatorKind.SECAGG, AggregatorKind.SECAGG_PLUS):
         spec = QuantizationSpec(clip=clip, value_bits=value_bits, max_clients=max_clients)
-        return MaskedAggregator(kind=kind, spec=spec, rng=rng, observer=observer)
-    raise ParameterError(f"aggregator {kind.value!r} is not implemented yet")
+        return MaskedAggregator(
+            kind=kind, spec=spec, rng=rng, observer=observer, drop_timing=drop_timing
+        )
+    return HEAggregator(
+        kind=kind, max_clients=max_clients, clip=clip, value_bits=value_bits, rng=rng,
+        observer=observer,
+    )
