@@ -43,7 +43,11 @@ TARGET = 5
 def _round(security: SecurityMode = SecurityMode.SEMI_HONEST, seed: int = 3):  # type: ignore[no-untyped-def]
     t = T if security is SecurityMode.SEMI_HONEST else K // 2 + 1
     return make_round(
-        N, protocol=ProtocolKind.SECAGG_PLUS, security=security, neighbors=K, threshold=t,
+        N,
+        protocol=ProtocolKind.SECAGG_PLUS,
+        security=security,
+        neighbors=K,
+        threshold=t,
         seed=seed,
     )
 
@@ -122,9 +126,7 @@ def test_a6_t_minus_1_corrupt_neighbours_cannot_isolate_the_target() -> None:
     assert not report.aborted
     honest = [u for u in rnd.config.clients if u not in corrupt]
     # corrupt holders hand the server both of their shares of the target
-    assert_nothing_secret_left(
-        rnd.recorder, honest, t=T, corrupt_shares={TARGET: corrupt}
-    )
+    assert_nothing_secret_left(rnd.recorder, honest, t=T, corrupt_shares={TARGET: corrupt})
     alive = set(nb) & set(report.survivors)
     assert alive - set(corrupt), "an honest surviving neighbour keeps masking the target"
 
@@ -145,11 +147,14 @@ def test_a6_default_parameters_bound_the_isolation_probability(n: int) -> None:
         )
         prob = (n - a) * tail / math.comb(n - 1, p.k)
         assert prob <= 2.0**-41, (n, mode, p.k, p.t, prob)
-        assert math.isclose(
-            math.log2(prob) if prob else -math.inf,
-            math.log2(n - a) + log2_hypergeom_sf(n - 1, a, p.k, need),
-            abs_tol=1e-6,
-        ) or prob == 0
+        assert (
+            math.isclose(
+                math.log2(prob) if prob else -math.inf,
+                math.log2(n - a) + log2_hypergeom_sf(n - 1, a, p.k, need),
+                abs_tol=1e-6,
+            )
+            or prob == 0
+        )
 
 
 def _grind(cfg: RoundConfig, target: int, corrupt: set[int], tries: int) -> bytes | None:

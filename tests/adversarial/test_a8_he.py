@@ -1,0 +1,262 @@
+"""Attack 8: ciphertext tampering and truncated envelopes for the HE family.
+
+Outcomes asserted:
+* any bit flip or truncation of a client envelope, a replay into another round, a
+  duplicate, or a validly signed envelope with a garbage payload: the server raises
+  a typed error and its state (``state_digest``) is unchanged; the genuine envelope
+  is still accepted afterwards and the sum is exact;
+* any tampering with an aggregate on its way to the key holder: refused, nothing
+  decrypted; a client chunk is never decrypted by the key holder;
+* documented non-guarantees (he_sum.md §8): a malicious *server* can pass one
+  client's ciphertext off as the aggregate in SEPARATE_DECRYPTOR, and a malicious
+  client can encrypt anything (a foreign-key ciphertext is caught by BFV's range
+  check, not by CKKS).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from secagg.errors import CryptoError, DecodeError, RemoteProtocolError, SecAggError
+
+tenseal = pytest.importorskip("tenseal")
+
+from secagg.he import (  # noqa: E402
+    ContextKind,
+    Envelope,
+    EnvelopeKind,
+    HEClient,
+    HEContext,
+    HEDecryptor,
+    HEServer,
+    HESession,
+    KeyCustody,
+    Preset,
+    decode_envelope,
+    encode_envelope,
+    generate_keys,
+)
+from secagg.primitives.rand import InsecureDeterministicRandom  # noqa: E402
+from secagg.primitives.sign import SigningKey  # noqa: E402
+
+LENGTH = 100
+
+
+@pytest.fixture(scope="module")
+def ckks():  # type: ignore[no-untyped-def]
+    return generate_keys(Preset.CKKS_4096.params)
+
+
+@pytest.fixture(scope="module")
+def bfv():  # type: ignore[no-untyped-def]
+    return generate_keys(Preset.BFV_4096.params)
+
+
+@dataclasses.dataclass
+class HERound:
+    session: HESession
+    keys: object
+    server: HEServer
+    clients: dict[int, HEClient]
+    signing: dict[int, SigningKey]
+    server_key: SigningKey
+
+
+def _round(keys, *, n: int = 3, seed: int = 0, round_: int = 0) -> HERound:  # type: ignore[no-untyped-def]
+    rng = InsecureDeterministicRandom(seed, warn=False)
+    signing = {i: SigningKey.generate(rng.child(f"id/{i}")) for i in range(1, n + 1)}
+    server_key = SigningKey.generate(rng.child("server"))
+    session = HESession(
+        params=keys.params,
+        key_id=keys.key_id,
+        custody=KeyCustody.SEPARATE_DECRYPTOR,
+        session_id=rng.random_bytes(16),
+        round=round_,
+        vector_length=LENGTH,
+        client_keys={i: k.public for i, k in signing.items()},
+        server_key=server_key.public,
+    )
+    ctx = HEContext.from_bytes(keys.public_context, kind=ContextKind.PUBLIC)
+    clients = {
+        i: HEClient(
+            client_id=i, session=session, context=ctx, signing_key=k, rng=rng.child(f"c{i}")
+        )
+        for i, k in signing.items()
+    }
+    server = HEServer(session=session, public_context=keys.public_context, signing_key=server_key)
+    return HERound(session, keys, server, clients, signing, server_key)
+
+
+def _x(i: int) -> np.ndarray:
+    return np.linspace(-1, 1, LENGTH) * (i / 4)
+
+
+def _resign(data: bytes, key: SigningKey, **changes: object) -> bytes:
+    env = decode_envelope(data)
+    fields = {f.name: getattr(env, f.name) for f in dataclasses.fields(Envelope)}
+    fields.pop("signed_part")
+    fields.pop("signature")
+    fields.update(changes)
+    return encode_envelope(Envelope(**fields), key)  # type: ignore[arg-type]
+
+
+def _refused_unchanged(server: HEServer, data: bytes) -> type[Exception]:
+    before = server.state_digest()
+    with pytest.raises(SecAggError) as info:
+        server.receive(data)
+    assert server.state_digest() == before
+    assert isinstance(info.value, (DecodeError, CryptoError, RemoteProtocolError))
+    return type(info.value)
+
+
+@pytest.fixture(scope="module")
+def shared(ckks):  # type: ignore[no-untyped-def]
+    rnd = _round(ckks)
+    (env,) = rnd.clients[1].encrypt(_x(1))
+    return rnd, env
+
+
+@given(pos=st.integers(min_value=0), bit=st.integers(0, 7))
+def test_a8_any_bit_flip_of_a_client_envelope_is_refused(shared, pos: int, bit: int) -> None:  # type: ignore[no-untyped-def]
+    rnd, env = shared
+    raw = bytearray(env)
+    raw[pos % len(raw)] ^= 1 << bit
+    _refused_unchanged(rnd.server, bytes(raw))
+
+
+@given(cut=st.integers(min_value=0))
+def test_a8_any_truncation_of_a_client_envelope_is_refused(shared, cut: int) -> None:  # type: ignore[no-untyped-def]
+    rnd, env = shared
+    _refused_unchanged(rnd.server, env[: cut % len(env)])
+
+
+def test_a8_tampering_replay_and_garbage_leave_the_sum_exact(ckks) -> None:  # type: ignore[no-untyped-def]
+    rnd = _round(ckks)
+    other = _round(ckks, seed=1, round_=1)
+    envs = {i: c.encrypt(_x(i))[0] for i, c in rnd.clients.items()}
+    stale = other.clients[1].encrypt(_x(1))[0]
+    # another session/round, as is and re-headed (the attacker cannot re-sign)
+    assert _refused_unchanged(rnd.server, stale) is RemoteProtocolError
+    s = rnd.session
+    forged = bytearray(stale)
+    head = decode_envelope(stale)
+    forged = _resign(
+        stale,
+        SigningKey.generate(InsecureDeterministicRandom(5, warn=False)),
+        session_id=s.session_id,
+        round=s.round,
+    )
+    assert head.session_id != s.session_id
+    assert _refused_unchanged(rnd.server, forged) is CryptoError
+    # a malicious client signs garbage as its payload
+    junk = _resign(envs[2], rnd.signing[2], payload=b"\x00" * 64)
+    assert _refused_unchanged(rnd.server, junk) is DecodeError
+    # the payload of client 3 moved into client 2's envelope (re-signed by 2)
+    moved = _resign(envs[2], rnd.signing[2], payload=decode_envelope(envs[3]).payload)
+    rnd.server.receive(moved)  # a valid ciphertext: client 2 chose to send x_3
+    assert _refused_unchanged(rnd.server, envs[2]) is RemoteProtocolError  # duplicate
+    rnd.server.receive(envs[1])
+    assert _refused_unchanged(rnd.server, envs[1]) is RemoteProtocolError
+    agg = rnd.server.finalize()
+    dec = HEDecryptor(session=s, secret_context=ckks.secret_context)
+    for a in agg:
+        dec.receive(a)
+    res = dec.result()
+    assert res.contributors == (1, 2)
+    np.testing.assert_allclose(res.values, _x(1) + _x(3), atol=s.params.ckks_error_bound(2))
+
+
+@given(pos=st.integers(min_value=0), bit=st.integers(0, 7), cut=st.booleans())
+def test_a8_tampered_aggregate_is_never_decrypted(ckks_agg, pos: int, bit: int, cut: bool) -> None:  # type: ignore[no-untyped-def]
+    session, agg, secret = ckks_agg
+    dec = HEDecryptor(session=session, secret_context=secret)
+    raw = bytearray(agg)
+    if cut:
+        raw = raw[: pos % len(raw)]
+    else:
+        raw[pos % len(raw)] ^= 1 << bit
+    with pytest.raises((DecodeError, CryptoError, RemoteProtocolError)):
+        dec.receive(bytes(raw))
+    assert not dec.complete
+    dec.receive(agg)
+    assert dec.complete
+
+
+@pytest.fixture(scope="module")
+def ckks_agg(ckks):  # type: ignore[no-untyped-def]
+    rnd = _round(ckks)
+    for i, c in rnd.clients.items():
+        for e in c.encrypt(_x(i)):
+            rnd.server.receive(e)
+    (agg,) = rnd.server.finalize()
+    return rnd.session, agg, ckks.secret_context
+
+
+def test_a8_key_holder_never_decrypts_a_client_chunk(ckks) -> None:  # type: ignore[no-untyped-def]
+    rnd = _round(ckks)
+    (env,) = rnd.clients[1].encrypt(_x(1))
+    dec = HEDecryptor(session=rnd.session, secret_context=ckks.secret_context)
+    with pytest.raises(RemoteProtocolError):
+        dec.receive(env)
+    assert dec.received_kinds == [EnvelopeKind.CLIENT_CHUNK] and not dec.complete
+
+
+def test_a8_documents_a_malicious_server_can_pass_one_ciphertext_as_the_aggregate(ckks) -> None:  # type: ignore[no-untyped-def]
+    """he_sum.md §8: in SEPARATE_DECRYPTOR the server signs aggregates itself, so the
+    key holder cannot tell a single client's ciphertext from a sum (no ZK proofs);
+    ``min_contributors`` only checks the *claimed* list."""
+    rnd = _round(ckks)
+    (env,) = rnd.clients[1].encrypt(_x(1))
+    single = decode_envelope(env)
+    fake = _resign(
+        env,
+        rnd.server_key,
+        kind=EnvelopeKind.AGGREGATE_CHUNK,
+        sender=0,
+        contributors=(1, 2, 3),
+        payload=single.payload,
+    )
+    dec = HEDecryptor(session=rnd.session, secret_context=ckks.secret_context)
+    dec.receive(fake)
+    res = dec.result()
+    np.testing.assert_allclose(res.values, _x(1), atol=rnd.session.params.ckks_error_bound(1))
+
+
+def test_a8_foreign_key_ciphertext_bfv_range_check_catches_it_ckks_does_not(ckks, bfv) -> None:  # type: ignore[no-untyped-def]
+    """A malicious client encrypts under a key of its own (same parameters): the
+    server cannot tell.  BFV's decryptor flags the out-of-range slots; CKKS has no
+    such check, so the sum is garbage — a client can always ruin its own
+    contribution (SECURITY.md, input poisoning)."""
+    for keys, flagged in ((bfv, True), (ckks, False)):
+        rogue = generate_keys(keys.params)
+        rnd = _round(keys)
+        rogue_ctx = HEContext.from_bytes(rogue.public_context, kind=ContextKind.PUBLIC)
+        block = np.zeros((keys.params.slots, 1))
+        payload = HEContext.serialize(
+            rogue_ctx.encrypt_columns(
+                block.astype(np.int64) if keys.params.scheme.name == "BFV" else block
+            )
+        )
+        honest = (
+            rnd.clients[1].encrypt(np.arange(LENGTH) % 7)
+            if flagged
+            else rnd.clients[1].encrypt(_x(1))
+        )
+        env2 = _resign(honest[0], rnd.signing[2], sender=2, contributors=(2,), payload=payload)
+        for e in honest:
+            rnd.server.receive(e)
+        rnd.server.receive(env2)  # accepted: a well-formed ciphertext
+        dec = HEDecryptor(session=rnd.session, secret_context=keys.secret_context)
+        for a in rnd.server.finalize():
+            dec.receive(a)
+        if flagged:
+            with pytest.raises(RemoteProtocolError):
+                dec.result()
+        else:
+            res = dec.result()
+            assert np.max(np.abs(res.values - _x(1))) > 1.0
