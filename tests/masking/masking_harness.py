@@ -73,19 +73,27 @@ class Harness:
         rng = det_rng(seed)
         ids = list(range(1, n + 1))
         cfg, idkeys = build_config(
-            ids, bits=bits, length=length, protocol=protocol, security=security,
-            neighbors=neighbors, threshold=threshold, rng=rng,
+            ids,
+            bits=bits,
+            length=length,
+            protocol=protocol,
+            security=security,
+            neighbors=neighbors,
+            threshold=threshold,
+            rng=rng,
         )
         dt = np.uint32 if bits <= 32 else np.uint64
         inputs = {
-            u: (np.arange(length, dtype=np.uint64) * (u + 3) + u * 1000).astype(dt)
-            % dt(1 << bits)
+            u: (np.arange(length, dtype=np.uint64) * (u + 3) + u * 1000).astype(dt) % dt(1 << bits)
             for u in ids
         }
         clients = {
             u: Client(
-                config=cfg, client_id=u, input_vector=inputs[u],
-                rng=rng.child(f"client/{u}"), identity_key=idkeys.get(u),
+                config=cfg,
+                client_id=u,
+                input_vector=inputs[u],
+                rng=rng.child(f"client/{u}"),
+                identity_key=idkeys.get(u),
             )
             for u in ids
         }

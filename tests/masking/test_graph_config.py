@@ -16,8 +16,14 @@ SEED = b"g" * 32
 
 def _cfg(n: int, k: int, *, seed: bytes = SEED, sid: bytes = SID) -> RoundConfig:
     return RoundConfig.create(
-        session_id=sid, clients=list(range(1, n + 1)), bits=16, length=4,
-        protocol=ProtocolKind.SECAGG_PLUS, neighbors=k, threshold=2, graph_seed=seed,
+        session_id=sid,
+        clients=list(range(1, n + 1)),
+        bits=16,
+        length=4,
+        protocol=ProtocolKind.SECAGG_PLUS,
+        neighbors=k,
+        threshold=2,
+        graph_seed=seed,
     )
 
 
@@ -86,8 +92,13 @@ def test_default_parameters() -> None:
 )
 def test_config_rejects(kwargs: dict[str, object]) -> None:
     base: dict[str, object] = {
-        "session_id": SID, "protocol": ProtocolKind.SECAGG, "security": SecurityMode.SEMI_HONEST,
-        "clients": (1, 2, 3, 4, 5), "bits": 16, "length": 3, "threshold": 3,
+        "session_id": SID,
+        "protocol": ProtocolKind.SECAGG,
+        "security": SecurityMode.SEMI_HONEST,
+        "clients": (1, 2, 3, 4, 5),
+        "bits": 16,
+        "length": 3,
+        "threshold": 3,
     }
     base.update(kwargs)
     with pytest.raises(ParameterError):
@@ -96,8 +107,13 @@ def test_config_rejects(kwargs: dict[str, object]) -> None:
 
 def test_signature_threshold_is_majority() -> None:
     cfg = RoundConfig.create(
-        session_id=SID, clients=range(1, 11), bits=8, length=1, protocol=ProtocolKind.SECAGG,
-        security=SecurityMode.MALICIOUS, identity_keys={i: bytes(32) for i in range(1, 11)},
+        session_id=SID,
+        clients=range(1, 11),
+        bits=8,
+        length=1,
+        protocol=ProtocolKind.SECAGG,
+        security=SecurityMode.MALICIOUS,
+        identity_keys={i: bytes(32) for i in range(1, 11)},
         threshold=5,
     )
     assert cfg.signature_threshold == 6

@@ -84,9 +84,7 @@ def test_survivor_set_smaller_than_threshold(security: SecurityMode) -> None:
             return dataclasses.replace(msg, survivors=small, dropped=rest)
         return dataclasses.replace(msg, survivors=small)
 
-    target = (
-        m.ConsistencyRequest if security is SecurityMode.MALICIOUS else m.UnmaskingRequest
-    )
+    target = m.ConsistencyRequest if security is SecurityMode.MALICIOUS else m.UnmaskingRequest
 
     def rewrite(u: int, msg: m.Message) -> m.Message:
         return shrink(msg) if isinstance(msg, target) else msg
@@ -149,8 +147,12 @@ def test_fake_set_with_only_its_own_signatures_is_below_signature_threshold() ->
     assert h.config.signature_threshold > len(group_b)
     for u in group_b:
         req = m.UnmaskingRequest(
-            session_id=h.config.session_id, sender=0, recipient=u, survivors=fake,
-            dropped=(1,), signatures=tuple(sorted(sigs.items())),
+            session_id=h.config.session_id,
+            sender=0,
+            recipient=u,
+            survivors=fake,
+            dropped=(1,),
+            signatures=tuple(sorted(sigs.items())),
         )
         with pytest.raises(RemoteProtocolError):
             h.clients[u].receive(m.encode(req))
@@ -257,7 +259,7 @@ def test_lying_share_holder_aborts_instead_of_wrong_sum() -> None:
     h = Harness.make(5, threshold=3)
     h.drive(stop=ServerPhase.COLLECT_UNMASKING, hold=1)
     # deliver the other responses honestly first, then a corrupted one from 1
-    held = [x for x in h.sent[1] if isinstance(x, m.UnmaskingResponse)][0]
+    held = next(x for x in h.sent[1] if isinstance(x, m.UnmaskingResponse))
     owner, kind, y = held.shares[0]
     from secagg.primitives.field import P
 

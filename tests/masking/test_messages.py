@@ -39,7 +39,10 @@ def _eq(a: m.Message, b: m.Message) -> bool:
     if isinstance(a, m.MaskedInput):
         assert isinstance(b, m.MaskedInput)
         return (a.session_id, a.sender, a.recipient, a.bits) == (
-            b.session_id, b.sender, b.recipient, b.bits
+            b.session_id,
+            b.sender,
+            b.recipient,
+            b.bits,
         ) and np.array_equal(a.vector, b.vector)
     return a == b
 
@@ -123,7 +126,11 @@ def test_direction_enforced() -> None:
         m.KeysBroadcast(session_id=SID, sender=1, recipient=0, entries=())
     with pytest.raises(ParameterError):
         m.AdvertiseKeys(
-            session_id=SID, sender=0, recipient=1, c_pk=bytes(32), s_pk=bytes(32),
+            session_id=SID,
+            sender=0,
+            recipient=1,
+            c_pk=bytes(32),
+            s_pk=bytes(32),
             commitment=bytes(32),
         )
 

@@ -120,7 +120,7 @@ def test_client_phase_message_pair(
 
 def _server_snapshot(h: Harness) -> tuple[object, ...]:
     s = h.server
-    run = s._sum.copy() if s._sum is not None else None  # noqa: SLF001 - white-box check
+    run = s._sum.copy() if s._sum is not None else None
     return (s.phase, s.sets, s.expected, s.abort_reason, None if run is None else run.tobytes())
 
 
@@ -191,7 +191,10 @@ def test_server_rejects_bad_masked_vector_without_adding_it() -> None:
         session_id=held.session_id, sender=U, recipient=0, bits=held.bits, vector=held.vector[:-1]
     )
     wrong_bits = m.MaskedInput(
-        session_id=held.session_id, sender=U, recipient=0, bits=20,
+        session_id=held.session_id,
+        sender=U,
+        recipient=0,
+        bits=20,
         vector=held.vector,
     )
     for bad in (short, wrong_bits):
