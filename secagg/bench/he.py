@@ -38,6 +38,7 @@ def _blocks(ctx: HEContext, m: int, seed: int) -> list[np.ndarray]:
     p = ctx.params
     n_ct = -(-m // p.slots)
     g = np.random.default_rng(seed)  # benchmark data only, nothing secret
+    flat: np.ndarray
     if p.scheme is Scheme.CKKS:
         flat = g.uniform(-1, 1, n_ct * p.slots)
     else:

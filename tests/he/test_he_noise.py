@@ -61,3 +61,15 @@ def test_flare_preset_round_trip():
     res = he_sum(xs, scheme=Scheme.CKKS, preset=Preset.CKKS_8192_FLARE)
     assert np.max(np.abs(res.sum - sum(xs.values()))) <= res.error_bound
     assert res.ciphertexts_per_client == 2
+
+
+@pytest.mark.parametrize("preset,bar", [(Preset.CKKS_4096, 26.0), (Preset.BFV_4096, 14.0),
+                                        (Preset.CKKS_8192_FLARE, 60.0)])
+def test_ciphertext_bytes_per_param(preset, bar):
+    params = preset.params
+    ctx = HEContext.from_bytes(generate_keys(params).public_context, kind=ContextKind.PUBLIC)
+    g = np.random.default_rng(3)
+    block = (g.uniform(-1, 1, (params.slots, 4)) if params.scheme is Scheme.CKKS
+             else g.integers(0, 1 << params.value_bits, (params.slots, 4)))
+    size = len(HEContext.serialize(ctx.encrypt_columns(block)))
+    assert size / block.size <= bar
