@@ -22,7 +22,6 @@ import numpy as np
 
 from secagg.dp.distributed import DDPRound, Mechanism, dp_secure_mean, plan
 from secagg.errors import AbortedError, ParameterError
-from secagg.primitives.kdf import derive
 from secagg.primitives.rand import InsecureDeterministicRandom, random_unit_float64
 
 __all__ = ["run"]
@@ -96,7 +95,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         rounds=rounds,
         sampling_rate=q,
     )
-    rot_seed = derive(seed.to_bytes(32, "big"), purpose="dp/simulate-rotation-seed", length=32)
+    rot_seed = rng.child("rotation-seed").random_bytes(32)  # public, fixed before "training"
     ddp_round = DDPRound(params=params, rotation_seed=rot_seed)
 
     data = rng.child("data")
