@@ -121,9 +121,10 @@ class Client:
             )
         if not input_vector.flags.c_contiguous:
             raise ParameterError("input must be C-contiguous")
-        if config.security is SecurityMode.MALICIOUS:
-            if identity_key is None or identity_key.public != config.identity_key(client_id):
-                raise ParameterError("malicious mode needs this client's registered identity key")
+        if config.security is SecurityMode.MALICIOUS and (
+            identity_key is None or identity_key.public != config.identity_key(client_id)
+        ):
+            raise ParameterError("malicious mode needs this client's registered identity key")
         self._config = config
         self._id = client_id
         self._x = input_vector
@@ -407,7 +408,8 @@ class Client:
         near = len(self._neighbours.intersection(survivors))
         if near < cfg.threshold:
             raise RemoteProtocolError(
-                f"only {near} surviving neighbours; threshold is {cfg.threshold}; refusing to unmask"
+                f"only {near} surviving neighbours; threshold is {cfg.threshold}; "
+                "refusing to unmask"
             )
 
     def _on_consistency(self, msg: m.Message) -> list[m.Message]:

@@ -343,7 +343,10 @@ class ConsistencySignature(Message):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UnmaskingRequest(Message):
-    """Round 4, server -> client: survivors U3, dropped D = U2 \\ U3, and (malicious) U4's signatures."""
+    """Round 4, server -> client: survivors U3, dropped D = U2 minus U3, U4's signatures.
+
+    The signatures are empty in semi-honest mode.
+    """
 
     TYPE: ClassVar[MessageType] = MessageType.UNMASKING_REQUEST
     ROUND: ClassVar[int] = 4

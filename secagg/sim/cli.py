@@ -29,28 +29,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--length", type=int, default=1000, metavar="M", help="elements per input")
     parser.add_argument("--dropout", type=float, default=0.0, metavar="F", help="fraction dropped")
     parser.add_argument(
-        "--drop-phase", choices=_DROP_PHASES, default="masked-input",
+        "--drop-phase",
+        choices=_DROP_PHASES,
+        default="masked-input",
         help="dropped clients stop replying before this phase",
     )
     parser.add_argument("--neighbors", type=int, default=None, metavar="K")
     parser.add_argument("--threshold", type=int, default=None, metavar="T")
     parser.add_argument(
-        "--bits", type=int, default=None, metavar="B",
+        "--bits",
+        type=int,
+        default=None,
+        metavar="B",
         help="modulus exponent (masking default: 32)",
     )
+    parser.add_argument("--security", choices=("semi-honest", "malicious"), default="semi-honest")
     parser.add_argument(
-        "--security", choices=("semi-honest", "malicious"), default="semi-honest"
-    )
-    parser.add_argument(
-        "--seed", type=int, default=None, metavar="S",
+        "--seed",
+        type=int,
+        default=None,
+        metavar="S",
         help="deterministic (INSECURE) randomness for a reproducible run",
     )
     parser.add_argument("--dp", choices=("none", "ddgauss", "skellam"), default="none")
     parser.add_argument("--epsilon", type=float, default=1.0, metavar="E")
     parser.add_argument("--delta", type=float, default=1e-5, metavar="D")
-    parser.add_argument("--json", default=None, metavar="PATH", help="write JSON here ('-' = stdout)")
     parser.add_argument(
-        "--no-memory", action="store_true",
+        "--json", default=None, metavar="PATH", help="write JSON here ('-' = stdout)"
+    )
+    parser.add_argument(
+        "--no-memory",
+        action="store_true",
         help="skip tracemalloc on the server (server_peak_mb becomes null)",
     )
     parser.add_argument("--workers", type=int, default=None, help="threads for client masking")
@@ -80,7 +89,8 @@ def _summary(res: dict[str, Any]) -> None:
     print(
         f"{res['protocol']} n={res['clients']} m={res['length']} k={res['neighbors']} "
         f"t={res['threshold']}: survivors={res['survivors']} {status}; "
-        f"client CPU {res['client_cpu_total_s']:.3f} s, server CPU {res['server_cpu_total_s']:.3f} s, "
+        f"client CPU {res['client_cpu_total_s']:.3f} s, "
+        f"server CPU {res['server_cpu_total_s']:.3f} s, "
         f"upload {res['bytes_per_client_upload']:.0f} B/client, wall {res['wall_s']:.2f} s"
     )
 
@@ -124,8 +134,14 @@ def simulate_masking(args: argparse.Namespace) -> dict[str, Any]:
     wall0 = time.perf_counter()
     ids = list(range(1, n + 1))
     cfg, idkeys = build_config(
-        ids, bits=bits, length=length, protocol=protocol, security=security,
-        neighbors=args.neighbors, threshold=args.threshold, rng=rng,
+        ids,
+        bits=bits,
+        length=length,
+        protocol=protocol,
+        security=security,
+        neighbors=args.neighbors,
+        threshold=args.threshold,
+        rng=rng,
     )
     width = np.dtype(dt).itemsize
     inputs = {}
@@ -141,9 +157,15 @@ def simulate_masking(args: argparse.Namespace) -> dict[str, Any]:
     try:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             report = run_round(
-                inputs, config=cfg, rng=rng, identity_keys=idkeys, dropouts=dropouts,
-                executor=pool if workers > 1 else None, workers=workers,
-                measure_memory=not args.no_memory, progress=progress_cb,
+                inputs,
+                config=cfg,
+                rng=rng,
+                identity_keys=idkeys,
+                dropouts=dropouts,
+                executor=pool if workers > 1 else None,
+                workers=workers,
+                measure_memory=not args.no_memory,
+                progress=progress_cb,
             )
     finally:
         finish()

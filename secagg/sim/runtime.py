@@ -330,10 +330,7 @@ def run_round(
         res = client_hook(u, msg) if client_hook is not None else msg
         if res is None:
             return []
-        if res is msg:
-            data = encoded
-        else:
-            data = res if isinstance(res, bytes) else m.encode(res)
+        data = encoded if res is msg else res if isinstance(res, bytes) else m.encode(res)
         bytes_up += len(data)
         if observer is not None:
             observer("to_server", u, data)
@@ -344,7 +341,7 @@ def run_round(
             return []
 
     def client_step(item: tuple[int, bytes, str]) -> tuple[int, list[m.Message], float, str | None]:
-        u, data, name = item
+        u, data, _phase = item
         t0 = time.thread_time()
         try:
             replies = clients[u].receive(data)
@@ -397,9 +394,9 @@ def run_round(
         batch = []
         parallel = executor is not None and any(i[2] == "masked_input" for i in items)
         results = _windowed(executor if parallel else None, client_step, items, max(2, 2 * workers))
-        done = 0
-        for (u, encoded, cpu, err), (_, _, name) in zip(results, items):
-            done += 1
+        for done, ((u, encoded, cpu, err), (_, _, name)) in enumerate(
+            zip(results, items, strict=True), start=1
+        ):
             if err is not None:
                 client_errors[u] = err
             if encoded or err is None:
