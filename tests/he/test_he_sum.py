@@ -34,22 +34,30 @@ LENGTHS = st.one_of(st.integers(1, 40), st.sampled_from([2047, 2048, 2049, 4095,
 
 
 @st.composite
-def rounds(draw):
+def rounds(draw, slots=2048):
     n = draw(st.integers(1, 5))
     dropped = draw(st.sets(st.integers(1, n), max_size=n))
-    return n, sorted(dropped), draw(LENGTHS), draw(st.integers(1, 3)), draw(st.integers(0, 2**32))
+    m, chunk = draw(LENGTHS), draw(st.integers(1, 3))
+    chunks = -(-(-(-m // slots)) // chunk)
+    # clients that stop in the middle of their upload (after 0 .. chunks-1 chunks)
+    partial = {}
+    if chunks > 1:
+        for i in range(1, n + 1):
+            if i not in dropped and draw(st.booleans()):
+                partial[i] = draw(st.integers(0, chunks - 1))
+    return n, sorted(dropped), partial, m, chunk, draw(st.integers(0, 2**32))
 
 
 @settings(max_examples=12)
 @given(rounds(), st.sampled_from(list(KeyCustody)))
 def test_ckks_sum_within_stated_bound(case, custody):
-    n, dropped, m, chunk, seed = case
+    n, dropped, partial, m, chunk, seed = case
     g = np.random.default_rng(seed)
     xs = {i: g.uniform(-1, 1, m) for i in range(1, n + 1)}
     res = he_sum(xs, scheme=Scheme.CKKS, keys=CKKS_KEYS, custody=custody, dropouts=dropped,
-                 max_ciphertexts_per_chunk=chunk, min_contributors=1,
+                 partial_dropouts=partial, max_ciphertexts_per_chunk=chunk, min_contributors=1,
                  rng=InsecureDeterministicRandom(seed, warn=False))
-    alive = [i for i in xs if i not in dropped]
+    alive = [i for i in xs if i not in dropped and i not in partial]
     if not alive:
         assert res.aborted and res.sum is None and res.count == 0
         return
@@ -62,15 +70,15 @@ def test_ckks_sum_within_stated_bound(case, custody):
 
 
 @settings(max_examples=12)
-@given(rounds())
+@given(rounds(slots=4096))
 def test_bfv_sum_is_exact(case):
-    n, dropped, m, chunk, seed = case
+    n, dropped, partial, m, chunk, seed = case
     g = np.random.default_rng(seed)
     xs = {i: g.integers(0, 1 << 22, m) for i in range(1, n + 1)}
     xs[1][: min(m, 3)] = (1 << 22) - 1  # extreme values
     res = he_sum(xs, scheme=Scheme.BFV, keys=BFV_KEYS, dropouts=dropped,
-                 max_ciphertexts_per_chunk=chunk, min_contributors=1)
-    alive = [i for i in xs if i not in dropped]
+                 partial_dropouts=partial, max_ciphertexts_per_chunk=chunk, min_contributors=1)
+    alive = [i for i in xs if i not in dropped and i not in partial]
     if not alive:
         assert res.aborted
         return
