@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -305,10 +305,12 @@ class Server:
                 f"masked input must have bits={cfg.bits} and {cfg.length} elements"
             )
         # range already checked by the decoder / message constructor
-        if self._sum is None:
-            self._sum = np.zeros(cfg.length, dtype=dtype_for_bits(cfg.bits))
+        acc = self._sum
+        if acc is None:
+            acc = cast(UIntArray, np.zeros(cfg.length, dtype=dtype_for_bits(cfg.bits)))
         # wraps mod 2^(8*itemsize); reduced mod 2^bits in finalize (2^bits divides it)
-        np.add(self._sum, msg.vector, out=self._sum)
+        np.add(acc, msg.vector, out=acc)
+        self._sum = acc
         self._masked.add(sender)
 
     def _on_signature(self, sender: int, msg: m.ConsistencySignature) -> None:

@@ -20,7 +20,7 @@ import tracemalloc
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -493,7 +493,7 @@ def plaintext_sum(inputs: Mapping[int, UIntArray], ids: Iterable[int], bits: int
     dt = dtype_for_bits(bits)
     ids = list(ids)
     length = len(next(iter(inputs.values())))
-    acc = np.zeros(length, dtype=dt)
+    acc = cast(UIntArray, np.zeros(length, dtype=dt))
     for u in ids:
         np.add(acc, inputs[u], out=acc)
     if bits < 8 * np.dtype(dt).itemsize:
