@@ -49,6 +49,7 @@ __all__ = [
     "decode_share_plaintext",
     "encode",
     "encode_share_plaintext",
+    "masked_input_prefix",
 ]
 
 WIRE_VERSION = 1
@@ -539,6 +540,29 @@ def decode(data: bytes | bytearray | memoryview) -> Message:
         raise DecodeError(str(exc)) from None
     r.finish()
     return msg
+
+
+def masked_input_prefix(*, session_id: bytes, sender: int, bits: int, length: int) -> bytes:
+    """The bytes of a MaskedInput before its vector, for streaming transports.
+
+    ``masked_input_prefix(...) + b"".join(little-endian chunk words)`` equals
+    ``encode(MaskedInput(...))`` for the concatenated chunks (see
+    :meth:`secagg.masking.client.Client.masked_input_chunks`).
+
+    Raises
+    ------
+    ParameterError
+        On a bad header field, ``bits`` outside 1..64 or ``length < 1``.
+    """
+    _check_bytes(session_id, SESSION_BYTES, "session_id")
+    _check_id(sender, "sender")
+    dtype_for_bits(bits)
+    if isinstance(length, bool) or not isinstance(length, int) or length < 1:
+        raise ParameterError("length must be a positive integer")
+    w = Writer()
+    w.u16(WIRE_VERSION).u8(int(MessageType.MASKED_INPUT)).u8(MaskedInput.ROUND).raw(session_id)
+    w.u32(sender).u32(SERVER_ID).u8(bits).u64(length)
+    return w.getvalue()
 
 
 def encode_share_plaintext(owner: int, holder: int, b_share: int, s_share: int) -> bytes:

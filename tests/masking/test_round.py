@@ -80,5 +80,10 @@ def test_masked_input_chunks_equal_message() -> None:
     chunks = list(c.masked_input_chunks(8))
     assert [len(x) for x in chunks] == [8, 8, 8, 8, 5]
     np.testing.assert_array_equal(np.concatenate(chunks), full)
+    prefix = m.masked_input_prefix(
+        session_id=h.config.session_id, sender=2, bits=h.config.bits, length=37
+    )
+    streamed = prefix + b"".join(x.astype("<u4").tobytes() for x in c.masked_input_chunks(16))
+    assert streamed == m.encode(next(x for x in h.sent[2] if isinstance(x, m.MaskedInput)))
     # y differs from x (it is masked)
     assert not np.array_equal(full, h.inputs[2])
