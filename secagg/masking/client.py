@@ -237,6 +237,9 @@ class Client:
         except (RemoteProtocolError, CryptoError) as exc:
             self._abort(str(exc))
             raise
+        except ParameterError as exc:  # hostile values that a primitive refused
+            self._abort(str(exc))
+            raise RemoteProtocolError(str(exc)) from exc
 
     def masked_input_chunks(self, chunk_elements: int = CHUNK_ELEMENTS) -> Iterator[UIntArray]:
         """``y_u`` in consecutive chunks of ``chunk_elements`` (the last may be shorter).

@@ -110,6 +110,7 @@ class Server:
         self._abort_reason: str | None = None
         self._expected: set[int] = set(config.clients)  # who may answer in this phase
         self._keys: dict[int, m.AdvertiseKeys] = {}  # U1
+        self._seen_keys: set[bytes] = set()
         self._boxes_from: dict[int, tuple[tuple[int, bytes], ...]] = {}  # U2 -> boxes
         self._senders_to: dict[int, tuple[int, ...]] = {}  # S_u for u in U2
         self._masked: set[int] = set()  # U3
@@ -117,6 +118,8 @@ class Server:
         self._signatures: dict[int, bytes] = {}  # U4
         self._u3: tuple[int, ...] = ()
         self._dropped: tuple[int, ...] = ()
+        self._u3_set: frozenset[int] = frozenset()
+        self._dropped_set: frozenset[int] = frozenset()
         self._u4: tuple[int, ...] = ()
         self._b_shares: dict[int, list[tuple[int, int]]] = {}
         self._s_shares: dict[int, list[tuple[int, int]]] = {}
@@ -276,19 +279,26 @@ class Server:
     def _on_advertise(self, sender: int, msg: m.AdvertiseKeys) -> None:
         cfg = self._config
         if cfg.security is SecurityMode.MALICIOUS:
-            _sign.verify(
-                cfg.identity_key(sender),
-                msg.signature,
-                cm.advertise_signature_input(
-                    session_id=cfg.session_id,
-                    client=sender,
-                    c_pk=msg.c_pk,
-                    s_pk=msg.s_pk,
-                    commitment=msg.commitment,
-                ),
-            )
+            try:
+                _sign.verify(
+                    cfg.identity_key(sender),
+                    msg.signature,
+                    cm.advertise_signature_input(
+                        session_id=cfg.session_id,
+                        client=sender,
+                        c_pk=msg.c_pk,
+                        s_pk=msg.s_pk,
+                        commitment=msg.commitment,
+                    ),
+                )
+            except CryptoError:
+                raise RemoteProtocolError("invalid advertise-keys signature") from None
         elif msg.signature:
             raise RemoteProtocolError("signature in a semi-honest round")
+        if msg.c_pk == msg.s_pk or msg.c_pk in self._seen_keys or msg.s_pk in self._seen_keys:
+            # a copied key would make honest neighbours abort; keep the copier out instead
+            raise RemoteProtocolError("public key already advertised")
+        self._seen_keys.update((msg.c_pk, msg.s_pk))
         self._keys[sender] = msg
 
     def _on_share_keys(self, sender: int, msg: m.ShareKeys) -> None:
@@ -328,8 +338,8 @@ class Server:
         self._signatures[sender] = msg.signature
 
     def _on_unmasking(self, sender: int, msg: m.UnmaskingResponse) -> None:
-        u3 = set(self._u3)
-        dropped = set(self._dropped)
+        u3 = self._u3_set
+        dropped = self._dropped_set
         want = []
         for v in self._senders_to[sender]:
             if v in u3:
@@ -450,6 +460,8 @@ class Server:
                 return self._abort(f"dropped client {v}'s masks cannot be recovered", u3_sorted)
         self._u3 = u3_sorted
         self._dropped = dropped
+        self._u3_set = frozenset(u3_sorted)
+        self._dropped_set = frozenset(dropped)
         self._expected = set(u3)
         if cfg.security is SecurityMode.MALICIOUS:
             self._phase = ServerPhase.COLLECT_SIGNATURES

@@ -389,7 +389,7 @@ def run_round(
             if u in gone or (r and drop_at[u] <= r):
                 gone.add(u)  # the client is gone: it never sees this message
                 continue
-            name = PHASES[r] if r else "unmasking"
+            name = PHASES[r] if r else "abort"
             items.append((u, data, name))
         batch = []
         parallel = executor is not None and any(i[2] == "masked_input" for i in items)
@@ -399,7 +399,7 @@ def run_round(
         ):
             if err is not None:
                 client_errors[u] = err
-            if encoded or err is None:
+            if name in clock.client and (encoded or err is None):
                 clock.client[name].append(cpu)
             for msg, data in encoded:
                 batch += deliver_to_server(u, msg, data)

@@ -270,3 +270,26 @@ def test_lying_share_holder_aborts_instead_of_wrong_sum() -> None:
     # client 1 has the smallest id, so its share is among the t used: the check fires
     assert h.server.phase is ServerPhase.ABORTED
     assert h.server.result is None
+
+
+def test_server_keeps_out_a_client_that_copies_a_key() -> None:
+    h = Harness.make(5, threshold=3)
+    h.drive(stop=ServerPhase.COLLECT_KEYS, hold=4)
+    copied = next(x for x in h.sent[1] if isinstance(x, m.AdvertiseKeys))
+    mine = next(x for x in h.sent[4] if isinstance(x, m.AdvertiseKeys))
+    bad = dataclasses.replace(mine, s_pk=copied.s_pk)
+    with pytest.raises(RemoteProtocolError):
+        h.server.receive(4, m.encode(bad))
+    assert 4 in h.server.expected and 4 not in h.server.sets["U1"]
+    h.server.receive(4, m.encode(mine))
+    assert h.server.phase is ServerPhase.COLLECT_SHARES
+
+
+def test_invalid_advertise_signature_is_rejected_by_server() -> None:
+    h = Harness.make(5, security=SecurityMode.MALICIOUS, threshold=3)
+    h.drive(stop=ServerPhase.COLLECT_KEYS, hold=2)
+    mine = next(x for x in h.sent[2] if isinstance(x, m.AdvertiseKeys))
+    bad = dataclasses.replace(mine, signature=bytes(64))
+    with pytest.raises(RemoteProtocolError):
+        h.server.receive(2, m.encode(bad))
+    assert 2 in h.server.expected
