@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from secagg.encoding.modular import bits_for_sum
 from secagg.errors import ParameterError
 from secagg.he import SEAL_MAX_COEFF_BITS, HEParams, Preset, Scheme, coeff_modulus_primes
-from secagg.he.params import _is_prime, product_normal_tail, resolve_params
+from secagg.he.params import _is_prime, laplace_tail, resolve_params
 
 T33 = 8589852673  # 33-bit prime = 1 mod 8192
 
@@ -137,17 +137,14 @@ def test_is_prime_matches_trial_division(n):
     assert _is_prime(n) == slow(n)
 
 
-def test_error_bound_is_chernoff_point_and_grows_like_sqrt_n():
+def test_error_bound_is_laplace_tail_and_grows_like_sqrt_n():
     p = Preset.CKKS_4096.params
-    assert p.ckks_error_bound(1000) <= 1e-4
-    b = [p.ckks_error_bound(n) for n in (1, 10, 100, 1000)]
-    assert b == sorted(b)
-    # t*(n) solves 2 inf_l exp(-l t)(1-l^2)^(-n/2) = 2^-40 (checked on a grid of l)
-    for n in (1, 7, 1000):
-        t = product_normal_tail(n, 2.0**-40)
-        grid = [i / 10000 for i in range(1, 10000)]
-        best = min(-lam * t - n / 2 * math.log1p(-lam * lam) for lam in grid)
-        assert math.isclose(best, math.log(2.0**-41), rel_tol=1e-3)
+    sigma1 = 0.17 * 4096 / 2.0**31
+    t = laplace_tail(2.0**-40)
+    assert math.isclose(math.exp(-math.sqrt(2) * t), 2.0**-40)
+    for n in (1, 10, 1000):
+        assert math.isclose(p.ckks_error_bound(n), t * math.sqrt(n) * sigma1)
+    assert 1.9e-4 < p.ckks_error_bound(1000) < 2.1e-4
     with pytest.raises(ParameterError):
         Preset.BFV_4096.params.ckks_error_bound(1)
     with pytest.raises(ParameterError):
