@@ -15,10 +15,11 @@ threads only change timing, never bytes.
 from __future__ import annotations
 
 import enum
+import os
 import time
 import tracemalloc
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -84,6 +85,9 @@ _SERVER_PHASE_NAME = {
     ServerPhase.COLLECT_UNMASKING: "unmasking",
     ServerPhase.FINALIZING: "unmasking",
 }
+
+#: ``n * m`` from which :func:`secure_sum` masks with a thread pool.
+_POOL_WORK = 1 << 20
 
 _TRACED_PHASES = (ServerPhase.COLLECT_MASKED, ServerPhase.FINALIZING)
 
@@ -572,14 +576,30 @@ def secure_sum(
         threshold=threshold,
         rng=src,
     )
-    report = run_round(
-        {u: np.ascontiguousarray(x) for u, x in inputs.items()},
-        config=cfg,
-        rng=src,
-        identity_keys=idkeys,
-        dropouts=dropouts,
-        observer=observer,
-    )
+    contiguous = {u: np.ascontiguousarray(x) for u, x in inputs.items()}
+    workers = min(4, os.cpu_count() or 1)
+    if workers > 1 and len(inputs) * length >= _POOL_WORK:
+        # masking releases the GIL (AES-CTR, numpy adds): use the cores; bytes are unchanged
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            report = run_round(
+                contiguous,
+                config=cfg,
+                rng=src,
+                identity_keys=idkeys,
+                dropouts=dropouts,
+                observer=observer,
+                executor=pool,
+                workers=workers,
+            )
+    else:
+        report = run_round(
+            contiguous,
+            config=cfg,
+            rng=src,
+            identity_keys=idkeys,
+            dropouts=dropouts,
+            observer=observer,
+        )
     return SumResult(
         total=report.total,
         survivors=tuple(report.survivors) if not report.aborted else (),
