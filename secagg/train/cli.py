@@ -91,6 +91,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="output folder for report.json and loss.png (default runs/<timestamp>/)")
     o.add_argument("--samples", type=int, default=3,
                    help="lines to sample from the final model (3)")
+    o.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (1: robust on a shared machine; 0 = torch's default)")
     o.add_argument("--no-progress", action="store_true", help="plain log lines, no progress bar")
 
 
@@ -255,6 +257,10 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.samples < 0:
         raise ParameterError("--samples must be >= 0")
+    if args.threads < 0:
+        raise ParameterError("--threads must be >= 0")
+    if args.threads:
+        require("torch", "train").set_num_threads(args.threads)
     deterministic = args.seed is not None
     seed = args.seed if deterministic else randbelow(SystemRandom(), 2**31)
     cfg = config_from_args(args, seed=seed)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import enum
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -105,7 +104,7 @@ class TrainConfig:
     rounds: int = 10
     clients: int | None = 16
     per_round: int = 8
-    local_steps: int = 20
+    local_steps: int = 10
     batch_size: int = 16
     seq_len: int = 128
     lr: float = 3e-3
@@ -432,13 +431,10 @@ def run_training(
     ParameterError
         Bad configuration or data.
     """
-    torch = require("torch", "train")
+    require("torch", "train")
     if not isinstance(aggregator, Aggregator):
         raise ParameterError("aggregator must be an Aggregator")
     t0 = time.perf_counter()
-    threads = os.environ.get("SECAGG_TORCH_THREADS")
-    if threads:
-        torch.set_num_threads(int(threads))
     trainer = FederatedTrainer(config, sampling_rng=sampling_rng, corpus=corpus)
     records = [trainer.initial_record()]
     if on_round is not None:
