@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from masking_harness import Harness
 
 from secagg.errors import CryptoError, DecodeError, RemoteProtocolError
 from secagg.masking import messages as m
@@ -19,6 +18,8 @@ from secagg.masking.client import ClientPhase
 from secagg.masking.config import ProtocolKind, SecurityMode
 from secagg.masking.server import ServerPhase
 from secagg.primitives.kex import KeyPair
+
+from .masking_harness import Harness
 
 
 def _revealed(h: Harness) -> dict[int, set[m.ShareKind]]:

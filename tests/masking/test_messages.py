@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from masking_harness import Harness
 
 from secagg.errors import DecodeError, ParameterError
 from secagg.masking import messages as m
 from secagg.masking.client import ClientPhase
 from secagg.masking.config import SecurityMode
 from secagg.masking.server import ServerPhase
+
+from .masking_harness import Harness
 
 SID = bytes(range(32))
 

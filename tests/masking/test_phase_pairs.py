@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from masking_harness import Harness
 
 from secagg.errors import DecodeError, RemoteProtocolError
 from secagg.masking import messages as m
@@ -19,6 +18,8 @@ from secagg.masking.client import ClientPhase
 from secagg.masking.config import SecurityMode
 from secagg.masking.server import TRANSITIONS as SERVER_T
 from secagg.masking.server import ServerPhase
+
+from .masking_harness import Harness
 
 U = 2  # the client under test
 SERVER_TYPES = {

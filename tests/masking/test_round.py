@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from masking_harness import Harness
 
 from secagg.masking import messages as m
 from secagg.masking.client import ClientPhase
 from secagg.masking.config import ProtocolKind, SecurityMode
 from secagg.masking.server import ServerPhase
+
+from .masking_harness import Harness
 
 
 @pytest.mark.parametrize("protocol", list(ProtocolKind))

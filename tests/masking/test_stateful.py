@@ -15,12 +15,13 @@ import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
-from masking_harness import COLLECTING, REPLY_ROUND, Harness
 
 from secagg.errors import SecAggError
 from secagg.masking import messages as m
 from secagg.masking.config import ProtocolKind, SecurityMode
 from secagg.masking.server import ServerPhase
+
+from .masking_harness import COLLECTING, REPLY_ROUND, Harness
 
 
 class DropoutMachine(RuleBasedStateMachine):

@@ -1,0 +1,1 @@
+"""Tests of the SecAgg / SecAgg+ state machines (secagg.masking)."""

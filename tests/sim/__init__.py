@@ -1,0 +1,1 @@
+"""Tests of the in-process runtime and `secagg simulate` (secagg.sim)."""
