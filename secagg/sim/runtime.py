@@ -198,11 +198,25 @@ class _Clock:
 
 
 def _windowed(
-    executor: Executor | None, fn: Callable[[Any], Any], items: Iterable[Any], window: int
+    executor: Executor | None,
+    fn: Callable[[Any], Any],
+    items: Iterable[Any],
+    window: int,
+    *,
+    exclusive: bool = False,
 ) -> Iterator[Any]:
-    """``map(fn, items)`` in order, with at most ``window`` calls in flight."""
+    """``map(fn, items)`` in order, with at most ``window`` calls in flight.
+
+    ``exclusive``: finish each window before yielding from it, so that nothing
+    runs in the pool while the consumer works (clean server memory tracing).
+    """
     if executor is None:
         yield from map(fn, items)
+        return
+    if exclusive:
+        todo = list(items)
+        for i in range(0, len(todo), window):
+            yield from list(executor.map(fn, todo[i : i + window]))
         return
     pending: list[Any] = []
     for it in items:
@@ -397,7 +411,13 @@ def run_round(
             items.append((u, data, name))
         batch = []
         parallel = executor is not None and any(i[2] == "masked_input" for i in items)
-        results = _windowed(executor if parallel else None, client_step, items, max(2, 2 * workers))
+        results = _windowed(
+            executor if parallel else None,
+            client_step,
+            items,
+            max(2, 2 * workers),
+            exclusive=measure_memory,
+        )
         for done, ((u, encoded, cpu, err), (_, _, name)) in enumerate(
             zip(results, items, strict=True), start=1
         ):
