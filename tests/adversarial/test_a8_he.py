@@ -260,3 +260,41 @@ def test_a8_foreign_key_ciphertext_bfv_range_check_catches_it_ckks_does_not(ckks
         else:
             res = dec.result()
             assert np.max(np.abs(res.values - _x(1))) > 1.0
+
+
+_CRASH = """
+import sys
+sys.path.insert(0, {tests!r})
+import numpy as np
+from adversarial.test_a8_he import _resign, _round, _x
+from secagg.errors import SecAggError
+from secagg.he import Preset, decode_envelope, generate_keys
+keys = generate_keys(Preset.{preset}.params)
+rnd = _round(keys)
+(env,) = rnd.clients[1].encrypt(np.arange(100) % 5 if {bfv} else _x(1))
+payload = decode_envelope(env).payload
+hostile = bytes([0x1A]) + payload[1:]  # first field's tag: ciphertexts -> batch_size
+try:
+    rnd.server.receive(_resign(env, rnd.signing[1], payload=hostile))
+except SecAggError as exc:
+    print(type(exc).__name__)
+"""
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: one rewritten protobuf tag byte in a registered client's signed payload "
+    "segfaults the HE server inside TenSEAL's ckks/bfv_tensor_from (denial of service)",
+)
+@pytest.mark.parametrize("preset", ["CKKS_4096", "BFV_4096"])
+def test_a8_hostile_payload_from_a_registered_client_is_refused_not_fatal(preset: str) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = _CRASH.format(
+        tests=str(Path(__file__).resolve().parents[1]), preset=preset, bfv=preset.startswith("BFV")
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, f"the server process died with rc={res.returncode}"
+    assert res.stdout.strip() == "DecodeError"

@@ -12,6 +12,10 @@ parameter set re-encodes to the same bytes.
 from __future__ import annotations
 
 import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,7 +32,7 @@ from secagg.errors import (
 
 pytest.importorskip("tenseal")
 
-from adversarial.test_a8_he import _resign, _round, _x
+from adversarial.test_a8_he import _round, _x
 
 from secagg.he import (
     ContextKind,
@@ -168,44 +172,46 @@ def test_fuzz_server_and_key_holder_long(args: tuple[str, bytes]) -> None:
     check_parties(*args)
 
 
-PAYLOADS = {name: decode_envelope(envs[1]).payload for name, envs in WORLD.client_env.items()}
+WORKER = Path(__file__).with_name("_payload_worker.py")
 
 
-def check_signed_payload(name: str, payload: bytes) -> None:
-    """A registered client signs a hostile TenSEAL payload: the server must parse it
-    under its own context and refuse anything that is not a well-formed ciphertext
-    tensor of the round's shape (a malformed-but-parsable ciphertext is the client's
-    own garbage and may be accepted)."""
-    count()
-    if not payload:
-        return
-    rnd = WORLD.rounds[name]
-    data = _resign(WORLD.client_env[name][1], rnd.signing[1], payload=payload)
-    s = WORLD.server(name)
-    before = s.state_digest()
-    try:
-        s.receive(data)
-    except DecodeError:
-        assert s.state_digest() == before
-        return
-    WORLD.servers.pop(name)
-    assert s.count == 2
+def run_payload_worker(scheme: str, seed: int, n: int) -> dict[str, int]:
+    """Hostile TenSEAL payloads signed by a registered client, in a child process
+    (a segfault must fail the test, not kill the runner)."""
+    res = subprocess.run(
+        [sys.executable, str(WORKER), scheme, str(seed), str(n)],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert res.returncode == 0, f"server process died (rc={res.returncode}): {res.stderr[-800:]}"
+    report = json.loads(res.stdout.strip().splitlines()[-1])
+    from .conftest import COUNTS
+
+    COUNTS[f"signed_payloads_{scheme}"] += report["inputs"]
+    assert set(report["outcomes"]) <= {"DecodeError", "accepted"}
+    return report["outcomes"]  # type: ignore[no-any-return]
 
 
-PAYLOAD_INPUT = SCHEMES.flatmap(lambda n: st.tuples(st.just(n), mutated([PAYLOADS[n]], max_ops=2)))
+_SEGFAULT = pytest.mark.xfail(
+    strict=True,
+    reason="BUG: one rewritten protobuf tag byte in a registered client's signed payload "
+    "segfaults the HE server inside TenSEAL's ckks/bfv_tensor_from (denial of service)",
+)
 
 
-@CTX_CI
-@given(PAYLOAD_INPUT)
-def test_fuzz_signed_tenseal_payloads(args: tuple[str, bytes]) -> None:
-    check_signed_payload(*args)
+@pytest.mark.slow
+@_SEGFAULT
+@pytest.mark.parametrize("scheme", ["ckks", "bfv"])
+def test_fuzz_signed_tenseal_payloads(scheme: str) -> None:
+    run_payload_worker(scheme, seed=1, n=40)
 
 
 @pytest.mark.long
-@CTX_LONG
-@given(PAYLOAD_INPUT)
-def test_fuzz_signed_tenseal_payloads_long(args: tuple[str, bytes]) -> None:
-    check_signed_payload(*args)
+@_SEGFAULT
+@pytest.mark.parametrize("scheme", ["ckks", "bfv"])
+def test_fuzz_signed_tenseal_payloads_long(scheme: str) -> None:
+    run_payload_worker(scheme, seed=2, n=3000)
 
 
 def check_public_context(name: str, data: bytes) -> None:
