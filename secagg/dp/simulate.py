@@ -22,7 +22,12 @@ import numpy as np
 
 from secagg.dp.distributed import DDPRound, Mechanism, dp_secure_mean, plan
 from secagg.errors import AbortedError, ParameterError
-from secagg.primitives.rand import InsecureDeterministicRandom, random_unit_float64
+from secagg.primitives.rand import (
+    InsecureDeterministicRandom,
+    RandomSource,
+    SystemRandom,
+    random_unit_float64,
+)
 
 __all__ = ["run"]
 
@@ -70,15 +75,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     q = float(_get(args, "sampling_rate", 1.0))
     clip = float(_get(args, "l2_clip", 1.0))
     dropout = float(_get(args, "dropout", 0.0))
-    seed = int(_get(args, "seed", 0))
+    seed_arg = getattr(args, "seed", None)
     protocol = _enum(ProtocolKind, getattr(args, "protocol", None), ProtocolKind.SECAGG_PLUS)
     security = _enum(SecurityMode, getattr(args, "security", None), SecurityMode.SEMI_HONEST)
     phase = _enum(DropPhase, getattr(args, "drop_phase", None), DropPhase.MASKED_INPUT)
     if n < 2 or dim < 1:
         raise ParameterError("need at least 2 clients and length >= 1")
 
-    # Seeded on purpose (reproducible simulation); the report says so.
-    rng = InsecureDeterministicRandom(seed, label="secagg simulate --dp", warn=False)
+    # Like the masking simulation: os.urandom unless --seed asks for a reproducible run.
+    rng: RandomSource
+    if seed_arg is None:
+        rng = SystemRandom()
+        randomness = "os.urandom"
+    else:
+        rng = InsecureDeterministicRandom(int(seed_arg), label="secagg simulate --dp", warn=False)
+        randomness = "InsecureDeterministicRandom(seed): reproducible, not secret"
     ids = list(range(1, n + 1))
     dropped = sorted(choose_dropouts(ids, dropout, rng.child("dropouts")))
     # Calibrate to the survivors we plan for: everyone not scheduled to drop.
@@ -121,8 +132,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "dropout": dropout,
         "drop_phase": phase.value,
         "dropped": dropped,
-        "seed": seed,
-        "randomness": "InsecureDeterministicRandom(seed): reproducible, not secret",
+        "seed": seed_arg,
+        "randomness": randomness,
         "bits": bits,
         "dp": {
             "mechanism": mech.value,

@@ -55,6 +55,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epsilon", type=float, default=1.0, metavar="E")
     parser.add_argument("--delta", type=float, default=1e-5, metavar="D")
     parser.add_argument(
+        "--rounds", type=int, default=1, help="--dp: training rounds the epsilon budget covers"
+    )
+    parser.add_argument(
+        "--sampling-rate", type=float, default=1.0, help="--dp: client sampling rate per round"
+    )
+    parser.add_argument("--l2-clip", type=float, default=1.0, help="--dp: per-client L2 clip norm")
+    parser.add_argument(
         "--json", default=None, metavar="PATH", help="write JSON here ('-' = stdout)"
     )
     parser.add_argument(
