@@ -173,30 +173,41 @@ class _Pool:
         self.peak_kb: list[int] = []
 
     def exchange(
-        self, items: Sequence[tuple[int, int, bytes]]
+        self,
+        items: Sequence[tuple[int, int, Any]],
+        encode: Callable[[int, Any], bytes] | None = None,
     ) -> Iterator[tuple[int, list[memoryview], float, str | None]]:
-        """Send ``(kind, id, bytes)`` to the owners; yield one reply per item as it arrives."""
-        per: list[list[tuple[int, int, bytes]]] = [[] for _ in self.to_w]
+        """Send ``(kind, id, payload)`` to the owners; yield one reply per item as it arrives.
+
+        ``encode(id, payload) -> bytes`` runs in the per-worker feeder threads, just
+        before sending, so a phase's encoded messages are never all in memory at once.
+        """
+        per: list[list[tuple[int, int, Any]]] = [[] for _ in self.to_w]
         for it in items:
             per[self.owner[it[1]]].append(it)
 
         def feed(w: int) -> None:  # a thread per worker: sending may block on a full pipe
             lst = per[w]
             for a in range(0, len(lst), _BATCH):
-                self.to_w[w].send(lst[a : a + _BATCH])
+                batch = lst[a : a + _BATCH]
+                if encode is not None:
+                    batch = [(k, u, encode(u, p)) for k, u, p in batch]
+                self.to_w[w].send(batch)
 
         feeders = [threading.Thread(target=feed, args=(w,), daemon=True) for w in range(len(per))]
         for f in feeders:
             f.start()
         left = [len(p) for p in per]
         conns = {c: w for w, c in enumerate(self.from_w)}
-        while any(left):
-            for c in wait([c for c, w in conns.items() if left[w]]):
-                w = conns[c]  # type: ignore[index]
-                yield _unpack(c.recv_bytes())  # type: ignore[union-attr]
-                left[w] -= 1
-        for f in feeders:
-            f.join()
+        try:
+            while any(left):
+                for c in wait([c for c, w in conns.items() if left[w]]):
+                    w = conns[c]  # type: ignore[index]
+                    yield _unpack(c.recv_bytes())  # type: ignore[union-attr]
+                    left[w] -= 1
+        finally:
+            for f in feeders:
+                f.join()
 
     def close(self) -> None:
         for w, c in enumerate(self.to_w):
@@ -291,12 +302,12 @@ def run_parallel_round(
         server_cpu[phase] += time.thread_time() - t0
         return out
 
-    def step(phase: str, items: list[tuple[int, int, bytes]]) -> list[tuple[int, msgs.Message]]:
+    def step(phase: str, items: list[tuple[int, int, Any]]) -> list[tuple[int, msgs.Message]]:
         nonlocal bytes_up
         t_phase = time.perf_counter()
         before = server.phase
         nxt: list[tuple[int, msgs.Message]] = []
-        for u, replies, cpu, err in pool.exchange(items):
+        for u, replies, cpu, err in pool.exchange(items, encoder(phase)):
             client_cpu[phase].append(cpu)
             if err is not None:
                 errors[u] = err
@@ -319,18 +330,31 @@ def run_parallel_round(
             progress(f"{phase}: {len(items)} clients, {phase_wall[phase]:.1f} s")
         return nxt
 
-    def outgoing(phase: str, out: list[tuple[int, msgs.Message]]) -> list[tuple[int, int, bytes]]:
-        nonlocal bytes_down
-        t0 = time.thread_time()
-        items = []
-        for u, msg in out:
+    lock = threading.Lock()
+
+    def encoder(phase: str) -> Callable[[int, Any], bytes]:
+        def enc(u: int, msg: msgs.Message | bytes) -> bytes:
+            nonlocal bytes_down
+            if isinstance(msg, bytes):  # a start command, not a message
+                return msg
+            t0 = time.thread_time()
             data = msgs.encode(msg)
-            bytes_down += len(data)
-            note("to_client", data)
+            with lock:
+                bytes_down += len(data)
+                note("to_client", data)
+                server_cpu[phase] += time.thread_time() - t0
+            return data
+
+        return enc
+
+    def outgoing(phase: str, out: list[tuple[int, msgs.Message]]) -> list[tuple[int, int, Any]]:
+        enc = encoder(phase)
+        items: list[tuple[int, int, Any]] = []
+        for u, msg in out:
             if u in dropped and PHASES.index(phase) >= PHASES.index(drop_before):
-                continue  # the client is gone: it never answers
-            items.append((_DELIVER, u, data))
-        server_cpu[phase] += time.thread_time() - t0
+                enc(u, msg)  # sent, but the client is gone: it never answers
+                continue
+            items.append((_DELIVER, u, msg))
         return items
 
     try:
