@@ -35,6 +35,7 @@ import abc
 import dataclasses
 import enum
 import importlib
+import math
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
@@ -44,13 +45,15 @@ import numpy as np
 import numpy.typing as npt
 
 from secagg.encoding.quantize import QuantizationSpec
-from secagg.errors import ParameterError
+from secagg.errors import AbortedError, ParameterError
 from secagg.primitives.rand import RandomSource, SystemRandom
 
 __all__ = [
     "AggregateResult",
     "Aggregator",
     "AggregatorKind",
+    "DPMaskedAggregator",
+    "DPSettings",
     "DropTiming",
     "HEAggregator",
     "InsecurePlainAggregator",
@@ -495,6 +498,187 @@ class HEAggregator(Aggregator):
         )
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DPSettings:
+    """User-level distributed DP for the masked aggregators (see :mod:`secagg.dp`).
+
+    Parameters
+    ----------
+    mechanism:
+        ``"ddgauss"`` (distributed discrete Gaussian) or ``"skellam"``.
+    epsilon, delta:
+        Target (ε, δ) for the whole run (all ``rounds``), per client (user level).
+    l2_clip:
+        Each client's update is clipped to this L2 norm (after a random rotation).
+    rounds:
+        Rounds the budget is spread over.
+    bits:
+        Modulus exponent of the secure sum.
+
+    Notes
+    -----
+    Accounting uses sampling rate 1 (no amplification by subsampling is claimed) and
+    calibrates the noise to ``min_survivors``; a round with fewer survivors aborts
+    and releases nothing.
+    """
+
+    mechanism: str
+    epsilon: float
+    delta: float = 1e-5
+    l2_clip: float = 1.0
+    rounds: int = 1
+    bits: int = 20
+
+    def __post_init__(self) -> None:
+        if self.mechanism not in ("ddgauss", "skellam"):
+            raise ParameterError("mechanism must be 'ddgauss' or 'skellam'")
+        for name in ("epsilon", "delta", "l2_clip"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int | float) or not (
+                math.isfinite(v) and v > 0
+            ):
+                raise ParameterError(f"{name} must be a positive finite number")
+        if self.delta >= 0.5:
+            raise ParameterError("delta must be < 0.5")
+        if isinstance(self.rounds, bool) or not isinstance(self.rounds, int) or self.rounds < 1:
+            raise ParameterError("rounds must be a positive integer")
+
+
+class DPMaskedAggregator(Aggregator):
+    """SecAgg / SecAgg+ with user-level distributed DP (:func:`secagg.dp.dp_secure_mean`).
+
+    Each client rotates, L2-clips, scales, rounds and adds discrete noise before the
+    secure sum; the server decodes a noisy mean.  The parameters are planned on the
+    first call (they depend on the update length).
+
+    Parameters
+    ----------
+    kind:
+        ``SECAGG`` or ``SECAGG_PLUS``.
+    dp:
+        :class:`DPSettings`.
+    max_clients, min_survivors:
+        Clients per round, and the fewest survivors the noise is calibrated for.
+    rng:
+        Secrets and noise (default :class:`SystemRandom`).
+    observer:
+        The ``observer`` hook of ``secure_sum``.
+
+    Security notes
+    --------------
+    The noise must come from a secret CSPRNG: a seeded ``InsecureDeterministicRandom``
+    voids the DP guarantee for whoever knows the seed.
+    """
+
+    def __init__(
+        self,
+        *,
+        kind: AggregatorKind,
+        dp: DPSettings,
+        max_clients: int,
+        min_survivors: int,
+        rng: RandomSource | None = None,
+        observer: Observer | None = None,
+        drop_timing: DropTiming = DropTiming.BEFORE_MASKED_INPUT,
+    ) -> None:
+        if kind not in (AggregatorKind.SECAGG, AggregatorKind.SECAGG_PLUS):
+            raise ParameterError("distributed DP runs over secagg or secagg+")
+        if not isinstance(dp, DPSettings):
+            raise ParameterError("dp must be DPSettings")
+        if not 1 <= min_survivors <= max_clients:
+            raise ParameterError("need 1 <= min_survivors <= max_clients")
+        self._dp_mod = importlib.import_module("secagg.dp")
+        self._sim = importlib.import_module("secagg.sim")
+        self.kind = kind
+        self.dp = dp
+        self.max_clients = max_clients
+        self.min_survivors = min_survivors
+        self._rng: RandomSource = rng if rng is not None else SystemRandom()
+        self._observer = observer
+        self._drop_phase = (
+            self._sim.DropPhase.SHARE_KEYS
+            if drop_timing is DropTiming.BEFORE_SHARING
+            else self._sim.DropPhase.MASKED_INPUT
+        )
+        self._protocol = (
+            self._sim.ProtocolKind.SECAGG
+            if kind is AggregatorKind.SECAGG
+            else self._sim.ProtocolKind.SECAGG_PLUS
+        )
+        self.params: Any = None
+        self._round = 0
+
+    @property
+    def description(self) -> str:
+        d = self.dp
+        core = (
+            f"{self.kind.value} + distributed DP ({d.mechanism}, ε={d.epsilon:g}, δ={d.delta:g} "
+            f"over {d.rounds} rounds, L2 clip {d.l2_clip:g}, noise calibrated to "
+            f"{self.min_survivors} survivors, no subsampling amplification claimed"
+        )
+        if self.params is not None:
+            core += (
+                f"; scale {self.params.scale:.3g}, local σ {self.params.local_stddev:.3g}, "
+                f"mod 2^{self.params.bits}"
+            )
+        return core + ")"
+
+    def _plan(self, dim: int) -> Any:
+        mech = self._dp_mod.Mechanism(self.dp.mechanism)
+        return self._dp_mod.plan(
+            mechanism=mech, epsilon=self.dp.epsilon, delta=self.dp.delta, dim=dim,
+            l2_clip=self.dp.l2_clip, bits=self.dp.bits, min_survivors=self.min_survivors,
+            max_clients=self.max_clients, rounds=self.dp.rounds, sampling_rate=1.0,
+        )
+
+    def aggregate(
+        self, updates: Mapping[int, npt.ArrayLike], *, dropped: Collection[int] = ()
+    ) -> AggregateResult:
+        ups, drop = _check_updates(updates, dropped)
+        if len(ups) > self.max_clients:
+            raise ParameterError(f"{len(ups)} clients exceed max_clients={self.max_clients}")
+        dim = next(iter(ups.values())).size
+        t0 = time.perf_counter()
+        if self.params is None:
+            self.params = self._plan(dim)
+        elif self.params.dim != dim:
+            raise ParameterError("update length changed between rounds")
+        self._round += 1
+        if self._round > self.dp.rounds:
+            raise ParameterError(
+                f"the privacy budget covers {self.dp.rounds} rounds; round {self._round} "
+                "would exceed it"
+            )
+        rnd = self._dp_mod.DDPRound(
+            params=self.params, rotation_seed=self._rng.random_bytes(32)
+        )
+        kwargs: dict[str, Any] = {"protocol": self._protocol}
+        if drop:
+            kwargs["dropouts"] = {self._drop_phase: sorted(drop)}
+        if self._observer is not None:
+            kwargs["observer"] = self._observer
+        t_plan = time.perf_counter() - t0
+        try:
+            agg = self._dp_mod.dp_secure_mean(ups, rnd, rng=self._rng, **kwargs)
+        except AbortedError as exc:
+            return AggregateResult(
+                mean=None, survivors=(), aborted=True, abort_reason=str(exc),
+                phase_seconds={"aggregate": time.perf_counter() - t0},
+            )
+        inner = agg.result
+        return AggregateResult(
+            mean=np.asarray(agg.mean, dtype=np.float64),
+            survivors=tuple(sorted(agg.survivors)),
+            aborted=False,
+            bytes_per_client_upload=float(inner.bytes_per_client_upload),
+            phase_seconds={
+                "aggregate": time.perf_counter() - t0,
+                "dp_plan": t_plan,
+                **_numeric_stats(inner.stats),
+            },
+        )
+
+
 def make_aggregator(
     kind: AggregatorKind,
     *,
@@ -504,6 +688,8 @@ def make_aggregator(
     rng: RandomSource | None = None,
     observer: Observer | None = None,
     drop_timing: DropTiming = DropTiming.BEFORE_MASKED_INPUT,
+    dp: DPSettings | None = None,
+    min_survivors: int | None = None,
 ) -> Aggregator:
     """The aggregator for ``kind`` with the quantization the loop uses.
 
@@ -519,6 +705,14 @@ def make_aggregator(
     if not _backend_ok(kind):
         raise ParameterError(
             f"aggregator {kind.value!r} is not available: {_BACKEND[kind]} is not installed"
+        )
+    if dp is not None:
+        if kind not in (AggregatorKind.SECAGG, AggregatorKind.SECAGG_PLUS):
+            raise ParameterError("distributed DP is wired for secagg and secagg+ only")
+        return DPMaskedAggregator(
+            kind=kind, dp=dp, max_clients=max_clients,
+            min_survivors=max_clients if min_survivors is None else min_survivors,
+            rng=rng, observer=observer, drop_timing=drop_timing,
         )
     if kind in (AggregatorKind.SECAGG, AggregatorKind.SECAGG_PLUS):
         spec = QuantizationSpec(clip=clip, value_bits=value_bits, max_clients=max_clients)

@@ -27,6 +27,7 @@ from secagg.primitives.rand import (
 )
 from secagg.train.aggregators import (
     AggregatorKind,
+    DPSettings,
     DropTiming,
     available_kinds,
     make_aggregator,
@@ -70,6 +71,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     q.add_argument("--clip", type=float, default=0.05,
                    help="clip every update coordinate to [-clip, clip] (0.05)")
     q.add_argument("--value-bits", type=int, default=16, help="bits per quantized value (16)")
+    d = parser.add_argument_group("distributed differential privacy (secagg, secagg+)")
+    d.add_argument("--dp", choices=["ddgauss", "skellam"], default=None,
+                   help="user-level distributed DP: clients add discrete noise before the "
+                   "secure sum (off by default)")
+    d.add_argument("--epsilon", type=float, default=10.0,
+                   help="DP ε for the whole run (10; no subsampling amplification claimed)")
+    d.add_argument("--delta", type=float, default=1e-5, help="DP δ (1e-5)")
+    d.add_argument("--dp-clip", type=float, default=1.0,
+                   help="L2 clip of each client's update under --dp (1.0)")
     m = parser.add_argument_group("model and data")
     m.add_argument("--lora-rank", type=int, default=_DEFAULTS.lora_rank,
                    help="0 = full training of the tiny model (default); R > 0 = LoRA rank R")
@@ -177,6 +187,11 @@ def _train_with_progress(
     show_bar: bool,
 ) -> TrainResult:
     rich_progress = require("rich.progress", "train")
+    dp = None
+    if getattr(args, "dp", None) is not None and kind is not AggregatorKind.PLAIN:
+        dp = DPSettings(mechanism=args.dp, epsilon=args.epsilon, delta=args.delta,
+                        l2_clip=args.dp_clip, rounds=cfg.rounds)
+    n_drop = min(int(cfg.dropout * cfg.per_round + 0.5), cfg.per_round - 1)
     agg = make_aggregator(
         kind,
         max_clients=cfg.per_round,
@@ -184,6 +199,8 @@ def _train_with_progress(
         value_bits=args.value_bits,
         rng=secret_rng,
         drop_timing=DropTiming(args.drop_phase),
+        dp=dp,
+        min_survivors=cfg.per_round - n_drop,
     )
     console.print(f"[bold]{label}[/bold]: {agg.description}")
     sampling = InsecureDeterministicRandom(cfg.seed, "train/sampling", warn=False)
@@ -261,10 +278,14 @@ def run(args: argparse.Namespace) -> int:
         raise ParameterError("--threads must be >= 0")
     if args.threads:
         require("torch", "train").set_num_threads(args.threads)
+    if args.dp is not None and kind not in (AggregatorKind.SECAGG, AggregatorKind.SECAGG_PLUS):
+        raise ParameterError("--dp runs over --aggregator secagg or secagg+")
     deterministic = args.seed is not None
     seed = args.seed if deterministic else randbelow(SystemRandom(), 2**31)
     cfg = config_from_args(args, seed=seed)
     console = rich_console.Console(file=sys.stdout, highlight=False)
+    if not console.is_terminal:  # logs: do not wrap round lines at 80 columns
+        console = rich_console.Console(file=sys.stdout, highlight=False, width=160)
     show_bar = console.is_terminal and not args.no_progress
     secret_rng: RandomSource
     if deterministic:
@@ -272,6 +293,9 @@ def run(args: argparse.Namespace) -> int:
             "[yellow]--seed given: protocol secrets come from InsecureDeterministicRandom "
             f"(seed {seed}) — reproducible, NOT secret; simulations only.[/yellow]"
         )
+        if args.dp is not None:
+            console.print("[yellow]--seed with --dp: the DP noise is known to whoever knows "
+                          "the seed; the (ε, δ) guarantee does not hold against them.[/yellow]")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", InsecureConfigurationWarning)
             secret_rng = InsecureDeterministicRandom(seed, "train/secrets")
@@ -331,6 +355,10 @@ def run(args: argparse.Namespace) -> int:
             "clip": args.clip,
             "value_bits": args.value_bits,
             "drop_phase": args.drop_phase,
+            "dp": None if args.dp is None else {
+                "mechanism": args.dp, "epsilon": args.epsilon, "delta": args.delta,
+                "l2_clip": args.dp_clip,
+            },
             "compare": args.compare,
             "deterministic_secrets": deterministic,
         },

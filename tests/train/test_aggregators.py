@@ -130,3 +130,28 @@ def test_result_invariants() -> None:
         AggregateResult(mean=None, survivors=(), aborted=False)
     with pytest.raises(ParameterError):
         AggregateResult(mean=np.zeros(1), survivors=(2, 1), aborted=False)
+
+
+def test_dp_aggregator_is_noisy_but_unbiased_and_aborts_below_n_min() -> None:
+    from secagg.train.aggregators import DPMaskedAggregator, DPSettings
+
+    n = 512
+    ups = {i: np.full(n, 0.01) for i in IDS}
+    dp = DPSettings(mechanism="ddgauss", epsilon=50.0, l2_clip=1.0, rounds=2)
+    agg = make_aggregator(AggregatorKind.SECAGG_PLUS, max_clients=len(IDS), dp=dp,
+                          min_survivors=5, rng=InsecureDeterministicRandom(8, warn=False))
+    assert isinstance(agg, DPMaskedAggregator)
+    res = agg.aggregate(ups, dropped=[5])
+    assert res.survivors == (2, 3, 7, 11, 12)
+    err = res.mean - 0.01
+    assert 0 < np.std(err) < 0.05 and abs(np.mean(err)) < 6 * np.std(err) / np.sqrt(n)
+    assert "ε=50" in agg.description and "scale" in agg.description
+    # two survivors < n_min = 5: nothing is released
+    res2 = agg.aggregate(ups, dropped=[2, 3, 5, 7])
+    assert res2.aborted and res2.mean is None
+    with pytest.raises(ParameterError, match="budget"):
+        agg.aggregate(ups)  # a third round exceeds the budget planned for 2
+    with pytest.raises(ParameterError):
+        DPSettings(mechanism="laplace", epsilon=1.0)
+    with pytest.raises(ParameterError):
+        make_aggregator(AggregatorKind.HE_CKKS, max_clients=3, dp=dp)
