@@ -10,9 +10,17 @@ pytest.importorskip("transformers")
 
 @pytest.fixture(autouse=True, scope="session")
 def _one_torch_thread() -> None:
+    """One torch thread (the machine is shared; oversubscription is very slow), and the
+    heavy imports paid once per session instead of inside whichever test runs first."""
+    import matplotlib
     import torch
+    import transformers
 
-    torch.set_num_threads(1)  # the test machine is shared; oversubscription is very slow
+    torch.set_num_threads(1)
+    matplotlib.use("Agg")
+    import matplotlib.pyplot
+
+    _ = transformers.LlamaForCausalLM, transformers.LlamaConfig
 
 
 @pytest.fixture

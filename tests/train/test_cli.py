@@ -73,19 +73,34 @@ def _report(out: Path) -> dict:
     return rep
 
 
+def _check_schema(rep: dict) -> None:
+    assert {"python", "secagg", "torch", "transformers", "peft", "numpy"} <= set(rep["versions"])
+    rounds = rep["rounds"]
+    assert [r["round"] for r in rounds] == list(range(len(rounds)))
+    for r in rounds:
+        assert {"round", "train_loss", "val_loss", "survivors", "bytes_per_client_upload"} <= set(r)
+    assert rounds[0]["train_loss"] is None and rounds[0]["survivors"] == 0
+    assert all(r["bytes_per_client_upload"] > 0 for r in rounds[1:])
+    assert rep["initial_val_loss"] == rounds[0]["val_loss"]
+
+
+def test_quick_run_report_schema(tmp_path: Path) -> None:
+    out = tmp_path / "quick"
+    assert main(["train", *TINY, "--seed", "4", "--out", str(out), "--samples", "0"]) == 0
+    rep = _report(out)
+    _check_schema(rep)
+    assert rep["config"]["aggregator"] == "secagg+" and rep["rounds"][1]["survivors"] == 2
+    assert "samples" not in rep
+
+
 def test_run_writes_report_and_plot(tmp_path: Path, capsys) -> None:
     out = tmp_path / "run"
     assert main(["train", *TINY, "--seed", "3", "--out", str(out), "--aggregator", "secagg+",
                  "--compare", "plain"]) == 0
     rep = _report(out)
+    _check_schema(rep)
     assert rep["config"]["aggregator"] == "secagg+" and rep["config"]["seed"] == 3
-    assert {"python", "secagg", "torch", "transformers", "peft", "numpy"} <= set(rep["versions"])
-    rounds = rep["rounds"]
-    assert [r["round"] for r in rounds] == [0, 1]
-    for r in rounds:
-        assert {"round", "train_loss", "val_loss", "survivors", "bytes_per_client_upload"} <= set(r)
-    assert rounds[0]["train_loss"] is None and rounds[1]["survivors"] == 2
-    assert rounds[1]["bytes_per_client_upload"] > 0
+    assert [r["round"] for r in rep["rounds"]] == [0, 1] and rep["rounds"][1]["survivors"] == 2
     assert rep["baseline"]["rounds"][1]["survivors"] == 2
     assert 0 < rep["max_abs_param_diff_vs_baseline"] < 1e-4
     assert len(rep["samples"]) == 1
