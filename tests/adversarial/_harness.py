@@ -136,8 +136,7 @@ def make_round(
     )
     dt = dtype_for_bits(bits)
     inputs = {
-        u: (np.arange(length, dtype=np.uint64) * 7 + 1000 * u + 3).astype(dt)
-        & dt((1 << bits) - 1)
+        u: (np.arange(length, dtype=np.uint64) * 7 + 1000 * u + 3).astype(dt) & dt((1 << bits) - 1)
         for u in ids
     }
     return Round(config=cfg, inputs=inputs, identity_keys=idkeys, rng=rng)
@@ -193,8 +192,13 @@ def assert_nothing_secret_left(
             )
 
 
-def recover_input(rec: Recorder, config: RoundConfig, owner: int,
-                  b_points: list[tuple[int, int]], s_points: list[tuple[int, int]]) -> UIntArray:
+def recover_input(
+    rec: Recorder,
+    config: RoundConfig,
+    owner: int,
+    b_points: list[tuple[int, int]],
+    s_points: list[tuple[int, int]],
+) -> UIntArray:
     """What an attacker holding ``t`` b-shares and ``t`` s-shares of ``owner`` computes:
     ``x_owner`` from the recorded ``y_owner``, checked against ``h_owner`` and ``s_owner^PK``."""
     t = config.threshold

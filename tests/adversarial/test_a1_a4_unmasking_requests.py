@@ -141,9 +141,7 @@ def test_a4_u3_that_grows_after_the_consistency_check_is_refused() -> None:
             dropped=tuple(v for v in msg.dropped if v != late),
         )
 
-    report = rnd.run(
-        server_hook=_unmask_rewrite(grow), dropouts={DropPhase.MASKED_INPUT: [late]}
-    )
+    report = rnd.run(server_hook=_unmask_rewrite(grow), dropouts={DropPhase.MASKED_INPUT: [late]})
     assert report.aborted
     for u in rnd.config.clients:
         assert rnd.recorder.of_type(u, m.UnmaskingResponse) == []

@@ -159,8 +159,13 @@ class _Mitm:
             if to_target
             else cm.share_key(self.as_target[w].private, self.real_c[w], session_id=sid, a=v, b=w)
         )
-        ad = dict(session_id=sid, round_=cm.SHARE_ROUND, sender=sender, receiver=receiver,
-                  context=cm.SHARE_CONTEXT)
+        ad = dict(
+            session_id=sid,
+            round_=cm.SHARE_ROUND,
+            sender=sender,
+            receiver=receiver,
+            context=cm.SHARE_CONTEXT,
+        )
         pt = aead.open_(k_in, box, **ad)  # type: ignore[arg-type]
         if not to_target:
             owner, holder, b_share, s_share = m.decode_share_plaintext(pt)
@@ -241,3 +246,72 @@ def test_a3_malicious_mode_any_substituted_advertised_field_aborts(field_name: s
     assert victim not in report.survivors
     if not report.aborted:
         np.testing.assert_array_equal(report.total, rnd.expected_sum(report.survivors))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: RoundConfig.create's complete-graph default in malicious mode is "
+    "t = floor(n/2)+1, so a server colluding with floor(0.05 n) clients (within the "
+    "default alpha) certifies two survivor sets and learns an honest input; the "
+    "finder's complete-graph rule t > (n-1+A)/2 is not applied",
+)
+def test_a2_malicious_complete_graph_default_t_resists_alpha_n_colluders() -> None:
+    from secagg.primitives.sign import SigningKey
+
+    n, target = 41, 41
+    corrupt = {1, 2}  # floor(0.05 * 41) = 2 colluders: inside the default threat model
+    rnd = make_round(n, security=SecurityMode.MALICIOUS, length=2)
+    cfg, t = rnd.config, rnd.t
+    run = Manual(rnd)
+    run.start()
+    while not any(isinstance(m.decode(d), m.ConsistencyRequest) for _, d in run.outbox):
+        run.deliver()
+    u3 = next(
+        x.survivors
+        for _, d in run.outbox
+        for x in [m.decode(d)]
+        if isinstance(x, m.ConsistencyRequest)
+    )
+    honest = [u for u in u3 if u not in corrupt and u != target]
+    group_b = set(honest[len(honest) // 2 :])  # told the target dropped
+    shrunk = tuple(v for v in u3 if v != target)
+
+    def split(u: int, msg: m.Message) -> m.Message:
+        if isinstance(msg, m.ConsistencyRequest) and u in group_b:
+            return dataclasses.replace(msg, survivors=shrunk)
+        return msg
+
+    run.deliver(rewrite=split)
+    sigs = {
+        u: x.signature
+        for u in cfg.clients
+        for x in rnd.recorder.of_type(u, m.ConsistencySignature)
+        if isinstance(x, m.ConsistencySignature)
+    }
+    on_u3 = {u: s for u, s in sigs.items() if u not in group_b}
+    on_shrunk = {u: s for u, s in sigs.items() if u in group_b}
+    for w in corrupt:  # colluders sign both sets
+        key = rnd.identity_keys[w]
+        assert isinstance(key, SigningKey)
+        on_shrunk[w] = key.sign(
+            cm.consistency_signature_input(session_id=cfg.session_id, client=w, survivors=shrunk)
+        )
+    assert len(on_u3) >= cfg.signature_threshold and len(on_shrunk) >= cfg.signature_threshold
+    for u in [*honest, target]:
+        in_b = u in group_b
+        req = m.UnmaskingRequest(
+            session_id=cfg.session_id,
+            sender=0,
+            recipient=u,
+            survivors=shrunk if in_b else u3,
+            dropped=(target,) if in_b else (),
+            signatures=tuple(sorted((on_shrunk if in_b else on_u3).items())),
+        )
+        for reply in run.to_client(u, m.encode(req)):
+            rnd.recorder("to_server", u, reply)  # what the honest client put on the wire
+    assert_nothing_secret_left(
+        rnd.recorder,
+        [u for u in cfg.clients if u not in corrupt],
+        t=t,
+        corrupt_shares={target: corrupt},
+    )

@@ -37,9 +37,7 @@ def _finish(run: Manual) -> np.ndarray:
 
 
 @pytest.mark.parametrize("security", [SecurityMode.SEMI_HONEST, SecurityMode.MALICIOUS])
-@pytest.mark.parametrize(
-    "cls", [m.KeysBroadcast, m.MaskedInputRequest, m.UnmaskingRequest]
-)
+@pytest.mark.parametrize("cls", [m.KeysBroadcast, m.MaskedInputRequest, m.UnmaskingRequest])
 def test_a5_other_session_bytes_are_refused_and_change_nothing(
     security: SecurityMode, cls: type[m.Message]
 ) -> None:
