@@ -260,11 +260,24 @@ class InsecurePlainAggregator(Aggregator):
 
 
 def _numeric_stats(stats: Mapping[str, object]) -> dict[str, float]:
+    """The timing entries (keys ending in ``_s``) of a backend's statistics."""
     out = {}
     for k, v in stats.items():
-        if isinstance(v, int | float) and not isinstance(v, bool):
+        if str(k).endswith("_s") and isinstance(v, int | float) and not isinstance(v, bool):
             out[str(k)] = float(v)
     return out
+
+
+def _round_rng(rng: RandomSource, index: int) -> RandomSource:
+    """A fresh source per aggregation.
+
+    The backends derive per-client streams with ``rng.child(label)``; for a seeded
+    ``InsecureDeterministicRandom`` a child depends only on the seed and the label, so
+    without this every round would reuse the same masks, keys and noise — and the
+    difference of two rounds' masked vectors would reveal the difference of the
+    updates.  (``SystemRandom.child`` is the OS CSPRNG again.)
+    """
+    return rng.child(f"aggregation/{index}")
 
 
 class MaskedAggregator(Aggregator):
@@ -316,6 +329,7 @@ class MaskedAggregator(Aggregator):
         self._rng: RandomSource = rng if rng is not None else SystemRandom()
         self._neighbors = neighbors
         self._threshold = threshold
+        self._calls = 0
         self._observer = observer
         self._drop_phase = (
             self._sim.DropPhase.SHARE_KEYS
@@ -346,10 +360,11 @@ class MaskedAggregator(Aggregator):
                 f"{len(ups)} clients exceed the quantization spec's max_clients="
                 f"{self.spec.max_clients}"
             )
+        self._calls += 1
         kwargs: dict[str, Any] = {
             "spec": self.spec,
             "protocol": self._protocol,
-            "rng": self._rng,
+            "rng": _round_rng(self._rng, self._calls),
             "neighbors": self._neighbors,
             "threshold": self._threshold,
         }
@@ -475,7 +490,7 @@ class HEAggregator(Aggregator):
             preset=self.params,
             dropouts=sorted(drop),
             observer=self._observer,
-            rng=self._rng,
+            rng=_round_rng(self._rng, self._round),
             keys=self._keys,
             round=self._round,
             min_contributors=1,
@@ -649,8 +664,9 @@ class DPMaskedAggregator(Aggregator):
                 f"the privacy budget covers {self.dp.rounds} rounds; round {self._round} "
                 "would exceed it"
             )
+        round_rng = _round_rng(self._rng, self._round)
         rnd = self._dp_mod.DDPRound(
-            params=self.params, rotation_seed=self._rng.random_bytes(32)
+            params=self.params, rotation_seed=round_rng.child("rotation").random_bytes(32)
         )
         kwargs: dict[str, Any] = {"protocol": self._protocol}
         if drop:
@@ -659,7 +675,7 @@ class DPMaskedAggregator(Aggregator):
             kwargs["observer"] = self._observer
         t_plan = time.perf_counter() - t0
         try:
-            agg = self._dp_mod.dp_secure_mean(ups, rnd, rng=self._rng, **kwargs)
+            agg = self._dp_mod.dp_secure_mean(ups, rnd, rng=round_rng, **kwargs)
         except AbortedError as exc:
             return AggregateResult(
                 mean=None, survivors=(), aborted=True, abort_reason=str(exc),

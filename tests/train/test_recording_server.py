@@ -94,8 +94,9 @@ def test_masked_server_sees_nothing_individual(tiny_config: TrainConfig, kind) -
     (updates,) = tap.updates
     spec = agg.spec  # type: ignore[attr-defined]
     # Re-derive each client's exact quantized input (secure_sum_floats rounds with
-    # rng.child("quantize/<id>")): the test knows the seed, the server does not.
-    root = InsecureDeterministicRandom(secret_seed, warn=False)
+    # rng.child("quantize/<id>"), rng = the aggregator's per-round child): the test
+    # knows the seed, the server does not.
+    root = InsecureDeterministicRandom(secret_seed, warn=False).child("aggregation/1")
     quantized = {u: spec.quantize(x, root.child(f"quantize/{u}")) for u, x in updates.items()}
     blob = b"".join(b for msgs in received.values() for b in msgs)
     assert blob
@@ -139,3 +140,26 @@ def test_he_server_sees_only_ciphertexts(tiny_config: TrainConfig) -> None:
     blob = b"".join(received)
     assert len(blob) > 8 * tap.updates[0][next(iter(tap.updates[0]))].size
     assert not any(_leaks(x, None, blob) for x in tap.updates[0].values())
+
+
+@pytest.mark.parametrize("kind", [AggregatorKind.SECAGG, AggregatorKind.SECAGG_PLUS])
+def test_masks_are_fresh_every_round(kind) -> None:
+    """Same client, same update, two rounds, seeded secrets: different masked vectors
+    (otherwise y_1 - y_2 = x_1 - x_2 would leak the change of the update)."""
+    from secagg.masking import messages as m
+
+    seen: list[np.ndarray] = []
+
+    def observer(direction: str, client: int, data: bytes) -> None:
+        if direction == "to_server" and client == 2:
+            msg = m.decode(data)
+            if isinstance(msg, m.MaskedInput):
+                seen.append(msg.vector.copy())
+
+    agg = make_aggregator(kind, max_clients=3, rng=InsecureDeterministicRandom(4, warn=False),
+                          observer=observer)
+    ups = {c: np.linspace(-0.01, 0.01, 2000) for c in (1, 2, 3)}
+    agg.aggregate(ups)
+    agg.aggregate(ups)
+    assert len(seen) == 2
+    assert np.mean(seen[0] == seen[1]) < 0.01
