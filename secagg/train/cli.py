@@ -67,7 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="also train the insecure plain baseline with the same seed and plot both")
     g.add_argument("--server-lr", type=float, default=_DEFAULTS.server_lr,
                    help="server learning rate on the mean update (1.0)")
-    q = parser.add_argument_group("quantization (secagg, secagg+)")
+    q = parser.add_argument_group("quantization (secagg, secagg+, he-bfv; --clip also he-ckks)")
     q.add_argument("--clip", type=float, default=0.05,
                    help="clip every update coordinate to [-clip, clip] (0.05)")
     q.add_argument("--value-bits", type=int, default=16, help="bits per quantized value (16)")

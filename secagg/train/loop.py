@@ -168,6 +168,7 @@ class RoundRecord:
     dropped: tuple[int, ...]
     survivors: int
     aborted: bool
+    abort_reason: str | None
     bytes_per_client_upload: float
     update_norm: float
     clipped_fraction: float
@@ -342,6 +343,7 @@ class FederatedTrainer:
             dropped=(),
             survivors=0,
             aborted=False,
+            abort_reason=None,
             bytes_per_client_upload=0.0,
             update_norm=0.0,
             clipped_fraction=0.0,
@@ -396,6 +398,7 @@ class FederatedTrainer:
             dropped=dropped,
             survivors=len(res.survivors),
             aborted=res.aborted,
+            abort_reason=res.abort_reason,
             bytes_per_client_upload=res.bytes_per_client_upload,
             update_norm=norm,
             clipped_fraction=clipped,

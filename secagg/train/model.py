@@ -325,7 +325,7 @@ def sample_text(
     *,
     prompts: Sequence[str],
     max_new_tokens: int = 80,
-    temperature: float = 0.8,
+    temperature: float = 0.7,
     top_k: int = 40,
     seed: int = 0,
 ) -> list[str]:
