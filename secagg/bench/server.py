@@ -228,6 +228,11 @@ def run(quick: bool = False, *, repeat: int | None = None, n: int | None = None,
         "limit_2core_best_s": best["limit_2core"],
         "limit_ratio": best["limit_2core"] / best["ours_2threads"],
         "limit_ratio_1thread": best["limit_1core"] / best["ours_1thread"],
+        "limit_ratio_paired_median": float(np.median([
+            min(a, b) / c for a, b, c in zip(samples["limit_2core_ranges"],
+                                             samples["limit_2core_halves"],
+                                             samples["ours_2threads"], strict=True)
+        ])),
         "thread_speedup_ours": best["ours_1thread"] / best["ours_2threads"],
         "thread_speedup_limit": best["limit_1core"] / best["limit_2core"],
         "target_limit_ratio": TARGET_LIMIT_RATIO,
