@@ -1,0 +1,231 @@
+"""Stateful hypothesis run against a *generated* malicious server.
+
+Every server message is, at hypothesis' choice, delivered, dropped, delivered to
+the wrong client, replayed later, or rewritten (survivor and dropped sets replaced
+by arbitrary subsets, signatures dropped or shuffled) — any combination, over the
+whole round.  Only signatures cannot be forged.  All clients are honest.
+
+Invariants after every step (what an honest client may put on the wire):
+
+* no client answers two unmasking requests or reveals both shares of one owner;
+* no client answers a request that lists fewer than ``t`` survivors or fewer than
+  ``t`` of its neighbours;
+* malicious mode: for no owner do ``t`` b-shares *and* ``t`` s-shares leave the
+  clients (no colluders here, so the consistency check must hold alone);
+* the (honest) server's output, if any, is the exact sum over its ``U3``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from secagg.errors import SecAggError
+from secagg.masking import messages as m
+from secagg.masking.client import Client
+from secagg.masking.config import ProtocolKind, SecurityMode
+from secagg.masking.graph import all_neighbours
+from secagg.masking.server import Server, ServerPhase
+from secagg.primitives.rand import InsecureDeterministicRandom
+from secagg.sim import build_config, plaintext_sum
+
+#: most setup messages go through, so that the rounds reach the unmasking requests
+SETUP_ACTIONS = ["deliver"] * 12 + ["drop", "misroute", "replay", "rewrite"]
+UNMASK_ACTIONS = ["deliver"] * 4 + ["rewrite"] * 3 + ["replay", "misroute", "drop"]
+CASES = {"runs": 0, "unmasked_responses": 0}
+
+
+class MaliciousServerMachine(RuleBasedStateMachine):
+    @initialize(
+        n=st.integers(4, 9),
+        protocol=st.sampled_from(list(ProtocolKind)),
+        security=st.sampled_from(list(SecurityMode)),
+        seed=st.integers(0, 2**16),
+        budget=st.integers(0, 3),
+    )
+    def setup(  # type: ignore[no-untyped-def]
+        self, n: int, protocol: ProtocolKind, security: SecurityMode, seed: int, budget: int
+    ) -> None:
+        CASES["runs"] += 1
+        self.budget = budget  # tampered setup messages (key and share rounds)
+        rng = InsecureDeterministicRandom(seed, warn=False)
+        k = n - 1 if protocol is ProtocolKind.SECAGG else max(2, n - 2)
+        self.cfg, idkeys = build_config(
+            range(1, n + 1),
+            bits=16,
+            length=2,
+            protocol=protocol,
+            security=security,
+            neighbors=k,
+            threshold=None,
+            rng=rng,
+        )
+        self.nbrs = all_neighbours(self.cfg)
+        self.inputs = {u: np.array([u, 1000 + u], dtype=np.uint32) for u in self.cfg.clients}
+        self.clients = {
+            u: Client(
+                config=self.cfg,
+                client_id=u,
+                input_vector=self.inputs[u],
+                rng=rng.child(f"client/{u}"),
+                identity_key=idkeys.get(u),
+            )
+            for u in self.cfg.clients
+        }
+        self.server = Server(config=self.cfg)
+        self.history: list[tuple[int, bytes]] = []
+        self.outbox: list[tuple[int, bytes]] = []
+        self.answered: dict[int, list[m.UnmaskingRequest]] = {u: [] for u in self.cfg.clients}
+        self.responses: dict[int, list[m.UnmaskingResponse]] = {u: [] for u in self.cfg.clients}
+        for u, c in self.clients.items():
+            self._to_server(u, m.encode(c.start()))
+
+    def _to_server(self, u: int, data: bytes) -> None:
+        with contextlib.suppress(SecAggError):
+            self.outbox += [(r, m.encode(x)) for r, x in self.server.receive(u, data)]
+
+    def _finished(self) -> bool:
+        return not self.outbox and not self.server.phase.value.startswith("collect")
+
+    def _rewrite(self, msg: m.Message, data: st.DataObject) -> m.Message:
+        ids = st.sets(st.sampled_from(self.cfg.clients))
+        if isinstance(msg, m.ConsistencyRequest | m.UnmaskingRequest):
+            # move some survivors to "dropped", add or remove others, or anything at all
+            old = set(msg.survivors)
+            moved = data.draw(ids) & old
+            surv = (old - moved) | data.draw(ids) if data.draw(st.booleans()) else data.draw(ids)
+            if isinstance(msg, m.ConsistencyRequest):
+                return dataclasses.replace(msg, survivors=tuple(sorted(surv)))
+            dropped = (set(msg.dropped) | moved) - data.draw(ids) | data.draw(ids)
+            surv, dropped = tuple(sorted(surv)), tuple(sorted(dropped))
+            sigs = list(msg.signatures)
+            keep = data.draw(st.integers(0, len(sigs)))
+            return dataclasses.replace(
+                msg, survivors=surv, dropped=dropped, signatures=tuple(sigs[:keep])
+            )
+        if isinstance(msg, m.KeysBroadcast | m.MaskedInputRequest):
+            items = list(msg.entries if isinstance(msg, m.KeysBroadcast) else msg.boxes)
+            keep = data.draw(st.integers(0, len(items)))
+            field = "entries" if isinstance(msg, m.KeysBroadcast) else "boxes"
+            return dataclasses.replace(msg, **{field: tuple(items[:keep])})
+        return msg
+
+    def _deliver(self, u: int, data: bytes) -> None:
+        msg = m.decode(data)
+        try:
+            replies = self.clients[u].receive(data)
+        except SecAggError:
+            return
+        for r in replies:
+            if isinstance(r, m.UnmaskingResponse):
+                assert isinstance(msg, m.UnmaskingRequest)
+                self.answered[u].append(msg)
+                self.responses[u].append(r)
+            self._to_server(u, m.encode(r))
+
+    @precondition(lambda self: not self._finished())
+    @rule(data=st.data())
+    def step(self, data: st.DataObject) -> None:
+        box, self.outbox = self.outbox, []
+        phase = self.server.phase
+        for u, raw in box:
+            self.history.append((u, raw))
+            late = m.decode(raw).TYPE in (
+                m.MessageType.CONSISTENCY_REQUEST,
+                m.MessageType.UNMASKING_REQUEST,
+            )
+            if late:
+                action = data.draw(st.sampled_from(UNMASK_ACTIONS))
+            elif self.budget > 0:
+                action = data.draw(st.sampled_from(SETUP_ACTIONS))
+                self.budget -= action != "deliver"
+            else:
+                action = "deliver"
+            if action == "drop":
+                continue
+            if action == "misroute":
+                v = data.draw(st.sampled_from(self.cfg.clients))
+                msg = m.decode(raw)
+                raw = m.encode(dataclasses.replace(msg, recipient=v))
+                u = v
+            elif action == "replay":
+                u, raw = data.draw(st.sampled_from(self.history))
+            elif action == "rewrite":
+                raw = m.encode(self._rewrite(m.decode(raw), data))
+            self._deliver(u, raw)
+        if self.server.phase is phase and phase.value.startswith("collect"):
+            self.outbox += [(r, m.encode(x)) for r, x in self.server.deadline_passed()]
+
+    @rule()
+    def idle(self) -> None:
+        pass
+
+    @invariant()
+    def honest_clients_reveal_nothing_more(self) -> None:
+        t = self.cfg.threshold
+        book: dict[int, dict[m.ShareKind, set[int]]] = {}
+        for u in self.cfg.clients:
+            assert len(self.responses[u]) <= 1
+            for req, resp in zip(self.answered[u], self.responses[u], strict=True):
+                CASES["unmasked_responses"] += 1
+                assert len(req.survivors) >= t
+                assert len(self.nbrs[u] & set(req.survivors)) >= t
+                owners = [o for o, _, _ in resp.shares]
+                assert len(owners) == len(set(owners))
+                for owner, kind, _ in resp.shares:
+                    book.setdefault(owner, {}).setdefault(kind, set()).add(u)
+        if self.cfg.security is SecurityMode.MALICIOUS:
+            for kinds in book.values():
+                b = kinds.get(m.ShareKind.SELF_MASK, set())
+                s = kinds.get(m.ShareKind.MASK_KEY, set())
+                assert not (len(b) >= t and len(s) >= t)
+
+    @invariant()
+    def output_exact_or_none(self) -> None:
+        s = self.server
+        if s.phase is ServerPhase.FINALIZING:
+            s.finalize()
+        if s.phase is ServerPhase.COMPLETED:
+            np.testing.assert_array_equal(
+                s.result, plaintext_sum(self.inputs, s.survivors, self.cfg.bits)
+            )
+        else:
+            assert s.result is None
+
+
+TestMaliciousServer = MaliciousServerMachine.TestCase
+TestMaliciousServer.settings = settings(
+    max_examples=20,
+    stateful_step_count=8,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+
+
+@pytest.mark.long
+def test_stateful_malicious_server_long() -> None:
+    CASES.update(dict.fromkeys(CASES, 0))
+    run_state_machine_as_test(
+        MaliciousServerMachine,
+        settings=settings(
+            max_examples=5000,
+            stateful_step_count=8,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+        ),
+    )
+    print(f"\nstateful malicious server: {CASES}")
+    assert CASES["runs"] >= 5000
