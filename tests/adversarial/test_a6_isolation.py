@@ -23,7 +23,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from secagg.masking import messages as m
@@ -99,6 +99,7 @@ def test_a6_server_claiming_neighbours_dropped_is_refused_by_the_target(
     assert_nothing_secret_left(rnd.recorder, rnd.config.clients, t=t)
 
 
+@settings(max_examples=30, deadline=None)
 @given(st.sets(st.integers(1, N), max_size=N), st.sampled_from(list(DropPhase)))
 def test_a6_every_unmasking_client_saw_t_surviving_neighbours(
     dropped: set[int], phase: DropPhase
