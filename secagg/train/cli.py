@@ -16,6 +16,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from secagg import __version__
 from secagg._extras import require
 from secagg.errors import InsecureConfigurationWarning, ParameterError
@@ -285,7 +287,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args, seed=seed)
     console = rich_console.Console(file=sys.stdout, highlight=False)
     if not console.is_terminal:  # logs: do not wrap round lines at 80 columns
-        console = rich_console.Console(file=sys.stdout, highlight=False, width=160)
+        console = rich_console.Console(file=sys.stdout, highlight=False, width=200)
     show_bar = console.is_terminal and not args.no_progress
     secret_rng: RandomSource
     if deterministic:
@@ -374,12 +376,19 @@ def run(args: argparse.Namespace) -> int:
     }
     if len(runs) > 1:
         base = runs[1][1]
-        diff = float(abs(res.final_vector - base.final_vector).max())
+        gap = abs(res.final_vector - base.final_vector)
+        diff = float(gap.max())
+        rel = float(
+            (gap**2).sum() ** 0.5 / max(float((base.final_vector**2).sum() ** 0.5), 1e-30)
+        )
         report["baseline"] = _run_json(runs[1][0], base)
         report["max_abs_param_diff_vs_baseline"] = diff
+        report["median_abs_param_diff_vs_baseline"] = float(np.median(gap))
+        report["relative_l2_param_diff_vs_baseline"] = rel
         console.print(
-            f"max |parameter difference| {main_label} vs plain after {cfg.rounds} rounds: "
-            f"{diff:.3g}"
+            f"parameter gap {main_label} vs plain after {cfg.rounds} rounds: max {diff:.3g}, "
+            f"median {float(np.median(gap)):.3g}, relative L2 {rel:.3g}; final val loss "
+            f"{last:.4f} vs {base.rounds[-1].val_loss:.4f}"
         )
     if args.samples:
         lines = sample_text(
