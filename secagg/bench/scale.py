@@ -118,9 +118,38 @@ def _worker(
                 encoded = [msgs.encode(r) for r in replies]
             except SecAggError as exc:
                 encoded, err = [], f"{type(exc).__name__}: {exc}"
-            conn_out.send_bytes(_pack(u, encoded, time.thread_time() - t0, err))
-    conn_out.send_bytes(_pack(0, [], float(_status_kb("VmHWM")), None))
+            _write_frame(conn_out, _pack(u, encoded, time.thread_time() - t0, err))
+    _write_frame(conn_out, _pack(0, [], float(_status_kb("VmHWM")), None))
     conn_out.close()
+
+
+def _write_frame(conn: Connection, payload: bytes) -> None:
+    """``u64`` length, then the payload, written straight to the pipe."""
+    fd = conn.fileno()
+    view = memoryview(len(payload).to_bytes(8, "big") + payload)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _read_frame(conn: Connection) -> bytearray:
+    """One frame read into a single buffer of its exact size (no intermediate copies:
+    ``Connection.recv_bytes`` would hold the message twice)."""
+    fd = conn.fileno()
+
+    def fill(buf: bytearray) -> None:
+        view = memoryview(buf)
+        got = 0
+        while got < len(buf):
+            k = os.readv(fd, [view[got:]])
+            if k == 0:
+                raise EOFError("worker pipe closed")
+            got += k
+
+    head = bytearray(8)
+    fill(head)
+    body = bytearray(int.from_bytes(head, "big"))
+    fill(body)
+    return body
 
 
 def _pack(u: int, encoded: list[bytes], cpu: float, err: str | None) -> bytes:
@@ -133,7 +162,7 @@ def _pack(u: int, encoded: list[bytes], cpu: float, err: str | None) -> bytes:
     return b"".join(head + encoded)
 
 
-def _unpack(data: bytes) -> tuple[int, list[memoryview], float, str | None]:
+def _unpack(data: bytes | bytearray) -> tuple[int, list[memoryview], float, str | None]:
     mv = memoryview(data)
     u = int.from_bytes(mv[0:4], "big")
     cpu = float(np.frombuffer(mv[4:12], dtype=np.float64)[0])
@@ -203,7 +232,7 @@ class _Pool:
             while any(left):
                 for c in wait([c for c, w in conns.items() if left[w]]):
                     w = conns[c]  # type: ignore[index]
-                    yield _unpack(c.recv_bytes())  # type: ignore[union-attr]
+                    yield _unpack(_read_frame(c))  # type: ignore[arg-type]
                     left[w] -= 1
         finally:
             for f in feeders:
@@ -212,7 +241,7 @@ class _Pool:
     def close(self) -> None:
         for w, c in enumerate(self.to_w):
             c.send(None)
-            _, _, peak, _ = _unpack(self.from_w[w].recv_bytes())
+            _, _, peak, _ = _unpack(_read_frame(self.from_w[w]))
             self.peak_kb.append(int(peak))
         for p in self.procs:
             p.join(timeout=30)
@@ -311,13 +340,14 @@ def run_parallel_round(
             client_cpu[phase].append(cpu)
             if err is not None:
                 errors[u] = err
-            for data in replies:
+            while replies:  # pop: no reference to a received vector outlives its step
+                data = replies.pop(0)
                 bytes_up += len(data)
                 bytes_up_by_phase[phase] += len(data)
                 bytes_up_by_client[u] += len(data)
                 note("to_server", data)
                 nxt += server_in(phase, u, data)
-            del replies
+                del data
         if server.phase is before and before in (
             ServerPhase.COLLECT_KEYS, ServerPhase.COLLECT_SHARES, ServerPhase.COLLECT_MASKED,
             ServerPhase.COLLECT_UNMASKING,
