@@ -45,6 +45,10 @@ class SecurityMode(enum.Enum):
     MALICIOUS = "malicious"
 
 
+#: Corrupt fraction the default thresholds defend against (the finder's default alpha).
+DEFAULT_CORRUPT_FRACTION = 0.05
+
+
 def default_parameters(n: int, protocol: ProtocolKind) -> tuple[int, int]:
     """The conservative ``(k, t)`` used when the caller gives none.
 
@@ -253,7 +257,15 @@ class RoundConfig:
 def _defaults(n: int, protocol: ProtocolKind, security: SecurityMode) -> tuple[int, int]:
     """SecAgg+: Bell et al.'s finder when available; the documented default otherwise."""
     if protocol is ProtocolKind.SECAGG:
-        return default_parameters(n, protocol)
+        k, t = default_parameters(n, protocol)
+        if security is SecurityMode.MALICIOUS:
+            # A server that shows different survivor sets to honest clients gets
+            # |X| + A self-mask shares and |Y| + A mask-key shares of a target with
+            # |X| + |Y| <= k - A; both reach t iff 2t <= k + A.  So 2t > k + A, with
+            # A = floor(alpha * n) colluders at the finder's default alpha.
+            colluders = math.floor(DEFAULT_CORRUPT_FRACTION * n)
+            t = min(k, max(t, (k + colluders) // 2 + 1))
+        return k, t
     try:
         from secagg.masking.params import choose_parameters  # the parameter finder
     except ImportError:  # pragma: no cover - the finder ships with the package
