@@ -62,6 +62,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--l2-clip", type=float, default=1.0, help="--dp: per-client L2 clip norm")
     parser.add_argument(
+        "--preset",
+        choices=("ckks-4096", "bfv-4096", "ckks-8192-flare"),
+        default=None,
+        help="he-*: parameter preset (default: the scheme's add-only preset)",
+    )
+    parser.add_argument(
+        "--custody",
+        choices=("shared-client-key", "separate-decryptor"),
+        default=None,
+        help="he-*: who holds the secret key (default: separate-decryptor)",
+    )
+    parser.add_argument(
         "--json", default=None, metavar="PATH", help="write JSON here ('-' = stdout)"
     )
     parser.add_argument(
