@@ -16,8 +16,9 @@ Implementations
   summed exactly in Z_{2^b} with ``b = bits_for_sum(value_bits, max_clients)``; the
   server learns only the sum over survivors.
 * :class:`HEAggregator` (``he-ckks`` / ``he-bfv``) — homomorphic summation through
-  :func:`secagg.he.he_sum`, when that module is installed (see
-  :func:`available_kinds`).
+  :func:`secagg.he.he_sum` (TenSEAL; a separate decryptor sees only the aggregate).
+* :class:`DPMaskedAggregator` — ``secagg`` / ``secagg+`` with user-level distributed
+  DP (:func:`secagg.dp.dp_secure_mean`): clients add discrete noise before masking.
 
 Security notes
 --------------
@@ -709,10 +710,30 @@ def make_aggregator(
 ) -> Aggregator:
     """The aggregator for ``kind`` with the quantization the loop uses.
 
+    Parameters
+    ----------
+    kind:
+        Which protocol (``PLAIN`` is the insecure baseline).
+    max_clients:
+        Most clients aggregated in one call (the clients sampled per round).
+    clip, value_bits:
+        Coordinate clip range and quantization width (secagg, secagg+, he-bfv; CKKS
+        uses ``clip`` only).
+    rng:
+        Source of every secret; default :class:`SystemRandom`.
+    observer:
+        Sees every wire message to and from the (simulated) server.
+    drop_timing:
+        When dropped clients stop replying in the masking protocols.
+    dp, min_survivors:
+        Distributed DP over secagg/secagg+ (noise calibrated to ``min_survivors``,
+        default ``max_clients``); ``None`` = no DP.
+
     Raises
     ------
     ParameterError
-        Bad quantization parameters, or ``kind`` whose backend is not installed.
+        Bad parameters, DP with a non-masking protocol, or ``kind`` whose backend is
+        not installed.
     """
     if not isinstance(kind, AggregatorKind):
         raise ParameterError("kind must be an AggregatorKind")
