@@ -28,6 +28,7 @@ from secagg._extras import require
 from secagg.encoding.codec import Reader, Writer
 from secagg.errors import DecodeError, LocalProtocolError, ParameterError
 from secagg.he.params import HEParams, Scheme
+from secagg.he.payload import validate_tensor_payload
 
 __all__ = [
     "CONTEXT_MAGIC",
@@ -335,10 +336,16 @@ class HEContext:
         Raises
         ------
         DecodeError
-            If TenSEAL cannot parse it under this context, or shape/scale differ.
+            If the bytes are not exactly a TenSEAL batched tensor of
+            ``ciphertexts`` SEAL ciphertexts (:mod:`secagg.he.payload`, checked
+            before TenSEAL sees them), if TenSEAL cannot parse it under this
+            context, or shape/scale differ.
         """
-        ts = _ts()
         p = self.params
+        # TenSEAL trusts the protobuf message and can crash the process on a
+        # malformed one: only the exact layout its serializer emits gets through.
+        validate_tensor_payload(payload, p, ciphertexts=ciphertexts)
+        ts = _ts()
         try:
             if p.scheme is Scheme.CKKS:
                 t = ts.ckks_tensor_from(self._ctx, payload)

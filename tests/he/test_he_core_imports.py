@@ -13,7 +13,7 @@ HE = Path(__file__).resolve().parents[2] / "secagg" / "he"
 FORBIDDEN = {"socket", "asyncio", "threading", "concurrent", "multiprocessing", "time",
              "subprocess", "http", "urllib", "tenseal", "torch", "random", "secagg.sim"}
 CORE = ["params.py", "envelope.py", "keys.py", "session.py", "client.py", "server.py",
-        "decryptor.py"]
+        "decryptor.py", "payload.py"]
 
 
 @pytest.mark.parametrize("name", CORE)
