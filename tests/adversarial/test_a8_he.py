@@ -281,11 +281,6 @@ except SecAggError as exc:
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: one rewritten protobuf tag byte in a registered client's signed payload "
-    "segfaults the HE server inside TenSEAL's ckks/bfv_tensor_from (denial of service)",
-)
 @pytest.mark.parametrize("preset", ["CKKS_4096", "BFV_4096"])
 def test_a8_hostile_payload_from_a_registered_client_is_refused_not_fatal(preset: str) -> None:
     import subprocess
