@@ -455,7 +455,7 @@ class DDPRound:
         :class:`~secagg.primitives.rand.InsecureDeterministicRandom` voids the
         guarantee for whoever knows the seed.
         """
-        src = rng if rng is not None else SystemRandom()
+        src = (rng if rng is not None else SystemRandom()).fork("dp-encode")
         r = self.rotate_clip_round(x, src.child("dp/rounding"))
         r += self.local_noise(src.child("dp/noise"))
         return wrap_signed(r, self.params.bits)
@@ -532,7 +532,8 @@ def dp_secure_mean(
 
     if "bits" in secure_sum_kwargs:
         raise ParameterError("bits is fixed by the DP parameters")
-    src = rng if rng is not None else SystemRandom()
+    # fork: a seeded source reused for many rounds must not repeat noise or masks
+    src = (rng if rng is not None else SystemRandom()).fork("dp-secure-mean")
     encoded = {
         int(cid): ddp_round.encode(u, src.child(f"dp-client/{int(cid)}"))
         for cid, u in updates.items()

@@ -185,7 +185,8 @@ def he_sum(
     unknown = (dropped | set(partial)) - set(arrays)
     if unknown:
         raise ParameterError(f"dropouts name unknown clients {sorted(unknown)}")
-    src = rng if rng is not None else SystemRandom()
+    # fork: a seeded source reused for many rounds must not repeat keys or rounding
+    src = (rng if rng is not None else SystemRandom()).fork("he-sum")
 
     t0 = time.process_time()
     if keys is None:

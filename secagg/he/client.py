@@ -139,7 +139,8 @@ class HEClient:
         arr = np.asarray(x, dtype=np.float64)
         if arr.ndim != 1 or arr.shape[0] != self._session.vector_length:
             raise ParameterError(f"update must be 1-D of length {self._session.vector_length}")
-        q = spec.quantize(arr, self._rng.child(f"quantize/{self.client_id}"))
+        # fork, not child: every encryption gets fresh rounding randomness
+        q = spec.quantize(arr, self._rng.fork(f"quantize/{self.client_id}"))
         return self.encrypt(q.astype(np.int64))
 
     def iter_envelopes(self, x: npt.ArrayLike) -> Iterator[bytes]:

@@ -42,7 +42,20 @@ class RandomSource(Protocol):
         ...
 
     def child(self, label: str) -> RandomSource:
-        """An independent source for a sub-component (same kind as ``self``)."""
+        """An independent source for a sub-component (same kind as ``self``).
+
+        For a seeded source the child depends only on the seed and the label path:
+        asking twice for the same label gives the same stream (replayable).
+        """
+        ...
+
+    def fork(self, label: str) -> RandomSource:
+        """A sub-source seeded from this source's *stream*: successive forks differ.
+
+        Entry points that run a whole round (``secure_sum``, ``he_sum``, ...) fork
+        once per call, so passing one seeded source to many rounds never reuses
+        masks, keys or noise across rounds.
+        """
         ...
 
 
@@ -57,6 +70,9 @@ class SystemRandom:
         return os.urandom(n)
 
     def child(self, label: str) -> SystemRandom:
+        return self
+
+    def fork(self, label: str) -> SystemRandom:
         return self
 
 
@@ -110,6 +126,11 @@ class InsecureDeterministicRandom:
 
     def child(self, label: str) -> InsecureDeterministicRandom:
         return InsecureDeterministicRandom(self._seed, f"{self._label}/{label}", warn=False)
+
+    def fork(self, label: str) -> InsecureDeterministicRandom:
+        return InsecureDeterministicRandom(
+            self.random_bytes(32), f"{self._label}/{label}", warn=False
+        )
 
 
 def randbelow(rng: RandomSource, n: int) -> int:

@@ -585,7 +585,8 @@ def secure_sum(
         On malformed inputs or parameters.
     """
     length = _check_inputs(inputs, bits)
-    src = rng if rng is not None else SystemRandom()
+    # fork: a seeded source reused for many rounds must not repeat masks or keys
+    src = (rng if rng is not None else SystemRandom()).fork("secure-sum")
     cfg, idkeys = build_config(
         inputs,
         bits=bits,
@@ -651,7 +652,7 @@ def secure_sum_floats(
     if len(inputs) > spec.max_clients:
         raise ParameterError(f"{len(inputs)} clients exceed spec.max_clients={spec.max_clients}")
     rng = kwargs.get("rng")
-    src: RandomSource = rng if rng is not None else SystemRandom()
+    src: RandomSource = (rng if rng is not None else SystemRandom()).fork("secure-sum-floats")
     kwargs["rng"] = src
     quantized = {u: spec.quantize(x, src.child(f"quantize/{u}")) for u, x in inputs.items()}
     res = secure_sum(quantized, bits=spec.bits, **kwargs)
