@@ -203,25 +203,30 @@ class _Pool:
 
     def exchange(
         self,
-        items: Sequence[tuple[int, int, Any]],
+        items: list[tuple[int, int, Any]],
         encode: Callable[[int, Any], bytes] | None = None,
     ) -> Iterator[tuple[int, list[memoryview], float, str | None]]:
         """Send ``(kind, id, payload)`` to the owners; yield one reply per item as it arrives.
 
+        ``items`` is emptied (the feeders own the payloads and drop each once sent).
         ``encode(id, payload) -> bytes`` runs in the per-worker feeder threads, just
         before sending, so a phase's encoded messages are never all in memory at once.
         """
-        per: list[list[tuple[int, int, Any]]] = [[] for _ in self.to_w]
+        per: list[list[Any]] = [[] for _ in self.to_w]
         for it in items:
             per[self.owner[it[1]]].append(it)
+        if isinstance(items, list):
+            items.clear()
 
         def feed(w: int) -> None:  # a thread per worker: sending may block on a full pipe
             lst = per[w]
             for a in range(0, len(lst), _BATCH):
                 batch = lst[a : a + _BATCH]
+                lst[a : a + _BATCH] = [None] * len(batch)
                 if encode is not None:
                     batch = [(k, u, encode(u, p)) for k, u, p in batch]
                 self.to_w[w].send(batch)
+                del batch
 
         feeders = [threading.Thread(target=feed, args=(w,), daemon=True) for w in range(len(per))]
         for f in feeders:
@@ -393,6 +398,7 @@ def run_parallel_round(
             if server.phase in (ServerPhase.ABORTED, ServerPhase.COMPLETED):
                 break
             items = outgoing(phase, out)
+            out = []  # the server's messages now live only in items, dropped once sent
             out = step(phase, items)
         result = None
         if server.phase is ServerPhase.FINALIZING:
