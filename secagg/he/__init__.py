@@ -15,7 +15,7 @@ from secagg.he.api import DECRYPTOR_ID, HESumResult, Observer, he_sum
 from secagg.he.client import HEClient, quantization_spec
 from secagg.he.decryptor import HEAggregate, HEDecryptor
 from secagg.he.envelope import Envelope, EnvelopeKind, decode_envelope, encode_envelope
-from secagg.he.keys import ContextKind, HEContext, HEKeys, generate_keys
+from secagg.he.keys import ContextKind, EncryptionMode, HEContext, HEKeys, generate_keys
 from secagg.he.params import (
     SEAL_MAX_COEFF_BITS,
     HEParams,
@@ -32,6 +32,7 @@ __all__ = [
     "DECRYPTOR_ID",
     "SEAL_MAX_COEFF_BITS",
     "ContextKind",
+    "EncryptionMode",
     "Envelope",
     "EnvelopeKind",
     "HEAggregate",

@@ -21,7 +21,7 @@ from secagg.errors import AbortedError, ParameterError
 from secagg.he.client import HEClient, quantization_spec
 from secagg.he.decryptor import HEDecryptor
 from secagg.he.envelope import EnvelopeKind, decode_envelope
-from secagg.he.keys import ContextKind, HEContext, HEKeys, generate_keys
+from secagg.he.keys import ContextKind, EncryptionMode, HEContext, HEKeys, generate_keys
 from secagg.he.params import HEParams, KeyCustody, Preset, Scheme, resolve_params
 from secagg.he.server import HEServer
 from secagg.he.session import HESession
@@ -223,7 +223,16 @@ def he_sum(
     client_kind = (
         ContextKind.SECRET if custody is KeyCustody.SHARED_CLIENT_KEY else ContextKind.PUBLIC
     )
-    client_ctx = HEContext.from_bytes(client_ctx_bytes, kind=client_kind, n_threads=n_threads)
+    # Clients that hold the secret key anyway encrypt with it (SEAL symmetric
+    # encryption: same ciphertext format, about half the CPU of public-key).
+    client_enc = (
+        EncryptionMode.SECRET_KEY
+        if custody is KeyCustody.SHARED_CLIENT_KEY
+        else EncryptionMode.PUBLIC_KEY
+    )
+    client_ctx = HEContext.from_bytes(
+        client_ctx_bytes, kind=client_kind, n_threads=n_threads, encryption=client_enc
+    )
     server = HEServer(
         session=session,
         public_context=keys.public_context,
