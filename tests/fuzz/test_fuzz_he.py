@@ -206,6 +206,39 @@ def test_fuzz_signed_tenseal_payloads_long(scheme: str) -> None:
     run_payload_worker(scheme, seed=2, n=3000)
 
 
+CONTEXT_WORKER = Path(__file__).with_name("_context_worker.py")
+
+
+def run_context_worker(scheme: str, seed: int, n: int) -> dict[str, int]:
+    """TenSEAL's own context parser on hostile bytes (key id recomputed), in a child
+    process.  A mutated public key that still parses is a different, valid key; it
+    loads under its own key id and cannot decrypt."""
+    res = subprocess.run(
+        [sys.executable, str(CONTEXT_WORKER), scheme, str(seed), str(n)],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert res.returncode == 0, f"context loader died (rc={res.returncode}): {res.stderr[-800:]}"
+    report = json.loads(res.stdout.strip().splitlines()[-1])
+    from .conftest import COUNTS
+
+    COUNTS[f"tenseal_contexts_{scheme}"] += report["inputs"]
+    assert set(report["outcomes"]) <= {"DecodeError", "loaded"}
+    return report["outcomes"]  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("scheme", ["ckks", "bfv"])
+def test_fuzz_tenseal_context_bytes(scheme: str) -> None:
+    assert run_context_worker(scheme, seed=1, n=30).get("DecodeError", 0) > 0
+
+
+@pytest.mark.long
+@pytest.mark.parametrize("scheme", ["ckks", "bfv"])
+def test_fuzz_tenseal_context_bytes_long(scheme: str) -> None:
+    run_context_worker(scheme, seed=2, n=2500)
+
+
 def check_public_context(name: str, data: bytes) -> None:
     count()
     try:
