@@ -340,6 +340,7 @@ def run_parallel_round(
         nonlocal bytes_up
         t_phase = time.perf_counter()
         before = server.phase
+        count = len(items)
         nxt: list[tuple[int, msgs.Message]] = []
         for u, replies, cpu, err in pool.exchange(items, encoder(phase)):
             client_cpu[phase].append(cpu)
@@ -362,7 +363,7 @@ def run_parallel_round(
             server_cpu[phase] += time.thread_time() - t0
         phase_wall[phase] = time.perf_counter() - t_phase
         if progress is not None:
-            progress(f"{phase}: {len(items)} clients, {phase_wall[phase]:.1f} s")
+            progress(f"{phase}: {count} clients, {phase_wall[phase]:.1f} s")
         return nxt
 
     lock = threading.Lock()
