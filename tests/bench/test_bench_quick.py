@@ -168,3 +168,14 @@ def test_cli_all_quick_runs_every_built_benchmark():
     doc, _ = _cli("all")
     assert {"mask", "server", "round", "scale"} <= set(doc["benchmarks"])
     assert doc["quick"] is True and "machine" in doc
+
+
+@pytest.mark.slow
+def test_round_peer_shaped_rows_report_abort_rates():
+    r = round_bench.run(True, peer=True)
+    assert len(r["peer_shaped"]) == 4
+    for p in r["peer_shaped"]:
+        assert 0.0 <= p["abort_rate"] <= 1.0 and p["patterns_tried"] == 20
+        assert p["exact"] is (not p["aborted"])
+    assert r["peer"]["system"].startswith("Flower")
+    assert "aborts" in round_bench.markdown(r)
