@@ -143,7 +143,6 @@ def test_a8_tampering_replay_and_garbage_leave_the_sum_exact(ckks) -> None:  # t
     # another session/round, as is and re-headed (the attacker cannot re-sign)
     assert _refused_unchanged(rnd.server, stale) is RemoteProtocolError
     s = rnd.session
-    forged = bytearray(stale)
     head = decode_envelope(stale)
     forged = _resign(
         stale,
