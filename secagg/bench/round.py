@@ -85,7 +85,8 @@ def run(quick: bool = False, *, seed: int = 11, peer: bool | None = None) -> dic
         pn, pm = (100, 10**6) if not quick else (20, 10**4)
         for k, t, phase in ((3, 2, DropPhase.MASKED_INPUT), (3, 2, DropPhase.UNMASKING),
                             (17, 8, DropPhase.UNMASKING), (None, None, DropPhase.MASKED_INPUT)):
-            kw = {"dropout": 0.10, "neighbors": k, "threshold": t, "drop_phase": phase}
+            kw: dict[str, Any] = {"dropout": 0.10, "neighbors": k, "threshold": t,
+                                  "drop_phase": phase}
             # abort rate over random 10% dropout patterns (tiny m: aborts do not depend on m)
             aborted = [run_parallel_round(n=pn, length=64, seed=seed + i, digest=False,
                                           **kw)["aborted"] for i in range(_PATTERNS)]

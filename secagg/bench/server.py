@@ -41,6 +41,7 @@ from secagg.masking import messages as msgs
 from secagg.masking.config import ProtocolKind
 from secagg.masking.server import Server, ServerPhase
 from secagg.primitives import prg
+from secagg.primitives.prg import UIntArray
 from secagg.primitives.rand import InsecureDeterministicRandom, randbelow
 from secagg.sim import plaintext_sum
 
@@ -78,7 +79,7 @@ def raw_masked_add_range(
 
 def finalizing_server(
     n: int, m: int, *, dropout: float = 0.10, seed: int = 3
-) -> tuple[Server, npt.NDArray[np.uint32], int]:
+) -> tuple[Server, UIntArray, int]:
     """A real SecAgg+ round driven to FINALIZING with ``dropout`` of the clients gone
     after ShareKeys.  Returns ``(server, expected_sum, dropped_count)``.
 
@@ -174,7 +175,7 @@ def run(quick: bool = False, *, repeat: int | None = None, n: int | None = None,
         for _ in pool.map(one_range, ranges):
             pass
 
-    def ours(map_fn: Callable[..., Any] | None) -> tuple[float, npt.NDArray[np.uint32]]:
+    def ours(map_fn: Callable[..., Any] | None) -> tuple[float, UIntArray]:
         srv = copy.deepcopy(base_server)
         t = time.perf_counter()
         total = srv.finalize(map_fn)
