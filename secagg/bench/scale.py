@@ -10,11 +10,13 @@ alone would not use the second core).  Messages cross the process boundary as th
 same bytes the in-process simulator (:mod:`secagg.sim`) passes.
 
 Determinism: every random choice comes from one
-:class:`~secagg.primitives.rand.InsecureDeterministicRandom` seed with the
-simulator's labels (``client/<id>``, the config from
+:class:`~secagg.primitives.rand.InsecureDeterministicRandom` seed with
+:func:`secagg.sim.run_round`'s labels (``client/<id>``, the config from
 :func:`secagg.sim.build_config`, dropouts from ``dropouts``), so the transcript
 is a function of the seed: ``transcript_digest`` (order-independent: per-message
-SHA-256, sorted, hashed) is the same on every run, whatever the scheduling.
+SHA-256, sorted, hashed) is the same on every run, whatever the scheduling.  A
+benchmark replays the same seed on purpose; it is not a way to run real rounds
+(those must draw fresh secrets every round, as ``secure_sum`` does by forking).
 
 Measured: wall time, client CPU per phase (mean per client and total), server CPU
 per phase, bytes per client and in total, communication expansion, the server
