@@ -281,6 +281,34 @@ def _round_rng(rng: RandomSource, index: int) -> RandomSource:
     return rng.child(f"aggregation/{index}")
 
 
+def _sim_round_kwargs(
+    sim: Any,
+    kind: AggregatorKind,
+    drop_timing: DropTiming,
+    drop: frozenset[int],
+    observer: Observer | None,
+) -> dict[str, Any]:
+    """The ``protocol``, ``dropouts`` and ``observer`` arguments of a masked round.
+
+    Shared by :class:`MaskedAggregator` and :class:`DPMaskedAggregator`, which run the
+    same :mod:`secagg.sim` round (directly, or under :func:`secagg.dp.dp_secure_mean`).
+    """
+    protocol = (
+        sim.ProtocolKind.SECAGG if kind is AggregatorKind.SECAGG else sim.ProtocolKind.SECAGG_PLUS
+    )
+    kwargs: dict[str, Any] = {"protocol": protocol}
+    if drop:
+        phase = (
+            sim.DropPhase.SHARE_KEYS
+            if drop_timing is DropTiming.BEFORE_SHARING
+            else sim.DropPhase.MASKED_INPUT
+        )
+        kwargs["dropouts"] = {phase: sorted(drop)}
+    if observer is not None:
+        kwargs["observer"] = observer
+    return kwargs
+
+
 class MaskedAggregator(Aggregator):
     """SecAgg / SecAgg+ through :func:`secagg.sim.secure_sum_floats`.
 
@@ -332,16 +360,7 @@ class MaskedAggregator(Aggregator):
         self._threshold = threshold
         self._calls = 0
         self._observer = observer
-        self._drop_phase = (
-            self._sim.DropPhase.SHARE_KEYS
-            if drop_timing is DropTiming.BEFORE_SHARING
-            else self._sim.DropPhase.MASKED_INPUT
-        )
-        self._protocol = (
-            self._sim.ProtocolKind.SECAGG
-            if kind is AggregatorKind.SECAGG
-            else self._sim.ProtocolKind.SECAGG_PLUS
-        )
+        self._drop_timing = drop_timing
 
     @property
     def description(self) -> str:
@@ -362,19 +381,18 @@ class MaskedAggregator(Aggregator):
                 f"{self.spec.max_clients}"
             )
         self._calls += 1
-        kwargs: dict[str, Any] = {
-            "spec": self.spec,
-            "protocol": self._protocol,
-            "rng": _round_rng(self._rng, self._calls),
-            "neighbors": self._neighbors,
-            "threshold": self._threshold,
-        }
-        if drop:
-            kwargs["dropouts"] = {self._drop_phase: sorted(drop)}
-        if self._observer is not None:
-            kwargs["observer"] = self._observer
+        kwargs = _sim_round_kwargs(
+            self._sim, self.kind, self._drop_timing, drop, self._observer
+        )
         t0 = time.perf_counter()
-        res = self._sim.secure_sum_floats(ups, **kwargs)
+        res = self._sim.secure_sum_floats(
+            ups,
+            spec=self.spec,
+            rng=_round_rng(self._rng, self._calls),
+            neighbors=self._neighbors,
+            threshold=self._threshold,
+            **kwargs,
+        )
         wall = time.perf_counter() - t0
         inner = res.result
         phases = {"aggregate": wall, **_numeric_stats(inner.stats)}
@@ -611,16 +629,7 @@ class DPMaskedAggregator(Aggregator):
         self.min_survivors = min_survivors
         self._rng: RandomSource = rng if rng is not None else SystemRandom()
         self._observer = observer
-        self._drop_phase = (
-            self._sim.DropPhase.SHARE_KEYS
-            if drop_timing is DropTiming.BEFORE_SHARING
-            else self._sim.DropPhase.MASKED_INPUT
-        )
-        self._protocol = (
-            self._sim.ProtocolKind.SECAGG
-            if kind is AggregatorKind.SECAGG
-            else self._sim.ProtocolKind.SECAGG_PLUS
-        )
+        self._drop_timing = drop_timing
         self.params: Any = None
         self._round = 0
 
@@ -669,11 +678,9 @@ class DPMaskedAggregator(Aggregator):
         rnd = self._dp_mod.DDPRound(
             params=self.params, rotation_seed=round_rng.child("rotation").random_bytes(32)
         )
-        kwargs: dict[str, Any] = {"protocol": self._protocol}
-        if drop:
-            kwargs["dropouts"] = {self._drop_phase: sorted(drop)}
-        if self._observer is not None:
-            kwargs["observer"] = self._observer
+        kwargs = _sim_round_kwargs(
+            self._sim, self.kind, self._drop_timing, drop, self._observer
+        )
         t_plan = time.perf_counter() - t0
         try:
             agg = self._dp_mod.dp_secure_mean(ups, rnd, rng=round_rng, **kwargs)
