@@ -19,6 +19,7 @@ All timed interleaved, best of ``repeat`` (:func:`secagg.bench.common.best_of`).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -73,16 +74,8 @@ def run(quick: bool) -> dict[str, Any]:
     rnd = DDPRound(params=params, rotation_seed=b"bench-rotation-seed-0001")
     vec = random_unit_float64(rng, dim) - 0.5
     vec /= np.linalg.norm(vec)
-    params_sk = DDPParams(
-        mechanism=Mechanism.SKELLAM,
-        dim=dim,
-        l2_clip=1.0,
-        bits=20,
-        scale=2000.0,
-        local_stddev=50.0,
-        min_survivors=90,
-        max_clients=100,
-    )
+    # the same round with the other noise: only the sampler differs
+    params_sk = dataclasses.replace(params, mechanism=Mechanism.SKELLAM)
     rnd_sk = DDPRound(params=params_sk, rotation_seed=b"bench-rotation-seed-0001")
     enc = best_of(
         {
