@@ -10,7 +10,7 @@ import numpy.typing as npt
 
 from secagg.encoding.quantize import QuantizationSpec
 from secagg.errors import ParameterError
-from secagg.he.envelope import Envelope, EnvelopeKind, encode_envelope
+from secagg.he.envelope import EnvelopeKind, encode_envelope
 from secagg.he.keys import HEContext
 from secagg.he.params import HEParams, Scheme
 from secagg.he.session import HESession
@@ -77,10 +77,7 @@ class HEClient:
             signing_key.public != session.client_keys[client_id]
         ):
             raise ParameterError("signing_key does not match the registered public key")
-        if context.key_id != session.key_id or context.params.param_set_id != (
-            session.params.param_set_id
-        ):
-            raise ParameterError("context does not belong to the session's key/parameters")
+        session.check_context(context, role="context")
         self.client_id = client_id
         self._session = session
         self._ctx = context
@@ -161,17 +158,10 @@ class HEClient:
             block[: piece.shape[0]] = piece
             # column c of the (slots, n_ct) block is ciphertext c of the chunk
             tensor = self._ctx.encrypt_columns(block.reshape(n_ct, slots).T)
-            env = Envelope(
+            env = s.envelope(
                 kind=EnvelopeKind.CLIENT_CHUNK,
-                scheme=s.params.scheme,
-                param_set_id=s.params.param_set_id,
-                key_id=s.key_id,
-                session_id=s.session_id,
-                round=s.round,
                 sender=self.client_id,
-                vector_length=s.vector_length,
                 chunk_index=j,
-                chunk_count=s.chunk_count,
                 contributors=(self.client_id,),
                 payload=HEContext.serialize(tensor),
             )

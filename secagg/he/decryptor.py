@@ -72,8 +72,7 @@ class HEDecryptor:
         if not isinstance(session, HESession):
             raise ParameterError("session must be an HESession")
         ctx = HEContext.from_bytes(secret_context, kind=ContextKind.SECRET, n_threads=n_threads)
-        if ctx.key_id != session.key_id or ctx.params.param_set_id != session.params.param_set_id:
-            raise ParameterError("secret context does not belong to the session's key/parameters")
+        session.check_context(ctx, role="secret context")
         self._session = session
         self._ctx = ctx
         self._chunks: dict[int, Any] = {}

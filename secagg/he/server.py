@@ -23,7 +23,7 @@ from secagg.errors import (
     ParameterError,
     RemoteProtocolError,
 )
-from secagg.he.envelope import Envelope, EnvelopeKind, decode_envelope, encode_envelope
+from secagg.he.envelope import EnvelopeKind, decode_envelope, encode_envelope
 from secagg.he.keys import ContextKind, HEContext
 from secagg.he.session import HESession
 from secagg.primitives.sign import SigningKey
@@ -86,8 +86,7 @@ class HEServer:
         if not isinstance(signing_key, SigningKey) or signing_key.public != session.server_key:
             raise ParameterError("signing_key does not match session.server_key")
         ctx = HEContext.from_bytes(public_context, kind=ContextKind.PUBLIC, n_threads=n_threads)
-        if ctx.key_id != session.key_id or ctx.params.param_set_id != session.params.param_set_id:
-            raise ParameterError("public context does not belong to the session's key/parameters")
+        session.check_context(ctx, role="public context")
         self._session = session
         self._ctx = ctx
         self._key = signing_key
@@ -210,17 +209,10 @@ class HEServer:
         out = []
         for j, t in enumerate(self._sums):
             assert t is not None  # count >= 1 means every chunk sum exists
-            env = Envelope(
+            env = s.envelope(
                 kind=EnvelopeKind.AGGREGATE_CHUNK,
-                scheme=s.params.scheme,
-                param_set_id=s.params.param_set_id,
-                key_id=s.key_id,
-                session_id=s.session_id,
-                round=s.round,
                 sender=0,
-                vector_length=s.vector_length,
                 chunk_index=j,
-                chunk_count=s.chunk_count,
                 contributors=self.contributors,
                 payload=HEContext.serialize(t),
             )

@@ -5,11 +5,15 @@ from __future__ import annotations
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from secagg.errors import ParameterError, RemoteProtocolError
-from secagg.he.envelope import MAX_CHUNKS, Envelope
+from secagg.he.envelope import MAX_CHUNKS, Envelope, EnvelopeKind
 from secagg.he.params import HEParams, KeyCustody
 from secagg.primitives.sign import PUBLIC_KEY_BYTES
+
+if TYPE_CHECKING:
+    from secagg.he.keys import HEContext
 
 __all__ = ["HESession"]
 
@@ -128,3 +132,46 @@ class HESession:
             raise RemoteProtocolError("envelope is for another session or round")
         if env.vector_length != self.vector_length or env.chunk_count != self.chunk_count:
             raise RemoteProtocolError("envelope length or chunk count does not match the round")
+
+    def check_context(self, ctx: HEContext, *, role: str) -> None:
+        """The context ``role`` is handed holds this round's key and parameter set.
+
+        Raises
+        ------
+        ParameterError
+            If its key id or parameter set differs from the session's.
+        """
+        if ctx.key_id != self.key_id or ctx.params.param_set_id != self.params.param_set_id:
+            raise ParameterError(f"{role} does not belong to the session's key/parameters")
+
+    def envelope(
+        self,
+        *,
+        kind: EnvelopeKind,
+        sender: int,
+        chunk_index: int,
+        contributors: tuple[int, ...],
+        payload: bytes,
+    ) -> Envelope:
+        """Chunk ``chunk_index`` of this round (unsigned): the header that
+        :meth:`check_header` accepts, with the given sender, contributors and payload.
+
+        Raises
+        ------
+        ParameterError
+            On an out-of-range field (see :class:`~secagg.he.envelope.Envelope`).
+        """
+        return Envelope(
+            kind=kind,
+            scheme=self.params.scheme,
+            param_set_id=self.params.param_set_id,
+            key_id=self.key_id,
+            session_id=self.session_id,
+            round=self.round,
+            sender=sender,
+            vector_length=self.vector_length,
+            chunk_index=chunk_index,
+            chunk_count=self.chunk_count,
+            contributors=contributors,
+            payload=payload,
+        )

@@ -21,6 +21,7 @@ from secagg.he import (
     HEClient,
     HEContext,
     HEDecryptor,
+    HEServer,
     Preset,
     ServerPhase,
     decode_envelope,
@@ -241,3 +242,15 @@ def test_client_input_checks(keys, bfv_keys):
         HEClient(client_id=7, session=rnd.session,
                  context=HEContext.from_bytes(keys.public_context, kind=ContextKind.PUBLIC),
                  signing_key=rnd.signing[1])
+
+
+def test_every_party_refuses_a_context_of_another_key(keys, bfv_keys):
+    rnd = make_round(keys, n=2, length=10)
+    foreign = HEContext.from_bytes(bfv_keys.public_context, kind=ContextKind.PUBLIC)
+    with pytest.raises(ParameterError, match="does not belong"):
+        HEClient(client_id=1, session=rnd.session, context=foreign, signing_key=rnd.signing[1])
+    with pytest.raises(ParameterError, match="does not belong"):
+        HEServer(session=rnd.session, public_context=bfv_keys.public_context,
+                 signing_key=rnd.server_key)
+    with pytest.raises(ParameterError, match="does not belong"):
+        HEDecryptor(session=rnd.session, secret_context=bfv_keys.secret_context)
