@@ -217,22 +217,18 @@ def he_sum(
             )
 
     # Client contexts: secret context only where custody gives clients the key.
-    client_ctx_bytes = (
-        keys.secret_context if custody is KeyCustody.SHARED_CLIENT_KEY else keys.public_context
-    )
-    client_kind = (
-        ContextKind.SECRET if custody is KeyCustody.SHARED_CLIENT_KEY else ContextKind.PUBLIC
-    )
     # Clients that hold the secret key anyway encrypt with it (SEAL symmetric
     # encryption: same ciphertext format, about half the CPU of public-key).
-    client_enc = (
-        EncryptionMode.SECRET_KEY
-        if custody is KeyCustody.SHARED_CLIENT_KEY
-        else EncryptionMode.PUBLIC_KEY
-    )
-    client_ctx = HEContext.from_bytes(
-        client_ctx_bytes, kind=client_kind, n_threads=n_threads, encryption=client_enc
-    )
+    if custody is KeyCustody.SHARED_CLIENT_KEY:
+        client_ctx = HEContext.from_bytes(
+            keys.secret_context, kind=ContextKind.SECRET, n_threads=n_threads,
+            encryption=EncryptionMode.SECRET_KEY,
+        )
+    else:
+        client_ctx = HEContext.from_bytes(
+            keys.public_context, kind=ContextKind.PUBLIC, n_threads=n_threads,
+            encryption=EncryptionMode.PUBLIC_KEY,
+        )
     server = HEServer(
         session=session,
         public_context=keys.public_context,
@@ -272,32 +268,40 @@ def he_sum(
             server.receive(e)
             server_s += time.process_time() - t0
 
-    t0 = time.process_time()
-    try:
-        aggregate = server.finalize()
-    except AbortedError as exc:
-        server_s += time.process_time() - t0
+    def result(*, decrypt_s: float, **outcome: Any) -> HESumResult:
+        """The round's result: ``outcome`` (sum, count, contributors, abort) plus
+        what every round reports the same way."""
         return HESumResult(
-            sum=None,
-            total=None,
-            count=0,
-            contributors=(),
-            aborted=True,
-            abort_reason=str(exc),
             scheme=scheme,
             params=params,
             custody=custody,
-            error_bound=0.0,
-            bytes_per_client_upload=_mean_upload(sent, server.contributors),
             ciphertexts_per_client=n_ct,
             server_peak_ciphertexts=server.peak_ciphertexts,
             timings={
                 "keygen_s": keygen_s,
                 "client_encrypt_s": enc_s,
                 "server_s": server_s,
-                "decrypt_s": 0.0,
+                "decrypt_s": decrypt_s,
                 "wall_s": time.perf_counter() - t_wall,
             },
+            **outcome,
+        )
+
+    t0 = time.process_time()
+    try:
+        aggregate = server.finalize()
+    except AbortedError as exc:
+        server_s += time.process_time() - t0
+        return result(
+            sum=None,
+            total=None,
+            count=0,
+            contributors=(),
+            aborted=True,
+            abort_reason=str(exc),
+            error_bound=0.0,
+            bytes_per_client_upload=_mean_upload(sent, server.contributors),
+            decrypt_s=0.0,
         )
     server_s += time.process_time() - t0
 
@@ -327,27 +331,16 @@ def he_sum(
             fsum = quant.dequantize_sum(total.astype(np.uint64), agg.count)
         else:
             fsum = total.astype(np.float64)
-    return HESumResult(
+    return result(
         sum=fsum,
         total=total,
         count=agg.count,
         contributors=agg.contributors,
         aborted=False,
         abort_reason=None,
-        scheme=scheme,
-        params=params,
-        custody=custody,
         error_bound=bound,
         bytes_per_client_upload=_mean_upload(sent, agg.contributors),
-        ciphertexts_per_client=n_ct,
-        server_peak_ciphertexts=server.peak_ciphertexts,
-        timings={
-            "keygen_s": keygen_s,
-            "client_encrypt_s": enc_s,
-            "server_s": server_s,
-            "decrypt_s": decrypt_s,
-            "wall_s": time.perf_counter() - t_wall,
-        },
+        decrypt_s=decrypt_s,
     )
 
 
