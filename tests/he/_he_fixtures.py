@@ -1,5 +1,5 @@
-"""Shared helpers for the HE tests: keys are generated once per module (SEAL keygen
-is the slow part), and sessions/parties are built around them."""
+"""Shared helpers for the HE tests: sessions and parties built around a key pair
+(the ``keys`` / ``bfv_keys`` fixtures of conftest.py, generated once per session)."""
 
 from __future__ import annotations
 

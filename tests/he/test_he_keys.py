@@ -17,16 +17,6 @@ from ._he_fixtures import make_round
 pytest.importorskip("tenseal")
 
 
-@pytest.fixture(scope="module")
-def keys():
-    return generate_keys(Preset.CKKS_4096.params)
-
-
-@pytest.fixture(scope="module")
-def bfv_keys():
-    return generate_keys(Preset.BFV_4096.params)
-
-
 def _split(envelope: bytes):
     r = Reader(envelope)
     r.raw(4), r.u8()

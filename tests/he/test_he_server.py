@@ -36,16 +36,6 @@ pytest.importorskip("tenseal")
 M = 5000  # 3 CKKS ciphertexts (2048 slots), 2 BFV ciphertexts
 
 
-@pytest.fixture(scope="module")
-def keys():
-    return generate_keys(Preset.CKKS_4096.params)
-
-
-@pytest.fixture(scope="module")
-def bfv_keys():
-    return generate_keys(Preset.BFV_4096.params)
-
-
 def _x(seed, m=M):
     return np.random.default_rng(seed).uniform(-1, 1, m)
 
@@ -66,7 +56,7 @@ def _resign(env_bytes: bytes, key, **changes) -> bytes:
     return encode_envelope(Envelope(**fields), key)
 
 
-def test_hostile_envelopes_leave_the_running_sum_unchanged(keys):
+def test_hostile_envelopes_leave_the_running_sum_unchanged(keys, bfv_keys):
     rnd = make_round(keys, n=3, length=M, chunk=2)  # 2 chunks per client
     good = rnd.clients[1].encrypt(_x(1))
     for e in good:
@@ -79,7 +69,7 @@ def test_hostile_envelopes_leave_the_running_sum_unchanged(keys):
     other = generate_keys(Preset.CKKS_4096.params)  # same parameters, another key pair
     foreign_round = make_round(other, n=3, length=M, chunk=2)
     foreign_ct = foreign_round.clients[2].encrypt(_x(2))[0]
-    bfv_round = make_round(generate_keys(Preset.BFV_4096.params), n=3, length=M)
+    bfv_round = make_round(bfv_keys, n=3, length=M)
     bad = {
         "tampered payload": (bytes(tampered), CryptoError),
         "truncated": (e2[0][:-100], DecodeError),
