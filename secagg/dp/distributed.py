@@ -266,22 +266,19 @@ class DDPParams:
         """
         if self.local_stddev == 0.0:
             return math.inf
-        if survivors is None:
-            return epsilon(
-                self.mechanism_spec(),
-                delta=delta,
-                rounds=rounds,
-                sampling_rate=sampling_rate,
-                clients=self.min_survivors,
-                max_clients=self.max_clients,
-            )
-        _int("survivors", survivors, lo=self.min_survivors, hi=1 << 30)
+        max_clients: int | None
+        if survivors is None:  # worst case over [n_min, n_max]
+            clients, max_clients = self.min_survivors, self.max_clients
+        else:
+            clients = _int("survivors", survivors, lo=self.min_survivors, hi=1 << 30)
+            max_clients = None
         return epsilon(
             self.mechanism_spec(),
             delta=delta,
             rounds=rounds,
             sampling_rate=sampling_rate,
-            clients=survivors,
+            clients=clients,
+            max_clients=max_clients,
         )
 
 
