@@ -34,7 +34,14 @@ from secagg.train.aggregators import (
     available_kinds,
     make_aggregator,
 )
-from secagg.train.loop import OptimizerKind, RoundRecord, TrainConfig, TrainResult, run_training
+from secagg.train.loop import (
+    OptimizerKind,
+    RoundRecord,
+    TrainConfig,
+    TrainResult,
+    dropout_count,
+    run_training,
+)
 from secagg.train.model import sample_text
 
 __all__ = ["add_arguments", "config_from_args", "run"]
@@ -193,7 +200,6 @@ def _train_with_progress(
     if getattr(args, "dp", None) is not None and kind is not AggregatorKind.PLAIN:
         dp = DPSettings(mechanism=args.dp, epsilon=args.epsilon, delta=args.delta,
                         l2_clip=args.dp_clip, rounds=cfg.rounds)
-    n_drop = min(int(cfg.dropout * cfg.per_round + 0.5), cfg.per_round - 1)
     agg = make_aggregator(
         kind,
         max_clients=cfg.per_round,
@@ -202,7 +208,7 @@ def _train_with_progress(
         rng=secret_rng,
         drop_timing=DropTiming(args.drop_phase),
         dp=dp,
-        min_survivors=cfg.per_round - n_drop,
+        min_survivors=cfg.per_round - dropout_count(cfg.per_round, cfg.dropout),
     )
     console.print(f"[bold]{label}[/bold]: {agg.description}")
     sampling = InsecureDeterministicRandom(cfg.seed, "train/sampling", warn=False)

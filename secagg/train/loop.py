@@ -50,6 +50,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "choose_dropouts",
+    "dropout_count",
     "run_training",
     "sample_clients",
 ]
@@ -205,11 +206,21 @@ def sample_clients(rng: RandomSource, clients: int, k: int) -> tuple[int, ...]:
     return tuple(sorted(pool[:k]))
 
 
+def dropout_count(sampled: int, fraction: float) -> int:
+    """How many of ``sampled`` clients :func:`choose_dropouts` drops: ``fraction *
+    sampled`` rounded half up, and never all of them.
+
+    The DP aggregators calibrate their noise to ``sampled - dropout_count(...)``
+    survivors, so this is the one place the count is computed.
+    """
+    return min(math.floor(fraction * sampled + 0.5), sampled - 1)
+
+
 def choose_dropouts(
     rng: RandomSource, sampled: tuple[int, ...], fraction: float
 ) -> tuple[int, ...]:
-    """``round(fraction * len(sampled))`` of ``sampled`` at random (never all of them)."""
-    n = min(math.floor(fraction * len(sampled) + 0.5), len(sampled) - 1)
+    """:func:`dropout_count` of ``sampled`` at random (never all of them)."""
+    n = dropout_count(len(sampled), fraction)
     if n <= 0:
         return ()
     picks = sample_clients(rng, len(sampled), n)

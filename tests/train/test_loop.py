@@ -15,6 +15,7 @@ from secagg.train.loop import (
     OptimizerKind,
     TrainConfig,
     choose_dropouts,
+    dropout_count,
     run_training,
     sample_clients,
 )
@@ -93,6 +94,10 @@ def test_sampling_helpers() -> None:
     d = choose_dropouts(rng, s, 0.1)
     assert len(d) == 1 and d[0] in s
     assert len(choose_dropouts(rng, s, 0.99)) == 7  # never all of them
+    # the count the DP noise is calibrated to is the count that drops
+    for f, n in ((0.0, 0), (0.0625, 1), (0.1, 1), (0.19, 2), (0.5, 4), (0.99, 7)):
+        assert dropout_count(8, f) == n
+        assert len(choose_dropouts(rng, s, f)) == n
     with pytest.raises(ParameterError):
         sample_clients(rng, 3, 4)
 
