@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
-import math
 import platform
 import sys
 import warnings
@@ -352,8 +351,9 @@ def run(args: argparse.Namespace) -> int:
     )
     console.print(f"data: {res.corpus_source}")
     console.print(
-        f"validation loss {first:.3f} → {last:.3f} (perplexity {math.exp(min(first, 50)):.1f} → "
-        f"{math.exp(min(last, 50)):.1f}); {res.seconds:.1f} s"
+        f"validation loss {first:.3f} → {last:.3f} (perplexity "
+        f"{res.rounds[0].val_perplexity:.1f} → {res.rounds[-1].val_perplexity:.1f}); "
+        f"{res.seconds:.1f} s"
     )
     report: dict[str, Any] = {
         "command": "secagg train",
