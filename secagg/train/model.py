@@ -169,11 +169,8 @@ def _lora_targets(model: Any) -> list[str]:
         for name, mod in model.named_modules()
         if isinstance(mod, torch.nn.Linear)
     }
-    found = [w for w in wanted if w in present]
-    if not found:
-        # GPT-2 style models use Conv1D 'c_attn' / 'c_proj'; peft knows its own defaults.
-        return []
-    return found
+    # Empty for GPT-2 style models (Conv1D 'c_attn' / 'c_proj'): peft knows its own defaults.
+    return [w for w in wanted if w in present]
 
 
 def build_model(
