@@ -147,15 +147,20 @@ def _new_tenseal_context(params: HEParams, n_threads: int) -> Any:
     return ctx
 
 
-def _public_bytes(ctx: Any) -> bytes:
+def _tenseal_bytes(ctx: Any, *, public_key: bool, secret_key: bool) -> bytes:
+    """TenSEAL's serialization of ``ctx`` with the chosen keys (never Galois/relin keys)."""
     return bytes(
         ctx.serialize(
-            save_public_key=True,
-            save_secret_key=False,
+            save_public_key=public_key,
+            save_secret_key=secret_key,
             save_galois_keys=False,
             save_relin_keys=False,
         )
     )
+
+
+def _public_bytes(ctx: Any) -> bytes:
+    return _tenseal_bytes(ctx, public_key=True, secret_key=False)
 
 
 def _context_envelope(kind: ContextKind, params: HEParams, public: bytes, secret: bytes) -> bytes:
@@ -211,14 +216,7 @@ def generate_keys(params: HEParams, *, n_threads: int = 2) -> HEKeys:
     _check_threads(n_threads)
     ctx = _new_tenseal_context(params, n_threads)
     public = _public_bytes(ctx)
-    secret = bytes(
-        ctx.serialize(
-            save_public_key=True,
-            save_secret_key=True,
-            save_galois_keys=False,
-            save_relin_keys=False,
-        )
-    )
+    secret = _tenseal_bytes(ctx, public_key=True, secret_key=True)
     return HEKeys(
         params=params,
         key_id=key_id_for(public),
@@ -258,14 +256,7 @@ def _check_matches(ctx: Any, params: HEParams) -> None:
 
 
 def _secret_only_bytes(ctx: Any) -> bytes:
-    return bytes(
-        ctx.serialize(
-            save_public_key=False,
-            save_secret_key=True,
-            save_galois_keys=False,
-            save_relin_keys=False,
-        )
-    )
+    return _tenseal_bytes(ctx, public_key=False, secret_key=True)
 
 
 def _symmetric_context(ts: Any, asymmetric: Any, secret: bytes, n_threads: int) -> Any:
