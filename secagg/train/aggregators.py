@@ -269,6 +269,29 @@ def _numeric_stats(stats: Mapping[str, object]) -> dict[str, float]:
     return out
 
 
+def _mean_of_sum(
+    total: npt.ArrayLike | None,
+    count: int,
+    *,
+    survivors: Collection[int],
+    aborted: bool,
+    abort_reason: str | None,
+    bytes_per_client_upload: float,
+    phase_seconds: Mapping[str, float],
+) -> AggregateResult:
+    """A secure backend's sum over ``count`` survivors as the mean the loop applies;
+    no mean at all when the round aborted (or revealed no sum)."""
+    aborted = aborted or total is None
+    return AggregateResult(
+        mean=None if aborted else np.asarray(total, dtype=np.float64) / count,
+        survivors=tuple(sorted(survivors)),
+        aborted=aborted,
+        abort_reason=(abort_reason or "aborted") if aborted else None,
+        bytes_per_client_upload=float(bytes_per_client_upload),
+        phase_seconds=phase_seconds,
+    )
+
+
 def _round_rng(rng: RandomSource, index: int) -> RandomSource:
     """A fresh source per aggregation.
 
@@ -395,22 +418,14 @@ class MaskedAggregator(Aggregator):
         )
         wall = time.perf_counter() - t0
         inner = res.result
-        phases = {"aggregate": wall, **_numeric_stats(inner.stats)}
-        if inner.aborted or res.sum is None:
-            return AggregateResult(
-                mean=None,
-                survivors=tuple(sorted(inner.survivors)),
-                aborted=True,
-                abort_reason=inner.abort_reason or "aborted",
-                bytes_per_client_upload=float(inner.bytes_per_client_upload),
-                phase_seconds=phases,
-            )
-        return AggregateResult(
-            mean=np.asarray(res.sum, dtype=np.float64) / res.count,
-            survivors=tuple(sorted(inner.survivors)),
-            aborted=False,
-            bytes_per_client_upload=float(inner.bytes_per_client_upload),
-            phase_seconds=phases,
+        return _mean_of_sum(
+            res.sum,
+            res.count,
+            survivors=inner.survivors,
+            aborted=inner.aborted,
+            abort_reason=inner.abort_reason,
+            bytes_per_client_upload=inner.bytes_per_client_upload,
+            phase_seconds={"aggregate": wall, **_numeric_stats(inner.stats)},
         )
 
 
@@ -514,21 +529,14 @@ class HEAggregator(Aggregator):
             round=self._round,
             min_contributors=1,
         )
-        phases = {"aggregate": time.perf_counter() - t0, **_numeric_stats(res.timings)}
-        survivors = tuple(sorted(res.contributors))
-        if res.aborted or res.sum is None:
-            return AggregateResult(
-                mean=None, survivors=survivors, aborted=True,
-                abort_reason=res.abort_reason or "aborted",
-                bytes_per_client_upload=float(res.bytes_per_client_upload),
-                phase_seconds=phases,
-            )
-        return AggregateResult(
-            mean=np.asarray(res.sum, dtype=np.float64) / res.count,
-            survivors=survivors,
-            aborted=False,
-            bytes_per_client_upload=float(res.bytes_per_client_upload),
-            phase_seconds=phases,
+        return _mean_of_sum(
+            res.sum,
+            res.count,
+            survivors=res.contributors,
+            aborted=res.aborted,
+            abort_reason=res.abort_reason,
+            bytes_per_client_upload=res.bytes_per_client_upload,
+            phase_seconds={"aggregate": time.perf_counter() - t0, **_numeric_stats(res.timings)},
         )
 
 

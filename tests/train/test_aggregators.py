@@ -74,6 +74,16 @@ def test_masked_dropouts_give_the_survivors_mean(kind: AggregatorKind, timing: D
     assert np.abs(res.mean - _mean(ups, res.survivors)).max() < agg.spec.step
 
 
+@pytest.mark.parametrize("kind", [AggregatorKind.SECAGG, AggregatorKind.SECAGG_PLUS])
+def test_masked_round_below_threshold_aborts_without_a_mean(kind: AggregatorKind) -> None:
+    rng = InsecureDeterministicRandom(6, warn=False)
+    agg = make_aggregator(kind, max_clients=len(IDS), rng=rng)
+    res = agg.aggregate(_updates(n=20), dropped=IDS[:-1])
+    assert res.aborted and res.mean is None and res.survivors == ()
+    assert res.abort_reason and "masked inputs" in res.abort_reason
+    assert res.bytes_per_client_upload > 0
+
+
 def test_clipping_is_applied_coordinate_wise() -> None:
     ups = {i: np.full(10, 1.0) for i in (1, 2, 3)}
     agg = make_aggregator(AggregatorKind.SECAGG_PLUS, max_clients=3, clip=0.05,
