@@ -527,7 +527,7 @@ class HEAggregator(Aggregator):
             rng=_round_rng(self._rng, self._round),
             keys=self._keys,
             round=self._round,
-            min_contributors=1,
+            # he_sum's default (2): the key holder never decrypts one client's update
         )
         return _mean_of_sum(
             res.sum,

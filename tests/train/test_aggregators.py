@@ -108,6 +108,18 @@ def test_he_mean_matches_plain(kind: AggregatorKind) -> None:
     assert recorded and res.bytes_per_client_upload > 100 * 8
 
 
+@pytest.mark.parametrize("kind", [AggregatorKind.HE_CKKS, AggregatorKind.HE_BFV])
+def test_he_round_with_one_survivor_aborts_and_decrypts_nothing(kind: AggregatorKind) -> None:
+    """The key holder must never decrypt a single client's update."""
+    pytest.importorskip("tenseal")
+    if kind not in available_kinds():
+        pytest.skip("secagg.he not available")
+    rng = InsecureDeterministicRandom(8, warn=False)
+    agg = make_aggregator(kind, max_clients=len(IDS), rng=rng)
+    res = agg.aggregate(_updates(n=20), dropped=IDS[:-1])
+    assert res.aborted and res.mean is None
+
+
 def test_bad_inputs_raise_typed_errors() -> None:
     agg = InsecurePlainAggregator()
     with pytest.raises(ParameterError):
