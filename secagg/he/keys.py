@@ -259,6 +259,39 @@ def _secret_only_bytes(ctx: Any) -> bytes:
     return _tenseal_bytes(ctx, public_key=False, secret_key=True)
 
 
+
+#: Probe values for :func:`_check_key_pair` (exact in BFV, far above CKKS noise).
+_PROBE = (3, 1, 4, 1, 5, 9, 2, 6)
+
+
+def _check_key_pair(ts: Any, secret: bytes, params: HEParams, n_threads: int) -> None:
+    """Require that the secret key decrypts what the public key encrypts.
+
+    ``key_id`` binds only the public key, so without this check a secret context
+    whose secret-key bytes were corrupted (storage, transfer) loads and then
+    decrypts garbage — or, for SHARED_CLIENT_KEY clients, encrypts under a wrong
+    key — silently.  Runs on a separate copy of the context (encrypting touches the
+    context's state) and costs one load, one encryption and one decryption.
+
+    Raises
+    ------
+    DecodeError
+        If the secret key does not match the public key.
+    """
+    try:
+        ctx = ts.context_from(secret, n_threads=n_threads)
+        if params.scheme is Scheme.CKKS:
+            ctx.global_scale = 2.0**params.scale_bits
+            got = ts.ckks_vector(ctx, [v / 8 for v in _PROBE]).decrypt()
+            ok = all(abs(a - v / 8) < 1e-3 for a, v in zip(got, _PROBE, strict=True))
+        else:
+            got = ts.bfv_vector(ctx, list(_PROBE)).decrypt()
+            ok = [int(a) for a in got] == list(_PROBE)
+    except Exception:  # TenSEAL/SEAL raise assorted types
+        raise DecodeError("the secret context cannot decrypt") from None
+    if not ok:
+        raise DecodeError("the secret key does not match the public key")
+
 def _symmetric_context(ts: Any, asymmetric: Any, secret: bytes, n_threads: int) -> Any:
     """Reload an (already validated) secret TenSEAL context with symmetric encryption.
 
@@ -367,6 +400,8 @@ class HEContext:
         if got is ContextKind.SECRET and key_id_for(_public_bytes(ctx)) != key_id:
             raise DecodeError("the secret context does not belong to the public key")
         _check_matches(ctx, params)
+        if got is ContextKind.SECRET:
+            _check_key_pair(ts, secret, params, n_threads)
         if encryption is EncryptionMode.SECRET_KEY:
             ctx = _symmetric_context(ts, ctx, secret, n_threads)
             _check_matches(ctx, params)
