@@ -7,9 +7,11 @@ server commits to the neighbourhoods when it picks ``graph_seed``.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from functools import lru_cache
 
 import numpy as np
+import numpy.typing as npt
 
 from secagg.masking.config import ProtocolKind, RoundConfig
 from secagg.primitives.kdf import derive
@@ -29,14 +31,22 @@ def permutation(config: RoundConfig) -> tuple[int, ...]:
     return _permutation(config.session_id, config.graph_seed, config.clients, config.degree)
 
 
-def _permutation(
+def _order(
     session_id: bytes, graph_seed: bytes, clients: tuple[int, ...], k: int
-) -> tuple[int, ...]:
+) -> npt.NDArray[np.intp]:
+    """Indices into ``clients`` in permutation order: ``π[i] = clients[order[i]]``."""
     n = len(clients)
     seed = derive(graph_seed, purpose=_PERM_PURPOSE, session_id=session_id, fields=(n, k))
     w = expand(seed, 2 * n, 64)
     ids = np.asarray(clients, dtype=np.uint64)
-    order = np.lexsort((ids, w[1::2], w[0::2]))
+    order: npt.NDArray[np.intp] = np.lexsort((ids, w[1::2], w[0::2]))
+    return order
+
+
+def _permutation(
+    session_id: bytes, graph_seed: bytes, clients: tuple[int, ...], k: int
+) -> tuple[int, ...]:
+    order = _order(session_id, graph_seed, clients, k)
     return tuple(int(clients[i]) for i in order)
 
 
@@ -66,12 +76,19 @@ def neighbours(config: RoundConfig, client: int) -> frozenset[int]:
         if client not in config.clients:
             raise KeyError(client)
         return frozenset(c for c in config.clients if c != client)
-    perm = permutation(config)
+    # one client's view: one numpy lexsort of the n sort keys, no Python loop over n ids
+    clients = config.clients
     try:
-        pos = perm.index(client)
-    except ValueError:
+        j = bisect_left(clients, client)
+    except TypeError:
         raise KeyError(client) from None
-    return frozenset(perm[q] for q in _harary_positions(pos, config.n, config.degree))
+    if j == len(clients) or clients[j] != client:
+        raise KeyError(client)
+    order = _order(config.session_id, config.graph_seed, clients, config.degree)
+    pos = int(np.flatnonzero(order == j)[0])
+    return frozenset(
+        int(clients[order[q]]) for q in _harary_positions(pos, config.n, config.degree)
+    )
 
 
 def all_neighbours(config: RoundConfig) -> dict[int, frozenset[int]]:
