@@ -488,11 +488,15 @@ class HEContext:
         Raises
         ------
         LocalProtocolError
-            If this context holds no secret key.
+            If this context holds no secret key, or the tensor belongs to another
+            context.
         """
         if not self.can_decrypt:
             raise LocalProtocolError("this context holds no secret key; it cannot decrypt")
-        plain = t.decrypt()
+        try:
+            plain = t.decrypt()
+        except ValueError as exc:  # TenSEAL: a tensor linked to another context
+            raise LocalProtocolError(f"cannot decrypt this tensor here: {exc}") from None
         dtype = np.float64 if self.params.scheme is Scheme.CKKS else np.int64
         shape = list(plain.shape)
         if len(shape) == 1:  # one ciphertext: a (slots,) column

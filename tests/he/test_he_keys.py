@@ -58,6 +58,10 @@ def test_server_cannot_decrypt(keys):
         tensor.decrypt()
     with pytest.raises(LocalProtocolError):
         server_ctx.decrypt(tensor)
+    # the key holder refuses, with a typed error, a tensor linked to the public context
+    holder = HEContext.from_bytes(keys.secret_context, kind=ContextKind.SECRET)
+    with pytest.raises(LocalProtocolError):
+        holder.decrypt(tensor)
 
 
 def test_secret_context_is_refused_by_the_server(keys):
