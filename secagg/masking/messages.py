@@ -100,13 +100,32 @@ def _check_bytes(b: bytes, n: int, what: str) -> None:
         raise ParameterError(f"{what} must be {n} bytes")
 
 
+#: Recently validated id tuples (by identity) and the last one's wire encoding.  Tuples
+#: are immutable, so a tuple that passed :func:`_check_sorted_ids` stays valid: the
+#: server sends one U3 tuple to every survivor and checks and encodes it once instead
+#: of |U3| times, and a decoded list is not checked twice.
+_VALID_IDS: list[tuple[int, ...]] = []
+_LAST_IDS_WIRE: list[tuple[tuple[int, ...], bytes]] = [((), b"")]
+_VALID_IDS_KEPT = 4
+
+
+def _remember_valid(ids: tuple[int, ...]) -> None:
+    _VALID_IDS.insert(0, ids)
+    del _VALID_IDS[_VALID_IDS_KEPT:]
+
+
 def _check_sorted_ids(ids: Sequence[int], what: str) -> None:
+    if type(ids) is tuple and any(ids is t for t in _VALID_IDS):
+        return
     prev = 0
     for v in ids:
-        _check_id(v, what)
-        if v <= prev:
-            raise ParameterError(f"{what} must be strictly ascending")
+        if type(v) is not int or v <= prev or v > MAX_ID:  # rare: exact check and message
+            _check_id(v, what)
+            if v <= prev:
+                raise ParameterError(f"{what} must be strictly ascending")
         prev = v
+    if type(ids) is tuple and len(ids) > 16:
+        _remember_valid(ids)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -316,13 +335,23 @@ class ConsistencyRequest(Message):
 
 def _write_ids(w: Writer, ids: Sequence[int]) -> None:
     w.u32(len(ids))
-    for i in ids:
-        w.u32(i)
+    last, wire = _LAST_IDS_WIRE[0]
+    if ids is not last:
+        wire = np.asarray(ids, dtype=">u4").tobytes()  # ids were checked: 1 <= id < 2^32
+        if type(ids) is tuple:
+            _LAST_IDS_WIRE[0] = (ids, wire)
+    w.raw(wire)
 
 
 def _read_ids(r: Reader) -> tuple[int, ...]:
     count = r.count(r.remaining // 4)
-    return tuple(r.u32() for _ in range(count))
+    a = np.frombuffer(r.raw_view(4 * count), dtype=">u4")
+    if count and (int(a[0]) == 0 or not bool(np.all(a[1:] > a[:-1]))):
+        raise DecodeError("ids must be >= 1 and strictly ascending")
+    ids = tuple(a.tolist())
+    if count > 16:
+        _remember_valid(ids)
+    return ids
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -448,6 +477,9 @@ def encode(msg: Message) -> bytes:
     return w.getvalue()
 
 
+_SHARE_KINDS = {int(k): k for k in ShareKind}
+
+
 def _read_body(cls: type[Message], r: Reader, head: dict[str, object]) -> Message:
     if cls is AdvertiseKeys:
         c_pk, s_pk, com, sig = _read_keys(r)
@@ -491,14 +523,18 @@ def _read_body(cls: type[Message], r: Reader, head: dict[str, object]) -> Messag
         sigs = tuple((r.u32(), r.raw(SIGNATURE_BYTES)) for _ in range(count))
         return UnmaskingRequest(survivors=survivors, dropped=dropped, signatures=sigs, **head)  # type: ignore[arg-type]
     if cls is UnmaskingResponse:
-        count = r.count(r.remaining // (5 + ELEMENT_BYTES))
+        rec = 5 + ELEMENT_BYTES  # u32 owner, u8 kind, field element
+        count = r.count(r.remaining // rec)
+        raw = r.raw(count * rec)  # one slice; the loop below only reads it
         shares = []
-        for _ in range(count):
-            owner = r.u32()
-            k = r.u8()
-            if k not in (1, 2):
+        for off in range(0, count * rec, rec):
+            kind = _SHARE_KINDS.get(raw[off + 4])
+            if kind is None:
                 raise DecodeError("unknown share kind")
-            shares.append((owner, ShareKind(k), decode_element(r.raw(ELEMENT_BYTES))))
+            y = int.from_bytes(raw[off + 5 : off + rec], "big")
+            if y >= P:
+                raise DecodeError("field element out of range")
+            shares.append((int.from_bytes(raw[off : off + 4], "big"), kind, y))
         return UnmaskingResponse(shares=tuple(shares), **head)  # type: ignore[arg-type]
     if cls is Abort:
         raw = r.blob(MAX_REASON_BYTES)
