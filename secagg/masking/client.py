@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Iterator
+from functools import lru_cache
 
 from secagg.encoding.modular import check_in_range
 from secagg.errors import (
@@ -69,6 +70,12 @@ TRANSITIONS: dict[tuple[ClientPhase, m.MessageType], str] = {
 }
 
 _TERMINAL = (ClientPhase.COMPLETED, ClientPhase.ABORTED)
+
+
+@lru_cache(maxsize=8)
+def _registered(clients: tuple[int, ...]) -> frozenset[int]:
+    """``U0`` as a set (built once per round, not once per check)."""
+    return frozenset(clients)
 
 
 class Client:
@@ -399,8 +406,7 @@ class Client:
 
     def _check_survivors(self, survivors: tuple[int, ...]) -> None:
         cfg = self._config
-        registered = set(cfg.clients)
-        if not set(survivors) <= registered:
+        if not _registered(cfg.clients).issuperset(survivors):
             raise RemoteProtocolError("survivor set names unregistered clients")
         if self._id not in survivors:
             raise RemoteProtocolError("survivor set does not contain me")
@@ -439,7 +445,7 @@ class Client:
         dropped = set(msg.dropped)
         if survivors & dropped:
             raise RemoteProtocolError("a client is listed both as survivor and as dropped")
-        if not dropped <= set(cfg.clients):
+        if not _registered(cfg.clients).issuperset(dropped):
             raise RemoteProtocolError("dropped set names unregistered clients")
         self._check_survivors(msg.survivors)
         if cfg.security is SecurityMode.MALICIOUS:
