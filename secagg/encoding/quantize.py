@@ -1,8 +1,9 @@
 """Floats -> Z_{2^b} with unbiased stochastic rounding, and back.
 
 A :class:`QuantizationSpec` fixes a clipping range ``[-clip, clip]`` and
-``value_bits`` levels: ``x`` is clipped, mapped to ``z = (x + clip) * scale`` with
-``scale = (2^value_bits - 1) / (2 * clip)``, and rounded to ``floor(z)`` or
+``value_bits`` levels: ``x`` is clipped, mapped to
+``z = (x + clip) / (2 * clip) * (2^value_bits - 1)`` (``= (x + clip) * scale`` with
+``scale = (2^value_bits - 1) / (2 * clip)``), and rounded to ``floor(z)`` or
 ``floor(z) + 1`` with probability ``z - floor(z)`` (so ``E[round(z)] = z``).
 The randomness comes from a CSPRNG.  The sum of up to ``max_clients`` quantized
 vectors is at most ``max_clients * (2^value_bits - 1)``, so with
@@ -98,7 +99,11 @@ class QuantizationSpec:
             raise ParameterError("quantize takes a 1-D vector")
         if not np.all(np.isfinite(arr)):
             raise ParameterError("input holds NaN or infinity")
-        z = (np.clip(arr, -self.clip, self.clip) + self.clip) * self.scale
+        # (x + clip) / (2 clip) is exactly 0.0 at -clip and 1.0 at +clip, so the ends of
+        # the range land exactly on levels 0 and 2^value_bits - 1 even at 52 value bits
+        # (multiplying by a precomputed scale can miss the top level by one).
+        top = float((1 << self.value_bits) - 1)
+        z = (np.clip(arr, -self.clip, self.clip) + self.clip) / (2.0 * self.clip) * top
         q = stochastic_round(z, rng)
         np.clip(q, 0, (1 << self.value_bits) - 1, out=q)
         return cast("UIntArray", q.astype(dtype_for_bits(self.bits)))
