@@ -1,7 +1,10 @@
 """Shared pytest configuration.
 
 Hypothesis profiles: ``default`` (CI-sized) and ``long`` (the marked long-running
-jobs; select with ``HYPOTHESIS_PROFILE=long``).
+jobs; select with ``HYPOTHESIS_PROFILE=long``).  Under CI (``CI`` set) the default
+profile is derandomized and keeps no example database, so a clean checkout runs the
+same examples every time: a red CI is a real failure, never a lucky draw.  Locally
+the examples are random and failures are remembered in ``.hypothesis/``.
 """
 
 from __future__ import annotations
@@ -10,8 +13,15 @@ import os
 
 from hypothesis import HealthCheck, settings
 
+_IN_CI = bool(os.environ.get("CI"))
+
 settings.register_profile(
-    "default", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    "default",
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    derandomize=_IN_CI,
+    database=None if _IN_CI else settings.default.database,
 )
 settings.register_profile(
     "long", max_examples=10_000, deadline=None, suppress_health_check=list(HealthCheck)

@@ -116,11 +116,12 @@ class MaliciousServerMachine(RuleBasedStateMachine):
             return dataclasses.replace(
                 msg, survivors=surv, dropped=dropped, signatures=tuple(sigs[:keep])
             )
-        if isinstance(msg, m.KeysBroadcast | m.MaskedInputRequest):
-            items = list(msg.entries if isinstance(msg, m.KeysBroadcast) else msg.boxes)
-            keep = data.draw(st.integers(0, len(items)))
-            field = "entries" if isinstance(msg, m.KeysBroadcast) else "boxes"
-            return dataclasses.replace(msg, **{field: tuple(items[:keep])})
+        if isinstance(msg, m.KeysBroadcast):
+            keep = data.draw(st.integers(0, len(msg.entries)))
+            return dataclasses.replace(msg, entries=tuple(msg.entries[:keep]))
+        # Truncating a MaskedInputRequest's boxes gives a wrong sum (known issue,
+        # SECURITY.md): pinned by adversarial/test_u2_view_tampering.py (strict xfail),
+        # so this machine keeps testing everything else.
         return msg
 
     def _deliver(self, u: int, data: bytes) -> None:
