@@ -44,21 +44,27 @@ def raw_masked_add(
     chunk: int,
     buf: npt.NDArray[np.uint32],
     zeros: bytes,
+    start: int = 0,
+    stop: int | None = None,
 ) -> None:
     """The baseline: AES-128-CTR keystream into ``buf`` (reused), then in-place add/sub.
 
     Chunk-major: every key's keystream is applied to one vector chunk while it is hot
-    in cache.  ``buf`` holds ``chunk`` uint32 and ``zeros`` is ``4 * chunk`` zero bytes.
+    in cache.  ``buf`` holds at least ``chunk`` uint32 and ``zeros`` is ``4 * chunk``
+    zero bytes.  ``vec[start:stop]`` is masked with the keystream from element
+    ``start`` on (a multiple of 4, so the counter starts on a block boundary), which
+    lets threads split the limit by ranges.
     """
+    end = len(vec) if stop is None else stop
+    nonce = (start * 4 // 16).to_bytes(16, "big")
     encs = [
-        (Cipher(algorithms.AES(k), modes.CTR(bytes(16))).encryptor(), positive)
+        (Cipher(algorithms.AES(k), modes.CTR(nonce)).encryptor(), positive)
         for k, positive in keys
     ]
     bview = memoryview(buf).cast("B")  # type: ignore[arg-type]
-    n = len(vec)
-    for start in range(0, n, chunk):
-        m = min(chunk, n - start)
-        part = vec[start : start + m]
+    for a in range(start, end, chunk):
+        m = min(chunk, end - a)
+        part = vec[a : a + m]
         ks = buf[:m]
         for enc, positive in encs:
             enc.update_into(zeros[: 4 * m], bview[: 4 * m])

@@ -32,10 +32,10 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from secagg.bench.common import machine_info, markdown_table
 from secagg.bench.mask import prepare_round, shifted_inputs
+from secagg.bench.prg import raw_masked_add
 from secagg.errors import ParameterError
 from secagg.masking import messages as msgs
 from secagg.masking.config import ProtocolKind
@@ -45,36 +45,22 @@ from secagg.primitives.prg import UIntArray
 from secagg.primitives.rand import InsecureDeterministicRandom, randbelow
 from secagg.sim import plaintext_sum
 
-__all__ = ["finalizing_server", "raw_masked_add_range", "run"]
+__all__ = ["finalizing_server", "run"]
 
 TARGET_LIMIT_RATIO = 0.60
 _RANGE = 1 << 18  # elements per range handed to a thread by the 2-core limit
 
 
-def raw_masked_add_range(
+def _limit_range(
     vec: npt.NDArray[np.uint32],
     keys: list[tuple[bytes, bool]],
     start: int,
     stop: int,
-    *,
     buf: npt.NDArray[np.uint32],
     zeros: bytes,
 ) -> None:
-    """The limit on ``vec[start:stop]``: keystream from element ``start`` (a multiple of 4)."""
-    chunk = len(buf)
-    bview = memoryview(buf).cast("B")  # type: ignore[arg-type]
-    nonce = (start * 4 // 16).to_bytes(16, "big")
-    encs = [(Cipher(algorithms.AES(k), modes.CTR(nonce)).encryptor(), pos) for k, pos in keys]
-    for a in range(start, stop, chunk):
-        mm = min(chunk, stop - a)
-        part = vec[a : a + mm]
-        ks = buf[:mm]
-        for enc, positive in encs:
-            enc.update_into(zeros[: 4 * mm], bview[: 4 * mm])
-            if positive:
-                np.add(part, ks, out=part)
-            else:
-                np.subtract(part, ks, out=part)
+    """The limit on ``vec[start:stop]`` (one thread's share of the 2-core limit)."""
+    raw_masked_add(vec, keys, chunk=len(buf), buf=buf, zeros=zeros, start=start, stop=stop)
 
 
 def finalizing_server(
@@ -154,11 +140,11 @@ def run(quick: bool = False, *, repeat: int | None = None, n: int | None = None,
     raw_vec = masked_sum.copy()
 
     def limit1() -> None:
-        raw_masked_add_range(raw_vec, keys, 0, m, buf=bufs[0], zeros=zeros)
+        raw_masked_add(raw_vec, keys, chunk=chunk, buf=bufs[0], zeros=zeros)
 
     def limit2_halves() -> None:
-        f1 = pool.submit(raw_masked_add_range, raw_vec, keys, 0, half, buf=bufs[0], zeros=zeros)
-        f2 = pool.submit(raw_masked_add_range, raw_vec, keys, half, m, buf=bufs[1], zeros=zeros)
+        f1 = pool.submit(_limit_range, raw_vec, keys, 0, half, bufs[0], zeros)
+        f2 = pool.submit(_limit_range, raw_vec, keys, half, m, bufs[1], zeros)
         f1.result()
         f2.result()
 
@@ -169,7 +155,7 @@ def run(quick: bool = False, *, repeat: int | None = None, n: int | None = None,
         buf = getattr(local, "buf", None)
         if buf is None:
             buf = local.buf = np.empty(chunk, dtype=np.uint32)
-        raw_masked_add_range(raw_vec, keys, r[0], r[1], buf=buf, zeros=zeros)
+        _limit_range(raw_vec, keys, r[0], r[1], buf, zeros)
 
     def limit2_ranges() -> None:
         for _ in pool.map(one_range, ranges):

@@ -78,8 +78,8 @@ def test_raw_range_baseline_equals_whole_vector():
     v2 = v1.copy()
     raw_masked_add(v1, keys, chunk=64, buf=np.empty(64, np.uint32), zeros=bytes(256))
     for a, b in ((0, 400), (400, 1000)):
-        server.raw_masked_add_range(v2, keys, a, b, buf=np.empty(96, np.uint32),
-                                    zeros=bytes(4 * 96))
+        raw_masked_add(v2, keys, chunk=96, buf=np.empty(96, np.uint32), zeros=bytes(4 * 96),
+                       start=a, stop=b)
     assert np.array_equal(v1, v2)
 
 
