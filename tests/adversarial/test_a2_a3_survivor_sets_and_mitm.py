@@ -26,6 +26,7 @@ from secagg.sim import ProtocolKind, SecurityMode
 
 from ._harness import (
     Manual,
+    Round,
     assert_nothing_secret_left,
     make_round,
     recover_input,
@@ -46,6 +47,40 @@ def _split_unmasking(target: int, see_dropped: set[int]):  # type: ignore[no-unt
         return msg
 
     return hook
+
+
+def _run_to_consistency(rnd: Round) -> tuple[Manual, tuple[int, ...]]:
+    """Drive an honest round up to the ConsistencyRequests; returns the runner and U3."""
+    run = Manual(rnd)
+    run.start()
+    while not any(isinstance(m.decode(d), m.ConsistencyRequest) for _, d in run.outbox):
+        run.deliver()
+    u3 = next(
+        x.survivors
+        for _, d in run.outbox
+        for x in [m.decode(d)]
+        if isinstance(x, m.ConsistencyRequest)
+    )
+    return run, u3
+
+
+def _split_consistency(
+    run: Manual, rnd: Round, group_b: set[int], shrunk: tuple[int, ...]
+) -> dict[int, bytes]:
+    """Show ``shrunk`` instead of U3 to ``group_b``; returns every consistency signature sent."""
+
+    def split(u: int, msg: m.Message) -> m.Message:
+        if isinstance(msg, m.ConsistencyRequest) and u in group_b:
+            return dataclasses.replace(msg, survivors=shrunk)
+        return msg
+
+    run.deliver(rewrite=split)
+    return {
+        u: x.signature
+        for u in rnd.config.clients
+        for x in rnd.recorder.of_type(u, m.ConsistencySignature)
+        if isinstance(x, m.ConsistencySignature)
+    }
 
 
 def test_a2_semi_honest_secagg_plus_with_2t_le_k_leaks_to_an_active_server() -> None:
@@ -87,32 +122,11 @@ def test_a2_malicious_mode_split_consistency_requests_are_caught() -> None:
         10, protocol=ProtocolKind.SECAGG_PLUS, security=SecurityMode.MALICIOUS, neighbors=6
     )
     cfg, t, target = rnd.config, rnd.t, 4
-    run = Manual(rnd)
-    run.start()
-    while not any(isinstance(m.decode(d), m.ConsistencyRequest) for _, d in run.outbox):
-        run.deliver()
-    u3 = next(
-        x.survivors
-        for _, d in run.outbox
-        for x in [m.decode(d)]
-        if isinstance(x, m.ConsistencyRequest)
-    )
+    run, u3 = _run_to_consistency(rnd)
     group_a = set(sorted(rnd.neighbours()[target])[:t])  # asked for the target's b-share
     group_b = set(u3) - group_a - {target}  # told the target dropped
     shrunk = tuple(v for v in u3 if v != target)
-
-    def split(u: int, msg: m.Message) -> m.Message:
-        if isinstance(msg, m.ConsistencyRequest) and u in group_b:
-            return dataclasses.replace(msg, survivors=shrunk)
-        return msg
-
-    run.deliver(rewrite=split)
-    sigs = {
-        u: x.signature
-        for u in cfg.clients
-        for x in rnd.recorder.of_type(u, m.ConsistencySignature)
-        if isinstance(x, m.ConsistencySignature)
-    }
+    sigs = _split_consistency(run, rnd, group_b, shrunk)
     on_u3 = tuple(sorted((u, s) for u, s in sigs.items() if u not in group_b))
     on_shrunk = tuple(sorted((u, s) for u, s in sigs.items() if u in group_b))
     assert len(on_u3) < cfg.signature_threshold and len(on_shrunk) < cfg.signature_threshold
@@ -255,32 +269,11 @@ def test_a2_malicious_complete_graph_default_t_resists_alpha_n_colluders() -> No
     corrupt = {1, 2}  # floor(0.05 * 41) = 2 colluders: inside the default threat model
     rnd = make_round(n, security=SecurityMode.MALICIOUS, length=2)
     cfg, t = rnd.config, rnd.t
-    run = Manual(rnd)
-    run.start()
-    while not any(isinstance(m.decode(d), m.ConsistencyRequest) for _, d in run.outbox):
-        run.deliver()
-    u3 = next(
-        x.survivors
-        for _, d in run.outbox
-        for x in [m.decode(d)]
-        if isinstance(x, m.ConsistencyRequest)
-    )
+    run, u3 = _run_to_consistency(rnd)
     honest = [u for u in u3 if u not in corrupt and u != target]
     group_b = set(honest[len(honest) // 2 :])  # told the target dropped
     shrunk = tuple(v for v in u3 if v != target)
-
-    def split(u: int, msg: m.Message) -> m.Message:
-        if isinstance(msg, m.ConsistencyRequest) and u in group_b:
-            return dataclasses.replace(msg, survivors=shrunk)
-        return msg
-
-    run.deliver(rewrite=split)
-    sigs = {
-        u: x.signature
-        for u in cfg.clients
-        for x in rnd.recorder.of_type(u, m.ConsistencySignature)
-        if isinstance(x, m.ConsistencySignature)
-    }
+    sigs = _split_consistency(run, rnd, group_b, shrunk)
     on_u3 = {u: s for u, s in sigs.items() if u not in group_b}
     on_shrunk = {u: s for u, s in sigs.items() if u in group_b}
     for w in corrupt:  # colluders sign both sets
