@@ -2,21 +2,29 @@
 
 The server fixes a :class:`RoundConfig` before the round (it chooses
 ``session_id`` and, for SecAgg+, ``graph_seed``) and distributes it with the
-task; every client checks it against its own policy.  See ``protocols/secagg.md`` §1.
+task (:meth:`RoundConfig.to_bytes`); every client decodes it strictly
+(:meth:`RoundConfig.from_bytes`) and checks it against its own policy
+(:class:`secagg.masking.policy.ClientPolicy`).  See ``protocols/secagg.md`` §1 and
+``protocols/wire/secagg.md`` (RoundConfig).
 """
 
 from __future__ import annotations
 
 import enum
+import itertools
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-from secagg.errors import ParameterError
+from secagg.encoding.codec import Reader, Writer
+from secagg.errors import DecodeError, ParameterError
+from secagg.masking.messages import WIRE_VERSION
 from secagg.primitives import sign as _sign
 from secagg.primitives.prg import dtype_for_bits
 
 __all__ = [
+    "CONFIG_MAGIC",
     "GRAPH_SEED_BYTES",
     "MAX_CLIENT_ID",
     "SESSION_ID_BYTES",
@@ -246,6 +254,66 @@ class RoundConfig:
         """``t_sig = max(t, floor(n/2) + 1)`` (malicious ConsistencyCheck)."""
         return max(self.threshold, self.n // 2 + 1)
 
+    def to_bytes(self) -> bytes:
+        """The canonical wire form (``protocols/wire/secagg.md``, RoundConfig).
+
+        ``magic "SACF" || u16 wire version``, then one ``u16 tag, u32 length, value``
+        record per entry of :data:`_FIELDS`, in ascending tag order.  Every field is
+        always present (normalized as ``__post_init__`` left it), so equal configs
+        have equal bytes and :meth:`from_bytes` accepts exactly these bytes.
+        """
+        w = Writer().raw(CONFIG_MAGIC).u16(WIRE_VERSION)
+        for f in _FIELDS:
+            value = Writer()
+            f.write(value, getattr(self, f.name))
+            w.u16(f.tag).blob(value.getvalue())
+        return w.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> RoundConfig:
+        """Decode and validate a config received from the server.
+
+        Raises
+        ------
+        DecodeError
+            On anything but the canonical encoding of a valid config: wrong magic
+            or wire version, truncation, trailing bytes, an unknown, missing,
+            repeated or out-of-order tag, a value whose length does not match its
+            content, an unknown enum code, ids not strictly ascending, or field
+            values that :class:`RoundConfig` refuses (the ``ParameterError`` is
+            chained).  Nothing is returned unless the bytes re-encode to themselves.
+        """
+        r = Reader(data)
+        if r.remaining < len(CONFIG_MAGIC) + 2 or r.raw(len(CONFIG_MAGIC)) != CONFIG_MAGIC:
+            raise DecodeError("not a RoundConfig (bad magic)")
+        version = r.u16()
+        if version != WIRE_VERSION:
+            raise DecodeError(f"RoundConfig of wire version {version}; expected {WIRE_VERSION}")
+        kwargs: dict[str, Any] = {}
+        for f in _FIELDS:
+            if r.remaining == 0:
+                raise DecodeError(f"RoundConfig field {f.name!r} (tag {f.tag}) is missing")
+            tag = r.u16()
+            if tag != f.tag:
+                raise DecodeError(
+                    f"RoundConfig tag {tag} where tag {f.tag} ({f.name}) was expected "
+                    "(unknown, repeated, missing or out of order)"
+                )
+            value = Reader(r.blob(max_len=r.remaining))
+            kwargs[f.name] = f.read(value)
+            value.finish()
+        if r.remaining >= 2:
+            tag = r.u16()
+            raise DecodeError(f"RoundConfig tag {tag} after the last field (unknown or repeated)")
+        r.finish()
+        try:
+            cfg = cls(**kwargs)
+        except ParameterError as exc:
+            raise DecodeError(f"invalid RoundConfig: {exc}") from exc
+        if cfg.to_bytes() != bytes(data):
+            raise DecodeError("RoundConfig encoding is not canonical")
+        return cfg
+
     def identity_key(self, client: int) -> bytes:
         """Client's Ed25519 public identity key (malicious mode)."""
         for cid, pk in self.identity_keys:
@@ -272,3 +340,92 @@ def _defaults(n: int, protocol: ProtocolKind, security: SecurityMode) -> tuple[i
         return default_parameters(n, protocol)
     chosen = choose_parameters(n=n, mode=security)
     return chosen.k, chosen.t
+
+
+# ---------------------------------------------------------------------------
+# Wire form of RoundConfig (protocols/wire/secagg.md, "RoundConfig").
+#
+# One row per dataclass field, in field order; tags ascend.  Adding a field to
+# RoundConfig = adding one row here (next tag) and one line in the spec table;
+# a test fails while a field has no row.  Changing a row bumps WIRE_VERSION.
+
+#: First bytes of an encoded RoundConfig (never the start of a wire message,
+#: which begins with the u16 version).
+CONFIG_MAGIC = b"SACF"
+
+_PROTOCOL_CODES: dict[ProtocolKind, int] = {ProtocolKind.SECAGG: 1, ProtocolKind.SECAGG_PLUS: 2}
+_SECURITY_CODES: dict[SecurityMode, int] = {SecurityMode.SEMI_HONEST: 1, SecurityMode.MALICIOUS: 2}
+
+
+@dataclass(frozen=True, slots=True)
+class _Field:
+    tag: int
+    name: str
+    write: Callable[[Writer, Any], object]
+    read: Callable[[Reader], Any]
+
+
+def _enum_reader(codes: Mapping[Any, int], what: str) -> Callable[[Reader], Any]:
+    by_code = {c: e for e, c in codes.items()}
+
+    def read(r: Reader) -> Any:
+        code = r.u8()
+        if code not in by_code:
+            raise DecodeError(f"unknown {what} code {code}")
+        return by_code[code]
+
+    return read
+
+
+def _fixed_reader(sizes: tuple[int, ...], what: str) -> Callable[[Reader], bytes]:
+    def read(r: Reader) -> bytes:
+        if r.remaining not in sizes:
+            raise DecodeError(f"{what} must be {' or '.join(map(str, sizes))} bytes")
+        return r.raw(r.remaining)
+
+    return read
+
+
+def _write_ids(w: Writer, ids: tuple[int, ...]) -> None:
+    w.u32(len(ids))
+    for c in ids:
+        w.u32(c)
+
+
+def _read_ids(r: Reader) -> tuple[int, ...]:
+    n = r.count(MAX_CLIENT_ID)
+    ids = tuple(r.u32() for _ in range(n))
+    if any(a >= b for a, b in itertools.pairwise(ids)) or (ids and ids[0] == 0):
+        raise DecodeError("client ids must be >= 1 and strictly ascending")
+    return ids
+
+
+def _write_keys(w: Writer, keys: tuple[tuple[int, bytes], ...]) -> None:
+    w.u32(len(keys))
+    for c, pk in keys:
+        w.u32(c).raw(pk)
+
+
+def _read_keys(r: Reader) -> tuple[tuple[int, bytes], ...]:
+    n = r.count(MAX_CLIENT_ID)
+    keys = tuple((r.u32(), r.raw(_sign.PUBLIC_KEY_BYTES)) for _ in range(n))
+    ids = [c for c, _ in keys]
+    if any(a >= b for a, b in itertools.pairwise(ids)):
+        raise DecodeError("identity keys must be strictly ascending by client id")
+    return keys
+
+
+_FIELDS: tuple[_Field, ...] = (
+    _Field(1, "session_id", Writer.raw, _fixed_reader((SESSION_ID_BYTES,), "session_id")),
+    _Field(2, "protocol", lambda w, v: w.u8(_PROTOCOL_CODES[v]),
+           _enum_reader(_PROTOCOL_CODES, "protocol")),
+    _Field(3, "security", lambda w, v: w.u8(_SECURITY_CODES[v]),
+           _enum_reader(_SECURITY_CODES, "security mode")),
+    _Field(4, "clients", _write_ids, _read_ids),
+    _Field(5, "bits", Writer.u8, Reader.u8),
+    _Field(6, "length", Writer.u64, Reader.u64),
+    _Field(7, "threshold", Writer.u32, Reader.u32),
+    _Field(8, "neighbors", Writer.u32, Reader.u32),
+    _Field(9, "graph_seed", Writer.raw, _fixed_reader((0, GRAPH_SEED_BYTES), "graph_seed")),
+    _Field(10, "identity_keys", _write_keys, _read_keys),
+)
