@@ -17,15 +17,16 @@ Dropouts are not errors: they are data handed to the state machines.
 from __future__ import annotations
 
 __all__ = [
-    "SecAggError",
-    "LocalProtocolError",
-    "ParameterError",
-    "RemoteProtocolError",
-    "DecodeError",
-    "CryptoError",
     "AbortedError",
-    "MissingExtraError",
+    "CryptoError",
+    "DecodeError",
     "InsecureConfigurationWarning",
+    "LocalProtocolError",
+    "MissingExtraError",
+    "ParameterError",
+    "PolicyError",
+    "RemoteProtocolError",
+    "SecAggError",
 ]
 
 
@@ -47,6 +48,11 @@ class RemoteProtocolError(SecAggError):
 
 class DecodeError(RemoteProtocolError, ValueError):
     """Bytes from the network could not be parsed or failed validation."""
+
+
+class PolicyError(RemoteProtocolError):
+    """The server proposed a round this client's policy refuses; the client sends
+    nothing (to the server it is a dropout)."""
 
 
 class CryptoError(SecAggError):

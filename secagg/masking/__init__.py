@@ -8,11 +8,13 @@ starts threads; :mod:`secagg.sim` drives it in-process.
 
 from secagg.masking.client import Client, ClientPhase
 from secagg.masking.config import ProtocolKind, RoundConfig, SecurityMode, default_parameters
+from secagg.masking.policy import ClientPolicy
 from secagg.masking.server import Server, ServerPhase
 
 __all__ = [
     "Client",
     "ClientPhase",
+    "ClientPolicy",
     "ProtocolKind",
     "RoundConfig",
     "SecurityMode",

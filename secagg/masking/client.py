@@ -34,6 +34,7 @@ from secagg.masking import _common as cm
 from secagg.masking import messages as m
 from secagg.masking.config import RoundConfig, SecurityMode
 from secagg.masking.graph import neighbours
+from secagg.masking.policy import ClientPolicy
 from secagg.primitives import aead, shamir
 from secagg.primitives import sign as _sign
 from secagg.primitives.field import secret_to_element
@@ -95,9 +96,14 @@ class Client:
     identity_key:
         Ed25519 identity key; required in malicious mode, and its public part must
         equal ``config.identity_key(client_id)``.
+    policy:
+        What this client accepts (:class:`~secagg.masking.policy.ClientPolicy`);
+        checked first, before anything is built or sent.
 
     Raises
     ------
+    PolicyError
+        If ``config`` is below ``policy``.
     ParameterError
         On a bad id, input or identity key.
 
@@ -116,9 +122,14 @@ class Client:
         input_vector: UIntArray,
         rng: RandomSource | None = None,
         identity_key: _sign.SigningKey | None = None,
+        policy: ClientPolicy | None = None,
     ) -> None:
         if not isinstance(config, RoundConfig):
             raise ParameterError("config must be a RoundConfig")
+        if policy is not None:
+            if not isinstance(policy, ClientPolicy):
+                raise ParameterError("policy must be a ClientPolicy")
+            policy.check(config)  # refuse before anything exists to send
         if client_id not in config.clients:
             raise ParameterError(f"client {client_id} is not registered in this round")
         check_in_range(input_vector, config.bits)
