@@ -647,16 +647,42 @@ def secure_sum_floats(
     ParameterError
         If ``bits`` is given, or more clients than ``spec.max_clients``.
     """
+    # The deployable halves (secagg.runtime.schemes) around the in-process round.
+    import dataclasses
+
+    from secagg.errors import AbortedError
+    from secagg.runtime.schemes import MaskedClientHalf, MaskedServerHalf, SchemeKind, SumOutcome
+
     if "bits" in kwargs:
         raise ParameterError("bits comes from the QuantizationSpec")
     if len(inputs) > spec.max_clients:
         raise ParameterError(f"{len(inputs)} clients exceed spec.max_clients={spec.max_clients}")
+    if not inputs:
+        raise ParameterError("no inputs")
+    first = np.asarray(next(iter(inputs.values())))
+    if first.ndim != 1:
+        raise ParameterError("inputs must be 1-D vectors")
+    length = int(first.shape[0])
+    protocol = kwargs.get("protocol", ProtocolKind.SECAGG_PLUS)
+    kind = SchemeKind.SECAGG if protocol is ProtocolKind.SECAGG else SchemeKind.SECAGG_PLUS
+    client = MaskedClientHalf(kind=kind, spec=spec, length=length)  # on every device
+    server = MaskedServerHalf(kind=kind, spec=spec, length=length)  # on the server
     rng = kwargs.get("rng")
     src: RandomSource = (rng if rng is not None else SystemRandom()).fork("secure-sum-floats")
     kwargs["rng"] = src
-    quantized = {u: spec.quantize(x, src.child(f"quantize/{u}")) for u, x in inputs.items()}
+    quantized = {u: client.encode(x, src.child(f"quantize/{u}")) for u, x in inputs.items()}
     res = secure_sum(quantized, bits=spec.bits, **kwargs)
-    if res.aborted or res.total is None:
+    outcome = (
+        SumOutcome.abort(res.abort_reason or "aborted")
+        if res.aborted or res.total is None
+        else SumOutcome(total=res.total, survivors=res.survivors)
+    )
+    try:
+        agg = server.decode(outcome)
+    except AbortedError as exc:
+        if not res.aborted:  # the sum was refused by the server half: report it as an abort
+            res = dataclasses.replace(
+                res, total=None, survivors=(), aborted=True, abort_reason=str(exc)
+            )
         return FloatSumResult(sum=None, count=0, result=res)
-    count = len(res.survivors)
-    return FloatSumResult(sum=spec.dequantize_sum(res.total, count), count=count, result=res)
+    return FloatSumResult(sum=agg.sum, count=agg.count, result=res)

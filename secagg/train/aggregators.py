@@ -3,22 +3,35 @@
 An :class:`Aggregator` takes the updates of the clients sampled in a round (1-D
 float vectors of equal length, keyed by client id ``>= 1``) and the ids that drop
 out before sending, and returns an :class:`AggregateResult`: the mean over the
-*survivors*, the survivor ids, mean bytes each client uploaded, and seconds per
-phase.  The training loop applies nothing else.
+*survivors*, the survivor ids, mean bytes each client uploaded, the fraction of
+coordinates the clients' encoding clipped, and seconds per phase.  The training
+loop applies nothing else.
+
+Every aggregator is written as the deployment runs it, with the halves of
+:mod:`secagg.runtime.schemes`: each client's **client half** encodes its update
+(clip, quantize, DP noise ...); the protocol runs in process (the stand-in for the
+transport: :func:`secagg.sim.secure_sum` for the masking protocols,
+:func:`secagg.he.he_sum` for HE); the **server half** decodes the protocol's
+outcome into the float aggregate or raises :class:`~secagg.errors.AbortedError`,
+which becomes an aborted result.  In a deployment the same halves run on the
+devices and on the server, with the protocol between them.
 
 Implementations
 ---------------
 * :class:`InsecurePlainAggregator` (``plain``) — **insecure baseline**: every update
   travels in the clear (float32) and the server sees each one.  For comparison only.
 * :class:`MaskedAggregator` (``secagg`` / ``secagg+``) — pairwise-masked secure
-  aggregation through :func:`secagg.sim.secure_sum_floats`: each update is clipped to
+  aggregation (:class:`~secagg.runtime.schemes.MaskedClientHalf` /
+  :class:`~secagg.runtime.schemes.MaskedServerHalf`): each update is clipped to
   ``[-clip, clip]``, stochastically rounded to ``value_bits`` bits (unbiased), and
   summed exactly in Z_{2^b} with ``b = bits_for_sum(value_bits, max_clients)``; the
   server learns only the sum over survivors.
-* :class:`HEAggregator` (``he-ckks`` / ``he-bfv``) — homomorphic summation through
-  :func:`secagg.he.he_sum` (TenSEAL; a separate decryptor sees only the aggregate).
+* :class:`HEAggregator` (``he-ckks`` / ``he-bfv``) — homomorphic summation
+  (:class:`~secagg.runtime.schemes.HEClientHalf` / ``HEServerHalf``; TenSEAL; a
+  separate decryptor sees only the aggregate).
 * :class:`DPMaskedAggregator` — ``secagg`` / ``secagg+`` with user-level distributed
-  DP (:func:`secagg.dp.dp_secure_mean`): clients add discrete noise before masking.
+  DP (:class:`~secagg.runtime.schemes.DPMaskedClientHalf` / ``DPMaskedServerHalf``):
+  clients add discrete noise before masking.
 
 Security notes
 --------------
@@ -35,7 +48,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import enum
-import importlib
+import importlib.util
 import math
 import time
 from collections.abc import Callable, Collection, Mapping
@@ -45,9 +58,30 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from secagg.dp.accounting import Mechanism
+from secagg.dp.distributed import DDPParams, DDPRound, plan
 from secagg.encoding.quantize import QuantizationSpec
 from secagg.errors import AbortedError, ParameterError
+from secagg.he.api import he_sum
+from secagg.he.keys import HEKeys, generate_keys
+from secagg.he.params import Preset, Scheme
 from secagg.primitives.rand import RandomSource, SystemRandom
+from secagg.runtime.schemes import (
+    ClientHalf,
+    DPMaskedClientHalf,
+    DPMaskedServerHalf,
+    FloatAggregate,
+    HEClientHalf,
+    HEServerHalf,
+    MaskedClientHalf,
+    MaskedServerHalf,
+    PlainClientHalf,
+    PlainServerHalf,
+    SchemeKind,
+    ServerHalf,
+    SumOutcome,
+)
+from secagg.sim.runtime import DropPhase, SumResult, secure_sum
 
 __all__ = [
     "AggregateResult",
@@ -69,18 +103,10 @@ __all__ = [
 Observer = Callable[[str, int, bytes], None]
 
 
-class AggregatorKind(enum.Enum):
-    """Which aggregation protocol the training loop uses."""
-
-    PLAIN = "plain"
-    SECAGG = "secagg"
-    SECAGG_PLUS = "secagg+"
-    HE_CKKS = "he-ckks"
-    HE_BFV = "he-bfv"
-
-    @property
-    def secure(self) -> bool:
-        return self is not AggregatorKind.PLAIN
+#: Which aggregation protocol the training loop uses: the scheme vocabulary of
+#: :mod:`secagg.runtime.schemes` (``plain``, ``secagg``, ``secagg+``, ``he-ckks``,
+#: ``he-bfv``).
+AggregatorKind = SchemeKind
 
 
 class DropTiming(enum.Enum):
@@ -96,29 +122,15 @@ class DropTiming(enum.Enum):
     BEFORE_MASKED_INPUT = "masked-input"
 
 
-_BACKEND = {
-    AggregatorKind.PLAIN: None,
-    AggregatorKind.SECAGG: "secagg.sim",
-    AggregatorKind.SECAGG_PLUS: "secagg.sim",
-    AggregatorKind.HE_CKKS: "secagg.he",
-    AggregatorKind.HE_BFV: "secagg.he",
-}
-_BACKEND_ATTR = {"secagg.sim": "secure_sum_floats", "secagg.he": "he_sum"}
-
-
 def _backend_ok(kind: AggregatorKind) -> bool:
-    mod = _BACKEND[kind]
-    if mod is None:
-        return True
-    try:
-        m = importlib.import_module(mod)
-    except ImportError:
-        return False
-    return hasattr(m, _BACKEND_ATTR[mod])
+    """HE needs the optional TenSEAL package (extra ``he``); the rest is core."""
+    if kind in (AggregatorKind.HE_CKKS, AggregatorKind.HE_BFV):
+        return importlib.util.find_spec("tenseal") is not None
+    return True
 
 
 def available_kinds() -> tuple[AggregatorKind, ...]:
-    """The kinds whose backend module is present in this installation."""
+    """The kinds whose backend is installed (HE needs ``secagg[he]``)."""
     return tuple(k for k in AggregatorKind if _backend_ok(k))
 
 
@@ -138,6 +150,9 @@ class AggregateResult:
         Mean bytes a client sent to the server.
     phase_seconds:
         Seconds per phase (informative).
+    clipped_fraction:
+        Mean over the sampled clients of the fraction of coordinates their client
+        half clipped (0 for schemes without a coordinate clip).
     """
 
     mean: npt.NDArray[np.float64] | None
@@ -146,6 +161,7 @@ class AggregateResult:
     abort_reason: str | None = None
     bytes_per_client_upload: float = 0.0
     phase_seconds: Mapping[str, float] = field(default_factory=dict)
+    clipped_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         if self.aborted != (self.mean is None):
@@ -212,6 +228,100 @@ class Aggregator(abc.ABC):
         """
 
 
+def _encode_all(
+    client: ClientHalf,
+    updates: Mapping[int, npt.NDArray[np.float64]],
+    rng: RandomSource | None,
+    label: str,
+) -> tuple[dict[int, npt.NDArray[Any]], float]:
+    """Client side, on every sampled device: its client half encodes its update
+    (randomness ``rng.child(f"{label}/<id>")``).  Also returns the mean clipped
+    fraction (a statistic each client could report)."""
+    encoded = {
+        cid: client.encode(x, rng.child(f"{label}/{cid}") if rng is not None else None)
+        for cid, x in updates.items()
+    }
+    clipped = float(np.mean([client.clipped_fraction(x) for x in updates.values()]))
+    return encoded, clipped
+
+
+def _result(
+    server: ServerHalf,
+    outcome: SumOutcome,
+    *,
+    bytes_per_client_upload: float,
+    clipped_fraction: float,
+    phase_seconds: Mapping[str, float],
+) -> AggregateResult:
+    """Server side: the server half decodes the protocol's outcome into the mean, or
+    raises AbortedError (then nothing is released: an aborted result)."""
+    try:
+        agg: FloatAggregate = server.decode(outcome)
+    except AbortedError as exc:
+        return AggregateResult(
+            mean=None, survivors=(), aborted=True, abort_reason=str(exc),
+            bytes_per_client_upload=float(bytes_per_client_upload),
+            phase_seconds=phase_seconds, clipped_fraction=clipped_fraction,
+        )
+    return AggregateResult(
+        mean=agg.mean,
+        survivors=agg.survivors,
+        aborted=False,
+        bytes_per_client_upload=float(bytes_per_client_upload),
+        phase_seconds=phase_seconds,
+        clipped_fraction=clipped_fraction,
+    )
+
+
+def _numeric_stats(stats: Mapping[str, object]) -> dict[str, float]:
+    """The timing entries (keys ending in ``_s``) of a backend's statistics."""
+    out = {}
+    for k, v in stats.items():
+        if str(k).endswith("_s") and isinstance(v, int | float) and not isinstance(v, bool):
+            out[str(k)] = float(v)
+    return out
+
+
+def _round_rng(rng: RandomSource, index: int) -> RandomSource:
+    """A fresh source per aggregation.
+
+    The halves and the protocol derive per-client streams with ``rng.child(label)``;
+    for a seeded ``InsecureDeterministicRandom`` a child depends only on the seed and
+    the label, so without this every round would reuse the same masks, keys and
+    noise — and the difference of two rounds' masked vectors would reveal the
+    difference of the updates.  (``SystemRandom.child`` is the OS CSPRNG again.)
+    """
+    return rng.child(f"aggregation/{index}")
+
+
+def _masked_round(
+    kind: AggregatorKind,
+    encoded: Mapping[int, npt.NDArray[Any]],
+    *,
+    bits: int,
+    rng: RandomSource,
+    drop_timing: DropTiming,
+    drop: frozenset[int],
+    observer: Observer | None,
+    neighbors: int | None = None,
+    threshold: int | None = None,
+) -> tuple[SumOutcome, SumResult]:
+    """The masking protocol between the halves, run in process (every message
+    through the wire codec; the dropped clients stop replying at ``drop_timing``)."""
+    phase = (
+        DropPhase.SHARE_KEYS if drop_timing is DropTiming.BEFORE_SHARING
+        else DropPhase.MASKED_INPUT
+    )
+    res = secure_sum(
+        dict(encoded), bits=bits, protocol=kind.protocol, neighbors=neighbors,
+        threshold=threshold, dropouts={phase: sorted(drop)} if drop else None, rng=rng,
+        observer=observer,
+    )
+    if res.aborted or res.total is None:
+        return SumOutcome.abort(res.abort_reason or "aborted"), res
+    return SumOutcome(total=res.total, survivors=res.survivors), res
+
+
 class InsecurePlainAggregator(Aggregator):
     """**Insecure baseline**: clients send float32 updates in the clear.
 
@@ -238,102 +348,26 @@ class InsecurePlainAggregator(Aggregator):
     ) -> AggregateResult:
         ups, drop = _check_updates(updates, dropped)
         t0 = time.perf_counter()
-        survivors = tuple(sorted(set(ups) - drop))
-        if not survivors:
-            return AggregateResult(
-                mean=None, survivors=(), aborted=True, abort_reason="every client dropped"
-            )
-        total = np.zeros(next(iter(ups.values())).size, dtype=np.float64)
-        nbytes = 0
-        for cid in survivors:
-            wire = ups[cid].astype("<f4").tobytes()
-            nbytes += len(wire)
+        length = next(iter(ups.values())).size
+        client = PlainClientHalf(length=length)
+        server = PlainServerHalf(length=length)
+        encoded, clipped = _encode_all(client, ups, None, "plain")
+        payloads: dict[int, bytes] = {}
+        for cid in sorted(set(ups) - drop):  # the dropped never send
+            payloads[cid] = client.payload(encoded[cid])
             if self._observer is not None:
-                self._observer("to_server", cid, wire)
-            total += np.frombuffer(wire, dtype="<f4")
-        return AggregateResult(
-            mean=total / len(survivors),
-            survivors=survivors,
-            aborted=False,
-            bytes_per_client_upload=nbytes / len(ups),
+                self._observer("to_server", cid, payloads[cid])
+        return _result(
+            server,
+            server.sum_payloads(payloads),
+            bytes_per_client_upload=sum(map(len, payloads.values())) / len(ups),
+            clipped_fraction=clipped,
             phase_seconds={"aggregate": time.perf_counter() - t0},
         )
 
 
-def _numeric_stats(stats: Mapping[str, object]) -> dict[str, float]:
-    """The timing entries (keys ending in ``_s``) of a backend's statistics."""
-    out = {}
-    for k, v in stats.items():
-        if str(k).endswith("_s") and isinstance(v, int | float) and not isinstance(v, bool):
-            out[str(k)] = float(v)
-    return out
-
-
-def _mean_of_sum(
-    total: npt.ArrayLike | None,
-    count: int,
-    *,
-    survivors: Collection[int],
-    aborted: bool,
-    abort_reason: str | None,
-    bytes_per_client_upload: float,
-    phase_seconds: Mapping[str, float],
-) -> AggregateResult:
-    """A secure backend's sum over ``count`` survivors as the mean the loop applies;
-    no mean at all when the round aborted (or revealed no sum)."""
-    aborted = aborted or total is None
-    return AggregateResult(
-        mean=None if aborted else np.asarray(total, dtype=np.float64) / count,
-        survivors=tuple(sorted(survivors)),
-        aborted=aborted,
-        abort_reason=(abort_reason or "aborted") if aborted else None,
-        bytes_per_client_upload=float(bytes_per_client_upload),
-        phase_seconds=phase_seconds,
-    )
-
-
-def _round_rng(rng: RandomSource, index: int) -> RandomSource:
-    """A fresh source per aggregation.
-
-    The backends derive per-client streams with ``rng.child(label)``; for a seeded
-    ``InsecureDeterministicRandom`` a child depends only on the seed and the label, so
-    without this every round would reuse the same masks, keys and noise — and the
-    difference of two rounds' masked vectors would reveal the difference of the
-    updates.  (``SystemRandom.child`` is the OS CSPRNG again.)
-    """
-    return rng.child(f"aggregation/{index}")
-
-
-def _sim_round_kwargs(
-    sim: Any,
-    kind: AggregatorKind,
-    drop_timing: DropTiming,
-    drop: frozenset[int],
-    observer: Observer | None,
-) -> dict[str, Any]:
-    """The ``protocol``, ``dropouts`` and ``observer`` arguments of a masked round.
-
-    Shared by :class:`MaskedAggregator` and :class:`DPMaskedAggregator`, which run the
-    same :mod:`secagg.sim` round (directly, or under :func:`secagg.dp.dp_secure_mean`).
-    """
-    protocol = (
-        sim.ProtocolKind.SECAGG if kind is AggregatorKind.SECAGG else sim.ProtocolKind.SECAGG_PLUS
-    )
-    kwargs: dict[str, Any] = {"protocol": protocol}
-    if drop:
-        phase = (
-            sim.DropPhase.SHARE_KEYS
-            if drop_timing is DropTiming.BEFORE_SHARING
-            else sim.DropPhase.MASKED_INPUT
-        )
-        kwargs["dropouts"] = {phase: sorted(drop)}
-    if observer is not None:
-        kwargs["observer"] = observer
-    return kwargs
-
-
 class MaskedAggregator(Aggregator):
-    """SecAgg / SecAgg+ through :func:`secagg.sim.secure_sum_floats`.
+    """SecAgg / SecAgg+ with the masked halves of :mod:`secagg.runtime.schemes`.
 
     Parameters
     ----------
@@ -343,7 +377,9 @@ class MaskedAggregator(Aggregator):
         Quantization: clip range, value bits, and ``max_clients`` (at least the
         number of clients sampled per round).
     rng:
-        Source of every secret (default :class:`SystemRandom`).
+        Source of every secret (default :class:`SystemRandom`).  Round ``r`` uses
+        ``rng.child("aggregation/<r>")``: client ``u`` quantizes with its
+        ``child("quantize/<u>")`` and the protocol runs on its ``child("secure-sum")``.
     neighbors, threshold:
         Passed to ``secure_sum``; ``None`` lets it choose safe defaults.
     observer:
@@ -354,8 +390,6 @@ class MaskedAggregator(Aggregator):
     ------
     ParameterError
         ``kind`` is not a masking protocol.
-    MissingExtraError / ImportError
-        ``secagg.sim`` is not available.
     """
 
     def __init__(
@@ -375,7 +409,6 @@ class MaskedAggregator(Aggregator):
             raise ParameterError(f"{kind.value} is not a masking protocol")
         if not isinstance(spec, QuantizationSpec):
             raise ParameterError("spec must be a QuantizationSpec")
-        self._sim = importlib.import_module("secagg.sim")
         self.kind = kind
         self.spec = spec
         self._rng: RandomSource = rng if rng is not None else SystemRandom()
@@ -404,33 +437,29 @@ class MaskedAggregator(Aggregator):
                 f"{self.spec.max_clients}"
             )
         self._calls += 1
-        kwargs = _sim_round_kwargs(
-            self._sim, self.kind, self._drop_timing, drop, self._observer
-        )
         t0 = time.perf_counter()
-        res = self._sim.secure_sum_floats(
-            ups,
-            spec=self.spec,
-            rng=_round_rng(self._rng, self._calls),
-            neighbors=self._neighbors,
-            threshold=self._threshold,
-            **kwargs,
+        rng = _round_rng(self._rng, self._calls)
+        length = next(iter(ups.values())).size
+        client = MaskedClientHalf(kind=self.kind, spec=self.spec, length=length)
+        server = MaskedServerHalf(kind=self.kind, spec=self.spec, length=length)
+        encoded, clipped = _encode_all(client, ups, rng, "quantize")
+        outcome, res = _masked_round(
+            self.kind, encoded, bits=client.bits, rng=rng.child("secure-sum"),
+            drop_timing=self._drop_timing, drop=drop, observer=self._observer,
+            neighbors=self._neighbors, threshold=self._threshold,
         )
-        wall = time.perf_counter() - t0
-        inner = res.result
-        return _mean_of_sum(
-            res.sum,
-            res.count,
-            survivors=inner.survivors,
-            aborted=inner.aborted,
-            abort_reason=inner.abort_reason,
-            bytes_per_client_upload=inner.bytes_per_client_upload,
-            phase_seconds={"aggregate": wall, **_numeric_stats(inner.stats)},
+        return _result(
+            server,
+            outcome,
+            bytes_per_client_upload=res.bytes_per_client_upload,
+            clipped_fraction=clipped,
+            phase_seconds={"aggregate": time.perf_counter() - t0, **_numeric_stats(res.stats)},
         )
 
 
 class HEAggregator(Aggregator):
-    """Homomorphic summation (TenSEAL CKKS or BFV) through :func:`secagg.he.he_sum`.
+    """Homomorphic summation (TenSEAL CKKS or BFV) with the HE halves of
+    :mod:`secagg.runtime.schemes`, run in process by :func:`secagg.he.he_sum`.
 
     Every client encrypts its update under one public key; the server adds
     ciphertexts and a separate decryptor (``KeyCustody.SEPARATE_DECRYPTOR``) decrypts
@@ -471,10 +500,8 @@ class HEAggregator(Aggregator):
     ) -> None:
         if kind not in (AggregatorKind.HE_CKKS, AggregatorKind.HE_BFV):
             raise ParameterError(f"{kind.value} is not a homomorphic protocol")
-        self._he = importlib.import_module("secagg.he")
-        scheme = self._he.Scheme.CKKS if kind is AggregatorKind.HE_CKKS else self._he.Scheme.BFV
-        presets = self._he.Preset
-        preset = presets.CKKS_4096 if kind is AggregatorKind.HE_CKKS else presets.BFV_4096
+        scheme = Scheme.CKKS if kind is AggregatorKind.HE_CKKS else Scheme.BFV
+        preset = Preset.CKKS_4096 if kind is AggregatorKind.HE_CKKS else Preset.BFV_4096
         extra: dict[str, Any] = {"value_bits": value_bits} if kind is AggregatorKind.HE_BFV else {}
         self.params = dataclasses.replace(
             preset.params, max_clients=max_clients, clip=float(clip), **extra
@@ -484,7 +511,7 @@ class HEAggregator(Aggregator):
         self._scheme = scheme
         self._rng: RandomSource = rng if rng is not None else SystemRandom()
         self._observer = observer
-        self._keys: Any = None
+        self._keys: HEKeys | None = None
         self._round = 0
 
     @property
@@ -515,27 +542,36 @@ class HEAggregator(Aggregator):
             )
         t0 = time.perf_counter()
         if self._keys is None:
-            self._keys = self._he.generate_keys(self.params)
+            self._keys = generate_keys(self.params)
         self._round += 1
-        clipped = {cid: np.clip(v, -self.clip, self.clip) for cid, v in ups.items()}
-        res = self._he.he_sum(
-            clipped,
+        rng = _round_rng(self._rng, self._round)
+        length = next(iter(ups.values())).size
+        client = HEClientHalf(kind=self.kind, params=self.params, length=length)
+        server = HEServerHalf(kind=self.kind, params=self.params, length=length)
+        encoded, clipped = _encode_all(client, ups, rng, "quantize")
+        # The protocol between the halves, in process: HEClient encrypts and signs,
+        # HEServer adds ciphertexts, the separate decryptor opens only the aggregate
+        # (he_sum's default minimum of 2 contributors: never one client's update).
+        res = he_sum(
+            encoded,
             scheme=self._scheme,
             preset=self.params,
             dropouts=sorted(drop),
             observer=self._observer,
-            rng=_round_rng(self._rng, self._round),
+            rng=rng.child("he-sum"),
             keys=self._keys,
             round=self._round,
-            # he_sum's default (2): the key holder never decrypts one client's update
         )
-        return _mean_of_sum(
-            res.sum,
-            res.count,
-            survivors=res.contributors,
-            aborted=res.aborted,
-            abort_reason=res.abort_reason,
+        if res.aborted:
+            outcome = SumOutcome.abort(res.abort_reason or "aborted")
+        else:
+            total = res.total if self._scheme is Scheme.BFV else res.sum
+            outcome = SumOutcome(total=total, survivors=res.contributors)
+        return _result(
+            server,
+            outcome,
             bytes_per_client_upload=res.bytes_per_client_upload,
+            clipped_fraction=clipped,
             phase_seconds={"aggregate": time.perf_counter() - t0, **_numeric_stats(res.timings)},
         )
 
@@ -587,7 +623,8 @@ class DPSettings:
 
 
 class DPMaskedAggregator(Aggregator):
-    """SecAgg / SecAgg+ with user-level distributed DP (:func:`secagg.dp.dp_secure_mean`).
+    """SecAgg / SecAgg+ with user-level distributed DP, with the DP halves of
+    :mod:`secagg.runtime.schemes` (:class:`~secagg.dp.DDPRound` inside).
 
     Each client rotates, L2-clips, scales, rounds and adds discrete noise before the
     secure sum; the server decodes a noisy mean.  The parameters are planned on the
@@ -629,8 +666,6 @@ class DPMaskedAggregator(Aggregator):
             raise ParameterError("dp must be DPSettings")
         if not 1 <= min_survivors <= max_clients:
             raise ParameterError("need 1 <= min_survivors <= max_clients")
-        self._dp_mod = importlib.import_module("secagg.dp")
-        self._sim = importlib.import_module("secagg.sim")
         self.kind = kind
         self.dp = dp
         self.max_clients = max_clients
@@ -638,7 +673,7 @@ class DPMaskedAggregator(Aggregator):
         self._rng: RandomSource = rng if rng is not None else SystemRandom()
         self._observer = observer
         self._drop_timing = drop_timing
-        self.params: Any = None
+        self.params: DDPParams | None = None
         self._round = 0
 
     @property
@@ -656,10 +691,10 @@ class DPMaskedAggregator(Aggregator):
             )
         return core + ")"
 
-    def _plan(self, dim: int) -> Any:
-        mech = self._dp_mod.Mechanism(self.dp.mechanism)
-        return self._dp_mod.plan(
-            mechanism=mech, epsilon=self.dp.epsilon, delta=self.dp.delta, dim=dim,
+    def _plan(self, dim: int) -> DDPParams:
+        return plan(
+            mechanism=Mechanism(self.dp.mechanism), epsilon=self.dp.epsilon,
+            delta=self.dp.delta, dim=dim,
             l2_clip=self.dp.l2_clip, bits=self.dp.bits, min_survivors=self.min_survivors,
             max_clients=self.max_clients, rounds=self.dp.rounds, sampling_rate=1.0,
         )
@@ -682,31 +717,27 @@ class DPMaskedAggregator(Aggregator):
                 f"the privacy budget covers {self.dp.rounds} rounds; round {self._round} "
                 "would exceed it"
             )
-        round_rng = _round_rng(self._rng, self._round)
-        rnd = self._dp_mod.DDPRound(
-            params=self.params, rotation_seed=round_rng.child("rotation").random_bytes(32)
+        rng = _round_rng(self._rng, self._round)
+        ddp_round = DDPRound(  # the round's public rotation, fixed before clients train
+            params=self.params, rotation_seed=rng.child("rotation").random_bytes(32)
         )
-        kwargs = _sim_round_kwargs(
-            self._sim, self.kind, self._drop_timing, drop, self._observer
-        )
+        client = DPMaskedClientHalf(kind=self.kind, ddp_round=ddp_round)
+        server = DPMaskedServerHalf(kind=self.kind, ddp_round=ddp_round)
         t_plan = time.perf_counter() - t0
-        try:
-            agg = self._dp_mod.dp_secure_mean(ups, rnd, rng=round_rng, **kwargs)
-        except AbortedError as exc:
-            return AggregateResult(
-                mean=None, survivors=(), aborted=True, abort_reason=str(exc),
-                phase_seconds={"aggregate": time.perf_counter() - t0},
-            )
-        inner = agg.result
-        return AggregateResult(
-            mean=np.asarray(agg.mean, dtype=np.float64),
-            survivors=tuple(sorted(agg.survivors)),
-            aborted=False,
-            bytes_per_client_upload=float(inner.bytes_per_client_upload),
+        encoded, clipped = _encode_all(client, ups, rng, "dp-client")
+        outcome, res = _masked_round(
+            self.kind, encoded, bits=client.bits, rng=rng.child("secure-sum"),
+            drop_timing=self._drop_timing, drop=drop, observer=self._observer,
+        )
+        return _result(
+            server,
+            outcome,
+            bytes_per_client_upload=res.bytes_per_client_upload,
+            clipped_fraction=clipped,
             phase_seconds={
                 "aggregate": time.perf_counter() - t0,
                 "dp_plan": t_plan,
-                **_numeric_stats(inner.stats),
+                **_numeric_stats(res.stats),
             },
         )
 
@@ -756,7 +787,8 @@ def make_aggregator(
         return InsecurePlainAggregator(observer=observer)
     if not _backend_ok(kind):
         raise ParameterError(
-            f"aggregator {kind.value!r} is not available: {_BACKEND[kind]} is not installed"
+            f"aggregator {kind.value!r} is not available: install the extra: "
+            "pip install 'secagg[he]'"
         )
     if dp is not None:
         if kind not in (AggregatorKind.SECAGG, AggregatorKind.SECAGG_PLUS):

@@ -157,8 +157,8 @@ class RoundRecord:
 
     ``train_loss`` is the mean local training loss of the sampled clients (``None``
     in round 0); ``clipped_fraction`` is the fraction of update coordinates that
-    exceeded the aggregator's clip range (measured client-side in this simulation;
-    0 for aggregators without clipping).
+    exceeded the clip range of the scheme's client half (each client measures its
+    own; the aggregator reports the mean; 0 for schemes without a coordinate clip).
     """
 
     round: int
@@ -375,10 +375,6 @@ class FederatedTrainer:
             updates[cid] = delta
             losses.append(loss)
         t1 = time.perf_counter()
-        clip = getattr(getattr(aggregator, "spec", None), "clip", None)
-        clipped = 0.0
-        if clip is not None:
-            clipped = float(np.mean([np.mean(np.abs(u) > clip) for u in updates.values()]))
         res: AggregateResult = aggregator.aggregate(updates, dropped=dropped)
         del updates  # the server side keeps only the aggregate
         t2 = time.perf_counter()
@@ -412,7 +408,7 @@ class FederatedTrainer:
             abort_reason=res.abort_reason,
             bytes_per_client_upload=res.bytes_per_client_upload,
             update_norm=norm,
-            clipped_fraction=clipped,
+            clipped_fraction=res.clipped_fraction,
             phase_seconds=phases,
         )
 

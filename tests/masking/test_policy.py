@@ -147,7 +147,7 @@ def test_a_refusing_client_is_a_dropout_for_the_server() -> None:
             assert u == 3
     assert set(clients) == set(cfg.clients) - {3}
     server = Server(config=cfg)
-    pending = [(u, r) for u, c in clients.items() for r in server.receive(u, m.encode(c.start()))]
+    pending = [r for u, c in clients.items() for r in server.receive(u, m.encode(c.start()))]
     for _ in range(20):
         if not pending:
             if server.phase not in (ServerPhase.COLLECT_KEYS, ServerPhase.COLLECT_SHARES,
