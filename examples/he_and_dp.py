@@ -8,6 +8,11 @@ CKKS and BFV) and user-level distributed DP over SecAgg+.
 * DP: each client rotates, L2-clips, scales, rounds and adds discrete Gaussian noise
   calibrated so the *sum* over at least ``n_min`` survivors is (ε, δ)-DP; SecAgg+
   hides the individual noisy vectors; the server decodes a noisy mean.
+
+Both are written with the scheme halves of ``secagg.runtime.schemes``: what each
+device runs (``client.encode``), the protocol (run in process here), and what the
+server runs (``server.decode``), which raises ``AbortedError`` instead of releasing
+a sum it must not.
 """
 
 from __future__ import annotations
@@ -17,9 +22,17 @@ import os
 
 import numpy as np
 
-from secagg.dp import DDPRound, Mechanism, dp_secure_mean, plan
-from secagg.he import Scheme, he_sum
-from secagg.sim import DropPhase
+from secagg.dp import DDPRound, Mechanism, plan
+from secagg.he import Scheme, he_sum, resolve_params
+from secagg.runtime.schemes import (
+    DPMaskedClientHalf,
+    DPMaskedServerHalf,
+    HEClientHalf,
+    HEServerHalf,
+    SchemeKind,
+    SumOutcome,
+)
+from secagg.sim import DropPhase, secure_sum
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,11 +50,16 @@ def main(argv: list[str] | None = None) -> int:
     alive = [c for c in updates if c not in dropped]
     exact = np.mean([updates[c] for c in alive], axis=0)
 
-    for scheme in (Scheme.CKKS, Scheme.BFV):
-        res = he_sum(updates, scheme=scheme, dropouts=dropped)
-        assert res.mean is not None, res.abort_reason
-        print(f"HE {scheme.name}: {res.count} contributors, max |error| "
-              f"{np.abs(res.mean - exact).max():.2e}, "
+    for kind, scheme in ((SchemeKind.HE_CKKS, Scheme.CKKS), (SchemeKind.HE_BFV, Scheme.BFV)):
+        params = resolve_params(scheme, None)  # the scheme's default preset
+        client = HEClientHalf(kind=kind, params=params, length=args.length)  # each device
+        server = HEServerHalf(kind=kind, params=params, length=args.length)  # the server
+        encoded = {c: client.encode(x) for c, x in updates.items()}
+        # encrypt, add ciphertexts, decrypt only the aggregate (in process here)
+        res = he_sum(encoded, scheme=scheme, preset=params, dropouts=dropped)
+        agg = server.decode(server.outcome_of_he_sum(res))  # AbortedError: nothing released
+        print(f"HE {scheme.name}: {agg.count} contributors, max |error| "
+              f"{np.abs(agg.mean - exact).max():.2e}, "
               f"{res.bytes_per_client_upload / args.length:.1f} bytes/parameter uploaded")
 
     n_min = len(alive)
@@ -49,10 +67,17 @@ def main(argv: list[str] | None = None) -> int:
                   dim=args.length, l2_clip=float(np.sqrt(args.length) * 0.3), bits=20,
                   min_survivors=n_min, max_clients=args.clients)
     rnd = DDPRound(params=params, rotation_seed=os.urandom(32))  # public, fresh per round
-    agg = dp_secure_mean(updates, rnd, dropouts={DropPhase.MASKED_INPUT: dropped})
+    dp_client = DPMaskedClientHalf(kind=SchemeKind.SECAGG_PLUS, ddp_round=rnd)
+    dp_server = DPMaskedServerHalf(kind=SchemeKind.SECAGG_PLUS, ddp_round=rnd)
+    noisy = {c: dp_client.encode(x) for c, x in updates.items()}  # noise from os.urandom
+    out = secure_sum(noisy, bits=dp_client.bits, dropouts={DropPhase.MASKED_INPUT: dropped})
+    agg = dp_server.decode(
+        SumOutcome.abort(out.abort_reason or "aborted") if out.aborted
+        else SumOutcome(total=out.total, survivors=out.survivors)
+    )
     rmse = float(np.sqrt(np.mean((agg.mean - exact) ** 2)))
     print(f"DP (distributed discrete Gaussian, ε={args.epsilon}, δ=1e-5 for this round, "
-          f"n_min={n_min}): {len(agg.survivors)} survivors, RMSE of the noisy mean {rmse:.3f} "
+          f"n_min={n_min}): {agg.count} survivors, RMSE of the noisy mean {rmse:.3f} "
           f"(signal RMS {float(np.sqrt(np.mean(exact ** 2))):.3f})")
     return 0
 

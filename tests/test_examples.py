@@ -29,6 +29,15 @@ def test_secure_sum_numpy() -> None:
     assert err <= step
 
 
+def test_deploy_secagg_halves() -> None:
+    out = _run("deploy_secagg_halves.py", "--clients", "12", "--length", "200", "--drop", "2")
+    assert "client 12 refused the round" in out  # its policy wants malicious mode
+    assert "9 of 12 clients survived" in out  # 2 vanished, 1 refused
+    m = re.search(r"= ([\d.e+-]+) \(quantization step ([\d.e+-]+)\)", out)
+    err, step = map(float, m.groups())
+    assert err <= step
+
+
 def test_he_and_dp() -> None:
     pytest.importorskip("tenseal")
     out = _run("he_and_dp.py", "--clients", "6", "--length", "128", "--drop", "1")

@@ -58,6 +58,7 @@ from secagg.dp.distributed import DDPRound
 from secagg.encoding.modular import check_in_range
 from secagg.encoding.quantize import QuantizationSpec
 from secagg.errors import AbortedError, DecodeError, ParameterError
+from secagg.he.api import HESumResult
 from secagg.he.client import HEClient, quantization_spec
 from secagg.he.decryptor import HEAggregate
 from secagg.he.keys import HEContext
@@ -774,6 +775,16 @@ class HEServerHalf(ServerHalf):
         return SumOutcome(
             total=np.asarray(aggregate.values), survivors=tuple(sorted(aggregate.contributors))
         )
+
+    def outcome_of_he_sum(self, result: HESumResult) -> SumOutcome:
+        """The outcome of an in-process :func:`secagg.he.he_sum` round run on this
+        half's encoded inputs (BFV: the exact sum of levels; CKKS: the float sum)."""
+        if not isinstance(result, HESumResult) or result.scheme is not self.scheme:
+            raise ParameterError(f"result must be an HESumResult of {self.scheme.name}")
+        if result.aborted:
+            return SumOutcome.abort(result.abort_reason or "aborted")
+        total = result.total if self.scheme is Scheme.BFV else result.sum
+        return SumOutcome(total=total, survivors=result.contributors)
 
     def decode(self, outcome: SumOutcome) -> FloatAggregate:
         total = self._usable(outcome, self.length)

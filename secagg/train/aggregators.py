@@ -562,14 +562,9 @@ class HEAggregator(Aggregator):
             keys=self._keys,
             round=self._round,
         )
-        if res.aborted:
-            outcome = SumOutcome.abort(res.abort_reason or "aborted")
-        else:
-            total = res.total if self._scheme is Scheme.BFV else res.sum
-            outcome = SumOutcome(total=total, survivors=res.contributors)
         return _result(
             server,
-            outcome,
+            server.outcome_of_he_sum(res),
             bytes_per_client_upload=res.bytes_per_client_upload,
             clipped_fraction=clipped,
             phase_seconds={"aggregate": time.perf_counter() - t0, **_numeric_stats(res.timings)},
