@@ -386,20 +386,44 @@ def test_outcomes_and_aggregates_are_checked() -> None:
         SchemeKind.HE_BFV.protocol
 
 
-@pytest.mark.parametrize(
-    "client",
-    [
+def _client_halves() -> list:
+    from secagg.he import Preset
+
+    spec = QuantizationSpec(clip=1.0, value_bits=8, max_clients=3)
+    rnd = plan(mechanism=Mechanism.DDGAUSS, epsilon=20.0, delta=1e-5, dim=4, l2_clip=1.0,
+               bits=20, min_survivors=2, max_clients=3)
+    return [
         PlainClientHalf(length=4),
-        MaskedClientHalf(kind=SchemeKind.SECAGG, length=4,
-                         spec=QuantizationSpec(clip=1.0, value_bits=8, max_clients=3)),
-    ],
-    ids=["plain", "secagg"],
-)
+        MaskedClientHalf(kind=SchemeKind.SECAGG, length=4, spec=spec),
+        DPMaskedClientHalf(kind=SchemeKind.SECAGG_PLUS,
+                           ddp_round=DDPRound(params=rnd, rotation_seed=b"r" * 32)),
+        HEClientHalf(kind=SchemeKind.HE_CKKS, params=Preset.CKKS_4096.params, length=4),
+        HEClientHalf(kind=SchemeKind.HE_BFV, params=Preset.BFV_4096.params, length=4),
+    ]
+
+
+@pytest.mark.parametrize("client", _client_halves(), ids=lambda c: type(c).__name__)
 def test_client_halves_refuse_bad_updates(client) -> None:
     for bad in (np.zeros(3), np.zeros((2, 2)), np.array([0.0, np.nan, 0, 0]),
                 np.array([0.0, np.inf, 0, 0]), np.array(["a", "b", "c", "d"])):
         with pytest.raises(ParameterError):
             client.encode(bad)
-    with pytest.raises(ParameterError):
-        type(client)(length=0) if isinstance(client, PlainClientHalf) else MaskedClientHalf(
-            kind=SchemeKind.HE_CKKS, length=4, spec=client.spec)
+    assert client.encode(np.array([0.5, -0.5, 0.0, 0.25])).shape[0] >= 4
+
+
+def test_halves_refuse_bad_construction() -> None:
+    from secagg.he import Preset
+
+    spec = QuantizationSpec(clip=1.0, value_bits=8, max_clients=3)
+    for make in (
+        lambda: PlainClientHalf(length=0),
+        lambda: PlainServerHalf(length=4, min_survivors=0),
+        lambda: MaskedClientHalf(kind=SchemeKind.HE_CKKS, length=4, spec=spec),
+        lambda: MaskedClientHalf(kind=SchemeKind.SECAGG, length=4, spec=None),
+        lambda: MaskedServerHalf(kind=SchemeKind.PLAIN, length=4, spec=spec),
+        lambda: DPMaskedClientHalf(kind=SchemeKind.SECAGG, ddp_round=None),
+        lambda: HEClientHalf(kind=SchemeKind.HE_BFV, params=Preset.CKKS_4096.params, length=4),
+        lambda: HEServerHalf(kind=SchemeKind.SECAGG, params=Preset.CKKS_4096.params, length=4),
+    ):
+        with pytest.raises(ParameterError):
+            make()
