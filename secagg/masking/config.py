@@ -346,8 +346,11 @@ def _defaults(n: int, protocol: ProtocolKind, security: SecurityMode) -> tuple[i
 # Wire form of RoundConfig (protocols/wire/secagg.md, "RoundConfig").
 #
 # One row per dataclass field, in field order; tags ascend.  Adding a field to
-# RoundConfig = adding one row here (next tag) and one line in the spec table;
-# a test fails while a field has no row.  Changing a row bumps WIRE_VERSION.
+# RoundConfig = adding one row here (the next tag; new enum values get a code in
+# their table) and one line in the spec table; tests/masking/test_config_codec.py
+# fails while a field has no row or no spec line.  Any change to the rows is a
+# wire change: it bumps WIRE_VERSION and regenerates
+# protocols/vectors/secagg_round_config.json (generate_round_config.py).
 
 #: First bytes of an encoded RoundConfig (never the start of a wire message,
 #: which begins with the u16 version).
