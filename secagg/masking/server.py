@@ -37,12 +37,11 @@ from secagg.errors import (
     RemoteProtocolError,
 )
 from secagg.masking import _common as cm
+from secagg.masking import _plane
 from secagg.masking import messages as m
 from secagg.masking.config import RoundConfig, SecurityMode
 from secagg.masking.graph import all_neighbours
-from secagg.primitives import shamir
 from secagg.primitives import sign as _sign
-from secagg.primitives.field import element_to_secret
 from secagg.primitives.kex import KeyPair
 from secagg.primitives.prg import UIntArray, apply_masks, dtype_for_bits
 
@@ -93,6 +92,11 @@ class Server:
     ----------
     config:
         The round configuration the server distributed.
+    map_fn:
+        A ``map``-like callable (e.g. ``executor.map``) over which the X25519
+        agreements that rebuild dropped clients' pairwise seeds are spread, in
+        batches; the builtin :func:`map` by default.  The server never starts
+        threads itself.
 
     Security notes
     --------------
@@ -101,10 +105,11 @@ class Server:
     ``s_v^PK``; a lying share holder makes the round abort, never a wrong sum.
     """
 
-    def __init__(self, *, config: RoundConfig) -> None:
+    def __init__(self, *, config: RoundConfig, map_fn: _plane.MapFn | None = None) -> None:
         if not isinstance(config, RoundConfig):
             raise ParameterError("config must be a RoundConfig")
         self._config = config
+        self._map_fn = map_fn
         self._graph = all_neighbours(config)
         self._phase = ServerPhase.COLLECT_KEYS
         self._abort_reason: str | None = None
@@ -510,12 +515,6 @@ class Server:
             for u in self._u4
         ]
 
-    def _reconstruct(self, points: list[tuple[int, int]]) -> bytes:
-        t = self._config.threshold
-        pts = sorted(points)[:t]
-        secret = shamir.reconstruct(pts, t)
-        return element_to_secret(secret)
-
     def _close_unmasking(self) -> Outgoing:
         cfg = self._config
         t = cfg.threshold
@@ -530,8 +529,11 @@ class Server:
                 return self._abort(f"too few shares to rebuild dropped client {v}'s masks", u5)
         jobs: list[tuple[bytes, int]] = []
         try:
-            for v in u3:
-                b = self._reconstruct(self._b_shares[v])
+            # every secret at once: shared (cached, derived) Lagrange coefficients
+            secrets = _plane.reconstruct_secrets(
+                [self._b_shares[v] for v in u3] + [self._s_shares[v] for v in dropped_needed], t
+            )
+            for v, b in zip(u3, secrets[: len(u3)], strict=True):
                 if (
                     cm.self_mask_commitment(b, session_id=cfg.session_id, client=v)
                     != self._keys[v].commitment
@@ -539,28 +541,35 @@ class Server:
                     raise ParameterError("commitment mismatch")
                 jobs.append((cm.self_mask_seed(b, session_id=cfg.session_id, client=v), -1))
             dropped_keys: dict[int, KeyPair] = {}
-            for v in dropped_needed:
-                kp = KeyPair.from_private_bytes(self._reconstruct(self._s_shares[v]))
+            for v, sk in zip(dropped_needed, secrets[len(u3) :], strict=True):
+                kp = KeyPair.from_private_bytes(sk)
                 if kp.public != self._keys[v].s_pk:
                     raise ParameterError("public key mismatch")
                 dropped_keys[v] = kp
         except (ParameterError, CryptoError):
             return self._abort("a reconstructed secret failed its check (a holder lied)", u5)
-        dset = set(dropped_needed)
-        for u in u3:
-            for v in self._senders_to[u]:
-                if v in dset:
-                    seed = cm.pairwise_seed(
-                        dropped_keys[v].private,
-                        self._keys[u].s_pk,
-                        session_id=cfg.session_id,
-                        a=u,
-                        b=v,
-                    )
-                    jobs.append((seed, -cm.mask_sign(u, v)))
+        jobs.extend(self._dropped_mask_jobs(dropped_keys))
         self._jobs = jobs
         self._b_shares = {}
         self._s_shares = {}
         self._expected = set()
         self._phase = ServerPhase.FINALIZING
         return []
+
+    def _dropped_mask_jobs(self, dropped_keys: dict[int, KeyPair]) -> list[tuple[bytes, int]]:
+        """``(s_{u,v}, -ε_{u,v})`` for every survivor ``u`` masked with a dropped ``v``.
+
+        The agreements run in batches through the injected ``map_fn`` (see
+        :class:`Server`), in the order survivor, then sender.
+        """
+        pairs = []
+        signs = []
+        for u in self._u3:
+            pk = self._keys[u].s_pk
+            for v in self._senders_to[u]:
+                kp = dropped_keys.get(v)
+                if kp is not None:
+                    pairs.append((kp.private, pk, u, v))
+                    signs.append(-cm.mask_sign(u, v))
+        seeds = _plane.pairwise_seeds(pairs, _plane.labels(self._config.session_id), self._map_fn)
+        return list(zip(seeds, signs, strict=True))
