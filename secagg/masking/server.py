@@ -24,7 +24,9 @@ Normative description: ``protocols/secagg.md``.
 from __future__ import annotations
 
 import enum
+from collections import Counter
 from collections.abc import Callable, Iterable
+from itertools import chain
 from typing import Any, cast
 
 import numpy as np
@@ -386,18 +388,15 @@ class Server:
         if len(u1) < cfg.threshold + 1:
             return self._abort(f"only {len(u1)} clients advertised keys (t={cfg.threshold})", u1)
         out: Outgoing = []
-        for u in u1:
-            entries = tuple(
-                m.KeyEntry(
-                    owner=v,
-                    c_pk=k.c_pk,
-                    s_pk=k.s_pk,
-                    commitment=k.commitment,
-                    signature=k.signature,
-                )
-                for v in sorted(self._graph[u].intersection(self._keys))
-                for k in (self._keys[v],)
+        # one KeyEntry per owner, shared by every broadcast that lists it
+        entry = {
+            v: m.KeyEntry(
+                owner=v, c_pk=k.c_pk, s_pk=k.s_pk, commitment=k.commitment, signature=k.signature
             )
+            for v, k in self._keys.items()
+        }
+        for u in u1:
+            entries = tuple(entry[v] for v in sorted(self._graph[u].intersection(self._keys)))
             out.append(
                 (
                     u,
@@ -441,11 +440,7 @@ class Server:
 
     def _holder_counts(self, among: set[int]) -> dict[int, int]:
         """``owner -> |{w in among : owner in S_w}|`` (holders of owner's shares)."""
-        counts: dict[int, int] = {}
-        for w in among:
-            for v in self._senders_to.get(w, ()):
-                counts[v] = counts.get(v, 0) + 1
-        return counts
+        return dict(Counter(chain.from_iterable(self._senders_to.get(w, ()) for w in among)))
 
     def _close_masked(self) -> Outgoing:
         cfg = self._config
