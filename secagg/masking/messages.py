@@ -274,6 +274,19 @@ class KeysBroadcast(Message):
 def _check_boxes(boxes: Sequence[tuple[int, bytes]], what: str) -> tuple[tuple[int, bytes], ...]:
     if _was_decoded("boxes", boxes):
         return boxes  # type: ignore[return-value]
+    fast = boxes if type(boxes) is tuple else tuple(boxes)
+    prev = 0
+    for item in fast:  # the common case in one tight pass: (int, bytes) pairs, ascending
+        if type(item) is not tuple or len(item) != 2:
+            break
+        i, b = item
+        if type(i) is not int or type(b) is not bytes or len(b) != BOX_BYTES:
+            break
+        if not prev < i <= MAX_ID:
+            break
+        prev = i
+    else:
+        return fast  # type: ignore[return-value]
     out = tuple((int(i), b) for i, b in boxes)
     _check_sorted_ids([i for i, _ in out], what)
     for _, b in out:
@@ -538,6 +551,33 @@ _SHARE_DTYPE = np.dtype([("owner", ">u4"), ("kind", "u1"), ("y", "u1", (ELEMENT_
 _P_BYTES = P.to_bytes(ELEMENT_BYTES, "big")
 
 
+_ENTRY_RECORD = struct.Struct(f">I{KEY_BYTES}s{KEY_BYTES}s{KEY_BYTES}sB")
+_ENTRY_DTYPE = np.dtype([("owner", ">u4"), ("keys", f"V{3 * KEY_BYTES}"), ("flag", "u1")])
+
+
+def _read_unsigned_entries(r: Reader, count: int) -> tuple[KeyEntry, ...] | None:
+    """Bulk decode of ``count`` signature-less key entries; ``None`` if any has a signature."""
+    raw = r.raw_view(count * _ENTRY_RECORD.size)
+    a = np.frombuffer(raw, dtype=_ENTRY_DTYPE)
+    if count and bool(np.any(a["flag"])):
+        r.rewind(count * _ENTRY_RECORD.size)
+        return None
+    if not _ascending_u32(a["owner"]):
+        raise DecodeError("entry owners must be >= 1 and strictly ascending")
+    out = []
+    new = object.__new__
+    put = object.__setattr__
+    for owner, c_pk, s_pk, com, _ in _ENTRY_RECORD.iter_unpack(raw):
+        e = new(KeyEntry)  # every field is checked above: ids, fixed lengths, no signature
+        put(e, "owner", owner)
+        put(e, "c_pk", c_pk)
+        put(e, "s_pk", s_pk)
+        put(e, "commitment", com)
+        put(e, "signature", b"")
+        out.append(e)
+    return tuple(out)
+
+
 def _read_shares(r: Reader) -> tuple[tuple[int, ShareKind, int], ...]:
     """Bulk decode of an UnmaskingResponse body: owners, kinds and ranges checked at once."""
     count = r.count(r.remaining // _SHARE_RECORD.size)
@@ -568,6 +608,10 @@ def _read_body(cls: type[Message], r: Reader, head: dict[str, object]) -> Messag
         return AdvertiseKeys(c_pk=c_pk, s_pk=s_pk, commitment=com, signature=sig, **head)  # type: ignore[arg-type]
     if cls is KeysBroadcast:
         count = r.count(r.remaining // (4 + 3 * KEY_BYTES + 1))
+        if r.remaining == count * _ENTRY_RECORD.size:  # no signatures (semi-honest)
+            fast = _read_unsigned_entries(r, count)
+            if fast is not None:
+                return KeysBroadcast(entries=fast, **head)  # type: ignore[arg-type]
         entries = []
         for _ in range(count):
             owner = r.u32()
