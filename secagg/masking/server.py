@@ -27,6 +27,7 @@ import enum
 from collections import Counter
 from collections.abc import Callable, Iterable
 from itertools import chain
+from operator import ne
 from typing import Any, cast
 
 import numpy as np
@@ -127,6 +128,7 @@ class Server:
         self._dropped: tuple[int, ...] = ()
         self._u3_set: frozenset[int] = frozenset()
         self._dropped_set: frozenset[int] = frozenset()
+        self._share_kind_of: dict[int, m.ShareKind] = {}  # owner -> the share U3 ∪ D owe
         self._u4: tuple[int, ...] = ()
         self._b_shares: dict[int, list[tuple[int, int]]] = {}
         self._s_shares: dict[int, list[tuple[int, int]]] = {}
@@ -345,21 +347,19 @@ class Server:
         self._signatures[sender] = msg.signature
 
     def _on_unmasking(self, sender: int, msg: m.UnmaskingResponse) -> None:
-        u3 = self._u3_set
-        dropped = self._dropped_set
-        want = []
-        for v in self._senders_to[sender]:
-            if v in u3:
-                want.append((v, m.ShareKind.SELF_MASK))
-            elif v in dropped:
-                want.append((v, m.ShareKind.MASK_KEY))
-        got = [(v, k) for v, k, _ in msg.shares]
-        if got != want:
+        want_kind = self._share_kind_of
+        # C-level passes: the owners must be exactly S_sender ∩ (U3 ∪ D), ascending,
+        # each with the kind its owner's fate asks for
+        owners = tuple(v for v, _, _ in msg.shares)
+        if owners != tuple(filter(want_kind.__contains__, self._senders_to[sender])) or any(
+            map(ne, (k for _, k, _ in msg.shares), map(want_kind.__getitem__, owners))
+        ):
             raise RemoteProtocolError(
                 "unmasking response does not hold exactly the expected shares"
             )
+        b_book, s_book = self._b_shares, self._s_shares
         for v, kind, y in msg.shares:
-            book = self._b_shares if kind is m.ShareKind.SELF_MASK else self._s_shares
+            book = b_book if kind is m.ShareKind.SELF_MASK else s_book
             book.setdefault(v, []).append((sender, y))
         self._responded.add(sender)
 
@@ -454,7 +454,7 @@ class Server:
         for u in u3_sorted:
             if holders.get(u, 0) < t:
                 return self._abort(f"client {u}'s self mask cannot be recovered", u3_sorted)
-        masked_with = {v for u in u3 for v in self._senders_to[u]}
+        masked_with = set(chain.from_iterable(self._senders_to[u] for u in u3))
         for v in dropped:
             if v in masked_with and holders.get(v, 0) < t:
                 return self._abort(f"dropped client {v}'s masks cannot be recovered", u3_sorted)
@@ -462,6 +462,8 @@ class Server:
         self._dropped = dropped
         self._u3_set = frozenset(u3_sorted)
         self._dropped_set = frozenset(dropped)
+        self._share_kind_of = dict.fromkeys(dropped, m.ShareKind.MASK_KEY)
+        self._share_kind_of.update(dict.fromkeys(u3_sorted, m.ShareKind.SELF_MASK))
         self._expected = set(u3)
         if cfg.security is SecurityMode.MALICIOUS:
             self._phase = ServerPhase.COLLECT_SIGNATURES

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import lru_cache
-from operator import mul
+from operator import lt, mul
 
 import numpy as np
 
@@ -340,46 +340,39 @@ def _interpolate_at(points: Sequence[tuple[int, int]], x: int, prime: int) -> in
     return acc
 
 
-def _lagrange_from_base(
-    base: tuple[int, ...], base_coeffs: tuple[int, ...], drop: int, prime: int
-) -> tuple[int, ...]:
-    """``L_i(0)`` for ``base`` minus ``base[drop]``, from the base set's coefficients.
-
-    ``L'_i(0) = L_i(0) * (x_k - x_i) / x_k`` for the removed point ``x_k``: ``O(t)``.
-    """
-    xk = base[drop]
-    inv_xk = pow(xk, -1, prime)
-    return tuple(
-        c * ((xk - xi) * inv_xk % prime) % prime
-        for i, (xi, c) in enumerate(zip(base, base_coeffs, strict=True))
-        if i != drop
-    )
+#: How one x-set's secret is computed: ``("direct", L)`` (coefficients at 0) or
+#: ``("base", L_B, M_B, k)`` — a ``t``-subset of a ``(t+1)``-set ``B`` without its
+#: ``k``-th point, whose ``L'_i = L_i (x_k - x_i) / x_k``, so that
+#: ``secret = (x_k * sum(y L_B) - sum(y M_B)) / x_k`` with ``M_i = L_i x_i`` — two
+#: dot products and no per-subset coefficient vector.
+_Recipe = tuple[object, ...]
 
 
 def _lagrange_family(
     sets: set[tuple[int, ...]], t: int, prime: int
-) -> dict[tuple[int, ...], tuple[int, ...]]:
-    """Lagrange coefficients at 0 for every x-set in ``sets`` (each of size ``t``).
+) -> dict[tuple[int, ...], _Recipe]:
+    """How to interpolate at 0 for every x-set in ``sets`` (each of size ``t``).
 
     Sets that are ``t``-subsets of one ``(t+1)``-set ``B`` (the smallest ``t + 1``
-    x-coordinates of their union) are derived from ``B``'s coefficients in ``O(t)``
-    each; any other set is computed (and cached) by :func:`lagrange_at_zero`.
+    x-coordinates of their union) reuse ``B``'s coefficients; any other set gets
+    its own (cached) :func:`lagrange_at_zero`.
     """
-    out: dict[tuple[int, ...], tuple[int, ...]] = {}
+    out: dict[tuple[int, ...], _Recipe] = {}
     if len(sets) > 2:
         union = sorted({x for xs in sets for x in xs})
         base = tuple(union[: t + 1])
         if len(base) == t + 1:
-            pos = {x: i for i, x in enumerate(base)}
-            derived = [xs for xs in sets if all(x in pos for x in xs)]
+            members = set(base)
+            derived = [xs for xs in sets if members.issuperset(xs)]
             if len(derived) > 2:
-                base_coeffs = lagrange_at_zero(base, prime=prime)
+                lam = lagrange_at_zero(base, prime=prime)
+                mu = tuple(c * x % prime for c, x in zip(lam, base, strict=True))
                 for xs in derived:
-                    missing = next(i for i, x in enumerate(base) if i >= t or xs[i] != x)
-                    out[xs] = _lagrange_from_base(base, base_coeffs, missing, prime)
+                    k = next(i for i, x in enumerate(base) if i >= t or xs[i] != x)
+                    out[xs] = ("base", lam[:k] + lam[k + 1 :], mu[:k] + mu[k + 1 :], base[k])
     for xs in sets:
         if xs not in out:
-            out[xs] = lagrange_at_zero(xs, prime=prime)
+            out[xs] = ("direct", lagrange_at_zero(xs, prime=prime))
     return out
 
 
@@ -393,15 +386,15 @@ def reconstruct_many(
     as the SecAgg server does).  Secrets whose x-sets coincide share one set of
     Lagrange coefficients; x-sets that are ``t``-subsets of one ``(t+1)``-set — the
     complete graph, where each owner's holders are "all survivors but the owner" —
-    are derived from that set's coefficients in ``O(t)`` each, so ``S`` secrets cost
-    ``O(t^2 + S t)`` multiplications instead of ``O(S t^2)``.  Equal to
+    reuse that set's coefficients (two dot products per secret), so ``S`` secrets
+    cost ``O(t^2 + S t)`` multiplications instead of ``O(S t^2)``.  Equal to
     ``[reconstruct(sorted(pts)[:t], t) for pts in point_lists]``.
 
     Raises
     ------
     ParameterError
         A bad threshold, a list with fewer than ``t`` shares, duplicate, zero or
-        out-of-field x-coordinates, or an out-of-field share.
+        out-of-field x-coordinates among the ``t`` used, or an out-of-field share.
     """
     check_prime(prime)
     if isinstance(t, bool) or not isinstance(t, int) or t < 1:
@@ -410,20 +403,27 @@ def reconstruct_many(
     for points in point_lists:
         if len(points) < t:
             raise ParameterError(f"need at least {t} shares, got {len(points)}")
-        pts = sorted(points)
-        for i in range(1, len(pts)):
-            if pts[i][0] == pts[i - 1][0]:
-                raise ParameterError("duplicate x-coordinates")
-        xs = tuple(x for x, _ in pts[:t])
-        ys = tuple(y for _, y in pts[:t])
-        for x in xs:
-            if type(x) is not int or not 0 < x < prime:
+        xs, ys = zip(*sorted(points)[:t], strict=True)
+        # C-level checks over the t used points: ints, in range, strictly ascending
+        if set(map(type, xs)) != {int} or xs[0] < 1 or xs[-1] >= prime:
+            for x in xs:
                 check_element(x, what="x-coordinate", prime=prime)
-                raise ParameterError("x-coordinate 0 would reveal the secret")
-        for y in ys:
-            if type(y) is not int or not 0 <= y < prime:
+            raise ParameterError("x-coordinate 0 would reveal the secret")
+        if not all(map(lt, xs, xs[1:])):
+            raise ParameterError("duplicate x-coordinates")
+        if set(map(type, ys)) != {int} or min(ys) < 0 or max(ys) >= prime:
+            for y in ys:
                 check_element(y, what="share", prime=prime)
-                raise ParameterError("share is not an element of the field")  # bool
         chosen.append((xs, ys))
     family = _lagrange_family({xs for xs, _ in chosen}, t, prime)
-    return [sum(map(mul, ys, family[xs])) % prime for xs, ys in chosen]
+    out = []
+    for xs, ys in chosen:
+        recipe = family[xs]
+        if recipe[0] == "direct":
+            out.append(sum(map(mul, ys, recipe[1])) % prime)  # type: ignore[call-overload]
+        else:
+            _, lam, mu, xk = recipe
+            a = sum(map(mul, ys, lam))  # type: ignore[call-overload]
+            b = sum(map(mul, ys, mu))  # type: ignore[call-overload]
+            out.append((xk * a - b) % prime * pow(xk, -1, prime) % prime)  # type: ignore[operator]
+    return out
