@@ -340,12 +340,12 @@ def _interpolate_at(points: Sequence[tuple[int, int]], x: int, prime: int) -> in
     return acc
 
 
-#: How one x-set's secret is computed: ``("direct", L)`` (coefficients at 0) or
-#: ``("base", L_B, M_B, k)`` — a ``t``-subset of a ``(t+1)``-set ``B`` without its
-#: ``k``-th point, whose ``L'_i = L_i (x_k - x_i) / x_k``, so that
-#: ``secret = (x_k * sum(y L_B) - sum(y M_B)) / x_k`` with ``M_i = L_i x_i`` — two
-#: dot products and no per-subset coefficient vector.
-_Recipe = tuple[object, ...]
+#: How one x-set's secret is computed: ``(L, (), 0)`` — its coefficients at 0 — or
+#: ``(L_B, M_B, x_k)`` for a ``t``-subset of a ``(t+1)``-set ``B`` without ``x_k``:
+#: there ``L'_i = L_i (x_k - x_i) / x_k``, so ``secret = (x_k * sum(y L_B) -
+#: sum(y M_B)) / x_k`` with ``M_i = L_i x_i`` (``B``'s coefficients with ``x_k``'s
+#: entry removed) — two dot products, no per-subset coefficient vector.
+_Recipe = tuple[tuple[int, ...], tuple[int, ...], int]
 
 
 def _lagrange_family(
@@ -369,10 +369,10 @@ def _lagrange_family(
                 mu = tuple(c * x % prime for c, x in zip(lam, base, strict=True))
                 for xs in derived:
                     k = next(i for i, x in enumerate(base) if i >= t or xs[i] != x)
-                    out[xs] = ("base", lam[:k] + lam[k + 1 :], mu[:k] + mu[k + 1 :], base[k])
+                    out[xs] = (lam[:k] + lam[k + 1 :], mu[:k] + mu[k + 1 :], base[k])
     for xs in sets:
         if xs not in out:
-            out[xs] = ("direct", lagrange_at_zero(xs, prime=prime))
+            out[xs] = (lagrange_at_zero(xs, prime=prime), (), 0)
     return out
 
 
@@ -418,12 +418,11 @@ def reconstruct_many(
     family = _lagrange_family({xs for xs, _ in chosen}, t, prime)
     out = []
     for xs, ys in chosen:
-        recipe = family[xs]
-        if recipe[0] == "direct":
-            out.append(sum(map(mul, ys, recipe[1])) % prime)  # type: ignore[call-overload]
+        lam, mu, xk = family[xs]
+        a: int = sum(map(mul, ys, lam))
+        if not xk:
+            out.append(a % prime)
         else:
-            _, lam, mu, xk = recipe
-            a = sum(map(mul, ys, lam))  # type: ignore[call-overload]
-            b = sum(map(mul, ys, mu))  # type: ignore[call-overload]
-            out.append((xk * a - b) % prime * pow(xk, -1, prime) % prime)  # type: ignore[operator]
+            b: int = sum(map(mul, ys, mu))
+            out.append((xk * a - b) % prime * pow(xk, -1, prime) % prime)
     return out
