@@ -95,13 +95,18 @@ class Timing:
 
 
 def best_of(
-    fns: Mapping[str, Callable[[], object]], *, repeat: int = 5, warmup: int = 1
+    fns: Mapping[str, Callable[[], object]],
+    *,
+    repeat: int = 5,
+    warmup: int = 1,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> dict[str, Timing]:
     """Time several functions, interleaved, best of ``repeat``.
 
     Each round runs every function once in the given order (so ours and the
     baseline see the same machine state: turbo, caches, neighbours on a shared
-    box), timing each with :func:`time.perf_counter`.
+    box), timing each with ``clock`` (:func:`time.perf_counter`; single-threaded
+    benchmarks on a crowded box may pass :func:`time.thread_time`).
 
     Raises
     ------
@@ -116,9 +121,9 @@ def best_of(
     samples: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeat):
         for name, fn in fns.items():
-            t0 = time.perf_counter()
+            t0 = clock()
             fn()
-            samples[name].append(time.perf_counter() - t0)
+            samples[name].append(clock() - t0)
     out = {}
     for name, s in samples.items():
         ordered = sorted(s)

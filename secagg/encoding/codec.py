@@ -99,6 +99,12 @@ class Reader:
         """Zero-copy view of the next ``n`` bytes (for large vectors)."""
         return self._take(n)
 
+    def rewind(self, n: int) -> None:
+        """Step back ``n`` bytes (a parser that peeked ahead and chose another path)."""
+        if not 0 <= n <= self._pos:
+            raise ParameterError("cannot rewind past the start")
+        self._pos -= n
+
     def blob(self, max_len: int = MAX_BLOB) -> bytes:
         n = self.u32()
         if n > max_len:

@@ -31,11 +31,12 @@ from secagg.errors import (
     RemoteProtocolError,
 )
 from secagg.masking import _common as cm
+from secagg.masking import _plane
 from secagg.masking import messages as m
 from secagg.masking.config import RoundConfig, SecurityMode
 from secagg.masking.graph import neighbours
 from secagg.masking.policy import ClientPolicy
-from secagg.primitives import aead, shamir
+from secagg.primitives import shamir
 from secagg.primitives import sign as _sign
 from secagg.primitives.field import secret_to_element
 from secagg.primitives.kex import KeyPair
@@ -328,32 +329,19 @@ class Client:
                 )
             elif e.signature:
                 raise RemoteProtocolError("signature in a semi-honest round")
-        share_keys = {
-            e.owner: cm.share_key(
-                self._c.private, e.c_pk, session_id=cfg.session_id, a=self._id, b=e.owner
-            )
-            for e in msg.entries
-        }
+        lab = _plane.labels(cfg.session_id)
+        share_keys = _plane.share_keys(
+            self._c.private, self._id, ((e.owner, e.c_pk) for e in msg.entries), lab
+        )
         rows = shamir.split_many(
             [secret_to_element(self._b), secret_to_element(self._s.private_bytes())],
             cfg.threshold,
             owners,
             self._rng,
         )
-        boxes = []
-        for i, v in enumerate(owners):
-            pt = m.encode_share_plaintext(self._id, v, rows[0][i], rows[1][i])
-            box = aead.seal(
-                share_keys[v],
-                pt,
-                session_id=cfg.session_id,
-                round_=cm.SHARE_ROUND,
-                sender=self._id,
-                receiver=v,
-                context=cm.SHARE_CONTEXT,
-                rng=self._rng,
-            )
-            boxes.append((v, box))
+        boxes = _plane.seal_share_boxes(
+            self._id, owners, share_keys, rows[0], rows[1], lab, self._rng
+        )
         reply = m.ShareKeys(
             session_id=cfg.session_id, sender=self._id, recipient=m.SERVER_ID, boxes=tuple(boxes)
         )
@@ -373,30 +361,15 @@ class Client:
             raise RemoteProtocolError(
                 f"only {len(senders)} neighbours shared keys; threshold is {cfg.threshold}"
             )
-        held: dict[int, tuple[int, int]] = {}
-        for v, box in msg.boxes:
-            pt = aead.open_(
-                self._share_keys[v],
-                box,
-                session_id=cfg.session_id,
-                round_=cm.SHARE_ROUND,
-                sender=v,
-                receiver=self._id,
-                context=cm.SHARE_CONTEXT,
-            )
-            try:
-                owner, holder, b_share, s_share = m.decode_share_plaintext(pt)
-            except DecodeError:
-                raise CryptoError() from None
-            if owner != v or holder != self._id:
-                raise CryptoError()
-            held[v] = (b_share, s_share)
+        lab = _plane.labels(cfg.session_id)
+        held = _plane.open_share_boxes(self._id, msg.boxes, self._share_keys, lab)
         jobs = [(cm.self_mask_seed(self._b, session_id=cfg.session_id, client=self._id), 1)]
-        for v in senders:
-            seed = cm.pairwise_seed(
-                self._s.private, self._peers[v].s_pk, session_id=cfg.session_id, a=self._id, b=v
-            )
-            jobs.append((seed, cm.mask_sign(self._id, v)))
+        seeds = _plane.pairwise_seeds(
+            [(self._s.private, self._peers[v].s_pk, self._id, v) for v in senders], lab
+        )
+        jobs.extend(
+            (seed, cm.mask_sign(self._id, v)) for v, seed in zip(senders, seeds, strict=True)
+        )
         y = self._x.copy()
         apply_masks(y, jobs, cfg.bits)
         reply = m.MaskedInput(

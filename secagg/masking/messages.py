@@ -12,6 +12,7 @@ belong to the state machines.
 from __future__ import annotations
 
 import enum
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -112,6 +113,29 @@ _VALID_IDS_KEPT = 4
 def _remember_valid(ids: tuple[int, ...]) -> None:
     _VALID_IDS.insert(0, ids)
     del _VALID_IDS[_VALID_IDS_KEPT:]
+
+
+#: Box and share tuples built by the bulk decoders, already fully validated (by
+#: identity, like ``_VALID_IDS``): the message constructor does not check them again.
+#: One registry per kind of list, so a share list never passes as a box list.
+_DECODED: dict[str, list[tuple[object, ...]]] = {"boxes": [], "shares": []}
+_DECODED_KEPT = 4
+
+
+def _remember_decoded(kind: str, items: tuple[object, ...]) -> tuple[object, ...]:
+    book = _DECODED[kind]
+    book.insert(0, items)
+    del book[_DECODED_KEPT:]
+    return items
+
+
+def _was_decoded(kind: str, items: object) -> bool:
+    return type(items) is tuple and any(items is d for d in _DECODED[kind])
+
+
+def _ascending_u32(ids: np.ndarray) -> bool:
+    """``ids`` (a ``>u4`` array) are >= 1 and strictly ascending."""
+    return not len(ids) or (int(ids[0]) != 0 and bool(np.all(ids[1:] > ids[:-1])))
 
 
 def _check_sorted_ids(ids: Sequence[int], what: str) -> None:
@@ -232,12 +256,37 @@ class KeysBroadcast(Message):
 
     def _write_body(self, w: Writer) -> None:
         w.u32(len(self.entries))
-        for e in self.entries:
-            w.u32(e.owner)
-            _write_keys(w, e.c_pk, e.s_pk, e.commitment, e.signature)
+        # every field was checked by KeyEntry: join the records in one go
+        w.raw(
+            b"".join(
+                [
+                    e.owner.to_bytes(4, "big")
+                    + e.c_pk
+                    + e.s_pk
+                    + e.commitment
+                    + (b"\x01" + e.signature if e.signature else b"\x00")
+                    for e in self.entries
+                ]
+            )
+        )
 
 
 def _check_boxes(boxes: Sequence[tuple[int, bytes]], what: str) -> tuple[tuple[int, bytes], ...]:
+    if _was_decoded("boxes", boxes):
+        return boxes  # type: ignore[return-value]
+    fast = boxes if type(boxes) is tuple else tuple(boxes)
+    prev = 0
+    for item in fast:  # the common case in one tight pass: (int, bytes) pairs, ascending
+        if type(item) is not tuple or len(item) != 2:
+            break
+        i, b = item
+        if type(i) is not int or type(b) is not bytes or len(b) != BOX_BYTES:
+            break
+        if not prev < i <= MAX_ID:
+            break
+        prev = i
+    else:
+        return fast  # type: ignore[return-value]
     out = tuple((int(i), b) for i, b in boxes)
     _check_sorted_ids([i for i, _ in out], what)
     for _, b in out:
@@ -247,13 +296,21 @@ def _check_boxes(boxes: Sequence[tuple[int, bytes]], what: str) -> tuple[tuple[i
 
 def _write_boxes(w: Writer, boxes: Sequence[tuple[int, bytes]]) -> None:
     w.u32(len(boxes))
-    for i, b in boxes:
-        w.u32(i).raw(b)
+    # ids and box lengths were checked by the constructor
+    w.raw(b"".join([i.to_bytes(4, "big") + b for i, b in boxes]))
+
+
+_BOX_RECORD = struct.Struct(f">I{BOX_BYTES}s")
 
 
 def _read_boxes(r: Reader) -> tuple[tuple[int, bytes], ...]:
-    count = r.count(r.remaining // (4 + BOX_BYTES))
-    return tuple((r.u32(), r.raw(BOX_BYTES)) for _ in range(count))
+    """Bulk decode: one slice, ids checked at once, one C-level unpack of the records."""
+    count = r.count(r.remaining // _BOX_RECORD.size)
+    raw = r.raw_view(count * _BOX_RECORD.size)
+    ids = np.frombuffer(raw, dtype=np.dtype([("id", ">u4"), ("box", f"V{BOX_BYTES}")]))["id"]
+    if not _ascending_u32(ids):
+        raise DecodeError("box ids must be >= 1 and strictly ascending")
+    return _remember_decoded("boxes", tuple(_BOX_RECORD.iter_unpack(raw)))  # type: ignore[return-value]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -415,6 +472,8 @@ class UnmaskingResponse(Message):
     def _validate(self) -> None:
         if self.sender == SERVER_ID:
             raise ParameterError("UnmaskingResponse is sent by a client")
+        if _was_decoded("shares", self.shares):
+            return
         out = []
         for owner, kind, y in self.shares:
             if not isinstance(kind, ShareKind):
@@ -427,8 +486,15 @@ class UnmaskingResponse(Message):
 
     def _write_body(self, w: Writer) -> None:
         w.u32(len(self.shares))
-        for owner, kind, y in self.shares:
-            w.u32(owner).u8(int(kind)).raw(encode_element(y))
+        # owners, kinds and elements were checked by the constructor
+        w.raw(
+            b"".join(
+                [
+                    owner.to_bytes(4, "big") + _KIND_BYTE[kind] + y.to_bytes(ELEMENT_BYTES, "big")
+                    for owner, kind, y in self.shares
+                ]
+            )
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -478,6 +544,62 @@ def encode(msg: Message) -> bytes:
 
 
 _SHARE_KINDS = {int(k): k for k in ShareKind}
+_KIND_BYTE = {k: bytes([int(k)]) for k in ShareKind}
+_SHARE_RECORD = struct.Struct(f">IB{ELEMENT_BYTES}s")  # u32 owner, u8 kind, field element
+_SHARE_DTYPE = np.dtype([("owner", ">u4"), ("kind", "u1"), ("y", "u1", (ELEMENT_BYTES,))])
+#: ``P`` as 33 big-endian bytes: an element is valid iff its bytes sort below these.
+_P_BYTES = P.to_bytes(ELEMENT_BYTES, "big")
+
+
+_ENTRY_RECORD = struct.Struct(f">I{KEY_BYTES}s{KEY_BYTES}s{KEY_BYTES}sB")
+_ENTRY_DTYPE = np.dtype([("owner", ">u4"), ("keys", f"V{3 * KEY_BYTES}"), ("flag", "u1")])
+
+
+def _read_unsigned_entries(r: Reader, count: int) -> tuple[KeyEntry, ...] | None:
+    """Bulk decode of ``count`` signature-less key entries; ``None`` if any has a signature."""
+    raw = r.raw_view(count * _ENTRY_RECORD.size)
+    a = np.frombuffer(raw, dtype=_ENTRY_DTYPE)
+    if count and bool(np.any(a["flag"])):
+        r.rewind(count * _ENTRY_RECORD.size)
+        return None
+    if not _ascending_u32(a["owner"]):
+        raise DecodeError("entry owners must be >= 1 and strictly ascending")
+    out = []
+    new = object.__new__
+    put = object.__setattr__
+    for owner, c_pk, s_pk, com, _ in _ENTRY_RECORD.iter_unpack(raw):
+        e = new(KeyEntry)  # every field is checked above: ids, fixed lengths, no signature
+        put(e, "owner", owner)
+        put(e, "c_pk", c_pk)
+        put(e, "s_pk", s_pk)
+        put(e, "commitment", com)
+        put(e, "signature", b"")
+        out.append(e)
+    return tuple(out)
+
+
+def _read_shares(r: Reader) -> tuple[tuple[int, ShareKind, int], ...]:
+    """Bulk decode of an UnmaskingResponse body: owners, kinds and ranges checked at once."""
+    count = r.count(r.remaining // _SHARE_RECORD.size)
+    raw = r.raw_view(count * _SHARE_RECORD.size)
+    a = np.frombuffer(raw, dtype=_SHARE_DTYPE)
+    if not _ascending_u32(a["owner"]):
+        raise DecodeError("share owners must be >= 1 and strictly ascending")
+    kinds = a["kind"]
+    if count and not bool(np.all((kinds == 1) | (kinds == 2))):
+        raise DecodeError("unknown share kind")
+    # y < P = 2^256 + 297: the top byte is 0, or it is 1 and the rest is below 297
+    top = a["y"][:, 0]
+    if count and int(top.max()) > 0:
+        for i in np.flatnonzero(top).tolist():
+            if bytes(a["y"][i]) >= _P_BYTES:
+                raise DecodeError("field element out of range")
+    k1, k2 = ShareKind.SELF_MASK, ShareKind.MASK_KEY
+    shares = tuple(
+        (owner, k1 if kind == 1 else k2, int.from_bytes(y, "big"))
+        for owner, kind, y in _SHARE_RECORD.iter_unpack(raw)
+    )
+    return _remember_decoded("shares", shares)  # type: ignore[return-value]
 
 
 def _read_body(cls: type[Message], r: Reader, head: dict[str, object]) -> Message:
@@ -486,6 +608,10 @@ def _read_body(cls: type[Message], r: Reader, head: dict[str, object]) -> Messag
         return AdvertiseKeys(c_pk=c_pk, s_pk=s_pk, commitment=com, signature=sig, **head)  # type: ignore[arg-type]
     if cls is KeysBroadcast:
         count = r.count(r.remaining // (4 + 3 * KEY_BYTES + 1))
+        if r.remaining == count * _ENTRY_RECORD.size:  # no signatures (semi-honest)
+            fast = _read_unsigned_entries(r, count)
+            if fast is not None:
+                return KeysBroadcast(entries=fast, **head)  # type: ignore[arg-type]
         entries = []
         for _ in range(count):
             owner = r.u32()
@@ -523,19 +649,7 @@ def _read_body(cls: type[Message], r: Reader, head: dict[str, object]) -> Messag
         sigs = tuple((r.u32(), r.raw(SIGNATURE_BYTES)) for _ in range(count))
         return UnmaskingRequest(survivors=survivors, dropped=dropped, signatures=sigs, **head)  # type: ignore[arg-type]
     if cls is UnmaskingResponse:
-        rec = 5 + ELEMENT_BYTES  # u32 owner, u8 kind, field element
-        count = r.count(r.remaining // rec)
-        raw = r.raw(count * rec)  # one slice; the loop below only reads it
-        shares = []
-        for off in range(0, count * rec, rec):
-            kind = _SHARE_KINDS.get(raw[off + 4])
-            if kind is None:
-                raise DecodeError("unknown share kind")
-            y = int.from_bytes(raw[off + 5 : off + rec], "big")
-            if y >= P:
-                raise DecodeError("field element out of range")
-            shares.append((int.from_bytes(raw[off : off + 4], "big"), kind, y))
-        return UnmaskingResponse(shares=tuple(shares), **head)  # type: ignore[arg-type]
+        return UnmaskingResponse(shares=_read_shares(r), **head)  # type: ignore[arg-type]
     if cls is Abort:
         raw = r.blob(MAX_REASON_BYTES)
         try:

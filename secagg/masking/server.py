@@ -24,7 +24,10 @@ Normative description: ``protocols/secagg.md``.
 from __future__ import annotations
 
 import enum
+from collections import Counter
 from collections.abc import Callable, Iterable
+from itertools import chain
+from operator import ne
 from typing import Any, cast
 
 import numpy as np
@@ -37,12 +40,11 @@ from secagg.errors import (
     RemoteProtocolError,
 )
 from secagg.masking import _common as cm
+from secagg.masking import _plane
 from secagg.masking import messages as m
 from secagg.masking.config import RoundConfig, SecurityMode
 from secagg.masking.graph import all_neighbours
-from secagg.primitives import shamir
 from secagg.primitives import sign as _sign
-from secagg.primitives.field import element_to_secret
 from secagg.primitives.kex import KeyPair
 from secagg.primitives.prg import UIntArray, apply_masks, dtype_for_bits
 
@@ -93,6 +95,11 @@ class Server:
     ----------
     config:
         The round configuration the server distributed.
+    map_fn:
+        A ``map``-like callable (e.g. ``executor.map``) over which the X25519
+        agreements that rebuild dropped clients' pairwise seeds are spread, in
+        batches; the builtin :func:`map` by default.  The server never starts
+        threads itself.
 
     Security notes
     --------------
@@ -101,10 +108,11 @@ class Server:
     ``s_v^PK``; a lying share holder makes the round abort, never a wrong sum.
     """
 
-    def __init__(self, *, config: RoundConfig) -> None:
+    def __init__(self, *, config: RoundConfig, map_fn: _plane.MapFn | None = None) -> None:
         if not isinstance(config, RoundConfig):
             raise ParameterError("config must be a RoundConfig")
         self._config = config
+        self._map_fn = map_fn
         self._graph = all_neighbours(config)
         self._phase = ServerPhase.COLLECT_KEYS
         self._abort_reason: str | None = None
@@ -120,6 +128,7 @@ class Server:
         self._dropped: tuple[int, ...] = ()
         self._u3_set: frozenset[int] = frozenset()
         self._dropped_set: frozenset[int] = frozenset()
+        self._share_kind_of: dict[int, m.ShareKind] = {}  # owner -> the share U3 ∪ D owe
         self._u4: tuple[int, ...] = ()
         self._b_shares: dict[int, list[tuple[int, int]]] = {}
         self._s_shares: dict[int, list[tuple[int, int]]] = {}
@@ -338,21 +347,19 @@ class Server:
         self._signatures[sender] = msg.signature
 
     def _on_unmasking(self, sender: int, msg: m.UnmaskingResponse) -> None:
-        u3 = self._u3_set
-        dropped = self._dropped_set
-        want = []
-        for v in self._senders_to[sender]:
-            if v in u3:
-                want.append((v, m.ShareKind.SELF_MASK))
-            elif v in dropped:
-                want.append((v, m.ShareKind.MASK_KEY))
-        got = [(v, k) for v, k, _ in msg.shares]
-        if got != want:
+        want_kind = self._share_kind_of
+        # C-level passes: the owners must be exactly S_sender ∩ (U3 ∪ D), ascending,
+        # each with the kind its owner's fate asks for
+        owners = tuple(v for v, _, _ in msg.shares)
+        if owners != tuple(filter(want_kind.__contains__, self._senders_to[sender])) or any(
+            map(ne, (k for _, k, _ in msg.shares), map(want_kind.__getitem__, owners))
+        ):
             raise RemoteProtocolError(
                 "unmasking response does not hold exactly the expected shares"
             )
+        b_book, s_book = self._b_shares, self._s_shares
         for v, kind, y in msg.shares:
-            book = self._b_shares if kind is m.ShareKind.SELF_MASK else self._s_shares
+            book = b_book if kind is m.ShareKind.SELF_MASK else s_book
             book.setdefault(v, []).append((sender, y))
         self._responded.add(sender)
 
@@ -381,18 +388,15 @@ class Server:
         if len(u1) < cfg.threshold + 1:
             return self._abort(f"only {len(u1)} clients advertised keys (t={cfg.threshold})", u1)
         out: Outgoing = []
-        for u in u1:
-            entries = tuple(
-                m.KeyEntry(
-                    owner=v,
-                    c_pk=k.c_pk,
-                    s_pk=k.s_pk,
-                    commitment=k.commitment,
-                    signature=k.signature,
-                )
-                for v in sorted(self._graph[u].intersection(self._keys))
-                for k in (self._keys[v],)
+        # one KeyEntry per owner, shared by every broadcast that lists it
+        entry = {
+            v: m.KeyEntry(
+                owner=v, c_pk=k.c_pk, s_pk=k.s_pk, commitment=k.commitment, signature=k.signature
             )
+            for v, k in self._keys.items()
+        }
+        for u in u1:
+            entries = tuple(entry[v] for v in sorted(self._graph[u].intersection(self._keys)))
             out.append(
                 (
                     u,
@@ -436,11 +440,7 @@ class Server:
 
     def _holder_counts(self, among: set[int]) -> dict[int, int]:
         """``owner -> |{w in among : owner in S_w}|`` (holders of owner's shares)."""
-        counts: dict[int, int] = {}
-        for w in among:
-            for v in self._senders_to.get(w, ()):
-                counts[v] = counts.get(v, 0) + 1
-        return counts
+        return dict(Counter(chain.from_iterable(self._senders_to.get(w, ()) for w in among)))
 
     def _close_masked(self) -> Outgoing:
         cfg = self._config
@@ -454,7 +454,7 @@ class Server:
         for u in u3_sorted:
             if holders.get(u, 0) < t:
                 return self._abort(f"client {u}'s self mask cannot be recovered", u3_sorted)
-        masked_with = {v for u in u3 for v in self._senders_to[u]}
+        masked_with = set(chain.from_iterable(self._senders_to[u] for u in u3))
         for v in dropped:
             if v in masked_with and holders.get(v, 0) < t:
                 return self._abort(f"dropped client {v}'s masks cannot be recovered", u3_sorted)
@@ -462,6 +462,8 @@ class Server:
         self._dropped = dropped
         self._u3_set = frozenset(u3_sorted)
         self._dropped_set = frozenset(dropped)
+        self._share_kind_of = dict.fromkeys(dropped, m.ShareKind.MASK_KEY)
+        self._share_kind_of.update(dict.fromkeys(u3_sorted, m.ShareKind.SELF_MASK))
         self._expected = set(u3)
         if cfg.security is SecurityMode.MALICIOUS:
             self._phase = ServerPhase.COLLECT_SIGNATURES
@@ -510,12 +512,6 @@ class Server:
             for u in self._u4
         ]
 
-    def _reconstruct(self, points: list[tuple[int, int]]) -> bytes:
-        t = self._config.threshold
-        pts = sorted(points)[:t]
-        secret = shamir.reconstruct(pts, t)
-        return element_to_secret(secret)
-
     def _close_unmasking(self) -> Outgoing:
         cfg = self._config
         t = cfg.threshold
@@ -530,8 +526,11 @@ class Server:
                 return self._abort(f"too few shares to rebuild dropped client {v}'s masks", u5)
         jobs: list[tuple[bytes, int]] = []
         try:
-            for v in u3:
-                b = self._reconstruct(self._b_shares[v])
+            # every secret at once: shared (cached, derived) Lagrange coefficients
+            secrets = _plane.reconstruct_secrets(
+                [self._b_shares[v] for v in u3] + [self._s_shares[v] for v in dropped_needed], t
+            )
+            for v, b in zip(u3, secrets[: len(u3)], strict=True):
                 if (
                     cm.self_mask_commitment(b, session_id=cfg.session_id, client=v)
                     != self._keys[v].commitment
@@ -539,28 +538,35 @@ class Server:
                     raise ParameterError("commitment mismatch")
                 jobs.append((cm.self_mask_seed(b, session_id=cfg.session_id, client=v), -1))
             dropped_keys: dict[int, KeyPair] = {}
-            for v in dropped_needed:
-                kp = KeyPair.from_private_bytes(self._reconstruct(self._s_shares[v]))
+            for v, sk in zip(dropped_needed, secrets[len(u3) :], strict=True):
+                kp = KeyPair.from_private_bytes(sk)
                 if kp.public != self._keys[v].s_pk:
                     raise ParameterError("public key mismatch")
                 dropped_keys[v] = kp
         except (ParameterError, CryptoError):
             return self._abort("a reconstructed secret failed its check (a holder lied)", u5)
-        dset = set(dropped_needed)
-        for u in u3:
-            for v in self._senders_to[u]:
-                if v in dset:
-                    seed = cm.pairwise_seed(
-                        dropped_keys[v].private,
-                        self._keys[u].s_pk,
-                        session_id=cfg.session_id,
-                        a=u,
-                        b=v,
-                    )
-                    jobs.append((seed, -cm.mask_sign(u, v)))
+        jobs.extend(self._dropped_mask_jobs(dropped_keys))
         self._jobs = jobs
         self._b_shares = {}
         self._s_shares = {}
         self._expected = set()
         self._phase = ServerPhase.FINALIZING
         return []
+
+    def _dropped_mask_jobs(self, dropped_keys: dict[int, KeyPair]) -> list[tuple[bytes, int]]:
+        """``(s_{u,v}, -ε_{u,v})`` for every survivor ``u`` masked with a dropped ``v``.
+
+        The agreements run in batches through the injected ``map_fn`` (see
+        :class:`Server`), in the order survivor, then sender.
+        """
+        pairs = []
+        signs = []
+        for u in self._u3:
+            pk = self._keys[u].s_pk
+            for v in self._senders_to[u]:
+                kp = dropped_keys.get(v)
+                if kp is not None:
+                    pairs.append((kp.private, pk, u, v))
+                    signs.append(-cm.mask_sign(u, v))
+        seeds = _plane.pairwise_seeds(pairs, _plane.labels(self._config.session_id), self._map_fn)
+        return list(zip(seeds, signs, strict=True))

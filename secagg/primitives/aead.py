@@ -15,7 +15,17 @@ from secagg.errors import CryptoError, ParameterError
 from secagg.primitives.kdf import encode_info
 from secagg.primitives.rand import RandomSource, SystemRandom
 
-__all__ = ["KEY_BYTES", "NONCE_BYTES", "OVERHEAD", "TAG_BYTES", "associated_data", "open_", "seal"]
+__all__ = [
+    "KEY_BYTES",
+    "NONCE_BYTES",
+    "OVERHEAD",
+    "TAG_BYTES",
+    "associated_data",
+    "open_",
+    "open_with_ad",
+    "seal",
+    "seal_with_ad",
+]
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
@@ -28,6 +38,35 @@ def associated_data(
 ) -> bytes:
     """The associated data bound into every box."""
     return encode_info("aead-ad", session_id, (round_, sender, receiver, context))
+
+
+def seal_with_ad(
+    key: bytes, plaintext: bytes, ad: bytes, *, rng: RandomSource | None = None
+) -> bytes:
+    """:func:`seal` with associated data built beforehand by :func:`associated_data`.
+
+    For loops that seal one box per peer with labels prepared once per round.
+    """
+    src = rng if rng is not None else SystemRandom()
+    nonce = src.random_bytes(NONCE_BYTES)
+    return nonce + _aesgcm(key).encrypt(nonce, bytes(plaintext), ad)
+
+
+def open_with_ad(key: bytes, box: bytes, ad: bytes) -> bytes:
+    """:func:`open_` with associated data built beforehand.
+
+    Raises
+    ------
+    CryptoError
+        For *every* failure: wrong key, tampered bytes, wrong binding, too short.
+    """
+    aes = _aesgcm(key)
+    if len(box) < OVERHEAD:
+        raise CryptoError()
+    try:
+        return aes.decrypt(bytes(box[:NONCE_BYTES]), bytes(box[NONCE_BYTES:]), ad)
+    except InvalidTag:
+        raise CryptoError() from None
 
 
 def _aesgcm(key: bytes) -> AESGCM:

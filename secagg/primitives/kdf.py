@@ -14,13 +14,23 @@ two different label tuples never give the same ``info``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from secagg.errors import ParameterError
 
-__all__ = ["HKDF_SALT", "PROTOCOL_VERSION", "Field", "derive", "encode_info"]
+__all__ = [
+    "HKDF_SALT",
+    "PROTOCOL_VERSION",
+    "Field",
+    "derive",
+    "derive_info",
+    "encode_info",
+    "info_prefix",
+    "int_field",
+]
 
 #: Version string mixed into every derivation; bump it when a derivation changes.
 PROTOCOL_VERSION = "secagg/1"
@@ -51,18 +61,63 @@ def _field_bytes(f: Field) -> bytes:
     raise ParameterError(f"unsupported label field type {type(f).__name__}")
 
 
+@lru_cache(maxsize=256)
+def _prefix(purpose: str, session_id: bytes, n_fields: int) -> bytes:
+    if not isinstance(purpose, str) or not purpose:
+        raise ParameterError("purpose must be a non-empty string")
+    return b"".join(
+        (
+            _lp(b"secagg"),
+            _lp(PROTOCOL_VERSION.encode()),
+            _lp(session_id),
+            _lp(purpose.encode("utf-8")),
+            n_fields.to_bytes(4, "big"),
+        )
+    )
+
+
+def info_prefix(purpose: str, session_id: bytes, n_fields: int) -> bytes:
+    """The part of :func:`encode_info` before the fields (cached per label).
+
+    ``info_prefix(p, sid, len(fs)) + b"".join(LP(f) for f in fs) == encode_info(p, sid, fs)``;
+    a round builds it once and appends only the per-peer fields (:func:`int_field`).
+
+    Raises
+    ------
+    ParameterError
+        On an empty purpose.
+    """
+    return _prefix(purpose, bytes(session_id), n_fields)
+
+
+#: ``LP(u64_be(v))`` starts with this length prefix.
+_U64_LP = (8).to_bytes(4, "big")
+
+
+def int_field(v: int) -> bytes:
+    """``LP(u64_be(v))``: one length-prefixed integer field, as :func:`encode_info` writes it.
+
+    Raises
+    ------
+    ParameterError
+        If ``v`` is not an integer in ``[0, 2^64)``.
+    """
+    if type(v) is not int or not 0 <= v < 2**64:
+        return _lp(_field_bytes(v))  # the exact error (or a bool/int subclass)
+    return _U64_LP + v.to_bytes(8, "big")
+
+
 def encode_info(purpose: str, session_id: bytes = b"", fields: Sequence[Field] = ()) -> bytes:
     """The HKDF ``info`` string for a label tuple (injective encoding)."""
-    if not purpose:
-        raise ParameterError("purpose must be a non-empty string")
-    parts = [
-        _lp(b"secagg"),
-        _lp(PROTOCOL_VERSION.encode()),
-        _lp(bytes(session_id)),
-        _lp(purpose.encode("utf-8")),
-        len(fields).to_bytes(4, "big"),
-    ]
-    parts.extend(_lp(_field_bytes(f)) for f in fields)
+    prefix = _prefix(purpose, bytes(session_id), len(fields))
+    if not fields:
+        return prefix
+    parts = [prefix]
+    for f in fields:
+        if type(f) is int and 0 <= f < 2**64:
+            parts.append(_U64_LP + f.to_bytes(8, "big"))
+        else:
+            parts.append(_lp(_field_bytes(f)))
     return b"".join(parts)
 
 
@@ -99,6 +154,25 @@ def derive(
     if not 16 <= length <= 255 * 32:
         raise ParameterError("length must be in [16, 8160]")
     info = encode_info(purpose, session_id, fields)
-    return HKDF(algorithm=hashes.SHA256(), length=length, salt=HKDF_SALT, info=info).derive(
-        bytes(ikm)
-    )
+    return HKDF(algorithm=_SHA256, length=length, salt=HKDF_SALT, info=info).derive(bytes(ikm))
+
+
+_SHA256 = hashes.SHA256()
+
+
+def derive_info(ikm: bytes, info: bytes, length: int = 32) -> bytes:
+    """:func:`derive` with a ready ``info`` (from :func:`info_prefix` + fields).
+
+    For loops that derive one key per peer: the label is built once per round and
+    only the peer fields are appended, so the cost is the HKDF call itself.
+
+    Raises
+    ------
+    ParameterError
+        On short key material or a bad length.
+    """
+    if len(ikm) < 16:
+        raise ParameterError("input keying material must be at least 16 bytes")
+    if not 16 <= length <= 255 * 32:
+        raise ParameterError("length must be in [16, 8160]")
+    return HKDF(algorithm=_SHA256, length=length, salt=HKDF_SALT, info=info).derive(bytes(ikm))

@@ -147,7 +147,7 @@ def _cli(*args: str) -> tuple[dict, str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["mask", "server", "round", "scale"])
+@pytest.mark.parametrize("name", ["mask", "server", "round", "scale", "keys"])
 def test_cli_quick_json(name):
     doc, human = _cli(name)
     assert doc["benchmark"] == name and doc["quick"] is True
@@ -159,6 +159,9 @@ def test_cli_quick_json(name):
         assert doc["exact"] is True and isinstance(doc["limit_ratio"], float)
     elif name == "round":
         assert doc["all_exact"] is True
+    elif name == "keys":
+        assert doc["exact"] is True and isinstance(doc["limit_ratio"], float)
+        assert doc["neighbours"] == 63 and "limit_ratio" in human
     else:
         assert doc["exact"] is True and doc["aborted"] is False
 
@@ -166,7 +169,7 @@ def test_cli_quick_json(name):
 @pytest.mark.slow
 def test_cli_all_quick_runs_every_built_benchmark():
     doc, _ = _cli("all")
-    assert {"mask", "server", "round", "scale"} <= set(doc["benchmarks"])
+    assert {"mask", "server", "round", "scale", "keys"} <= set(doc["benchmarks"])
     assert doc["quick"] is True and "machine" in doc
 
 
@@ -179,3 +182,22 @@ def test_round_peer_shaped_rows_report_abort_rates():
         assert p["exact"] is (not p["aborted"])
     assert r["peer"]["system"].startswith("Flower")
     assert "aborts" in round_bench.markdown(r)
+
+
+def test_keys_small_reports_parts_ratios_and_self_checks():
+    from secagg.bench import keys
+
+    r = keys.run(True, neighbours=8, repeat=1)
+    assert r["benchmark"] == "keys" and r["neighbours"] == 8 and r["exact"] is True
+    parts = r["client_per_neighbour"]["parts"]
+    assert set(parts) == {"agree", "derive", "aead", "shamir", "mask_setup"}
+    for p in [*parts.values(), r["client_per_neighbour"]["total"], *r["server"].values()]:
+        assert _positive(p["ours_us"]) and _positive(p["limit_us"]) and _positive(p["limit_ratio"])
+    assert r["limit_ratio"] == r["client_per_neighbour"]["total"]["limit_ratio"]
+    assert set(r["server"]) == {"decode_share", "reconstruct_secret"}
+    assert r["shamir_limit_candidate"] in r["shamir_candidates_us_per_holder"]
+    assert "limit_ratio" in keys.markdown(r)
+    with pytest.raises(ParameterError):
+        keys.run(True, neighbours=2)
+    with pytest.raises(ParameterError):
+        keys.run(True, neighbours=8, repeat=0)

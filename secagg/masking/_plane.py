@@ -1,0 +1,211 @@
+"""The key-and-share plane of a SecAgg round, batched per round.
+
+Everything a party pays *per neighbour* or *per share* — the pairwise X25519
+agreements and HKDF derivations, the AEAD share boxes, the Shamir shares, the
+server's reconstructions and its per-dropped-client seeds — in loops that build
+their labels once per round and then append only the per-peer fields.  Every
+function here returns exactly the bytes the one-at-a-time helpers of
+:mod:`secagg.masking._common`, :mod:`secagg.primitives.aead` and
+:mod:`secagg.primitives.kex` return (``tests/masking/test_plane.py`` checks it;
+the vectors in ``protocols/vectors`` pin them): nothing on the wire or in a
+derivation changes.
+
+No I/O and no threads: work that may run in parallel is handed to a ``map``-like
+callable the caller injects (:func:`pairwise_seeds`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+
+from secagg.errors import CryptoError, ParameterError
+from secagg.masking import _common as cm
+from secagg.primitives import aead, shamir
+from secagg.primitives.field import ELEMENT_BYTES, P
+from secagg.primitives.kdf import derive_info, info_prefix, int_field
+from secagg.primitives.kex import PUBLIC_KEY_BYTES
+from secagg.primitives.rand import RandomSource
+
+__all__ = [
+    "RoundLabels",
+    "labels",
+    "open_share_boxes",
+    "pairwise_seeds",
+    "reconstruct_secrets",
+    "seal_share_boxes",
+    "share_keys",
+]
+
+_CONTEXT = cm.SHARE_CONTEXT.encode("utf-8")
+MapFn = Callable[[Callable[[Any], Any], Iterable[Any]], Iterable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class RoundLabels:
+    """The label prefixes of one session, built once (see :func:`labels`)."""
+
+    session_id: bytes
+    share_key: bytes  #: info prefix of ``k_{a,b}`` (purpose share-encryption-key, 2 fields)
+    pairwise_seed: bytes  #: info prefix of ``s_{a,b}`` (purpose pairwise-mask-seed, 2 fields)
+    share_ad: bytes  #: AD prefix of share boxes, up to the sender field exclusive
+    share_ad_tail: bytes  #: ``LP(context)``, the AD's last field
+
+    def pair_info(self, prefix: bytes, a: int, b: int) -> bytes:
+        """``prefix || LP(u64 min) || LP(u64 max)``: the info of a symmetric pairwise key."""
+        if a == b:
+            raise ParameterError("a party cannot agree a pairwise key with itself")
+        lo, hi = (a, b) if a < b else (b, a)
+        return prefix + int_field(lo) + int_field(hi)
+
+    def box_ad(self, sender: int, receiver: int) -> bytes:
+        """``associated_data(round_=SHARE_ROUND, sender, receiver, context=SHARE_CONTEXT)``."""
+        return self.share_ad + int_field(sender) + int_field(receiver) + self.share_ad_tail
+
+
+@lru_cache(maxsize=64)
+def labels(session_id: bytes) -> RoundLabels:
+    """The round's label prefixes (cached per session id)."""
+    sid = bytes(session_id)
+    return RoundLabels(
+        session_id=sid,
+        share_key=info_prefix("share-encryption-key", sid, 2),
+        pairwise_seed=info_prefix("pairwise-mask-seed", sid, 2),
+        share_ad=info_prefix("aead-ad", sid, 4) + int_field(cm.SHARE_ROUND),
+        share_ad_tail=len(_CONTEXT).to_bytes(4, "big") + _CONTEXT,
+    )
+
+
+def _exchange(private: X25519PrivateKey, peer_public: bytes) -> bytes:
+    if not isinstance(peer_public, (bytes, bytearray)) or len(peer_public) != PUBLIC_KEY_BYTES:
+        raise ParameterError("an X25519 public key is exactly 32 bytes")
+    try:
+        return private.exchange(X25519PublicKey.from_public_bytes(bytes(peer_public)))
+    except ValueError:  # low-order point: all-zero shared secret
+        raise CryptoError() from None
+
+
+def share_keys(
+    private: X25519PrivateKey, me: int, peers: Iterable[tuple[int, bytes]], lab: RoundLabels
+) -> dict[int, bytes]:
+    """``{v: k_{me,v}}`` for ``(v, c_pk_v)`` in ``peers`` (= :func:`_common.share_key`).
+
+    Raises
+    ------
+    CryptoError
+        A peer key is a low-order point.
+    ParameterError
+        A peer key is not 32 bytes, or a peer id equals ``me``.
+    """
+    prefix = lab.share_key
+    return {
+        v: derive_info(_exchange(private, pk), lab.pair_info(prefix, me, v)) for v, pk in peers
+    }
+
+
+def seal_share_boxes(
+    me: int,
+    owners: Sequence[int],
+    keys: Mapping[int, bytes],
+    b_row: Sequence[int],
+    s_row: Sequence[int],
+    lab: RoundLabels,
+    rng: RandomSource,
+) -> list[tuple[int, bytes]]:
+    """One sealed box per holder ``v`` with ``encode_share_plaintext(me, v, b, s)``.
+
+    Byte-for-byte what ``aead.seal(keys[v], pt, round_=SHARE_ROUND, sender=me,
+    receiver=v, context=SHARE_CONTEXT, rng=rng)`` returns, nonces drawn from ``rng``
+    in the same order.
+    """
+    head = lab.share_ad + int_field(me)
+    tail = lab.share_ad_tail
+    me4 = me.to_bytes(4, "big")
+    boxes = []
+    for v, b, s in zip(owners, b_row, s_row, strict=True):
+        pt = me4 + v.to_bytes(4, "big") + b.to_bytes(ELEMENT_BYTES, "big")
+        pt += s.to_bytes(ELEMENT_BYTES, "big")
+        ad = head + int_field(v) + tail
+        boxes.append((v, aead.seal_with_ad(keys[v], pt, ad, rng=rng)))
+    return boxes
+
+
+def open_share_boxes(
+    me: int, boxes: Iterable[tuple[int, bytes]], keys: Mapping[int, bytes], lab: RoundLabels
+) -> dict[int, tuple[int, int]]:
+    """``{v: (b_share, s_share)}`` from the boxes addressed to ``me``.
+
+    Raises
+    ------
+    CryptoError
+        A box fails to open, or its plaintext is malformed, out of the field, or names
+        another owner or holder (one opaque error for all of them).
+    """
+    me4 = me.to_bytes(4, "big")
+    tail = int_field(me) + lab.share_ad_tail
+    held: dict[int, tuple[int, int]] = {}
+    for v, box in boxes:
+        pt = aead.open_with_ad(keys[v], box, lab.share_ad + int_field(v) + tail)
+        if len(pt) != 8 + 2 * ELEMENT_BYTES or pt[0:4] != v.to_bytes(4, "big") or pt[4:8] != me4:
+            raise CryptoError()
+        b = int.from_bytes(pt[8 : 8 + ELEMENT_BYTES], "big")
+        s = int.from_bytes(pt[8 + ELEMENT_BYTES :], "big")
+        if b >= P or s >= P:
+            raise CryptoError()
+        held[v] = (b, s)
+    return held
+
+
+def pairwise_seeds(
+    pairs: Sequence[tuple[X25519PrivateKey, bytes, int, int]],
+    lab: RoundLabels,
+    map_fn: MapFn | None = None,
+    *,
+    batch: int = 256,
+) -> list[bytes]:
+    """``s_{a,b}`` for each ``(private_a, public_b, a, b)`` (= :func:`_common.pairwise_seed`).
+
+    The pairs are cut into batches of ``batch`` and the batches handed to ``map_fn``
+    (``executor.map`` spreads the agreements over cores; builtin :func:`map` by
+    default); results come back in order.
+
+    Raises
+    ------
+    CryptoError
+        A public key is a low-order point.
+    ParameterError
+        A public key is not 32 bytes, or ``a == b``.
+    """
+    prefix = lab.pairwise_seed
+
+    def work(part: Sequence[tuple[X25519PrivateKey, bytes, int, int]]) -> list[bytes]:
+        return [
+            derive_info(_exchange(sk, pk), lab.pair_info(prefix, a, b)) for sk, pk, a, b in part
+        ]
+
+    parts = [pairs[i : i + batch] for i in range(0, len(pairs), batch)]
+    out: list[bytes] = []
+    for seeds in (map_fn or map)(work, parts):
+        out.extend(seeds)
+    return out
+
+
+def reconstruct_secrets(point_lists: Sequence[Sequence[tuple[int, int]]], t: int) -> list[bytes]:
+    """32-byte secrets from their shares, all at once (:func:`shamir.reconstruct_many`).
+
+    Raises
+    ------
+    ParameterError
+        Too few or malformed shares, or a reconstructed value that is not a 32-byte
+        secret (the shares were inconsistent).
+    """
+    out = []
+    for v in shamir.reconstruct_many(point_lists, t):
+        if v >= 2**256:
+            raise ParameterError("reconstructed value is not a 32-byte secret")
+        out.append(v.to_bytes(32, "big"))
+    return out

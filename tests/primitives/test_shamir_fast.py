@@ -1,0 +1,130 @@
+"""The vectorized Shamir paths equal the reference, and keep the sharing properties."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from secagg.errors import ParameterError
+from secagg.primitives import field, shamir
+from secagg.primitives.rand import InsecureDeterministicRandom
+
+P = field.P
+element = st.integers(0, P - 1)
+
+
+@st.composite
+def big_sharing(draw):
+    n = draw(st.integers(3, 40))
+    t = draw(st.integers(3, n))
+    top = draw(st.sampled_from([64, 2**21, 2**22 - 1, 2**22 + 5, 2**40]))
+    lo = max(1, top - 4 * n) if top > 4 * n else 1
+    xs = draw(st.lists(st.integers(lo, top), min_size=n, max_size=n, unique=True))
+    secrets = draw(st.lists(element, min_size=1, max_size=3))
+    seed = draw(st.integers(0, 2**64))
+    return t, xs, secrets, seed
+
+
+@settings(max_examples=60, deadline=None)
+@given(big_sharing())
+def test_split_many_equals_reference(case):
+    t, xs, secrets, seed = case
+    fast = shamir.split_many(secrets, t, xs, InsecureDeterministicRandom(seed, warn=False))
+    ref = shamir._split_reference(secrets, t, xs, InsecureDeterministicRandom(seed, warn=False))
+    assert fast == ref
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.lists(element, min_size=2, max_size=30), min_size=1, max_size=3),
+    st.lists(st.integers(1, 2**22 - 1), min_size=1, max_size=30, unique=True),
+    st.data(),
+)
+def test_limb_horner_equals_python_on_any_coefficients(coeff_rows, xs, data):
+    k = len(coeff_rows[0])
+    rows = [(r * k)[:k] for r in coeff_rows]  # equal lengths
+    secrets = [data.draw(element) for _ in rows]
+    xt = tuple(xs)
+    assert shamir._horner_limbs(secrets, rows, xt) == shamir._horner_python(secrets, rows, xt, P)
+
+
+def test_limb_horner_extremes():
+    """Largest coefficients and x just below the proven bound: no int64 overflow."""
+    xt = tuple(range(2**22 - 300, 2**22))
+    for c in (P - 1, 2**256 + 296, 2**256 - 1, 2**255):
+        rows = [[c] * 300, [P - 1 - i for i in range(300)]]
+        assert shamir._horner_limbs([P - 1, 0], rows, xt) == shamir._horner_python(
+            [P - 1, 0], rows, xt, P
+        )
+
+
+@settings(max_examples=40, deadline=None)
+@given(big_sharing(), st.data())
+def test_any_t_of_n_reconstruct_many(case, data):
+    t, xs, secrets, seed = case
+    rows = shamir.split_many(secrets, t, xs, InsecureDeterministicRandom(seed, warn=False))
+    lists = []
+    for row in rows:
+        idx = data.draw(st.permutations(range(len(xs))))
+        k = data.draw(st.integers(t, len(xs)))
+        lists.append([(xs[i], row[i]) for i in idx[:k]])
+    assert shamir.reconstruct_many(lists, t) == secrets
+    assert shamir.reconstruct_many(lists, t) == [
+        shamir.reconstruct(sorted(pts)[:t], t) for pts in lists
+    ]
+
+
+def test_reconstruct_many_complete_graph_shape_uses_one_base():
+    """Holders 'everyone but the owner': every x-set is a t-subset of one (t+1)-set."""
+    n, t = 41, 21
+    ids = list(range(1, n + 1))
+    secrets = [11, 22, 33]
+    rows = shamir.split_many(secrets, t, ids, InsecureDeterministicRandom(4, warn=False))
+    lists = [[(x, rows[v % 3][x - 1]) for x in ids if x != v] for v in ids]
+    want = [secrets[v % 3] for v in ids]
+    shamir.lagrange_at_zero.cache_clear()
+    assert shamir.reconstruct_many(lists, t) == want
+    info = shamir.lagrange_at_zero.cache_info()
+    assert info.currsize == 1  # only the base set was interpolated from scratch
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(2, 6), st.data())
+def test_t_minus_1_shares_do_not_determine_the_secret(t, data):
+    """Over P: for t-1 fixed shares, every candidate secret has a consistent polynomial.
+
+    Take t-1 shares of a random sharing and any other secret s'; interpolating
+    through (0, s') and the t-1 shares gives a degree-(t-1) polynomial whose
+    shares at those holders are exactly the given ones — so the shares rule out
+    no secret.
+    """
+    xs = data.draw(st.lists(st.integers(1, 2**30), min_size=t + 2, max_size=t + 2, unique=True))
+    secret = data.draw(element)
+    other = data.draw(element)
+    rows = shamir.split_many([secret], t, xs, InsecureDeterministicRandom(1, warn=False))
+    seen = list(zip(xs, rows[0], strict=True))[: t - 1]
+    # the polynomial through (0, other) and the t-1 seen shares, evaluated at a new x
+    pts = [(0, other), *seen]
+    for x, y in seen:
+        assert shamir._interpolate_at(pts, x, P) == y
+    # and it is a valid sharing of `other`: any t of its points give `other` back
+    extra = [(x, shamir._interpolate_at(pts, x, P)) for x in xs[t - 1 : t + 1]]
+    assert shamir.reconstruct_many([seen + extra[:1], seen + extra[1:]], t) == [other, other]
+
+
+@pytest.mark.parametrize(
+    "lists, t",
+    [
+        ([[(1, 5)]], 2),  # too few
+        ([[(1, 5), (1, 6)]], 2),  # duplicate x among the used
+        ([[(0, 5), (1, 6)]], 2),  # x = 0
+        ([[(1, P), (2, 6)]], 2),  # share out of the field
+        ([[(1, 5), (P, 6)]], 2),  # x out of the field
+        ([[(1, True), (2, 6)]], 2),  # bool share
+        ([[(1, 5), (2, 6)]], 0),  # bad threshold
+    ],
+)
+def test_reconstruct_many_rejects(lists, t):
+    with pytest.raises(ParameterError):
+        shamir.reconstruct_many(lists, t)
