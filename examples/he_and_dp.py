@@ -17,8 +17,9 @@ import os
 
 import numpy as np
 
-from secagg.dp import DDPRound, Mechanism, dp_secure_mean, plan
-from secagg.he import Scheme, he_sum
+from secagg.dp import DDPRound, Mechanism, plan
+from secagg.he import Scheme
+from secagg.runtime import dp_secure_mean, he_sum
 from secagg.sim import DropPhase
 
 

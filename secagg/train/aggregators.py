@@ -16,9 +16,9 @@ Implementations
   summed exactly in Z_{2^b} with ``b = bits_for_sum(value_bits, max_clients)``; the
   server learns only the sum over survivors.
 * :class:`HEAggregator` (``he-ckks`` / ``he-bfv``) — homomorphic summation through
-  :func:`secagg.he.he_sum` (TenSEAL; a separate decryptor sees only the aggregate).
+  :func:`secagg.runtime.he_sum` (TenSEAL; a separate decryptor sees only the aggregate).
 * :class:`DPMaskedAggregator` — ``secagg`` / ``secagg+`` with user-level distributed
-  DP (:func:`secagg.dp.dp_secure_mean`): clients add discrete noise before masking.
+  DP (:func:`secagg.runtime.dp_secure_mean`): clients add discrete noise before masking.
 
 Security notes
 --------------
@@ -100,10 +100,10 @@ _BACKEND = {
     AggregatorKind.PLAIN: None,
     AggregatorKind.SECAGG: "secagg.sim",
     AggregatorKind.SECAGG_PLUS: "secagg.sim",
-    AggregatorKind.HE_CKKS: "secagg.he",
-    AggregatorKind.HE_BFV: "secagg.he",
+    AggregatorKind.HE_CKKS: "secagg.runtime",
+    AggregatorKind.HE_BFV: "secagg.runtime",
 }
-_BACKEND_ATTR = {"secagg.sim": "secure_sum_floats", "secagg.he": "he_sum"}
+_BACKEND_ATTR = {"secagg.sim": "secure_sum_floats", "secagg.runtime": "he_sum"}
 
 
 def _backend_ok(kind: AggregatorKind) -> bool:
@@ -314,7 +314,7 @@ def _sim_round_kwargs(
     """The ``protocol``, ``dropouts`` and ``observer`` arguments of a masked round.
 
     Shared by :class:`MaskedAggregator` and :class:`DPMaskedAggregator`, which run the
-    same :mod:`secagg.sim` round (directly, or under :func:`secagg.dp.dp_secure_mean`).
+    same :mod:`secagg.sim` round (directly, or under :func:`secagg.runtime.dp_secure_mean`).
     """
     protocol = (
         sim.ProtocolKind.SECAGG if kind is AggregatorKind.SECAGG else sim.ProtocolKind.SECAGG_PLUS
@@ -376,6 +376,7 @@ class MaskedAggregator(Aggregator):
         if not isinstance(spec, QuantizationSpec):
             raise ParameterError("spec must be a QuantizationSpec")
         self._sim = importlib.import_module("secagg.sim")
+        self._sim_rt = importlib.import_module("secagg.runtime")
         self.kind = kind
         self.spec = spec
         self._rng: RandomSource = rng if rng is not None else SystemRandom()
@@ -430,7 +431,7 @@ class MaskedAggregator(Aggregator):
 
 
 class HEAggregator(Aggregator):
-    """Homomorphic summation (TenSEAL CKKS or BFV) through :func:`secagg.he.he_sum`.
+    """Homomorphic summation (TenSEAL CKKS or BFV) through :func:`secagg.runtime.he_sum`.
 
     Every client encrypts its update under one public key; the server adds
     ciphertexts and a separate decryptor (``KeyCustody.SEPARATE_DECRYPTOR``) decrypts
@@ -472,6 +473,7 @@ class HEAggregator(Aggregator):
         if kind not in (AggregatorKind.HE_CKKS, AggregatorKind.HE_BFV):
             raise ParameterError(f"{kind.value} is not a homomorphic protocol")
         self._he = importlib.import_module("secagg.he")
+        self._runtime = importlib.import_module("secagg.runtime")
         scheme = self._he.Scheme.CKKS if kind is AggregatorKind.HE_CKKS else self._he.Scheme.BFV
         presets = self._he.Preset
         preset = presets.CKKS_4096 if kind is AggregatorKind.HE_CKKS else presets.BFV_4096
@@ -518,7 +520,7 @@ class HEAggregator(Aggregator):
             self._keys = self._he.generate_keys(self.params)
         self._round += 1
         clipped = {cid: np.clip(v, -self.clip, self.clip) for cid, v in ups.items()}
-        res = self._he.he_sum(
+        res = self._runtime.he_sum(
             clipped,
             scheme=self._scheme,
             preset=self.params,
@@ -587,7 +589,7 @@ class DPSettings:
 
 
 class DPMaskedAggregator(Aggregator):
-    """SecAgg / SecAgg+ with user-level distributed DP (:func:`secagg.dp.dp_secure_mean`).
+    """SecAgg / SecAgg+ with user-level distributed DP (:func:`secagg.runtime.dp_secure_mean`).
 
     Each client rotates, L2-clips, scales, rounds and adds discrete noise before the
     secure sum; the server decodes a noisy mean.  The parameters are planned on the
@@ -631,6 +633,7 @@ class DPMaskedAggregator(Aggregator):
             raise ParameterError("need 1 <= min_survivors <= max_clients")
         self._dp_mod = importlib.import_module("secagg.dp")
         self._sim = importlib.import_module("secagg.sim")
+        self._sim_rt = importlib.import_module("secagg.runtime")
         self.kind = kind
         self.dp = dp
         self.max_clients = max_clients
@@ -691,7 +694,7 @@ class DPMaskedAggregator(Aggregator):
         )
         t_plan = time.perf_counter() - t0
         try:
-            agg = self._dp_mod.dp_secure_mean(ups, rnd, rng=round_rng, **kwargs)
+            agg = self._sim_rt.dp_secure_mean(ups, rnd, rng=round_rng, **kwargs)
         except AbortedError as exc:
             return AggregateResult(
                 mean=None, survivors=(), aborted=True, abort_reason=str(exc),

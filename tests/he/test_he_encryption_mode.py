@@ -21,8 +21,8 @@ from secagg.he import (
     Preset,
     Scheme,
     generate_keys,
-    he_sum,
 )
+from secagg.runtime import he_sum
 from secagg.primitives.rand import InsecureDeterministicRandom
 
 

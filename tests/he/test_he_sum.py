@@ -19,10 +19,10 @@ from secagg.he import (
     Scheme,
     decode_envelope,
     generate_keys,
-    he_sum,
     quantization_spec,
 )
-from secagg.he.simulate import check_key_holder_inbox, run
+from secagg.runtime import he_sum
+from secagg.sim.he import check_key_holder_inbox, run
 from secagg.primitives.rand import InsecureDeterministicRandom
 
 pytest.importorskip("tenseal")
