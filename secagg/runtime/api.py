@@ -212,6 +212,7 @@ def run_masking_round(
     phase_timeout: float | None = None,
     unmask_threads: int = 1,
     measure_memory: bool = False,
+    digest: bool = True,
 ) -> RoundOutcome:
     """One SecAgg / SecAgg+ round of ``factory.config`` on an engine (or a given pool,
     which the caller then closes)."""
@@ -226,7 +227,8 @@ def run_masking_round(
     try:
         driver = RoundDriver(MaskingServerParty(cfg), p, clients=cfg.clients,
                              phase_timeout=phase_timeout, hooks=hooks, listener=listener,
-                             unmask_threads=unmask_threads, measure_memory=measure_memory)
+                             unmask_threads=unmask_threads, measure_memory=measure_memory,
+                             digest=digest)
         return driver.run()
     finally:
         if own:

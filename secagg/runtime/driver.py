@@ -341,6 +341,9 @@ class RoundDriver:
         Fault injection and metrics.
     unmask_threads:
         Threads for the server's final unmasking (the injected ``map``).
+    digest:
+        Compute the transcript digest (SHA-256 of every frame: about 1 s per
+        2 GB of traffic; off for benchmarks that do not need it).
     measure_memory:
         Trace the server's allocations (:mod:`tracemalloc`) while it collects
         masked inputs and while it finalizes — where its O(m) arrays live; the
@@ -364,6 +367,7 @@ class RoundDriver:
         listener: Listener | None = None,
         unmask_threads: int = 1,
         measure_memory: bool = False,
+        digest: bool = True,
     ) -> None:
         if phase_timeout is not None and not phase_timeout > 0:
             raise ParameterError("phase_timeout must be > 0 seconds (or None)")
@@ -377,6 +381,7 @@ class RoundDriver:
         self.listener = listener or Listener()
         self.unmask_threads = unmask_threads
         self.measure_memory = measure_memory
+        self.digest = digest
         unknown = set(self.hooks.drop_before) - set(self.clients)
         if unknown:
             raise ParameterError(f"dropout of unknown clients {sorted(unknown)[:5]}")
@@ -392,10 +397,11 @@ class RoundDriver:
     # -- helpers -----------------------------------------------------------------------
 
     def _note(self, direction: str, client: int, data: bytes | memoryview) -> None:
-        h = hashlib.sha256(direction.encode("ascii"))
-        h.update(client.to_bytes(8, "big"))
-        h.update(data)
-        self._hashes.append(h.digest())
+        if self.digest:
+            h = hashlib.sha256(direction.encode("ascii"))
+            h.update(client.to_bytes(8, "big"))
+            h.update(data)
+            self._hashes.append(h.digest())
         self.listener.on_frame(direction, client, data)
 
     def _drops(self, client: int, phase: Phase) -> bool:
@@ -535,7 +541,8 @@ class RoundDriver:
             fin_wall = time.perf_counter() - fin_wall0
             for direction, u, data in frames:
                 self._note(direction, u, data)
-        digest = hashlib.sha256(b"".join(sorted(self._hashes))).hexdigest()
+        digest = (hashlib.sha256(b"".join(sorted(self._hashes))).hexdigest() if self.digest
+                  else "")
         return RoundOutcome(
             engine=self.pool.engine,
             workers=self.pool.workers,

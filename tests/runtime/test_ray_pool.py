@@ -77,8 +77,8 @@ class _KillActor(Listener):
 
 
 def test_killed_actor_makes_its_clients_dropouts(cluster) -> None:
-    st = masking_setup(n=12, protocol=ProtocolKind.SECAGG, neighbors=None, threshold=7)
-    pool = RayPool(st.factory, workers=2, address=cluster.address)
+    st = masking_setup(n=16, protocol=ProtocolKind.SECAGG, neighbors=None, threshold=9)
+    pool = RayPool(st.factory, workers=4, address=cluster.address)
     try:
         kill = _KillActor(pool)
         out = RoundDriver(MaskingServerParty(st.config), pool, clients=st.config.clients,
