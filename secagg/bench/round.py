@@ -3,7 +3,8 @@
 Each cell is one real round (client and server state machines, wire bytes, 5% of
 the clients dropping before masked input so the server rebuilds their pairwise
 masks), driven by :func:`secagg.bench.scale.run_parallel_round` (the runtime's
-driver over the ``processes`` pool: clients in two worker processes, server here).  Per cell: client CPU per phase (mean per client),
+driver over the ``processes`` pool: clients in two worker processes, server
+here).  Per cell: client CPU per phase (mean per client),
 server CPU per phase, wall time, bytes per client and in total, the server
 process's peak RSS above baseline, communication expansion
 (bytes sent per client / (m·b/8)) and ``exact``.

@@ -546,15 +546,15 @@ def he_sum(
     )
     listener: Listener | None = None
     if observer is not None:
-        contributors = server.contributors
+        obs: Observer = observer
 
         class _HEObserve(Listener):
             def on_frame(self, direction: str, client: int, data: bytes | memoryview) -> None:
                 if direction == "to_client":  # the aggregate goes to every contributor
-                    for cid in server.contributors or contributors:
-                        observer(direction, cid, bytes(data))
-                elif direction != "to_client":
-                    observer(direction, client, bytes(data))
+                    for cid in server.contributors:
+                        obs(direction, cid, bytes(data))
+                else:
+                    obs(direction, client, bytes(data))
 
         listener = _HEObserve()
     pool = make_pool(engine, factory, workers=workers if workers is not None else 1,

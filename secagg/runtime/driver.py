@@ -30,6 +30,7 @@ import tracemalloc
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 from secagg.errors import (
@@ -462,9 +463,8 @@ class RoundDriver:
                 self._up_by_client[u] = self._up_by_client.get(u, 0) + len(data)
                 self._note("to_server", u, data)
                 try:
-                    d = data
-                    out += self._server_call(stats, lambda u=u, d=d: self.server.receive(u, d),
-                                             traced=traced, extra=len(d))
+                    out += self._server_call(stats, partial(self.server.receive, u, data),
+                                             traced=traced, extra=len(data))
                 except SecAggError as exc:
                     self._rejections[u] = f"{type(exc).__name__}: {exc}"
                 del data
@@ -480,11 +480,10 @@ class RoundDriver:
         batch: dict[int, bytes] = {}
         down = 0
         for u, data0 in out:
-            data: bytes | None = data0
-            if self.hooks.to_client is not None:
-                data = self.hooks.to_client(u, phase, data0)
-                if data is None:
-                    continue
+            hook = self.hooks.to_client
+            data = data0 if hook is None else hook(u, phase, data0)
+            if data is None:
+                continue
             down += len(data)
             self._note("to_client", u, data)
             if u in self._gone or (phase is not None and self._drops(u, phase)):
@@ -526,8 +525,7 @@ class RoundDriver:
                 continue
             batch, down = self._deliver(phase, out)
             out = []
-            out = self._phase(phase, len(batch),
-                              lambda dl, b=batch: self.pool.exchange(b, deadline=dl), down)
+            out = self._phase(phase, len(batch), partial(self._exchange, batch), down)
             del batch
             if phase is None:
                 break
@@ -563,6 +561,9 @@ class RoundDriver:
             finalize_wall_s=fin_wall,
             wall_s=time.perf_counter() - wall0,
         )
+
+    def _exchange(self, batch: Mapping[int, bytes], deadline: float | None) -> Iterator[Reply]:
+        return self.pool.exchange(batch, deadline=deadline)
 
     def _finalize(self) -> tuple[list[tuple[str, int, bytes]], float]:
         cpu: list[float] = []

@@ -167,7 +167,7 @@ def generate_input(src: RandomSource, bits: int, length: int) -> npt.NDArray[Any
     """A uniform vector in Z_{2^bits} from ``src`` (simulation input)."""
     dt = dtype_for_bits(bits)
     width = np.dtype(dt).itemsize
-    x = np.frombuffer(src.random_bytes(width * length), dtype=dt).copy()
+    x: npt.NDArray[Any] = np.frombuffer(src.random_bytes(width * length), dtype=dt).copy()
     if bits < 8 * width:
         np.bitwise_and(x, dt((1 << bits) - 1), out=x)
     return x

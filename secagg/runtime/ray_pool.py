@@ -148,7 +148,7 @@ class RayPool:
             self.close()
             raise
         #: actor index -> (node id, pid)
-        self.placement: list[tuple[str, int]] = [tuple(w) for w in where]  # type: ignore[misc]
+        self.placement: list[tuple[str, int]] = [(str(w[0]), int(w[1])) for w in where]
         self._owner: dict[int, int] = {}
         self._dead: set[int] = set()
 
