@@ -335,9 +335,12 @@ def run(quick: bool = False, *, n: int | None = None, length: int | None = None,
     blocks = building_blocks(nn, first["neighbors"], first["threshold"], mm,
                              reps=50 if quick else 200)
     budget = 3 * 4 * mm
-    ratio = None
+    ratio = round_ratio = None
     if "ray" in results and "processes" in results:
-        ratio = results["ray"]["wall_s"] / results["processes"]["wall_s"]
+        ray_r, proc_r = results["ray"], results["processes"]
+        ratio = ray_r["wall_s"] / proc_r["wall_s"]
+        round_ratio = ((ray_r["wall_s"] - ray_r["pool_start_s"])
+                       / (proc_r["wall_s"] - proc_r["pool_start_s"]))
     digests = {r["transcript_digest"] for r in results.values()}
     return {
         "benchmark": "scale",
@@ -351,6 +354,9 @@ def run(quick: bool = False, *, n: int | None = None, length: int | None = None,
                     for e, r in results.items()},
         "engines_skipped": skipped,
         "ray_vs_processes_wall_ratio": ratio,
+        "ray_vs_processes_round_ratio": round_ratio,
+        "ratio_note": "wall ratio includes starting the pool (ray.init and the actors); the "
+                      "round ratio leaves the pool start out",
         "same_transcript_on_every_engine": len(digests) == 1,
         "wall_target_s": 300,
         "meets_wall_target": first["wall_s"] <= 300 and first["exact"],
@@ -379,7 +385,8 @@ def markdown(result: dict[str, Any]) -> str:
     engines = markdown_table(["engine", "workers", "wall s", "of which pool start s", "exact",
                               "load avg before / after"], erows) + "\n\n"
     if r["ray_vs_processes_wall_ratio"] is not None:
-        engines += (f"ray / processes wall: {r['ray_vs_processes_wall_ratio']:.2f}x "
+        engines += (f"ray / processes wall: {r['ray_vs_processes_wall_ratio']:.2f}x, without "
+                    f"the pool start {r['ray_vs_processes_round_ratio']:.2f}x "
                     f"(same transcript: {r['same_transcript_on_every_engine']})\n\n")
     return (
         f"## scale\n\nSecAgg+ n={r['clients']:,}, m={r['elements']:,}, k={r['neighbors']}, "
