@@ -118,7 +118,12 @@ class RayPool:
         self._owns_ray = False
         if workers is not None and (isinstance(workers, bool) or workers < 1):
             raise ParameterError("workers must be >= 1")
-        if not ray.is_initialized():
+        if ray.is_initialized():
+            joined = ray.get_runtime_context().gcs_address
+            if address is not None and not address.startswith("ray://") and address != joined:
+                raise ParameterError(f"this process is already connected to Ray at {joined}, "
+                                     f"not {address}")
+        else:
             if address is not None:
                 check_reachable(address)
             try:

@@ -91,3 +91,19 @@ def test_killed_actor_makes_its_clients_dropouts(cluster) -> None:
     assert set(out.survivors) == set(st.config.clients) - victims
     assert set(out.sets["U2"]) >= victims  # they had shared their keys
     np.testing.assert_array_equal(out.result, st.expected(out.survivors))
+
+
+def test_he_bfv_round_on_ray_actors(cluster) -> None:
+    pytest.importorskip("tenseal")
+    from secagg.he import Preset, Scheme, generate_keys
+    from secagg.primitives.rand import InsecureDeterministicRandom
+    from secagg.runtime import he_sum
+
+    keys = generate_keys(Preset.BFV_4096.params, n_threads=1)
+    gen = np.random.default_rng(2)  # test data
+    xs = {u: gen.integers(0, 1 << 16, size=100).astype(np.int64) for u in range(1, 6)}
+    res = he_sum(xs, scheme=Scheme.BFV, preset=Preset.BFV_4096, keys=keys, dropouts={2},
+                 engine="ray", workers=2, ray_address=cluster.address, n_threads=1,
+                 rng=InsecureDeterministicRandom(3, warn=False))
+    assert not res.aborted and res.engine == "ray" and res.contributors == (1, 3, 4, 5)
+    np.testing.assert_array_equal(res.total, sum(xs[u] for u in res.contributors))
