@@ -21,9 +21,9 @@ from secagg.he import (
     generate_keys,
     quantization_spec,
 )
+from secagg.primitives.rand import InsecureDeterministicRandom
 from secagg.runtime import he_sum
 from secagg.sim.he import check_key_holder_inbox, run
-from secagg.primitives.rand import InsecureDeterministicRandom
 
 pytest.importorskip("tenseal")
 
