@@ -23,7 +23,8 @@ import os
 import numpy as np
 
 from secagg.dp import DDPRound, Mechanism, plan
-from secagg.he import Scheme, he_sum, resolve_params
+from secagg.he import Scheme, resolve_params
+from secagg.runtime import he_sum, secure_sum
 from secagg.runtime.schemes import (
     DPMaskedClientHalf,
     DPMaskedServerHalf,
@@ -32,7 +33,7 @@ from secagg.runtime.schemes import (
     SchemeKind,
     SumOutcome,
 )
-from secagg.sim import DropPhase, secure_sum
+from secagg.sim import DropPhase
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,8 +2,9 @@
 
 Each cell is one real round (client and server state machines, wire bytes, 5% of
 the clients dropping before masked input so the server rebuilds their pairwise
-masks), driven by :func:`secagg.bench.scale.run_parallel_round` (clients in two
-worker processes, server here).  Per cell: client CPU per phase (mean per client),
+masks), driven by :func:`secagg.bench.scale.run_parallel_round` (the runtime's
+driver over the ``processes`` pool: clients in two worker processes, server
+here).  Per cell: client CPU per phase (mean per client),
 server CPU per phase, wall time, bytes per client and in total, the server
 process's peak RSS above baseline, communication expansion
 (bytes sent per client / (m·b/8)) and ``exact``.
@@ -104,7 +105,8 @@ def run(quick: bool = False, *, seed: int = 11, peer: bool | None = None) -> dic
         "dropout": 0.05,
         "drop_phase": DropPhase.MASKED_INPUT.value,
         "protocol": "secagg+ (semi-honest), default (k, t) from the parameter finder",
-        "runtime": "secagg.bench.scale.run_parallel_round: clients in 2 processes, server here",
+        "runtime": "secagg.runtime RoundDriver, processes pool: clients in 2 processes, "
+                   "server here",
         "cells": cells,
         "skipped": list(SKIPPED) if not quick else [],
         "peer_shaped": peer_rows,

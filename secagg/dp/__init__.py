@@ -24,14 +24,13 @@ from secagg.dp.accounting import (
     sampled_gaussian_rdp,
     skellam_rdp,
 )
-from secagg.dp.distributed import DDPParams, DDPRound, DPAggregate, dp_secure_mean, plan
+from secagg.dp.distributed import DDPParams, DDPRound, plan
 from secagg.dp.rotation import RandomizedHadamard, fwht, padded_dim
 from secagg.dp.samplers import discrete_gaussian, discrete_laplace, poisson, skellam
 
 __all__ = [
     "DDPParams",
     "DDPRound",
-    "DPAggregate",
     "Mechanism",
     "MechanismSpec",
     "RandomizedHadamard",
@@ -39,7 +38,6 @@ __all__ = [
     "ddgauss_zcdp_epsilon",
     "discrete_gaussian",
     "discrete_laplace",
-    "dp_secure_mean",
     "epsilon",
     "fwht",
     "padded_dim",

@@ -12,7 +12,8 @@ Server: unwrap → unscale → inverse rotation → divide by survivors; abort b
   with client sampling rate ``q``.
 * :class:`DDPRound` — one round (parameters + public rotation seed): ``encode`` on a
   client, ``decode_sum`` / ``decode_mean`` on the server.
-* :func:`dp_secure_mean` — the whole round through :func:`secagg.sim.secure_sum`.
+* the whole round (encode, secure sum, decode) is :func:`secagg.runtime.dp_secure_mean`
+  (a runtime entry point: this core imports no runtime).
 
 Security notes
 --------------
@@ -26,9 +27,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -47,15 +46,10 @@ from secagg.encoding.quantize import stochastic_round
 from secagg.errors import AbortedError, ParameterError
 from secagg.primitives.rand import RandomSource, SystemRandom
 
-if TYPE_CHECKING:  # pragma: no cover
-    from secagg.sim import SumResult
-
 __all__ = [
     "DDPParams",
     "DDPRound",
-    "DPAggregate",
     "Mechanism",
-    "dp_secure_mean",
     "heuristic_scale",
     "inflated_l2_bound",
     "mod_clip_stddevs",
@@ -484,63 +478,3 @@ class DDPRound:
     def decode_mean(self, total: npt.NDArray[np.generic], survivors: int) -> FloatArray:
         """:meth:`decode_sum` divided by ``survivors``."""
         return self.decode_sum(total, survivors) / float(survivors)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DPAggregate:
-    """Result of :func:`dp_secure_mean`."""
-
-    mean: FloatArray
-    sum: FloatArray
-    survivors: tuple[int, ...]
-    result: SumResult
-
-
-def dp_secure_mean(
-    updates: Mapping[int, npt.ArrayLike],
-    ddp_round: DDPRound,
-    *,
-    rng: RandomSource | None = None,
-    **secure_sum_kwargs: Any,
-) -> DPAggregate:
-    """Encode every client's update, run :func:`secagg.sim.secure_sum`, decode the mean.
-
-    Parameters
-    ----------
-    updates:
-        Client id (≥ 1) → float update of length ``dim``.
-    ddp_round:
-        :class:`DDPRound`.
-    rng:
-        Randomness; each client gets ``rng.child("dp-client/<id>")`` and the secure sum
-        ``rng.child("secure-sum")``.
-    secure_sum_kwargs:
-        Passed to ``secure_sum`` (protocol, neighbors, threshold, security, dropouts,
-        observer); ``bits`` is fixed by the parameters.
-
-    Raises
-    ------
-    AbortedError
-        If the secure sum aborted or fewer than ``n_min`` inputs survived.
-    ParameterError
-        On malformed updates or parameters.
-    """
-    from secagg.sim import secure_sum
-
-    if "bits" in secure_sum_kwargs:
-        raise ParameterError("bits is fixed by the DP parameters")
-    # fork: a seeded source reused for many rounds must not repeat noise or masks
-    src = (rng if rng is not None else SystemRandom()).fork("dp-secure-mean")
-    encoded = {
-        int(cid): ddp_round.encode(u, src.child(f"dp-client/{int(cid)}"))
-        for cid, u in updates.items()
-    }
-    res = secure_sum(
-        encoded, bits=ddp_round.params.bits, rng=src.child("secure-sum"), **secure_sum_kwargs
-    )
-    if res.aborted or res.total is None:
-        raise AbortedError(f"secure sum aborted: {res.abort_reason}")
-    total = ddp_round.decode_sum(res.total, len(res.survivors))
-    return DPAggregate(
-        mean=total / len(res.survivors), sum=total, survivors=tuple(res.survivors), result=res
-    )

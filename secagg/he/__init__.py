@@ -4,14 +4,15 @@ The normative description is ``protocols/he_sum.md``.  TenSEAL is an optional
 dependency (``pip install 'secagg[he]'``) imported only when keys are generated
 or contexts are loaded; importing :mod:`secagg.he` does not load it.
 
-High-level entry point: :func:`he_sum`.  The parties are sans-IO state machines:
+A round is driven by :func:`secagg.runtime.he_sum` (this core imports no
+runtime).  The parties are sans-IO state machines:
 :class:`HEClient`, :class:`HEServer` (public context only) and
 :class:`HEDecryptor` (the secret-key holder, which only accepts aggregates).
 """
 
 from __future__ import annotations
 
-from secagg.he.api import DECRYPTOR_ID, HESumResult, Observer, he_sum
+from secagg.he.api import DECRYPTOR_ID, HESumResult, Observer
 from secagg.he.client import HEClient, quantization_spec
 from secagg.he.decryptor import HEAggregate, HEDecryptor
 from secagg.he.envelope import Envelope, EnvelopeKind, decode_envelope, encode_envelope
@@ -53,7 +54,6 @@ __all__ = [
     "decode_envelope",
     "encode_envelope",
     "generate_keys",
-    "he_sum",
     "quantization_spec",
     "resolve_params",
 ]

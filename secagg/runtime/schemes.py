@@ -777,7 +777,7 @@ class HEServerHalf(ServerHalf):
         )
 
     def outcome_of_he_sum(self, result: HESumResult) -> SumOutcome:
-        """The outcome of an in-process :func:`secagg.he.he_sum` round run on this
+        """The outcome of an in-process :func:`secagg.runtime.he_sum` round run on this
         half's encoded inputs (BFV: the exact sum of levels; CKKS: the float sum)."""
         if not isinstance(result, HESumResult) or result.scheme is not self.scheme:
             raise ParameterError(f"result must be an HESumResult of {self.scheme.name}")

@@ -1,6 +1,10 @@
-"""In-process runtime for the masking protocols: :func:`secure_sum`,
-:func:`secure_sum_floats` and the lower-level :func:`run_round` with dropout
-injection, attack hooks and measurements."""
+"""Simulations on top of :mod:`secagg.runtime`: dropout choice, message-level
+attacks, measured reports and the ``secagg simulate`` CLI.
+
+:func:`secure_sum`, :func:`secure_sum_floats` and :func:`build_config` are the
+runtime's (re-exported here for simulations); :func:`run_round` runs one round
+with attack hooks and returns a :class:`RoundReport`.
+"""
 
 from secagg.masking.config import ProtocolKind, SecurityMode
 from secagg.sim.runtime import (

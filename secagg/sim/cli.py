@@ -1,15 +1,17 @@
-"""``secagg simulate``: one aggregation round in-process, with dropouts, as JSON.
+"""``secagg simulate``: one aggregation round with dropouts, as JSON.
 
-``--protocol secagg|secagg+`` runs the masking state machines here;
-``--protocol he-ckks|he-bfv`` is dispatched to ``secagg.he.simulate.run(args)`` and
-``--dp ddgauss|skellam`` to ``secagg.dp.simulate.run(args)`` (each returns the
-JSON dict).  Heavy modules are imported inside :func:`run` only.
+``--protocol secagg|secagg+`` runs the masking state machines;
+``--protocol he-ckks|he-bfv`` is :func:`secagg.sim.he.run` and ``--dp
+ddgauss|skellam`` :func:`secagg.sim.dp.run` (each returns the JSON dict).  Every
+round runs on the engine ``--engine`` names (in-process threads, forked worker
+processes, or Ray actors — ``--ray-address`` joins a cluster) through the one
+driver; the JSON of every engine carries ``engine``, ``workers`` and
+``transcript_digest``.  Heavy modules are imported inside :func:`run` only.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 from typing import Any
@@ -81,15 +83,50 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="skip tracemalloc on the server (server_peak_mb becomes null)",
     )
-    parser.add_argument("--workers", type=int, default=None, help="threads for client masking")
+    parser.add_argument(
+        "--engine",
+        choices=("inprocess", "processes", "ray"),
+        default="inprocess",
+        help="where the clients run: threads here, forked processes, or Ray actors",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="threads / processes / Ray actors hosting the clients (default: one per CPU)",
+    )
+    parser.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="ADDR",
+        help="--engine ray: join this cluster (host:port or ray://...; default: a local Ray)",
+    )
+    parser.add_argument(
+        "--phase-timeout",
+        type=float,
+        default=None,
+        metavar="S",
+        help="seconds each phase waits for replies (default: until every client answered)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the simulation the flags describe; print or write the JSON result."""
+    from secagg.errors import ParameterError
+
+    if args.ray_address is not None and args.engine != "ray":
+        raise ParameterError("--ray-address needs --engine ray")
+    if args.workers is not None and args.workers < 1:
+        raise ParameterError("--workers must be >= 1")
     if args.dp != "none":
-        result = _delegate("secagg.dp.simulate", args)
+        from secagg.sim import dp
+
+        result = dp.run(args)
     elif args.protocol in ("he-ckks", "he-bfv"):
-        result = _delegate("secagg.he.simulate", args)
+        from secagg.sim import he
+
+        result = he.run(args)
     else:
         result = simulate_masking(args)
     text = json.dumps(result, indent=2, sort_keys=False)
@@ -101,20 +138,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         _summary(result)
     return 0
-
-
-def _delegate(module: str, args: argparse.Namespace) -> dict[str, Any]:
-    """Call ``module.run(args)`` (the HE / DP teams' simulations)."""
-    from secagg.errors import LocalProtocolError
-
-    try:
-        mod = importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name is not None and exc.name.startswith("secagg"):
-            raise LocalProtocolError(f"{module} is not available in this build") from None
-        raise
-    result: dict[str, Any] = mod.run(args)
-    return result
 
 
 def _summary(res: dict[str, Any]) -> None:
@@ -137,12 +160,36 @@ def _summary(res: dict[str, Any]) -> None:
     print(" ".join(parts))
 
 
+def _status_kb(field: str) -> int:
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _reset_peak_rss() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
 def simulate_masking(args: argparse.Namespace) -> dict[str, Any]:
-    """The masking (SecAgg / SecAgg+) simulation behind ``secagg simulate``."""
+    """The masking (SecAgg / SecAgg+) simulation behind ``secagg simulate``.
+
+    Inputs are drawn inside the workers from ``rng.child("input/<u>")`` (no vector
+    crosses a process boundary); the exactness check regenerates the survivors'
+    inputs here and adds them up.
+    """
     import os
     import time
     import warnings
-    from concurrent.futures import ThreadPoolExecutor
 
     import numpy as np
 
@@ -150,14 +197,14 @@ def simulate_masking(args: argparse.Namespace) -> dict[str, Any]:
     from secagg.masking.config import ProtocolKind, SecurityMode
     from secagg.primitives.prg import dtype_for_bits
     from secagg.primitives.rand import InsecureDeterministicRandom, RandomSource, SystemRandom
-    from secagg.sim.runtime import (
-        PHASES,
-        DropPhase,
-        build_config,
-        choose_dropouts,
-        plaintext_sum,
-        run_round,
+    from secagg.runtime.api import drop_schedule, run_masking_round
+    from secagg.runtime.parties import (
+        GeneratedInputs,
+        MaskingClientFactory,
+        RngRecipe,
+        generate_input,
     )
+    from secagg.sim.runtime import PHASES, DropPhase, build_config, choose_dropouts
 
     n, length = args.clients, args.length
     if n < 2 or length < 1:
@@ -173,6 +220,8 @@ def simulate_masking(args: argparse.Namespace) -> dict[str, Any]:
             rng = InsecureDeterministicRandom(args.seed)
     else:
         rng = SystemRandom()
+    rss0_kb = _status_kb("VmRSS")
+    rss_reset = _reset_peak_rss()
     wall0 = time.perf_counter()
     ids = list(range(1, n + 1))
     cfg, idkeys = build_config(
@@ -185,41 +234,55 @@ def simulate_masking(args: argparse.Namespace) -> dict[str, Any]:
         threshold=args.threshold,
         rng=rng,
     )
-    width = np.dtype(dt).itemsize
-    inputs = {}
-    for u in ids:  # simulation inputs: uniform in Z_{2^bits}, from the (seeded) CSPRNG
-        x = np.frombuffer(rng.child(f"input/{u}").random_bytes(width * length), dtype=dt).copy()
-        if bits < 8 * width:
-            np.bitwise_and(x, dt((1 << bits) - 1), out=x)
-        inputs[u] = x
+    recipe = RngRecipe.of(rng)
+    factory = MaskingClientFactory(
+        config=cfg,
+        inputs=GeneratedInputs(recipe, bits, length),
+        rng=recipe,
+        identity={u: k.private_bytes() for u, k in idkeys.items()},
+    )
     dropped = choose_dropouts(ids, args.dropout, rng.child("dropouts"))
     dropouts = {DropPhase(args.drop_phase): dropped} if dropped else None
     workers = args.workers or os.cpu_count() or 1
-    progress_cb, finish = _progress(n * length >= _PROGRESS_WORK)
+    progress_cb, finish = _progress(args.engine == "inprocess" and n * length >= _PROGRESS_WORK)
+    from secagg.sim.runtime import _SimListener
+
     try:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            report = run_round(
-                inputs,
-                config=cfg,
-                rng=rng,
-                identity_keys=idkeys,
-                dropouts=dropouts,
-                executor=pool if workers > 1 else None,
-                workers=workers,
-                measure_memory=not args.no_memory,
-                progress=progress_cb,
-            )
+        out = run_masking_round(
+            factory,
+            engine=args.engine,
+            workers=workers,
+            ray_address=args.ray_address,
+            dropouts=drop_schedule(dropouts, security),
+            listener=_SimListener(None, progress_cb),
+            phase_timeout=args.phase_timeout,
+            unmask_threads=min(2, os.cpu_count() or 1),
+            measure_memory=not args.no_memory,
+        )
     finally:
         finish()
+    round_wall = out.wall_s
     exact = None
-    if report.total is not None:
-        exact = bool(np.array_equal(report.total, plaintext_sum(inputs, report.survivors, bits)))
-    stats = report.stats()
-    client_total = float(stats["client_cpu_total_s"])  # type: ignore[arg-type]
-    server_total = float(stats["server_cpu_total_s"])  # type: ignore[arg-type]
+    if out.result is not None and not out.aborted:
+        acc = np.zeros(length, dtype=dt)
+        for u in out.survivors:
+            np.add(acc, generate_input(rng.child(f"input/{u}"), bits, length), out=acc)
+        if bits < 8 * np.dtype(dt).itemsize:
+            np.bitwise_and(acc, dt((1 << bits) - 1), out=acc)
+        exact = bool(np.array_equal(out.result, acc))
+    peak_kb = _status_kb("VmHWM")
+    stats = {p.key: s for p, s in out.phases.items()}
+    client_cpu = {p: (stats[p].client_cpu_s / stats[p].client_steps
+                      if p in stats and stats[p].client_steps else 0.0) for p in PHASES}
+    server_cpu = {p: (stats[p].server_cpu_s if p in stats else 0.0) for p in PHASES}
+    server_cpu["unmasking"] += out.finalize_cpu_s
+    client_total = sum(s.client_cpu_s for s in out.phases.values())
+    server_total = sum(server_cpu.values())
     return {
         "protocol": protocol.value,
         "security": security.value,
+        "engine": out.engine,
+        "workers": out.workers,
         "clients": n,
         "length": length,
         "bits": bits,
@@ -228,22 +291,31 @@ def simulate_masking(args: argparse.Namespace) -> dict[str, Any]:
         "dropout": args.dropout,
         "drop_phase": args.drop_phase,
         "dropped": len(dropped),
-        "survivors": len(report.survivors) if not report.aborted else 0,
-        "aborted": report.aborted,
-        "abort_reason": report.abort_reason,
+        "survivors": len(out.survivors) if not out.aborted else 0,
+        "aborted": out.aborted,
+        "abort_reason": out.abort_reason,
         "exact": exact,
-        "client_cpu_s": {p: report.client_cpu_s[p] for p in PHASES},
-        "server_cpu_s": {p: report.server_cpu_s[p] for p in PHASES},
+        "transcript_digest": out.transcript_digest,
+        "client_cpu_s": client_cpu,
+        "server_cpu_s": server_cpu,
         "client_cpu_total_s": client_total,
+        "client_cpu_per_client_s": client_total / n,
         "server_cpu_total_s": server_total,
         "total_cpu_s": client_total + server_total,
-        "bytes_per_client_upload": report.bytes_per_client_upload,
-        "bytes_per_client_download": report.bytes_to_clients / n,
-        "server_peak_mb": report.server_peak_mb,
+        "bytes_per_client_upload": out.bytes_to_server / n,
+        "bytes_per_client_download": out.bytes_to_clients / n,
+        "server_peak_mb": out.server_peak_mb,
+        "server_peak_rss_mb": (peak_kb - rss0_kb) / 1024 if rss_reset else None,
+        "memory_note": (
+            "server_peak_mb: tracemalloc peak of the server's O(m) steps; "
+            "server_peak_rss_mb: this process's peak RSS above its RSS before the round "
+            "(with --engine inprocess it includes the clients)"
+        ),
+        "phase_wall_s": {p: s.wall_s for p, s in stats.items()},
         "wall_s": time.perf_counter() - wall0,
-        "round_wall_s": report.wall_s,
+        "round_wall_s": round_wall,
         "seed": args.seed,
-        "sets": {k: len(v) for k, v in report.sets.items()},
+        "sets": {k: len(v) for k, v in out.sets.items()},
     }
 
 

@@ -10,8 +10,8 @@ loop applies nothing else.
 Every aggregator is written as the deployment runs it, with the halves of
 :mod:`secagg.runtime.schemes`: each client's **client half** encodes its update
 (clip, quantize, DP noise ...); the protocol runs in process (the stand-in for the
-transport: :func:`secagg.sim.secure_sum` for the masking protocols,
-:func:`secagg.he.he_sum` for HE); the **server half** decodes the protocol's
+transport: :func:`secagg.runtime.secure_sum` for the masking protocols,
+:func:`secagg.runtime.he_sum` for HE); the **server half** decodes the protocol's
 outcome into the float aggregate or raises :class:`~secagg.errors.AbortedError`,
 which becomes an aborted result.  In a deployment the same halves run on the
 devices and on the server, with the protocol between them.
@@ -62,10 +62,11 @@ from secagg.dp.accounting import Mechanism
 from secagg.dp.distributed import DDPParams, DDPRound, plan
 from secagg.encoding.quantize import QuantizationSpec
 from secagg.errors import AbortedError, ParameterError
-from secagg.he.api import he_sum
 from secagg.he.keys import HEKeys, generate_keys
 from secagg.he.params import Preset, Scheme
 from secagg.primitives.rand import RandomSource, SystemRandom
+from secagg.runtime.api import SumResult, he_sum, secure_sum
+from secagg.runtime.phases import Phase as DropPhase
 from secagg.runtime.schemes import (
     ClientHalf,
     DPMaskedClientHalf,
@@ -81,7 +82,6 @@ from secagg.runtime.schemes import (
     ServerHalf,
     SumOutcome,
 )
-from secagg.sim.runtime import DropPhase, SumResult, secure_sum
 
 __all__ = [
     "AggregateResult",
@@ -99,7 +99,7 @@ __all__ = [
 ]
 
 #: ``observer(direction, client_id, wire_bytes)`` with direction ``"to_server"`` or
-#: ``"to_client"`` — the hook of :func:`secagg.sim.secure_sum`.
+#: ``"to_client"`` — the hook of :func:`secagg.runtime.secure_sum`.
 Observer = Callable[[str, int, bytes], None]
 
 
@@ -459,7 +459,7 @@ class MaskedAggregator(Aggregator):
 
 class HEAggregator(Aggregator):
     """Homomorphic summation (TenSEAL CKKS or BFV) with the HE halves of
-    :mod:`secagg.runtime.schemes`, run in process by :func:`secagg.he.he_sum`.
+    :mod:`secagg.runtime.schemes`, run in process by :func:`secagg.runtime.he_sum`.
 
     Every client encrypts its update under one public key; the server adds
     ciphertexts and a separate decryptor (``KeyCustody.SEPARATE_DECRYPTOR``) decrypts

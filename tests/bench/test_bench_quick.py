@@ -129,7 +129,7 @@ def test_round_quick_grid_keys():
 
 
 def test_scale_small_reports_building_blocks():
-    r = scale.run(True, n=24, length=500)
+    r = scale.run(True, n=24, length=500, engines=("processes",))
     assert r["exact"] is True and r["clients"] == 24 and r["dropped"] == 1
     bb = r["building_blocks"]
     assert set(bb["per_op_s"]) == {"x25519", "hkdf", "shamir_split", "shamir_reconstruct",

@@ -9,7 +9,7 @@ import sys
 def test_core_imports_without_torch_or_opacus() -> None:
     code = (
         "import sys\n"
-        "import secagg.dp, secagg.dp.simulate, secagg.dp.dpsgd, secagg.bench.dp\n"
+        "import secagg.dp, secagg.sim.dp, secagg.dp.dpsgd, secagg.bench.dp\n"
         "heavy = ('torch', 'opacus', 'transformers', 'peft', 'scipy')\n"
         "bad = [m for m in heavy if m in sys.modules]\n"
         "assert not bad, bad\n"

@@ -10,7 +10,7 @@ import pytest
 from secagg.errors import ParameterError
 
 pytest.importorskip("secagg.sim")
-from secagg.dp.simulate import run
+from secagg.sim.dp import run
 
 
 def ns(**kw) -> argparse.Namespace:

@@ -21,9 +21,9 @@ from secagg.he import (
     Preset,
     Scheme,
     generate_keys,
-    he_sum,
 )
 from secagg.primitives.rand import InsecureDeterministicRandom
+from secagg.runtime import he_sum
 
 
 @pytest.fixture(scope="module", params=[Preset.CKKS_4096, Preset.BFV_4096], ids=lambda p: p.value)

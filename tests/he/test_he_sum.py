@@ -19,11 +19,11 @@ from secagg.he import (
     Scheme,
     decode_envelope,
     generate_keys,
-    he_sum,
     quantization_spec,
 )
-from secagg.he.simulate import check_key_holder_inbox, run
 from secagg.primitives.rand import InsecureDeterministicRandom
+from secagg.runtime import he_sum
+from secagg.sim.he import check_key_holder_inbox, run
 
 pytest.importorskip("tenseal")
 

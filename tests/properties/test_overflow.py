@@ -115,7 +115,8 @@ def test_more_clients_than_max_clients_are_refused() -> None:
 
 tenseal = pytest.importorskip("tenseal")
 
-from secagg.he import HEParams, Preset, Scheme, generate_keys, he_sum  # noqa: E402
+from secagg.he import HEParams, Preset, Scheme, generate_keys  # noqa: E402
+from secagg.runtime import he_sum  # noqa: E402
 
 
 def _tightest_bfv(max_clients: int) -> HEParams:

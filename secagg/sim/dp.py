@@ -1,11 +1,12 @@
 """``secagg simulate ... --dp ddgauss|skellam --epsilon E [--delta D]``.
 
-The masking team's ``secagg.sim.cli`` owns the flags and dispatches here with its
+:mod:`secagg.sim.cli` owns the flags and dispatches here with its
 argparse namespace (at least: protocol, clients, length, dropout, drop_phase,
 neighbors, threshold, bits, security, seed, dp, epsilon, delta; optional: rounds,
 sampling_rate, l2_clip).  :func:`run` plans the DP parameters for the target
 ``(ε, δ)``, builds synthetic client updates, runs one round of the distributed-DP
-pipeline through :func:`secagg.sim.secure_sum`, and returns the JSON dict.
+pipeline through :func:`secagg.runtime.dp_secure_mean` on the chosen engine, and
+returns the JSON dict.
 
 Synthetic data: client ``i``'s update is uniform in ``[-0.5, 0.5]^d`` scaled to an L2
 norm uniform in ``[0.25, 1.5]·c`` (so some are clipped), drawn from the seeded stream.
@@ -20,7 +21,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from secagg.dp.distributed import DDPRound, Mechanism, dp_secure_mean, plan
+from secagg.dp.distributed import DDPRound, Mechanism, plan
 from secagg.errors import AbortedError, ParameterError
 from secagg.primitives.rand import (
     InsecureDeterministicRandom,
@@ -61,6 +62,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         On a missing ``--epsilon``, unknown mechanism, or parameters the bit-width
         rule refuses.
     """
+    from secagg.runtime.api import dp_secure_mean
     from secagg.sim import DropPhase, ProtocolKind, SecurityMode, choose_dropouts
 
     mech = _enum(Mechanism, getattr(args, "dp", None), Mechanism.DDGAUSS)
@@ -116,7 +118,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         target = clip * (0.25 + 1.25 * float(random_unit_float64(data, 1)[0]))
         updates[cid] = v / max(float(np.linalg.norm(v)), 1e-300) * target
 
-    kwargs: dict[str, Any] = {"protocol": protocol, "security": security}
+    engine = getattr(args, "engine", None) or "inprocess"
+    kwargs: dict[str, Any] = {
+        "protocol": protocol,
+        "security": security,
+        "engine": engine,
+        "workers": getattr(args, "workers", None),
+        "ray_address": getattr(args, "ray_address", None),
+        "phase_timeout": getattr(args, "phase_timeout", None),
+    }
     if getattr(args, "neighbors", None) is not None:
         kwargs["neighbors"] = int(args.neighbors)
     if getattr(args, "threshold", None) is not None:
@@ -127,6 +137,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     report: dict[str, Any] = {
         "protocol": protocol.value,
         "security": security.value,
+        "engine": engine,
+        "workers": None,
+        "transcript_digest": None,
         "clients": n,
         "length": dim,
         "dropout": dropout,
@@ -178,6 +191,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         aborted=False,
         abort_reason=None,
         survivors=m,
+        workers=res.workers,
+        transcript_digest=res.transcript_digest,
         bytes_per_client_upload=res.bytes_per_client_upload,
         stats={k: v for k, v in res.stats.items() if isinstance(v, (int, float, str, bool))},
     )

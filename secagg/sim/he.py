@@ -1,8 +1,9 @@
 """``secagg simulate --protocol he-ckks|he-bfv``: one HE round as a JSON dict.
 
-The masking team's ``secagg.sim.cli`` owns the flags and dispatches here with its
-argparse namespace (protocol, clients, length, dropout, drop_phase, seed, bits,
-...).  Inputs are synthetic, drawn from the (seeded) CSPRNG stream: CKKS uniform
+:mod:`secagg.sim.cli` owns the flags and dispatches here with its argparse
+namespace (protocol, clients, length, dropout, drop_phase, seed, bits, engine,
+workers, ray_address, ...); the round runs through :func:`secagg.runtime.he_sum`
+on the chosen engine.  Inputs are synthetic, drawn from the (seeded) CSPRNG stream: CKKS uniform
 in ``[-clip, clip]``, BFV uniform integers in ``[0, 2^value_bits)``.
 
 ``--bits B`` (BFV) sets the input width ``value_bits = B``; more than the preset's
@@ -32,7 +33,6 @@ from typing import Any
 import numpy as np
 
 from secagg.errors import InsecureConfigurationWarning, ParameterError, RemoteProtocolError
-from secagg.he.api import he_sum
 from secagg.he.envelope import EnvelopeKind, decode_envelope
 from secagg.he.params import HEParams, KeyCustody, Preset, Scheme
 from secagg.primitives.rand import (
@@ -94,6 +94,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     ParameterError
         Unknown protocol, fewer than 2 clients, or parameters the checks refuse.
     """
+    from secagg.runtime.api import he_sum
     from secagg.sim.runtime import choose_dropouts
 
     protocol = getattr(args, "protocol", None)
@@ -154,6 +155,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         dropouts=absent,
         observer=observer,
         rng=rng.child("he"),
+        engine=getattr(args, "engine", None) or "inprocess",
+        workers=getattr(args, "workers", None),
+        ray_address=getattr(args, "ray_address", None),
+        phase_timeout=getattr(args, "phase_timeout", None),
     )
     check_key_holder_inbox(uploads, inbox)
     survivors = [u for u in ids if u not in absent]
@@ -171,6 +176,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     server_total = float(res.timings["server_s"])
     return {
         "protocol": protocol,
+        "engine": res.engine,
+        "workers": res.workers,
+        "transcript_digest": res.transcript_digest,
+        "transcript_note": "HE ciphertexts carry SEAL's own encryption randomness: the "
+        "digest differs between runs even with --seed",
         "preset": params.name,
         "custody": custody.value,
         "clients": n,

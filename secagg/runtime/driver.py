@@ -1,0 +1,602 @@
+"""The ONE server loop of every engine: :class:`RoundDriver`.
+
+The driver owns the server party and moves bytes between it and a
+:class:`~secagg.runtime.pool.ClientPool`:
+
+* it starts the clients, delivers each batch of server messages, and feeds every
+  reply to the server **as it arrives** (the server keeps a running sum: O(m));
+* it gives each phase a deadline (``phase_timeout``); a phase whose clients have
+  not all answered by then is closed with ``deadline_passed()`` — missing replies
+  are dropouts, data, never exceptions;
+* fault injection: :class:`Hooks` make scheduled clients stop replying before a
+  phase and may rewrite or drop any frame in flight (attacks are built on them in
+  :mod:`secagg.sim`); a :class:`Listener` sees every phase and reply (metrics, or a
+  test that kills a worker mid-round);
+* the transcript digest: SHA-256 over every wire frame in a canonical order (each
+  frame hashed with its direction and client id, the hashes sorted), so the same
+  seed gives the same digest on every engine whatever the arrival order.
+
+The driver never parses a message body: it sees bytes, client ids and the phase
+the server says it is collecting (:func:`secagg.runtime.phases.collecting_phase`).
+Server parties are adapted to one small interface, :class:`ServerParty`
+(:class:`MaskingServerParty` for SecAgg / SecAgg+, :class:`HEServerParty` for HE).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import tracemalloc
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Protocol
+
+from secagg.errors import (
+    AbortedError,
+    DecodeError,
+    LocalProtocolError,
+    ParameterError,
+    SecAggError,
+)
+from secagg.masking import messages as m
+from secagg.masking.config import RoundConfig
+from secagg.masking.server import Server, ServerPhase
+from secagg.runtime.phases import Phase, collecting_phase
+from secagg.runtime.pool import ClientPool, Reply
+
+__all__ = [
+    "HEServerParty",
+    "Hooks",
+    "Listener",
+    "MaskingServerParty",
+    "PhaseStats",
+    "RoundDriver",
+    "RoundOutcome",
+    "ServerParty",
+]
+
+Outgoing = list[tuple[int, bytes]]
+MapFn = Callable[[Callable[[Any], Any], Iterable[Any]], Iterable[Any]]
+
+
+class ServerParty(Protocol):
+    """What the driver needs from a server state machine."""
+
+    @property
+    def collecting(self) -> Phase | None:
+        """The phase whose client messages it waits for (``None``: none)."""
+        ...
+
+    @property
+    def finalizing(self) -> bool:
+        """All client input is in; :meth:`finalize` computes the result."""
+        ...
+
+    @property
+    def aborted(self) -> bool: ...
+
+    @property
+    def abort_reason(self) -> str | None: ...
+
+    @property
+    def survivors(self) -> tuple[int, ...]:
+        """The clients whose input is in the result (sorted)."""
+        ...
+
+    @property
+    def result(self) -> Any: ...
+
+    def receive(self, sender: int, data: bytes | memoryview) -> Outgoing:
+        """Handle one frame from ``sender``; raise a SecAggError (and change
+        nothing) to reject it."""
+        ...
+
+    def deadline_passed(self) -> Outgoing: ...
+
+    def finalize(self, map_fn: MapFn) -> list[tuple[str, int, bytes]]:
+        """Compute the result; return frames it sent to other parties (digest)."""
+        ...
+
+    def sets(self) -> Mapping[str, tuple[int, ...]]: ...
+
+
+class MaskingServerParty:
+    """:class:`~secagg.masking.server.Server` behind :class:`ServerParty`."""
+
+    def __init__(self, config: RoundConfig) -> None:
+        self.server = Server(config=config)
+
+    @property
+    def collecting(self) -> Phase | None:
+        return collecting_phase(self.server.phase)
+
+    @property
+    def finalizing(self) -> bool:
+        return self.server.phase is ServerPhase.FINALIZING
+
+    @property
+    def aborted(self) -> bool:
+        return self.server.aborted
+
+    @property
+    def abort_reason(self) -> str | None:
+        return self.server.abort_reason
+
+    @property
+    def survivors(self) -> tuple[int, ...]:
+        return self.server.survivors
+
+    @property
+    def result(self) -> Any:
+        return self.server.result
+
+    @property
+    def running_sum_bytes(self) -> int:
+        return self.server.running_sum_bytes
+
+    def receive(self, sender: int, data: bytes | memoryview) -> Outgoing:
+        return [(u, m.encode(msg)) for u, msg in self.server.receive(sender, data)]
+
+    def deadline_passed(self) -> Outgoing:
+        return [(u, m.encode(msg)) for u, msg in self.server.deadline_passed()]
+
+    def finalize(self, map_fn: MapFn) -> list[tuple[str, int, bytes]]:
+        self.server.finalize(map_fn)
+        return []
+
+    def sets(self) -> Mapping[str, tuple[int, ...]]:
+        return self.server.sets
+
+
+class HEServerParty:
+    """The HE aggregation server and the key holder (who decrypts only the
+    aggregate) behind :class:`ServerParty`.  The upload is the one client phase
+    (:attr:`Phase.MASKED_INPUT`).
+
+    Parameters
+    ----------
+    server:
+        An :class:`~secagg.he.server.HEServer` (public context only).
+    decryptor:
+        The key holder's :class:`~secagg.he.decryptor.HEDecryptor`.
+    to:
+        Direction label of the aggregate frames in the transcript
+        (``"to_decryptor"`` or ``"to_client"`` under shared-client-key custody).
+    """
+
+    def __init__(self, server: Any, decryptor: Any, *, to: str = "to_decryptor") -> None:
+        self.server = server
+        self.decryptor = decryptor
+        self._to = to
+        self._closed = False
+        self._aggregate: Any = None
+        self._abort: str | None = None
+
+    @property
+    def collecting(self) -> Phase | None:
+        return None if self._closed else collecting_phase(self.server.phase)
+
+    @property
+    def finalizing(self) -> bool:
+        return self._closed and self._aggregate is None and self._abort is None
+
+    @property
+    def aborted(self) -> bool:
+        return self._abort is not None
+
+    @property
+    def abort_reason(self) -> str | None:
+        return self._abort
+
+    @property
+    def survivors(self) -> tuple[int, ...]:
+        if self._aggregate is not None:
+            return tuple(self._aggregate.contributors)
+        return tuple(self.server.contributors)
+
+    @property
+    def result(self) -> Any:
+        return self._aggregate
+
+    @property
+    def running_sum_bytes(self) -> int:
+        return 0
+
+    def receive(self, sender: int, data: bytes | memoryview) -> Outgoing:
+        from secagg.he.envelope import decode_envelope
+
+        raw = bytes(data)
+        if decode_envelope(raw).sender != sender:
+            raise DecodeError("envelope sender does not match the transport sender")
+        self.server.receive(raw)
+        return []
+
+    def deadline_passed(self) -> Outgoing:
+        if self._closed:
+            raise LocalProtocolError("the upload phase is already closed")
+        self._closed = True
+        return []
+
+    def finalize(self, map_fn: MapFn) -> list[tuple[str, int, bytes]]:
+        try:
+            aggregate = self.server.finalize()
+        except AbortedError as exc:
+            self._abort = str(exc)
+            return []
+        frames = []
+        for a in aggregate:
+            frames.append((self._to, 0, a))
+            self.decryptor.receive(a)
+        self._aggregate = self.decryptor.result()
+        return frames
+
+    def sets(self) -> Mapping[str, tuple[int, ...]]:
+        return {"contributors": tuple(self.server.contributors)}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Hooks:
+    """Fault injection.
+
+    Attributes
+    ----------
+    drop_before:
+        Client -> the phase before which it stops replying (it never receives a
+        message of that phase or a later one; a client dropped before the first
+        phase is never started).
+    to_client:
+        ``(client, phase, frame) -> frame | None``: rewrite or drop (``None``)
+        what the server sends (``phase`` is ``None`` for abort notices).
+    to_server:
+        ``(client, phase, frame) -> frame | None``: rewrite or drop a client's frame.
+    """
+
+    drop_before: Mapping[int, Phase] = field(default_factory=dict)
+    to_client: Callable[[int, Phase | None, bytes], bytes | None] | None = None
+    to_server: Callable[[int, Phase, bytes], bytes | None] | None = None
+
+
+class Listener:
+    """Metrics / fault-injection callbacks (override what you need)."""
+
+    def on_phase_start(self, phase: Phase | None, clients: int) -> None:
+        """Before a phase's messages go out (``phase`` None: abort notices)."""
+
+    def on_reply(self, phase: Phase | None, reply: Reply) -> None:
+        """After a client's reply of ``phase`` was handled."""
+
+    def on_frame(self, direction: str, client: int, data: bytes | memoryview) -> None:
+        """Every wire frame (``"to_server"`` / ``"to_client"`` / ``"to_decryptor"``)."""
+
+    def on_phase_end(self, stats: PhaseStats) -> None:
+        """After a phase was closed."""
+
+
+@dataclass(slots=True)
+class PhaseStats:
+    """What one phase cost."""
+
+    phase: Phase
+    asked: int = 0  #: clients the phase's messages were delivered to
+    answered: int = 0  #: clients that replied (with frames or an error)
+    errors: int = 0
+    closed_by_deadline: bool = False
+    wall_s: float = 0.0
+    server_cpu_s: float = 0.0
+    client_cpu_s: float = 0.0  #: summed over the clients that answered
+    client_steps: int = 0
+    bytes_to_server: int = 0
+    bytes_to_clients: int = 0
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "asked": self.asked, "answered": self.answered, "errors": self.errors,
+            "closed_by_deadline": self.closed_by_deadline, "wall_s": self.wall_s,
+            "server_cpu_s": self.server_cpu_s, "client_cpu_s": self.client_cpu_s,
+            "client_steps": self.client_steps, "bytes_to_server": self.bytes_to_server,
+            "bytes_to_clients": self.bytes_to_clients,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class RoundOutcome:
+    """What :meth:`RoundDriver.run` returns."""
+
+    engine: str
+    workers: int
+    result: Any  #: masking: the uint array ``Σ_{u∈U3} x_u mod 2^b``; HE: the aggregate
+    survivors: tuple[int, ...]
+    aborted: bool
+    abort_reason: str | None
+    sets: Mapping[str, tuple[int, ...]]
+    transcript_digest: str
+    phases: Mapping[Phase, PhaseStats]
+    client_errors: Mapping[int, str]
+    server_rejections: Mapping[int, str]
+    bytes_to_server: int
+    bytes_to_clients: int
+    bytes_up_by_client: Mapping[int, int]
+    server_peak_mb: float | None  #: tracemalloc peak of the O(m) steps (``measure_memory``)
+    finalize_cpu_s: float
+    finalize_wall_s: float
+    wall_s: float
+
+
+class RoundDriver:
+    """Runs one round of ``server`` with the clients of ``pool``.
+
+    Parameters
+    ----------
+    server:
+        A :class:`ServerParty` (:class:`MaskingServerParty`, :class:`HEServerParty`).
+    pool:
+        Where the clients live.
+    clients:
+        The registered clients (ids), in the order they are started.
+    phase_timeout:
+        Seconds each phase waits for replies (``None``: until every delivered
+        client answered or its worker died).
+    hooks, listener:
+        Fault injection and metrics.
+    unmask_threads:
+        Threads for the server's final unmasking (the injected ``map``).
+    digest:
+        Compute the transcript digest (SHA-256 of every frame: about 1 s per
+        2 GB of traffic; off for benchmarks that do not need it).
+    measure_memory:
+        Trace the server's allocations (:mod:`tracemalloc`) while it collects
+        masked inputs and while it finalizes — where its O(m) arrays live; the
+        key/share steps hold O(n k) small objects and are not traced (tracing
+        triples their CPU time).
+
+    Raises
+    ------
+    ParameterError
+        On bad arguments.
+    """
+
+    def __init__(
+        self,
+        server: ServerParty,
+        pool: ClientPool,
+        *,
+        clients: Sequence[int],
+        phase_timeout: float | None = None,
+        hooks: Hooks | None = None,
+        listener: Listener | None = None,
+        unmask_threads: int = 1,
+        measure_memory: bool = False,
+        digest: bool = True,
+    ) -> None:
+        if phase_timeout is not None and not phase_timeout > 0:
+            raise ParameterError("phase_timeout must be > 0 seconds (or None)")
+        if unmask_threads < 1:
+            raise ParameterError("unmask_threads must be >= 1")
+        self.server = server
+        self.pool = pool
+        self.clients = tuple(clients)
+        self.phase_timeout = phase_timeout
+        self.hooks = hooks or Hooks()
+        self.listener = listener or Listener()
+        self.unmask_threads = unmask_threads
+        self.measure_memory = measure_memory
+        self.digest = digest
+        unknown = set(self.hooks.drop_before) - set(self.clients)
+        if unknown:
+            raise ParameterError(f"dropout of unknown clients {sorted(unknown)[:5]}")
+        self._hashes: list[bytes] = []
+        self._stats: dict[Phase, PhaseStats] = {}
+        self._errors: dict[int, str] = {}
+        self._rejections: dict[int, str] = {}
+        self._gone: set[int] = set()
+        self._up_by_client: dict[int, int] = {}
+        self._peak = 0
+        self._ran = False
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _note(self, direction: str, client: int, data: bytes | memoryview) -> None:
+        if self.digest:
+            h = hashlib.sha256(direction.encode("ascii"))
+            h.update(client.to_bytes(8, "big"))
+            h.update(data)
+            self._hashes.append(h.digest())
+        self.listener.on_frame(direction, client, data)
+
+    def _drops(self, client: int, phase: Phase) -> bool:
+        p = self.hooks.drop_before.get(client)
+        return p is not None and p.order <= phase.order
+
+    def _server_call(self, stats: PhaseStats | None, fn: Callable[[], Outgoing],
+                     *, traced: bool = False, extra: int = 0) -> Outgoing:
+        traced = traced and self.measure_memory
+        base = getattr(self.server, "running_sum_bytes", 0) + extra
+        if traced:
+            tracemalloc.start()
+        t0 = time.thread_time()
+        try:
+            return fn()
+        finally:
+            if stats is not None:
+                stats.server_cpu_s += time.thread_time() - t0
+            if traced:
+                self._peak = max(self._peak, tracemalloc.get_traced_memory()[1] + base)
+                tracemalloc.stop()
+
+    def _deadline(self) -> float | None:
+        return None if self.phase_timeout is None else time.monotonic() + self.phase_timeout
+
+    def _phase(self, phase: Phase | None, asked: int,
+               call: Callable[[float | None], Iterator[Reply]], bytes_down: int) -> Outgoing:
+        stats = PhaseStats(phase=phase or Phase.UNMASKING, asked=asked,
+                           bytes_to_clients=bytes_down)
+        if phase is not None:
+            old = self._stats.get(phase)
+            if old is not None:  # pragma: no cover - a server never repeats a phase
+                raise LocalProtocolError(f"phase {phase.value} ran twice")
+            self._stats[phase] = stats
+        self.listener.on_phase_start(phase, asked)
+        wall0 = time.perf_counter()
+        out: Outgoing = []
+        traced = phase is Phase.MASKED_INPUT
+        for reply in call(self._deadline()):
+            u = reply.client
+            stats.answered += 1
+            stats.client_cpu_s += reply.cpu_s
+            stats.client_steps += 1
+            if reply.error is not None:
+                stats.errors += 1
+                self._errors[u] = reply.error
+            frames = reply.frames
+            while frames:  # pop: no reference to a received vector outlives its step
+                data: bytes | memoryview | None = frames.pop(0)
+                if phase is None:
+                    continue  # nothing is expected after an abort notice
+                if self.hooks.to_server is not None:
+                    data = self.hooks.to_server(u, phase, bytes(data))  # type: ignore[arg-type]
+                    if data is None:
+                        continue
+                assert data is not None
+                stats.bytes_to_server += len(data)
+                self._up_by_client[u] = self._up_by_client.get(u, 0) + len(data)
+                self._note("to_server", u, data)
+                try:
+                    out += self._server_call(stats, partial(self.server.receive, u, data),
+                                             traced=traced, extra=len(data))
+                except SecAggError as exc:
+                    self._rejections[u] = f"{type(exc).__name__}: {exc}"
+                del data
+            self.listener.on_reply(phase, reply)
+        if phase is not None and self.server.collecting is phase:
+            stats.closed_by_deadline = True
+            out += self._server_call(stats, self.server.deadline_passed)
+        stats.wall_s = time.perf_counter() - wall0
+        self.listener.on_phase_end(stats)
+        return out
+
+    def _deliver(self, phase: Phase | None, out: Outgoing) -> tuple[dict[int, bytes], int]:
+        batch: dict[int, bytes] = {}
+        down = 0
+        for u, data0 in out:
+            hook = self.hooks.to_client
+            data = data0 if hook is None else hook(u, phase, data0)
+            if data is None:
+                continue
+            down += len(data)
+            self._note("to_client", u, data)
+            if u in self._gone or (phase is not None and self._drops(u, phase)):
+                self._gone.add(u)  # sent, but the client is gone: it never sees it
+                continue
+            if u in batch:
+                raise LocalProtocolError(f"two messages to client {u} in one step")
+            batch[u] = data
+        return batch, down
+
+    # -- the loop ----------------------------------------------------------------------
+
+    def run(self) -> RoundOutcome:
+        """Run the round to completion or abort.
+
+        Raises
+        ------
+        LocalProtocolError
+            If called twice, or the server misbehaves locally.
+        """
+        if self._ran:
+            raise LocalProtocolError("a RoundDriver runs one round")
+        self._ran = True
+        wall0 = time.perf_counter()
+        first = self.server.collecting
+        if first is None:
+            raise LocalProtocolError("the server is not collecting anything")
+        starters = [u for u in self.clients if not self._drops(u, first)]
+        self._gone.update(u for u in self.clients if self._drops(u, first))
+        out = self._phase(first, len(starters),
+                          lambda dl: self.pool.start(starters, deadline=dl), 0)
+        for _ in range(16):
+            phase = self.server.collecting
+            if not out:
+                if phase is None:
+                    break
+                # nobody to ask: the phase closes empty (the server decides what that means)
+                out = self._server_call(None, self.server.deadline_passed)
+                continue
+            batch, down = self._deliver(phase, out)
+            out = []
+            out = self._phase(phase, len(batch), partial(self._exchange, batch), down)
+            del batch
+            if phase is None:
+                break
+        else:  # pragma: no cover - defensive
+            raise LocalProtocolError("the round did not terminate")
+        fin_cpu = 0.0
+        fin_wall = 0.0
+        if self.server.finalizing:
+            fin_wall0 = time.perf_counter()
+            frames, fin_cpu = self._finalize()
+            fin_wall = time.perf_counter() - fin_wall0
+            for direction, u, data in frames:
+                self._note(direction, u, data)
+        digest = (hashlib.sha256(b"".join(sorted(self._hashes))).hexdigest() if self.digest
+                  else "")
+        return RoundOutcome(
+            engine=self.pool.engine,
+            workers=self.pool.workers,
+            result=self.server.result,
+            survivors=self.server.survivors if not self.server.aborted else (),
+            aborted=self.server.aborted,
+            abort_reason=self.server.abort_reason,
+            sets=self.server.sets(),
+            transcript_digest=digest,
+            phases=dict(self._stats),
+            client_errors=dict(self._errors),
+            server_rejections=dict(self._rejections),
+            bytes_to_server=sum(s.bytes_to_server for s in self._stats.values()),
+            bytes_to_clients=sum(s.bytes_to_clients for s in self._stats.values()),
+            bytes_up_by_client=dict(self._up_by_client),
+            server_peak_mb=self._peak / 2**20 if self.measure_memory else None,
+            finalize_cpu_s=fin_cpu,
+            finalize_wall_s=fin_wall,
+            wall_s=time.perf_counter() - wall0,
+        )
+
+    def _exchange(self, batch: Mapping[int, bytes], deadline: float | None) -> Iterator[Reply]:
+        return self.pool.exchange(batch, deadline=deadline)
+
+    def _finalize(self) -> tuple[list[tuple[str, int, bytes]], float]:
+        cpu: list[float] = []
+
+        def timed(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+            def run(r: Any) -> Any:
+                t0 = time.thread_time()
+                try:
+                    return fn(r)
+                finally:
+                    cpu.append(time.thread_time() - t0)
+            return run
+
+        t0 = time.thread_time()
+        if self.unmask_threads > 1:
+            with ThreadPoolExecutor(max_workers=self.unmask_threads) as ex:
+                def map_fn(fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterable[Any]:
+                    return ex.map(timed(fn), items)
+
+                frames = self._finalize_traced(map_fn)
+            own = time.thread_time() - t0
+        else:
+            frames = self._finalize_traced(map)
+            own = time.thread_time() - t0
+            cpu = []
+        return frames, own + sum(cpu)
+
+    def _finalize_traced(self, map_fn: MapFn) -> list[tuple[str, int, bytes]]:
+        box: list[list[tuple[str, int, bytes]]] = []
+
+        def go() -> Outgoing:
+            box.append(self.server.finalize(map_fn))
+            return []
+
+        self._server_call(None, go, traced=True)
+        return box[0]

@@ -1,0 +1,60 @@
+"""The runtime's names for the phases of a round — the ONE place they are spelled.
+
+Everything above the protocol cores (driver, pools, simulation, CLI, JSON) names a
+phase with :class:`Phase`.  The mapping from a core's server state to the phase
+whose client messages it is collecting lives here too (:func:`collecting_phase`),
+so when the cores grow one shared phase enum only this module changes.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from secagg.he.server import ServerPhase as HEServerPhase
+from secagg.masking.server import ServerPhase as MaskingServerPhase
+
+__all__ = ["Phase", "collecting_phase"]
+
+
+class Phase(enum.Enum):
+    """The client-visible phases of a round, in protocol order.
+
+    A client that *drops before* a phase takes part in no phase from it on.  HE
+    rounds have one client phase, the upload, which is :attr:`MASKED_INPUT` (the
+    phase in which a client's input reaches the server in every scheme).
+    """
+
+    ADVERTISE_KEYS = "advertise-keys"
+    SHARE_KEYS = "share-keys"
+    MASKED_INPUT = "masked-input"
+    CONSISTENCY = "consistency"
+    UNMASKING = "unmasking"
+
+    @property
+    def order(self) -> int:
+        return _ORDER[self]
+
+    @property
+    def key(self) -> str:
+        """The spelling used as a JSON / statistics key (``masked_input``)."""
+        return self.value.replace("-", "_")
+
+
+_ORDER = {p: i for i, p in enumerate(Phase)}
+
+_MASKING: dict[MaskingServerPhase, Phase] = {
+    MaskingServerPhase.COLLECT_KEYS: Phase.ADVERTISE_KEYS,
+    MaskingServerPhase.COLLECT_SHARES: Phase.SHARE_KEYS,
+    MaskingServerPhase.COLLECT_MASKED: Phase.MASKED_INPUT,
+    MaskingServerPhase.COLLECT_SIGNATURES: Phase.CONSISTENCY,
+    MaskingServerPhase.COLLECT_UNMASKING: Phase.UNMASKING,
+}
+_HE: dict[HEServerPhase, Phase] = {HEServerPhase.COLLECTING: Phase.MASKED_INPUT}
+
+
+def collecting_phase(server_phase: MaskingServerPhase | HEServerPhase) -> Phase | None:
+    """The phase whose client messages a server in ``server_phase`` waits for
+    (``None``: it waits for no client — finalizing, completed or aborted)."""
+    if isinstance(server_phase, MaskingServerPhase):
+        return _MASKING.get(server_phase)
+    return _HE.get(server_phase)
