@@ -60,14 +60,48 @@ def fwht(x: npt.ArrayLike) -> FloatArray:
     n = a.shape[0] if a.ndim == 1 else 0
     if a.ndim != 1 or n < 1 or n & (n - 1):
         raise ParameterError("fwht takes a 1-D vector whose length is a power of two")
-    h = 1
-    while h < n:
-        v = a.reshape(-1, 2, h)
-        top = v[:, 0, :].copy()
-        v[:, 0, :] += v[:, 1, :]
-        v[:, 1, :] = top - v[:, 1, :]
-        h *= 2
-    return a
+    return _fwht_blocks(a)
+
+
+#: Bits of the index handled by one dense Hadamard block (a 2^7 x 2^7 matrix product).
+_BLOCK_BITS = 7
+_HADAMARD: dict[int, FloatArray] = {}
+
+
+def _hadamard(m: int) -> FloatArray:
+    """The ``m x m`` Sylvester–Hadamard matrix (entries ±1, exact in float64)."""
+    h = _HADAMARD.get(m)
+    if h is None:
+        h = np.ones((1, 1), dtype=np.float64)
+        while h.shape[0] < m:
+            h = np.block([[h, h], [h, -h]])
+        _HADAMARD[m] = h
+    return h
+
+
+def _fwht_blocks(a: FloatArray) -> FloatArray:
+    """``H·a`` for a power-of-two length, via ``H_{2^k} = ⊗ H_{2^{k_i}}``.
+
+    Index bit-group by bit-group (low bits first), the vector viewed as
+    ``(rest, m, s)`` is multiplied by the dense ``H_m`` along the middle axis: the
+    same transform as the radix-2 butterflies (entries ±1, only the order of the
+    float additions differs), but as a few matrix products instead of ``log2 n``
+    passes over memory.
+    """
+    n = a.shape[0]
+    k = n.bit_length() - 1
+    done = 0
+    out = a
+    while done < k:
+        p = min(_BLOCK_BITS, k - done)
+        m, s = 1 << p, 1 << done
+        h = _hadamard(m)
+        if s == 1:  # one matrix product over rows of m (H is symmetric)
+            out = np.matmul(out.reshape(-1, m), h).reshape(n)
+        else:
+            out = np.matmul(h, out.reshape(-1, m, s)).reshape(n)
+        done += p
+    return out
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
