@@ -18,10 +18,15 @@ freeze the base model before calling :func:`make_private`.
 
 Security notes
 --------------
-By default the DP noise comes from Opacus's ``secure_mode`` (a CSPRNG, which needs
-the ``torchcsprng`` package).  ``insecure_rng=True`` uses torch's default generator
-(fine for experiments, not for a deployed guarantee) and emits
-:class:`~secagg.errors.InsecureConfigurationWarning`.
+By default the DP noise comes from our own CSPRNG: :func:`gaussian_noise` turns
+AES-CTR bytes (:class:`~secagg.primitives.rand.AesCtrRandom`, or any
+:class:`~secagg.primitives.rand.RandomSource` passed as ``noise_rng``) into normals,
+and a small subclass of Opacus's optimizer (:func:`use_csprng_noise`) adds them in
+place of ``torch.normal``.  Like Opacus's ``secure_mode`` (which would need the
+``torchcsprng`` package), each noise value is the mean of four normals scaled by 2,
+the mitigation of Holohan et al. against floating-point attacks on the Gaussian.
+``insecure_rng=True`` uses torch's default generator instead (experiments only) and
+emits :class:`~secagg.errors.InsecureConfigurationWarning`.
 """
 
 from __future__ import annotations
@@ -32,13 +37,16 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from secagg._extras import require
 from secagg.errors import (
     InsecureConfigurationWarning,
     LocalProtocolError,
-    MissingExtraError,
     ParameterError,
 )
+from secagg.primitives.rand import AesCtrRandom, RandomSource, random_uint64
 
 __all__ = [
     "AccountantKind",
@@ -46,7 +54,9 @@ __all__ = [
     "GradSampleMode",
     "PrivateTraining",
     "RoundPrivacy",
+    "gaussian_noise",
     "make_private",
+    "use_csprng_noise",
 ]
 
 
@@ -81,8 +91,8 @@ class DPSGDConfig:
     accountant:
         :class:`AccountantKind`.
     insecure_rng:
-        Use torch's default (non-cryptographic) generator instead of Opacus's
-        ``secure_mode``; warns.
+        Use torch's default (non-cryptographic) generator instead of our CSPRNG
+        noise; warns.
     insecure_seed:
         Seed for that generator (reproducible tests); only with ``insecure_rng``.
 
@@ -205,8 +215,81 @@ class PrivateTraining:
         return rp
 
 
+def gaussian_noise(rng: RandomSource, size: int) -> npt.NDArray[np.float64]:
+    """``size`` standard normals from CSPRNG bytes, hardened like Opacus's secure mode.
+
+    Box–Muller on 53-bit uniforms (``u₁ ∈ (0, 1]``): ``sqrt(−2 ln u₁)·(cos, sin)(2π u₂)``
+    gives two independent normals per pair of words.  Each returned value is
+    ``(z₁ + z₂ + z₃ + z₄)/2`` of four such normals — again exactly ``N(0, 1)`` — so that
+    the low-order bits of one float64 normal do not reveal the noise (Holohan et al.
+    2021; the ``n = 2`` choice of Opacus's ``_generate_noise``).
+
+    Raises
+    ------
+    ParameterError
+        ``size`` negative.
+    """
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise ParameterError("size must be a non-negative integer")
+    pairs = 2 * size  # four normals per output, two per Box–Muller pair
+    w = random_uint64(rng, 2 * pairs)
+    k = (w >> np.uint64(11)).astype(np.float64)
+    u1 = (9007199254740992.0 - k[:pairs]) * (1.0 / 9007199254740992.0)  # (0, 1]
+    theta = k[pairs:] * (2.0 * math.pi / 9007199254740992.0)
+    r = np.sqrt(-2.0 * np.log(u1))
+    z = np.concatenate([r * np.cos(theta), r * np.sin(theta)])
+    out: npt.NDArray[np.float64] = z.reshape(4, size).sum(axis=0) * 0.5
+    return out
+
+
+_CSPRNG_CLASSES: dict[type, type] = {}
+
+
+def use_csprng_noise(optimizer: Any, rng: RandomSource) -> Any:
+    """Make an Opacus ``DPOptimizer`` draw its Gaussian noise from ``rng``.
+
+    The optimizer's class is swapped for a subclass whose ``add_noise`` is Opacus's
+    own (clipped sum + ``N(0, (z·C)²)`` per coordinate, processed-flag checks) with
+    :func:`gaussian_noise` in place of ``torch.normal``; clipping, scaling and the
+    step are untouched.  Returns the same optimizer object.
+
+    Raises
+    ------
+    ParameterError
+        ``optimizer`` is not an Opacus ``DPOptimizer``.
+    """
+    opt_mod = require("opacus.optimizers.optimizer", "dp")
+    torch = require("torch", "dp")
+    base = type(optimizer)
+    if not isinstance(optimizer, opt_mod.DPOptimizer):
+        raise ParameterError("use_csprng_noise needs an Opacus DPOptimizer")
+    cls = _CSPRNG_CLASSES.get(base)
+    if cls is None:
+
+        def add_noise(self: Any) -> None:
+            std = float(self.noise_multiplier * self.max_grad_norm)
+            for p in self.params:
+                opt_mod._check_processed_flag(p.summed_grad)
+                ref = p.summed_grad
+                if std > 0.0:
+                    z = gaussian_noise(self._secagg_noise_rng, int(ref.numel()))
+                    noise = torch.from_numpy(z * std).to(device=ref.device, dtype=ref.dtype)
+                    p.grad = (ref + noise.view_as(ref)).view_as(p)
+                else:
+                    p.grad = ref.clone().view_as(p)
+                opt_mod._mark_as_processed(p.summed_grad)
+
+        cls = type(f"Csprng{base.__name__}", (base,), {"add_noise": add_noise})
+        _CSPRNG_CLASSES[base] = cls
+    if base is not cls:
+        optimizer.__class__ = cls
+    optimizer._secagg_noise_rng = rng
+    return optimizer
+
+
 def make_private(
-    *, model: Any, optimizer: Any, data_loader: Any, config: DPSGDConfig
+    *, model: Any, optimizer: Any, data_loader: Any, config: DPSGDConfig,
+    noise_rng: RandomSource | None = None,
 ) -> PrivateTraining:
     """Make a client's local training DP-SGD with Opacus.
 
@@ -222,12 +305,14 @@ def make_private(
         one sequence).
     config:
         :class:`DPSGDConfig`.
+    noise_rng:
+        CSPRNG for the Gaussian noise (default: a fresh :class:`AesCtrRandom`);
+        ignored with ``config.insecure_rng``.
 
     Raises
     ------
     MissingExtraError
-        If opacus/torch are missing, or ``torchcsprng`` is missing while the secure
-        RNG is requested.
+        If opacus/torch are missing.
     LocalProtocolError
         If the model has no trainable parameters.
     """
@@ -247,17 +332,10 @@ def make_private(
         )
         if config.insecure_seed is not None:
             generator = torch.Generator().manual_seed(int(config.insecure_seed))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # Opacus's own "secure RNG off"
-            engine = opacus.PrivacyEngine(accountant=config.accountant.value, secure_mode=False)
-    else:
-        try:
-            engine = opacus.PrivacyEngine(accountant=config.accountant.value, secure_mode=True)
-        except ImportError as exc:
-            raise MissingExtraError(
-                "secure DP-SGD noise needs the 'torchcsprng' package (Opacus secure_mode); "
-                "install it or pass insecure_rng=True for experiments"
-            ) from exc
+    with warnings.catch_warnings():
+        # Opacus's own "secure RNG off" warning: our CSPRNG noise replaces it below
+        warnings.simplefilter("ignore", UserWarning)
+        engine = opacus.PrivacyEngine(accountant=config.accountant.value, secure_mode=False)
     kwargs: dict[str, Any] = {
         "module": model,
         "optimizer": optimizer,
@@ -275,6 +353,8 @@ def make_private(
     else:
         m, opt, loader = engine.make_private(**kwargs)
         criterion = torch.nn.CrossEntropyLoss(reduction="mean")
+    if not config.insecure_rng:
+        opt = use_csprng_noise(opt, noise_rng if noise_rng is not None else AesCtrRandom())
     return PrivateTraining(
         model=m,
         optimizer=opt,

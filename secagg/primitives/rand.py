@@ -176,18 +176,24 @@ class AesCtrRandom:
         self.fill(out)
         return bytes(out)
 
-    def fill(self, out: bytearray | memoryview | npt.NDArray[np.generic]) -> None:
-        """Overwrite the writable buffer ``out`` with the next ``len(out)`` bytes (the
-        copy-free path of :func:`random_uint64`)."""
+    def fill(self, out: bytearray | memoryview | npt.NDArray[np.generic],
+             nbytes: int | None = None) -> None:
+        """Overwrite the first ``nbytes`` (default: all) bytes of the writable buffer
+        ``out`` with the next ``nbytes`` bytes of the stream — the copy-free path of
+        :func:`random_uint64`.  Spare room after ``nbytes`` lets the cipher write in
+        place; it is left unspecified."""
         view = memoryview(out).cast("B")
-        n = view.nbytes
+        cap = view.nbytes
+        n = cap if nbytes is None else int(nbytes)
+        if not 0 <= n <= cap:
+            raise ParameterError("nbytes must fit the buffer")
         with self._lock:
             if os.getpid() != self._pid:
                 self._rekey(os.urandom(32))
             done = 0
             while done < n:
                 m = min(_AES_CHUNK, n - done)
-                if done + m + 16 <= n:  # room for update_into's block slack: no copy
+                if done + m + 16 <= cap:  # room for update_into's block slack: no copy
                     k = self._enc.update_into(self._zeros[:m], view[done:])
                 else:
                     k = self._enc.update_into(self._zeros[:m], self._scratch)
@@ -221,7 +227,7 @@ def random_uint64(rng: RandomSource, size: int) -> npt.NDArray[np.uint64]:
     fill = getattr(rng, "fill", None)
     if fill is not None:
         out = np.empty(size + 2, dtype="<u8")  # 16 spare bytes: the cipher writes in place
-        fill(out)
+        fill(out, 8 * size)
         return out[:size].astype(np.uint64, copy=False)
     return np.frombuffer(rng.random_bytes(8 * size), dtype="<u8").astype(np.uint64, copy=True)
 

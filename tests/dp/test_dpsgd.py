@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 
 import pytest
 
@@ -22,7 +23,7 @@ from secagg.dp.dpsgd import (  # noqa: E402
     GradSampleMode,
     make_private,
 )
-from secagg.errors import MissingExtraError, ParameterError  # noqa: E402
+from secagg.errors import InsecureConfigurationWarning, ParameterError  # noqa: E402
 
 B, T, N = 4, 12, 32
 LR = 0.5
@@ -168,19 +169,15 @@ def test_config_validation_and_secure_rng() -> None:
     ):
         with pytest.raises(ParameterError):
             DPSGDConfig(**kw)
-    try:
-        import torchcsprng  # noqa: F401
-    except ImportError:
-        _, loader = data()
-        model = tiny_lora_model()
-        opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
-        with pytest.raises(MissingExtraError):
-            make_private(
-                model=model,
-                optimizer=opt,
-                data_loader=loader,
-                config=DPSGDConfig(max_grad_norm=1.0, noise_multiplier=1.0),
-            )
+    # no torchcsprng needed: the default noise comes from our CSPRNG
+    _, loader = data()
+    model = tiny_lora_model()
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InsecureConfigurationWarning)
+        pt = make_private(model=model, optimizer=opt, data_loader=loader,
+                          config=DPSGDConfig(max_grad_norm=1.0, noise_multiplier=1.0))
+    assert type(pt.optimizer).__name__.startswith("Csprng")
 
 
 def test_only_lora_parameters_get_per_sample_gradients() -> None:
