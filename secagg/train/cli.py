@@ -7,8 +7,10 @@ matplotlib are loaded inside :func:`run`).
 from __future__ import annotations
 
 import argparse
+import csv
 import datetime as _dt
 import json
+import math
 import platform
 import sys
 import warnings
@@ -21,6 +23,7 @@ from secagg import __version__
 from secagg._extras import require
 from secagg.errors import InsecureConfigurationWarning, ParameterError
 from secagg.primitives.rand import (
+    AesCtrRandom,
     InsecureDeterministicRandom,
     RandomSource,
     SystemRandom,
@@ -33,15 +36,21 @@ from secagg.train.aggregators import (
     available_kinds,
     make_aggregator,
 )
+from secagg.train.checkpoint import Checkpoint, check_compatible
+from secagg.train.checkpoint import load as load_checkpoint
+from secagg.train.dpsgd_local import LocalDPSGDConfig
 from secagg.train.loop import (
+    FederatedTrainer,
     OptimizerKind,
     RoundRecord,
     TrainConfig,
     TrainResult,
     dropout_count,
+    resolve_device,
     run_training,
 )
-from secagg.train.model import sample_text
+from secagg.train.model import sample_text, save_pretrained
+from secagg.train.privacy import UserDPAccountant, UserDPPlan, plan_user_dp
 
 __all__ = ["add_arguments", "config_from_args", "run"]
 
@@ -85,9 +94,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    "secure sum (off by default)")
     d.add_argument("--epsilon", type=float, default=10.0,
                    help="DP ε for the whole run (10; no subsampling amplification claimed)")
-    d.add_argument("--delta", type=float, default=1e-5, help="DP δ (1e-5)")
+    d.add_argument("--delta", type=float, default=1e-5,
+                   help="DP δ (1e-5; must be < 1/number of clients), also for --dp-sgd")
     d.add_argument("--dp-clip", type=float, default=1.0,
                    help="L2 clip of each client's update under --dp (1.0)")
+    d.add_argument("--dp-bits", type=int, default=16,
+                   help="the secure sum under --dp works mod 2^bits (16)")
+    d.add_argument("--allow-noise-dominated", action="store_true",
+                   help="run a --dp plan whose expected noise exceeds 10x the clip norm "
+                   "(refused by default, with the smallest cohort that passes)")
+    s = parser.add_argument_group("sample-level DP-SGD in local training")
+    s.add_argument("--dp-sgd", action="store_true",
+                   help="every client trains with DP-SGD (Opacus per-example clipping, "
+                   "noise from our CSPRNG); combines with any aggregator and with --dp")
+    s.add_argument("--noise-multiplier", type=float, default=1.0,
+                   help="DP-SGD noise std / clip norm (1.0)")
+    s.add_argument("--max-grad-norm", type=float, default=1.0,
+                   help="DP-SGD per-example L2 clip norm (1.0)")
+    s.add_argument("--insecure-rng", action="store_true",
+                   help="DP-SGD noise from torch's default generator (INSECURE; experiments)")
     m = parser.add_argument_group("model and data")
     m.add_argument("--lora-rank", type=int, default=_DEFAULTS.lora_rank,
                    help="0 = full training of the tiny model (default); R > 0 = LoRA rank R")
@@ -106,7 +131,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="reproducible run: seeds torch and sampling, and makes the protocol "
                    "secrets deterministic (INSECURE, for simulations); default: fresh secrets")
     o.add_argument("--out", default=None, metavar="DIR",
-                   help="output folder for report.json and loss.png (default runs/<timestamp>/)")
+                   help="output folder: report.json, metrics.csv, loss.png, the model "
+                   "(model/ or adapter/, Hugging Face format) and checkpoints "
+                   "(default runs/<timestamp>/)")
+    o.add_argument("--resume", default=None, metavar="DIR",
+                   help="continue the run saved in DIR from its last completed round "
+                   "(same configuration; --rounds may grow unless a DP budget was planned)")
+    o.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="where local training runs (auto: cuda when available)")
     o.add_argument("--samples", type=int, default=3,
                    help="lines to sample from the final model (3)")
     o.add_argument("--threads", type=int, default=1,
@@ -176,12 +208,30 @@ def _round_line(label: str, r: RoundRecord) -> str:
         )
     phases = " ".join(f"{k} {v:.2f}s" for k, v in r.phase_seconds.items() if "." not in k)
     status = "ABORTED" if r.aborted else f"survivors {r.survivors}/{len(r.sampled)}"
-    return (
+    if r.l2_clip is not None:
+        frac = r.l2_clipped_fraction or 0.0
+        clip = f"L2-clipped {100 * frac:.0f}% of updates (clip {r.l2_clip:g})"
+    else:
+        clip = f"coords clipped {100 * r.clipped_fraction:.2f}%"
+    line = (
         f"[{label}] round {r.round}: train loss {r.train_loss:.3f}  val loss {r.val_loss:.3f} "
         f"ppl {r.val_perplexity:.1f}  {status}  up/client "
-        f"{_fmt_bytes(r.bytes_per_client_upload)}  clipped {100 * r.clipped_fraction:.2f}%  "
-        f"[{phases}]"
+        f"{_fmt_bytes(r.bytes_per_client_upload)}  {clip}"
     )
+    if r.signal_norm is not None and r.noise_norm is not None:
+        line += f"  signal {r.signal_norm:.3g} noise {r.noise_norm:.3g}"
+        if r.noise_to_signal is not None:
+            line += f" (N/S {r.noise_to_signal:.1f})"
+    if r.epsilon_cumulative is not None:
+        line += f"  ε round {r.epsilon_round:.3g} total {r.epsilon_cumulative:.3g}"
+    if r.dpsgd_epsilon:
+        line += f"  DP-SGD ε max {max(r.dpsgd_epsilon.values()):.3g}"
+    return line + f"  [{phases}]"
+
+
+def _user_dp_settings(args: argparse.Namespace, cfg: TrainConfig) -> DPSettings:
+    return DPSettings(mechanism=args.dp, epsilon=args.epsilon, delta=args.delta,
+                      l2_clip=args.dp_clip, rounds=cfg.rounds, bits=args.dp_bits)
 
 
 def _train_with_progress(
@@ -193,12 +243,22 @@ def _train_with_progress(
     secret_rng: RandomSource,
     console: Any,
     show_bar: bool,
+    private: bool,
+    checkpoint_dir: Path,
+    fingerprint: dict[str, Any],
+    resume: Checkpoint | None,
+    plans: dict[str, UserDPPlan],
 ) -> TrainResult:
     rich_progress = require("rich.progress", "train")
     dp = None
-    if getattr(args, "dp", None) is not None and kind is not AggregatorKind.PLAIN:
-        dp = DPSettings(mechanism=args.dp, epsilon=args.epsilon, delta=args.delta,
-                        l2_clip=args.dp_clip, rounds=cfg.rounds)
+    if private and args.dp is not None and kind is not AggregatorKind.PLAIN:
+        dp = _user_dp_settings(args, cfg)
+    local_dp = None
+    if private and args.dp_sgd:
+        local_dp = LocalDPSGDConfig(noise_multiplier=args.noise_multiplier,
+                                    max_grad_norm=args.max_grad_norm, delta=args.delta,
+                                    insecure_rng=args.insecure_rng)
+    min_survivors = cfg.per_round - dropout_count(cfg.per_round, cfg.dropout)
     agg = make_aggregator(
         kind,
         max_clients=cfg.per_round,
@@ -207,9 +267,8 @@ def _train_with_progress(
         rng=secret_rng,
         drop_timing=DropTiming(args.drop_phase),
         dp=dp,
-        min_survivors=cfg.per_round - dropout_count(cfg.per_round, cfg.dropout),
+        min_survivors=min_survivors,
     )
-    console.print(f"[bold]{label}[/bold]: {agg.description}")
     sampling = InsecureDeterministicRandom(cfg.seed, "train/sampling", warn=False)
     progress = rich_progress.Progress(
         rich_progress.TextColumn("[bold]{task.description}"),
@@ -221,8 +280,40 @@ def _train_with_progress(
         disable=not show_bar,
     )
 
+    def on_start(trainer: FederatedTrainer) -> None:
+        if dp is not None:
+            plan = plan_user_dp(
+                mechanism=dp.mechanism, epsilon=dp.epsilon, delta=dp.delta,
+                dim=trainer.num_trainable, l2_clip=dp.l2_clip, bits=dp.bits,
+                rounds=cfg.rounds, cohort=cfg.per_round, dropout=cfg.dropout,
+                num_clients=trainer.num_clients,
+                allow_noise_dominated=args.allow_noise_dominated,
+            )
+            if plan.min_survivors != min_survivors:  # pragma: no cover - same formula
+                raise ParameterError("internal: DP plan and aggregator disagree on n_min")
+            agg.params = plan.params  # type: ignore[attr-defined]  # the plan it would make
+            trainer.user_dp = UserDPAccountant(plan.params, dp.delta)
+            plans[label] = plan
+            p = plan.params
+            console.print(
+                f"[{label}] user-level DP plan: local σ {p.local_stddev:.4g}, scale "
+                f"{p.scale:.4g}, sum mod 2^{p.bits}, noise calibrated to {plan.min_survivors} "
+                f"survivors; expected noise norm of the mean update {plan.noise_norm:.3g} "
+                f"= {plan.noise_to_clip:.1f}× the L2 clip {p.l2_clip:g}",
+                highlight=False, markup=False,
+            )
+            for w in plan.warnings:
+                console.print(f"[yellow]WARNING: {w}[/yellow]", highlight=False)
+
     def on_round(rec: RoundRecord) -> None:
         progress.console.print(_round_line(label, rec), highlight=False, markup=False)
+        if rec.noise_dominates:
+            progress.console.print(
+                f"[yellow]WARNING: round {rec.round}: noise dominates the update — expected "
+                f"noise norm {rec.expected_noise_norm:.3g} is {rec.noise_to_signal:.1f}× the "
+                f"norm of the clipped mean update {rec.signal_norm:.3g}[/yellow]",
+                highlight=False,
+            )
         stats = f"val {rec.val_loss:.3f} ppl {rec.val_perplexity:.1f}"
         if rec.round:
             stats += f" surv {rec.survivors} up {_fmt_bytes(rec.bytes_per_client_upload)}"
@@ -230,28 +321,74 @@ def _train_with_progress(
         else:
             progress.update(task, stats=stats)
 
+    console.print(f"[bold]{label}[/bold]: {agg.description}")
+    if local_dp is not None:
+        console.print(
+            f"[bold]{label}[/bold]: + DP-SGD in local training (noise multiplier "
+            f"{local_dp.noise_multiplier:g}, per-example clip {local_dp.max_grad_norm:g}, "
+            f"Poisson sampling, noise from "
+            f"{'torch (INSECURE)' if local_dp.insecure_rng else 'our AES-CTR CSPRNG'})"
+        )
     with progress:
         task = progress.add_task(label, total=cfg.rounds, stats="building model…")
-        return run_training(cfg, agg, sampling_rng=sampling, on_round=on_round)
+        return run_training(
+            cfg, agg, sampling_rng=sampling, on_round=on_round, on_start=on_start,
+            device=args.device, local_dp=local_dp, secret_rng=secret_rng,
+            checkpoint_dir=checkpoint_dir, fingerprint=fingerprint, resume=resume,
+        )
 
 
 def _plot(path: Path, runs: list[tuple[str, TrainResult]]) -> None:
     mpl = require("matplotlib", "train")
     mpl.use("Agg")
     plt = require("matplotlib.pyplot", "train")
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    for label, res in runs:
+    ticker = require("matplotlib.ticker", "train")
+    fig, ax = plt.subplots(figsize=(7.0, 4.4))
+    styles = [("tab:blue", "-", "o"), ("tab:orange", "--", "s"), ("tab:green", "-.", "^")]
+    for i, (label, res) in enumerate(runs):
+        color, ls, mk = styles[i % len(styles)]
         xs = [r.round for r in res.rounds]
-        ys = [r.val_loss for r in res.rounds]
-        ax.plot(xs, ys, marker="o", label=label)
+        ax.plot(xs, [r.val_loss for r in res.rounds], color=color, linestyle=ls, marker=mk,
+                label=f"{label}: validation")
+        tr = [(r.round, r.train_loss) for r in res.rounds if r.train_loss is not None
+              and math.isfinite(r.train_loss)]
+        if tr:
+            ax.plot([x for x, _ in tr], [y for _, y in tr], color=color, linestyle=":",
+                    marker=mk, markerfacecolor="none", alpha=0.8, label=f"{label}: train")
+    ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
     ax.set_xlabel("round (0 = initial model)")
-    ax.set_ylabel("validation loss (nats/token)")
-    ax.set_title("secagg train: validation loss per round")
+    ax.set_ylabel("loss (nats/token)")
+    ax.set_title("secagg train: loss per round (train = mean over the round's clients)")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+_CSV_FIELDS = (
+    "run", "round", "train_loss", "val_loss", "val_perplexity", "sampled", "survivors",
+    "aborted", "bytes_per_client_upload", "update_norm", "mean_client_update_norm",
+    "clipped_fraction", "l2_clipped_fraction", "signal_norm", "noise_norm",
+    "expected_noise_norm", "noise_to_signal", "noise_dominates", "epsilon_round",
+    "epsilon_cumulative", "dpsgd_epsilon_max", "seconds",
+)
+
+
+def _write_metrics_csv(path: Path, runs: list[tuple[str, TrainResult]]) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=_CSV_FIELDS)
+        w.writeheader()
+        for label, res in runs:
+            for r in res.rounds:
+                row: dict[str, Any] = {k: getattr(r, k) for k in _CSV_FIELDS
+                                       if hasattr(r, k) and k != "sampled"}
+                row["run"] = label
+                row["sampled"] = len(r.sampled)
+                row["dpsgd_epsilon_max"] = max(r.dpsgd_epsilon.values()) if r.dpsgd_epsilon \
+                    else None
+                row["seconds"] = sum(v for k, v in r.phase_seconds.items() if "." not in k)
+                w.writerow({k: ("" if v is None else v) for k, v in row.items()})
 
 
 def _run_json(label: str, res: TrainResult) -> dict[str, Any]:
@@ -263,13 +400,79 @@ def _run_json(label: str, res: TrainResult) -> dict[str, Any]:
     }
 
 
+def _fingerprint(args: argparse.Namespace, cfg: TrainConfig, kind: AggregatorKind,
+                 *, private: bool, deterministic: bool) -> dict[str, Any]:
+    fp = {
+        **cfg.to_json(),
+        "aggregator": kind.value,
+        "clip": args.clip,
+        "value_bits": args.value_bits,
+        "drop_phase": args.drop_phase,
+        "dp": None if not private or args.dp is None or kind is AggregatorKind.PLAIN else {
+            "mechanism": args.dp, "epsilon": args.epsilon, "delta": args.delta,
+            "l2_clip": args.dp_clip, "bits": args.dp_bits,
+        },
+        "dp_sgd": None if not private or not args.dp_sgd else {
+            "noise_multiplier": args.noise_multiplier, "max_grad_norm": args.max_grad_norm,
+            "delta": args.delta, "insecure_rng": args.insecure_rng,
+        },
+        "deterministic_secrets": deterministic,
+    }
+    out: dict[str, Any] = json.loads(json.dumps(fp))
+    return out
+
+
+def _check_args(args: argparse.Namespace, kind: AggregatorKind) -> None:
+    """Flag combinations and ranges that need no model: one-line errors, exit 2."""
+    if args.samples < 0:
+        raise ParameterError("--samples must be >= 0")
+    if args.threads < 0:
+        raise ParameterError("--threads must be >= 0")
+    if args.dp is not None and kind not in (AggregatorKind.SECAGG, AggregatorKind.SECAGG_PLUS):
+        raise ParameterError(
+            f"--dp (user-level distributed DP) runs over --aggregator secagg or secagg+, "
+            f"not {kind.value}"
+        )
+    if args.dp is not None or args.dp_sgd:
+        if not (math.isfinite(args.epsilon) and args.epsilon > 0):
+            raise ParameterError(f"--epsilon must be > 0 (got {args.epsilon:g})")
+        if not (math.isfinite(args.delta) and 0 < args.delta < 1):
+            raise ParameterError(f"--delta must be in (0, 1) (got {args.delta:g})")
+        if args.clients is not None and args.delta >= 1.0 / args.clients:
+            raise ParameterError(
+                f"--delta {args.delta:g} >= 1/{args.clients} (1/number of clients): use "
+                f"δ < {1 / args.clients:.3g}, e.g. 1e-5"
+            )
+    if args.dp is not None and not (math.isfinite(args.dp_clip) and args.dp_clip > 0):
+        raise ParameterError("--dp-clip must be > 0")
+    if args.dp is not None and not 2 <= args.dp_bits <= 62:
+        raise ParameterError("--dp-bits must be in [2, 62]")
+    if args.insecure_rng and not args.dp_sgd:
+        raise ParameterError("--insecure-rng only applies to --dp-sgd")
+    if args.allow_noise_dominated and args.dp is None:
+        raise ParameterError("--allow-noise-dominated only applies to --dp")
+    if args.dp_sgd:  # validate before any model is built
+        LocalDPSGDConfig(noise_multiplier=args.noise_multiplier,
+                         max_grad_norm=args.max_grad_norm, delta=args.delta,
+                         insecure_rng=args.insecure_rng)
+    resolve_device(args.device)
+
+
+def _load_resume(folder: Path, name: str) -> Checkpoint | None:
+    sub = folder / "checkpoint" / name
+    if not (sub / "state.json").exists():
+        return None
+    return load_checkpoint(sub)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``secagg train``; returns the exit status.
 
     Raises
     ------
     ParameterError
-        Bad flags, an unavailable aggregator, or unusable data/model paths.
+        Bad flags, an unavailable aggregator, unusable data/model paths, a DP plan
+        that is refused, or a ``--resume`` folder from another configuration.
     """
     rich_console = require("rich.console", "train")
     rich_table = require("rich.table", "train")
@@ -279,17 +482,38 @@ def run(args: argparse.Namespace) -> int:
         raise ParameterError(
             f"aggregator {kind.value!r} is not available in this installation (have: {avail})"
         )
-    if args.samples < 0:
-        raise ParameterError("--samples must be >= 0")
-    if args.threads < 0:
-        raise ParameterError("--threads must be >= 0")
+    _check_args(args, kind)
     if args.threads:
         require("torch", "train").set_num_threads(args.threads)
-    if args.dp is not None and kind not in (AggregatorKind.SECAGG, AggregatorKind.SECAGG_PLUS):
-        raise ParameterError("--dp runs over --aggregator secagg or secagg+")
-    deterministic = args.seed is not None
-    seed = args.seed if deterministic else randbelow(SystemRandom(), 2**31)
+    resume_main: Checkpoint | None = None
+    resume_base: Checkpoint | None = None
+    if args.resume is not None:
+        rdir = Path(args.resume)
+        resume_main = _load_resume(rdir, "main")
+        if resume_main is None:
+            raise ParameterError(f"--resume: no checkpoint in {rdir}")
+        resume_base = _load_resume(rdir, "baseline")
+        saved_fp = resume_main.fingerprint
+        if args.seed is not None and args.seed != saved_fp.get("seed"):
+            raise ParameterError(
+                f"--resume: the checkpoint is from another configuration (seed: "
+                f"{saved_fp.get('seed')!r} → {args.seed!r})"
+            )
+        deterministic = bool(saved_fp.get("deterministic_secrets"))
+        seed = int(saved_fp["seed"])
+    else:
+        deterministic = args.seed is not None
+        seed = args.seed if deterministic else randbelow(SystemRandom(), 2**31)
     cfg = config_from_args(args, seed=seed)
+    private = args.dp is not None or args.dp_sgd
+    fp_main = _fingerprint(args, cfg, kind, private=True, deterministic=deterministic)
+    fp_base = _fingerprint(args, cfg, AggregatorKind.PLAIN, private=False,
+                           deterministic=deterministic)
+    budget = args.dp is not None
+    for ck, fp in ((resume_main, fp_main), (resume_base, fp_base)):
+        if ck is not None:
+            check_compatible(ck.fingerprint, fp, done=ck.round, rounds=cfg.rounds,
+                             budget_over_rounds=budget)
     console = rich_console.Console(file=sys.stdout, highlight=False)
     if not console.is_terminal:  # logs: do not wrap round lines at 80 columns
         console = rich_console.Console(file=sys.stdout, highlight=False, width=200)
@@ -300,30 +524,41 @@ def run(args: argparse.Namespace) -> int:
             "[yellow]--seed given: protocol secrets come from InsecureDeterministicRandom "
             f"(seed {seed}) — reproducible, NOT secret; simulations only.[/yellow]"
         )
-        if args.dp is not None:
-            console.print("[yellow]--seed with --dp: the DP noise is known to whoever knows "
-                          "the seed; the (ε, δ) guarantee does not hold against them.[/yellow]")
+        if private:
+            console.print("[yellow]--seed with --dp/--dp-sgd: the DP noise is known to whoever "
+                          "knows the seed; the (ε, δ) guarantee does not hold against "
+                          "them.[/yellow]")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", InsecureConfigurationWarning)
             secret_rng = InsecureDeterministicRandom(seed, "train/secrets")
     else:
-        secret_rng = SystemRandom()
-    out = Path(args.out) if args.out is not None else _fresh_out_dir()
+        secret_rng = AesCtrRandom()
+    if args.out is not None:
+        out = Path(args.out)
+    elif args.resume is not None:
+        out = Path(args.resume)
+    else:
+        out = _fresh_out_dir()
     out.mkdir(parents=True, exist_ok=True)
 
     runs: list[tuple[str, TrainResult]] = []
-    main_label = kind.value
+    plans: dict[str, UserDPPlan] = {}
+    main_label = kind.value + (" + DP-SGD" if args.dp_sgd else "")
     res = _train_with_progress(
         main_label, cfg, kind, args=args, secret_rng=secret_rng, console=console,
-        show_bar=show_bar,
+        show_bar=show_bar, private=True, checkpoint_dir=out / "checkpoint" / "main",
+        fingerprint=fp_main, resume=resume_main, plans=plans,
     )
     runs.append((main_label, res))
-    if args.compare == "plain" and kind is not AggregatorKind.PLAIN:
+    if args.compare == "plain" and (kind is not AggregatorKind.PLAIN or private):
+        base_label = "plain (insecure" + (", non-private" if private else "") + " baseline)"
         base = _train_with_progress(
-            "plain (insecure baseline)", cfg, AggregatorKind.PLAIN, args=args,
-            secret_rng=secret_rng, console=console, show_bar=show_bar,
+            base_label, cfg, AggregatorKind.PLAIN, args=args,
+            secret_rng=secret_rng, console=console, show_bar=show_bar, private=False,
+            checkpoint_dir=out / "checkpoint" / "baseline", fingerprint=fp_base,
+            resume=resume_base, plans=plans,
         )
-        runs.append(("plain (insecure baseline)", base))
+        runs.append((base_label, base))
 
     # summary table
     table = rich_table.Table(title="secagg train — summary")
@@ -333,13 +568,24 @@ def run(args: argparse.Namespace) -> int:
     table.add_column(f"{main_label}\ntrain loss", justify="right")
     table.add_column("survivors", justify="right")
     table.add_column("upload/client", justify="right")
+    user_dp = res.user_dp_epsilon is not None
+    if user_dp:
+        table.add_column("user ε\n(cumulative)", justify="right")
+        table.add_column("noise /\nsignal", justify="right")
+    if res.dpsgd_epsilon is not None:
+        table.add_column("DP-SGD ε\n(max client)", justify="right")
     table.add_column("round s", justify="right")
     for i, rec in enumerate(res.rounds):
         cells = [str(rec.round)]
-        cells += [f"{r.rounds[i].val_loss:.3f}" for _, r in runs]
+        cells += [f"{r.rounds[i].val_loss:.3f}" if i < len(r.rounds) else "—" for _, r in runs]
         cells.append("—" if rec.train_loss is None else f"{rec.train_loss:.3f}")
         cells.append("—" if rec.round == 0 else f"{rec.survivors}/{len(rec.sampled)}")
         cells.append("—" if rec.round == 0 else _fmt_bytes(rec.bytes_per_client_upload))
+        if user_dp:
+            cells.append("—" if rec.epsilon_cumulative is None else f"{rec.epsilon_cumulative:.3g}")
+            cells.append("—" if rec.noise_to_signal is None else f"{rec.noise_to_signal:.1f}")
+        if res.dpsgd_epsilon is not None:
+            cells.append(f"{max(rec.dpsgd_epsilon.values()):.3g}" if rec.dpsgd_epsilon else "—")
         cells.append(f"{sum(v for k, v in rec.phase_seconds.items() if '.' not in k):.1f}")
         table.add_row(*cells)
     console.print(table)
@@ -365,10 +611,14 @@ def run(args: argparse.Namespace) -> int:
             "drop_phase": args.drop_phase,
             "dp": None if args.dp is None else {
                 "mechanism": args.dp, "epsilon": args.epsilon, "delta": args.delta,
-                "l2_clip": args.dp_clip,
+                "l2_clip": args.dp_clip, "bits": args.dp_bits,
+                "allow_noise_dominated": args.allow_noise_dominated,
             },
+            "dp_sgd": fp_main["dp_sgd"],
             "compare": args.compare,
             "deterministic_secrets": deterministic,
+            "device": resolve_device(args.device),
+            "resumed_from": None if resume_main is None else resume_main.round,
         },
         "versions": _versions(),
         "model": res.loaded.description,
@@ -380,6 +630,27 @@ def run(args: argparse.Namespace) -> int:
         "final_val_loss": last,
         "rounds": [r.to_json() for r in res.rounds],
     }
+    if main_label in plans:
+        report["user_dp_plan"] = plans[main_label].to_json()
+    if user_dp:
+        report["user_dp_epsilon"] = res.user_dp_epsilon
+        dominated = [r.round for r in res.rounds if r.noise_dominates]
+        report["noise_dominated_rounds"] = dominated
+        console.print(
+            f"user-level DP: ε spent {res.user_dp_epsilon:.3g} at δ {args.delta:g} over "
+            f"{len(res.rounds) - 1} rounds (realised survivor counts); noise dominated "
+            f"{len(dominated)} of {len(res.rounds) - 1} rounds"
+        )
+    if res.dpsgd_epsilon is not None:
+        eps = list(res.dpsgd_epsilon.values())
+        report["dpsgd_epsilon_per_client"] = {str(k): v for k, v in res.dpsgd_epsilon.items()}
+        report["dpsgd_epsilon_max"] = max(eps) if eps else 0.0
+        report["dpsgd_epsilon_median"] = float(np.median(eps)) if eps else 0.0
+        console.print(
+            f"DP-SGD: sample-level ε per client after the run (δ {args.delta:g}): max "
+            f"{report['dpsgd_epsilon_max']:.3g}, median {report['dpsgd_epsilon_median']:.3g} "
+            f"over the {len(eps)} clients that trained"
+        )
     if len(runs) > 1:
         base = runs[1][1]
         gap = abs(res.final_vector - base.final_vector)
@@ -387,14 +658,16 @@ def run(args: argparse.Namespace) -> int:
         rel = float(
             (gap**2).sum() ** 0.5 / max(float((base.final_vector**2).sum() ** 0.5), 1e-30)
         )
+        blast = base.rounds[-1].val_loss
         report["baseline"] = _run_json(runs[1][0], base)
         report["max_abs_param_diff_vs_baseline"] = diff
         report["median_abs_param_diff_vs_baseline"] = float(np.median(gap))
         report["relative_l2_param_diff_vs_baseline"] = rel
+        report["val_loss_gap_vs_baseline"] = (last - blast) / blast
         console.print(
             f"parameter gap {main_label} vs plain after {cfg.rounds} rounds: max {diff:.3g}, "
             f"median {float(np.median(gap)):.3g}, relative L2 {rel:.3g}; final val loss "
-            f"{last:.4f} vs {base.rounds[-1].val_loss:.4f}"
+            f"{last:.4f} vs {blast:.4f} ({100 * (last - blast) / blast:+.1f}%)"
         )
     if args.samples:
         lines = sample_text(
@@ -405,7 +678,13 @@ def run(args: argparse.Namespace) -> int:
         console.print("[bold]samples from the final model[/bold] (↵ marks a newline):")
         for line in lines:
             console.print("  " + line.replace("\n", " ↵ "), markup=False, highlight=False)
+    saved = save_pretrained(res.loaded, out, seed=cfg.seed, spec=cfg.spec,
+                            model_path=cfg.model_path)
+    report["saved_model"] = {k: str(v) for k, v in saved.items()}
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    _write_metrics_csv(out / "metrics.csv", runs)
     _plot(out / "loss.png", runs)
-    console.print(f"wrote {out / 'report.json'} and {out / 'loss.png'}")
+    what = ", ".join(f"{k} {v}" for k, v in saved.items())
+    console.print(f"wrote {out / 'report.json'}, {out / 'metrics.csv'}, {out / 'loss.png'}; "
+                  f"{what}")
     return 0

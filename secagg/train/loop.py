@@ -15,7 +15,15 @@ One round:
 
 Round 0 is the initial model.  Everything non-secret (initial weights, batches,
 client sampling, dropouts) is determined by ``seed``.  Secrets come from the
-aggregator's :class:`~secagg.primitives.rand.RandomSource` only.
+aggregator's :class:`~secagg.primitives.rand.RandomSource` only (and, with
+sample-level DP-SGD, :mod:`secagg.train.dpsgd_local`'s).
+
+Every round also records what privacy cost and what it did to the update: the mean
+norm of the clients' updates, under user-level DP the fraction of updates the L2
+clip actually cut, the norm of the clipped mean (the signal) against the error the
+release added (the noise), and the ε spent (:mod:`secagg.train.privacy`).  The
+norms of individual updates are simulation-side diagnostics a real server never sees.
+A run can be checkpointed after every round and resumed (:mod:`secagg.train.checkpoint`).
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,7 +43,10 @@ from secagg._extras import require
 from secagg.errors import ParameterError
 from secagg.primitives.rand import RandomSource, randbelow
 from secagg.train.aggregators import AggregateResult, Aggregator
+from secagg.train.checkpoint import Checkpoint
+from secagg.train.checkpoint import save as ckpt_save
 from secagg.train.data import FederatedCorpus, TokenStream, load_corpus, tokenize
+from secagg.train.dpsgd_local import LocalDPSGD, LocalDPSGDConfig
 from secagg.train.model import (
     LoadedModel,
     TinyLlamaSpec,
@@ -42,6 +54,7 @@ from secagg.train.model import (
     load_trainable_vector,
     trainable_vector,
 )
+from secagg.train.privacy import NOISE_DOMINATES, UserDPAccountant, expected_noise_norm
 
 __all__ = [
     "FederatedTrainer",
@@ -51,6 +64,7 @@ __all__ = [
     "TrainResult",
     "choose_dropouts",
     "dropout_count",
+    "resolve_device",
     "run_training",
     "sample_clients",
 ]
@@ -159,6 +173,18 @@ class RoundRecord:
     in round 0); ``clipped_fraction`` is the fraction of update coordinates that
     exceeded the clip range of the scheme's client half (each client measures its
     own; the aggregator reports the mean; 0 for schemes without a coordinate clip).
+
+    Under user-level DP (``l2_clip`` set): ``l2_clipped_fraction`` is the fraction of
+    the survivors' updates whose L2 norm exceeded the clip; ``signal_norm`` the norm
+    of the mean of the clipped updates; ``noise_norm`` the norm of the error the
+    release added to it (released mean − clipped mean: DP noise and rounding);
+    ``expected_noise_norm`` the planned value of that error; ``noise_to_signal`` =
+    ``expected_noise_norm / signal_norm`` and ``noise_dominates`` when it exceeds
+    :data:`~secagg.train.privacy.NOISE_DOMINATES`; ``epsilon_round`` and
+    ``epsilon_cumulative`` the user-level ε of this round and of all rounds so far
+    (at the realised survivor count).  ``dpsgd_epsilon`` maps each sampled client to
+    its sample-level DP-SGD ε so far.  ``update_norm`` is the norm of the applied
+    mean (noise included).
     """
 
     round: int
@@ -174,12 +200,35 @@ class RoundRecord:
     update_norm: float
     clipped_fraction: float
     phase_seconds: dict[str, float]
+    mean_client_update_norm: float = 0.0
+    l2_clip: float | None = None
+    l2_clipped_fraction: float | None = None
+    signal_norm: float | None = None
+    noise_norm: float | None = None
+    expected_noise_norm: float | None = None
+    noise_to_signal: float | None = None
+    noise_dominates: bool = False
+    epsilon_round: float | None = None
+    epsilon_cumulative: float | None = None
+    dpsgd_epsilon: dict[int, float] | None = None
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["sampled"] = list(self.sampled)
         d["dropped"] = list(self.dropped)
+        if self.dpsgd_epsilon is not None:
+            d["dpsgd_epsilon"] = {str(k): v for k, v in self.dpsgd_epsilon.items()}
         return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> RoundRecord:
+        """Inverse of :meth:`to_json` (a checkpoint's records)."""
+        kw = dict(d)
+        kw["sampled"] = tuple(kw["sampled"])
+        kw["dropped"] = tuple(kw["dropped"])
+        if kw.get("dpsgd_epsilon") is not None:
+            kw["dpsgd_epsilon"] = {int(k): float(v) for k, v in kw["dpsgd_epsilon"].items()}
+        return cls(**kw)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -193,6 +242,28 @@ class TrainResult:
     aggregator: str
     corpus_source: str
     seconds: float
+    dpsgd_epsilon: dict[int, float] | None = None
+    user_dp_epsilon: float | None = None
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` → ``cuda`` when torch sees a GPU, else ``cpu``; ``cuda`` without one
+    is an error.
+
+    Raises
+    ------
+    ParameterError
+        Unknown device, or ``cuda`` requested where none is available.
+    """
+    if device not in ("auto", "cpu", "cuda"):
+        raise ParameterError("device must be auto, cpu or cuda")
+    torch = require("torch", "train")
+    has_cuda = bool(torch.cuda.is_available())
+    if device == "cuda" and not has_cuda:
+        raise ParameterError("--device cuda: torch sees no CUDA device here")
+    if device == "auto":
+        return "cuda" if has_cuda else "cpu"
+    return device
 
 
 def sample_clients(rng: RandomSource, clients: int, k: int) -> tuple[int, ...]:
@@ -239,6 +310,12 @@ class FederatedTrainer:
         ``InsecureDeterministicRandom`` seeded from ``config.seed`` to reproduce a run).
     corpus:
         Override the corpus (default: from ``config.data_dir`` / ``pydoc_data``).
+    device:
+        ``cpu``, ``cuda`` or ``auto`` (:func:`resolve_device`): where local training
+        and evaluation run; the aggregation always works on host vectors.
+    local_dp, secret_rng:
+        Sample-level DP-SGD for every client (:mod:`secagg.train.dpsgd_local`), with
+        its sampling and noise from ``secret_rng``.
     """
 
     def __init__(
@@ -247,6 +324,9 @@ class FederatedTrainer:
         *,
         sampling_rng: RandomSource,
         corpus: FederatedCorpus | None = None,
+        device: str = "cpu",
+        local_dp: LocalDPSGDConfig | None = None,
+        secret_rng: RandomSource | None = None,
     ) -> None:
         if not isinstance(config, TrainConfig):
             raise ParameterError("config must be a TrainConfig")
@@ -265,6 +345,19 @@ class FederatedTrainer:
         )
         if config.model_path is not None and config.seq_len > self.loaded.max_positions:
             raise ParameterError("seq_len exceeds the model's max_position_embeddings")
+        self.device = resolve_device(device)
+        self.loaded.model.to(self.device)
+        self.local_dp: LocalDPSGD | None = None
+        if local_dp is not None:
+            from secagg.primitives.rand import AesCtrRandom
+
+            self.local_dp = LocalDPSGD(
+                local_dp, model=self.loaded.model,
+                secret_rng=secret_rng if secret_rng is not None else AesCtrRandom(),
+                seed=config.seed,
+            )
+        #: set by the caller (``on_start``) when the aggregator adds user-level DP
+        self.user_dp: UserDPAccountant | None = None
         tok = self.loaded.tokenizer
         self.streams: dict[int, TokenStream] = {
             i + 1: tokenize(pieces, tok) for i, pieces in enumerate(self.corpus.clients)
@@ -292,8 +385,8 @@ class FederatedTrainer:
         total, count = 0.0, 0
         with torch.no_grad():
             for s in range(0, self._val_ids.shape[0], 32):
-                ids = self._val_ids[s : s + 32]
-                labels = self._val_labels[s : s + 32]
+                ids = self._val_ids[s : s + 32].to(self.device)
+                labels = self._val_labels[s : s + 32].to(self.device)
                 logits = model(input_ids=ids).logits[:, :-1].float()
                 tgt = labels[:, 1:]
                 loss = torch.nn.functional.cross_entropy(
@@ -324,15 +417,23 @@ class FederatedTrainer:
         model = self.loaded.model
         load_trainable_vector(model, self.global_vector, self.loaded.layout)
         model.train()
+        stream = self.streams[client]
+        if self.local_dp is not None:
+            mean_loss = self.local_dp.train_client(
+                client=client, round=self._round, tokens=stream.tokens, pad_id=stream.pad_id,
+                batch_size=cfg.batch_size, seq_len=cfg.seq_len, steps=cfg.local_steps,
+                make_optimizer=self._optimizer, device=self.device,
+            )
+            return trainable_vector(model) - self.global_vector, mean_loss
         params = [p for p in model.parameters() if p.requires_grad]
         opt = self._optimizer(params)
         gen = torch.Generator().manual_seed(
             (cfg.seed * 1_000_003 + self._round * 10_007 + client) % (2**63)
         )
         losses = []
-        stream = self.streams[client]
         for _ in range(cfg.local_steps):
             ids, labels = stream.random_batch(cfg.batch_size, cfg.seq_len, gen)
+            ids, labels = ids.to(self.device), labels.to(self.device)
             loss = model(input_ids=ids, labels=labels).loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -375,15 +476,20 @@ class FederatedTrainer:
             updates[cid] = delta
             losses.append(loss)
         t1 = time.perf_counter()
+        stats = _UpdateStats(updates, dropped, _l2_clip(aggregator))
         res: AggregateResult = aggregator.aggregate(updates, dropped=dropped)
         del updates  # the server side keeps only the aggregate
         t2 = time.perf_counter()
         norm = 0.0
+        dp: dict[str, Any] = stats.fields()
         if not res.aborted and res.mean is not None:
+            dp.update(stats.after_release(res.mean, self.user_dp, len(res.survivors)))
             # Parameters live in float32: keep the global vector exactly representable.
             new = self.global_vector + cfg.server_lr * res.mean
             self.global_vector = new.astype(np.float32).astype(np.float64)
             norm = float(np.linalg.norm(res.mean))
+        if self.local_dp is not None:
+            dp["dpsgd_epsilon"] = {c: self.local_dp.epsilon(c) for c in sampled}
         t3 = time.perf_counter()
         val = self.evaluate()
         t4 = time.perf_counter()
@@ -410,7 +516,89 @@ class FederatedTrainer:
             update_norm=norm,
             clipped_fraction=res.clipped_fraction,
             phase_seconds=phases,
+            **dp,
         )
+
+    def fast_forward(self, rounds: int) -> None:
+        """Advance to after round ``rounds`` without training: replays the client and
+        dropout sampling so that round ``rounds + 1`` samples what an uninterrupted run
+        would have (used by resume; the caller restores the weights)."""
+        for _ in range(rounds):
+            self._round += 1
+            sampled = sample_clients(self._sampling_rng, self.num_clients, self.config.per_round)
+            choose_dropouts(self._sampling_rng, sampled, self.config.dropout)
+
+
+def _l2_clip(aggregator: Aggregator) -> float | None:
+    """The user-level DP L2 clip of ``aggregator`` (``None`` without user-level DP)."""
+    dp = getattr(aggregator, "dp", None)
+    c = getattr(dp, "l2_clip", None)
+    return float(c) if isinstance(c, int | float) else None
+
+
+class _UpdateStats:
+    """Norms of one round's updates (simulation-side), and the clipped mean the
+    user-level DP release estimates."""
+
+    def __init__(
+        self,
+        updates: dict[int, npt.NDArray[np.float64]],
+        dropped: tuple[int, ...],
+        l2_clip: float | None,
+    ) -> None:
+        survivors = [c for c in sorted(updates) if c not in set(dropped)]
+        norms = np.array([float(np.linalg.norm(updates[c])) for c in survivors])
+        self.mean_norm = float(norms.mean()) if norms.size else 0.0
+        self.l2_clip = l2_clip
+        self.clipped_mean: npt.NDArray[np.float64] | None = None
+        self.clipped_fraction: float | None = None
+        if l2_clip is not None and survivors:
+            total = np.zeros_like(updates[survivors[0]])
+            for c, n in zip(survivors, norms, strict=True):
+                total += updates[c] * min(1.0, l2_clip / n if n > 0 else 1.0)
+            self.clipped_mean = total / len(survivors)
+            self.clipped_fraction = float(np.mean(norms > l2_clip))
+
+    def fields(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"mean_client_update_norm": self.mean_norm}
+        if self.l2_clip is not None:
+            out["l2_clip"] = self.l2_clip
+            out["l2_clipped_fraction"] = self.clipped_fraction
+            if self.clipped_mean is not None:
+                out["signal_norm"] = float(np.linalg.norm(self.clipped_mean))
+        return out
+
+    def after_release(
+        self,
+        mean: npt.NDArray[np.float64],
+        user_dp: UserDPAccountant | None,
+        survivors: int,
+    ) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.clipped_mean is None:
+            return out
+        signal = float(np.linalg.norm(self.clipped_mean))
+        out["noise_norm"] = float(np.linalg.norm(mean - self.clipped_mean))
+        if user_dp is not None:
+            expected = expected_noise_norm(user_dp.params, survivors)
+            ratio = expected / signal if signal > 0 else math.inf
+            eps_r, eps_c = user_dp.record(survivors)
+            out.update(
+                expected_noise_norm=expected,
+                noise_to_signal=ratio,
+                noise_dominates=ratio > NOISE_DOMINATES,
+                epsilon_round=eps_r,
+                epsilon_cumulative=eps_c,
+            )
+        return out
+
+
+def _set_aggregator_rounds(aggregator: Aggregator, rounds: int) -> None:
+    """Resume: the aggregators count their calls to derive each round's secrets (and,
+    under user-level DP, to enforce the budget's round count); set that count."""
+    for attr in ("_calls", "_round"):
+        if hasattr(aggregator, attr):
+            setattr(aggregator, attr, rounds)
 
 
 def run_training(
@@ -420,6 +608,13 @@ def run_training(
     sampling_rng: RandomSource,
     corpus: FederatedCorpus | None = None,
     on_round: Callable[[RoundRecord], None] | None = None,
+    on_start: Callable[[FederatedTrainer], None] | None = None,
+    device: str = "cpu",
+    local_dp: LocalDPSGDConfig | None = None,
+    secret_rng: RandomSource | None = None,
+    checkpoint_dir: Path | None = None,
+    fingerprint: dict[str, Any] | None = None,
+    resume: Checkpoint | None = None,
 ) -> TrainResult:
     """Run ``config.rounds`` FedAvg rounds with ``aggregator``.
 
@@ -434,7 +629,18 @@ def run_training(
     corpus:
         Override the corpus.
     on_round:
-        Called with every :class:`RoundRecord` (round 0 included) as it completes.
+        Called with every :class:`RoundRecord` (round 0 included, and the records
+        of a resumed checkpoint) as it completes.
+    on_start:
+        Called with the :class:`FederatedTrainer` before round 0 (plan and check
+        what depends on the model, e.g. user-level DP; set ``trainer.user_dp``).
+    device, local_dp, secret_rng:
+        See :class:`FederatedTrainer`.
+    checkpoint_dir, fingerprint:
+        Write a :mod:`~secagg.train.checkpoint` there after every round, tagged with
+        ``fingerprint`` (what a resume must match).
+    resume:
+        Continue from this checkpoint (already checked against the configuration).
 
     Raises
     ------
@@ -445,16 +651,60 @@ def run_training(
     if not isinstance(aggregator, Aggregator):
         raise ParameterError("aggregator must be an Aggregator")
     t0 = time.perf_counter()
-    trainer = FederatedTrainer(config, sampling_rng=sampling_rng, corpus=corpus)
-    records = [trainer.initial_record()]
-    if on_round is not None:
-        on_round(records[0])
-    for _ in range(config.rounds):
-        rec = trainer.run_round(aggregator)
-        records.append(rec)
-        if on_round is not None:
-            on_round(rec)
-    load_trainable_vector(trainer.loaded.model, trainer.global_vector, trainer.loaded.layout)
+    trainer = FederatedTrainer(
+        config, sampling_rng=sampling_rng, corpus=corpus, device=device,
+        local_dp=local_dp, secret_rng=secret_rng,
+    )
+    try:
+        if on_start is not None:
+            on_start(trainer)
+        records: list[RoundRecord] = []
+        if resume is not None:
+            if resume.vector.size != trainer.num_trainable:
+                raise ParameterError("--resume: the checkpoint's weights do not fit this model")
+            trainer.global_vector = resume.vector.astype(np.float32).astype(np.float64)
+            trainer.fast_forward(resume.round)
+            _set_aggregator_rounds(aggregator, resume.round)
+            if trainer.local_dp is not None and resume.dpsgd_state is not None:
+                trainer.local_dp.load_state(resume.dpsgd_state)
+            if trainer.user_dp is not None:
+                for n in resume.user_dp_survivors:
+                    trainer.user_dp.record(n)
+            records = [RoundRecord.from_json(d) for d in resume.records]
+            for rec in records:
+                if on_round is not None:
+                    on_round(rec)
+        else:
+            records.append(trainer.initial_record())
+            if on_round is not None:
+                on_round(records[0])
+
+        def checkpoint() -> None:
+            if checkpoint_dir is None:
+                return
+            ckpt_save(checkpoint_dir, Checkpoint(
+                round=trainer._round,
+                fingerprint=dict(fingerprint or {}),
+                records=[r.to_json() for r in records],
+                vector=trainer.global_vector,
+                dpsgd_state=None if trainer.local_dp is None else trainer.local_dp.state(),
+                user_dp_survivors=[] if trainer.user_dp is None else trainer.user_dp.survivors,
+            ))
+
+        checkpoint()
+        while trainer._round < config.rounds:
+            rec = trainer.run_round(aggregator)
+            records.append(rec)
+            if on_round is not None:
+                on_round(rec)
+            checkpoint()
+        load_trainable_vector(trainer.loaded.model, trainer.global_vector, trainer.loaded.layout)
+    finally:
+        if trainer.local_dp is not None:
+            trainer.local_dp.close()
+    dpsgd_eps = None
+    if trainer.local_dp is not None:
+        dpsgd_eps = {c: trainer.local_dp.epsilon(c) for c in sorted(trainer.local_dp.accountants)}
     return TrainResult(
         config=config,
         rounds=tuple(records),
@@ -463,4 +713,6 @@ def run_training(
         aggregator=aggregator.description,
         corpus_source=trainer.corpus.source,
         seconds=time.perf_counter() - t0,
+        dpsgd_epsilon=dpsgd_eps,
+        user_dp_epsilon=None if trainer.user_dp is None else trainer.user_dp.epsilon,
     )

@@ -17,10 +17,12 @@ torch, transformers and peft are imported lazily (extra ``train``).
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -39,6 +41,7 @@ __all__ = [
     "build_model",
     "load_trainable_vector",
     "sample_text",
+    "save_pretrained",
     "trainable_layout",
     "trainable_vector",
 ]
@@ -359,3 +362,64 @@ def sample_text(
         if was_training:
             model.train()
     return out
+
+
+def save_pretrained(
+    loaded: LoadedModel,
+    folder: str | os.PathLike[str],
+    *,
+    seed: int,
+    spec: TinyLlamaSpec | None = None,
+    model_path: str | os.PathLike[str] | None = None,
+) -> dict[str, Path]:
+    """Write the trained model in Hugging Face format; returns what went where.
+
+    * full training: ``folder/model/`` (``config.json`` + safetensors weights),
+      loadable with ``transformers.AutoModelForCausalLM.from_pretrained``;
+    * LoRA: ``folder/adapter/`` (``adapter_config.json`` + adapter weights), loadable
+      with ``peft.PeftModel.from_pretrained(base, folder/"adapter")``.  The base is
+      ``model_path`` when one was given; for the built-in tiny model its random
+      initialisation is rebuilt from ``seed`` and written to ``folder/base_model/``
+      (the adapter config points there).
+
+    The tokenizer goes next to the weights: a Hugging Face tokenizer is saved with
+    its own ``save_pretrained``; the built-in byte tokenizer is described in
+    ``secagg_tokenizer.json`` (token = UTF-8 byte, plus BOS/EOS/PAD).
+    """
+    out = Path(folder)
+    model = loaded.model
+    written: dict[str, Path] = {}
+    if loaded.lora_rank > 0:
+        target = out / "adapter"
+        if model_path is None:
+            base_dir = out / "base_model"
+            base = build_model(lora_rank=0, spec=spec, seed=seed)
+            base.model.save_pretrained(base_dir)
+            _save_tokenizer(loaded.tokenizer, base_dir)
+            written["base_model"] = base_dir
+            for cfg in model.peft_config.values():
+                cfg.base_model_name_or_path = str(base_dir.resolve())
+        model.save_pretrained(target)
+        written["adapter"] = target
+    else:
+        target = out / "model"
+        model.save_pretrained(target)
+        written["model"] = target
+    _save_tokenizer(loaded.tokenizer, target)
+    return written
+
+
+def _save_tokenizer(tok: Tokenizer, folder: Path) -> None:
+    if isinstance(tok, HFTokenizer):
+        tok._tok.save_pretrained(folder)
+        return
+    desc = {
+        "type": "secagg.train.model.ByteTokenizer",
+        "tokens": "UTF-8 bytes 0..255, then BOS, EOS, PAD",
+        "vocab_size": tok.vocab_size,
+        "bos_id": tok.bos_id,
+        "eos_id": tok.eos_id,
+        "pad_id": tok.pad_id,
+    }
+    (folder / "secagg_tokenizer.json").write_text(json.dumps(desc, indent=2) + "\n",
+                                                  encoding="utf-8")
