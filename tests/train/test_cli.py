@@ -130,10 +130,10 @@ def test_run_with_data_dir(tmp_path: Path, layout: str) -> None:
 def test_dp_flag_runs_and_is_reported(tmp_path: Path) -> None:
     out = tmp_path / "dp"
     assert main(["train", *TINY, "--seed", "2", "--out", str(out), "--dp", "ddgauss",
-                 "--epsilon", "20", "--dp-clip", "0.5"]) == 0
+                 "--epsilon", "20", "--dp-clip", "0.5", "--allow-noise-dominated"]) == 0
     rep = _report(out)
     assert rep["config"]["dp"] == {"mechanism": "ddgauss", "epsilon": 20.0, "delta": 1e-5,
-                                   "l2_clip": 0.5}
+                                   "l2_clip": 0.5, "bits": 16, "allow_noise_dominated": True}
     assert "distributed DP" in rep["aggregator"] and rep["rounds"][1]["survivors"] == 2
     assert main(["train", *TINY, "--aggregator", "plain", "--dp", "ddgauss", "--seed", "1",
                  "--out", str(tmp_path / "x")]) == 2
