@@ -176,8 +176,7 @@ class AesCtrRandom:
         self.fill(out)
         return bytes(out)
 
-    def fill(self, out: bytearray | memoryview | npt.NDArray[np.generic],
-             nbytes: int | None = None) -> None:
+    def fill(self, out: bytearray | memoryview, nbytes: int | None = None) -> None:
         """Overwrite the first ``nbytes`` (default: all) bytes of the writable buffer
         ``out`` with the next ``nbytes`` bytes of the stream — the copy-free path of
         :func:`random_uint64`.  Spare room after ``nbytes`` lets the cipher write in
@@ -227,7 +226,7 @@ def random_uint64(rng: RandomSource, size: int) -> npt.NDArray[np.uint64]:
     fill = getattr(rng, "fill", None)
     if fill is not None:
         out = np.empty(size + 2, dtype="<u8")  # 16 spare bytes: the cipher writes in place
-        fill(out, 8 * size)
+        fill(out.data, 8 * size)
         return out[:size].astype(np.uint64, copy=False)
     return np.frombuffer(rng.random_bytes(8 * size), dtype="<u8").astype(np.uint64, copy=True)
 
