@@ -14,7 +14,7 @@ from secagg.errors import ParameterError
 SEED = bytes(range(16))
 
 
-@pytest.mark.parametrize("n", [1, 2, 4, 8, 64, 256])
+@pytest.mark.parametrize("n", [1, 2, 4, 8, 64, 128, 256, 2048])
 def test_fwht_matches_sylvester_matrix(n: int) -> None:
     x = np.linspace(-3.0, 5.0, n)
     assert np.allclose(fwht(x), hadamard(n) @ x)
@@ -89,3 +89,18 @@ def test_seed_selects_the_signs() -> None:
 def test_bad_inputs_raise(call) -> None:
     with pytest.raises(ParameterError):
         call()
+
+
+def test_block_fwht_equals_the_butterfly_on_a_large_vector() -> None:
+    """The dense-block transform is the radix-2 butterfly up to float rounding."""
+    n = 1 << 17
+    x = np.sin(np.arange(n, dtype=np.float64))
+    a = x.copy()
+    h = 1
+    while h < n:  # reference: textbook in-place butterflies
+        v = a.reshape(-1, 2, h)
+        top = v[:, 0, :].copy()
+        v[:, 0, :] += v[:, 1, :]
+        v[:, 1, :] = top - v[:, 1, :]
+        h *= 2
+    assert np.allclose(fwht(x), a, rtol=0, atol=1e-9 * np.abs(a).max())
