@@ -215,3 +215,41 @@ def test_device_flag() -> None:
             resolve_device("cuda")
     with pytest.raises(ParameterError):
         resolve_device("tpu")
+
+
+def test_local_dpsgd_empty_batches_still_add_noise_and_count(tiny_spec) -> None:
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("opacus")
+    from secagg.primitives.rand import InsecureDeterministicRandom
+    from secagg.train.dpsgd_local import LocalDPSGD, LocalDPSGDConfig, _windows
+    from secagg.train.model import build_model, trainable_vector
+
+    ids, labels = _windows(torch, np.arange(10, dtype=np.int64), 4, 99)
+    assert ids.tolist() == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 99, 99]]
+    assert labels[2].tolist() == [8, 9, -100, -100]
+
+    def run(seed: int) -> tuple[np.ndarray, LocalDPSGD]:
+        loaded = build_model(spec=tiny_spec, seed=0)
+        dp = LocalDPSGD(LocalDPSGDConfig(noise_multiplier=1.0, max_grad_norm=1.0),
+                        model=loaded.model,
+                        secret_rng=InsecureDeterministicRandom(seed, warn=False), seed=0)
+        before = trainable_vector(loaded.model)
+        dp.train_client(client=3, round=1, tokens=np.arange(400, dtype=np.int64) % 250,
+                        pad_id=258, batch_size=1, seq_len=4, steps=5,
+                        make_optimizer=lambda ps: torch.optim.SGD(ps, lr=0.1), device="cpu")
+        dp.close()
+        return trainable_vector(loaded.model) - before, dp
+
+    d1, dp = run(1)
+    (z, q, steps), = dp.accountants[3].history
+    assert (z, q, steps) == (1.0, 0.01, 5)  # q = batch / 100 windows, every step counted
+    assert 0 < dp.epsilon(3) < math.inf and dp.epsilon(4) == 0.0
+    assert np.linalg.norm(d1) > 0  # noise moves the model even when batches are empty
+    d1b, _ = run(1)
+    d2, _ = run(2)
+    assert np.array_equal(d1, d1b) and not np.array_equal(d1, d2)
+    restored = LocalDPSGD.__new__(LocalDPSGD)
+    restored._accountants_mod = dp._accountants_mod
+    restored.config = dp.config
+    restored.load_state(dp.state())
+    assert restored.epsilon(3) == pytest.approx(dp.epsilon(3))
