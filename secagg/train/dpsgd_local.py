@@ -121,6 +121,7 @@ class LocalDPSGD:
             warnings.simplefilter("ignore")  # Opacus's notes on hooks and RNG
             self.module = opacus.GradSampleModule(model, batch_first=True, loss_reduction="mean")
         self.accountants: dict[int, Any] = {}
+        self._eps_cache: dict[tuple[tuple[float, ...], ...], float] = {}
         if config.insecure_rng:
             warnings.warn(
                 "--insecure-rng: DP-SGD noise from torch's default generator, seeded from the "
@@ -138,11 +139,20 @@ class LocalDPSGD:
         return acc
 
     def epsilon(self, client: int) -> float:
-        """Client ``client``'s sample-level ε so far (0 before its first step)."""
+        """Client ``client``'s sample-level ε so far (0 before its first step).
+
+        Clients with the same history ``[(z, q, steps), ...]`` have the same ε; it is
+        computed once per distinct history (Opacus's conversion is the slow part).
+        """
         acc = self.accountants.get(client)
         if acc is None or not acc.history:
             return 0.0
-        return float(acc.get_epsilon(self.config.delta))
+        key = tuple(tuple(h) for h in acc.history)
+        eps = self._eps_cache.get(key)
+        if eps is None:
+            eps = float(acc.get_epsilon(self.config.delta))
+            self._eps_cache[key] = eps
+        return eps
 
     def state(self) -> dict[str, list[list[float]]]:
         """Every client's accountant history ``[(z, q, steps), ...]`` (for checkpoints)."""

@@ -251,5 +251,6 @@ def test_local_dpsgd_empty_batches_still_add_noise_and_count(tiny_spec) -> None:
     restored = LocalDPSGD.__new__(LocalDPSGD)
     restored._accountants_mod = dp._accountants_mod
     restored.config = dp.config
+    restored._eps_cache = {}
     restored.load_state(dp.state())
     assert restored.epsilon(3) == pytest.approx(dp.epsilon(3))
