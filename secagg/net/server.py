@@ -1,0 +1,654 @@
+"""The server side of the network runtime: a TLS listener and a ClientPool over sockets.
+
+:class:`NetServer` owns one asyncio event loop in a background thread and the
+listening socket.  :meth:`NetServer.open_round` returns a :class:`NetClientPool`
+for one round: the pool a driver (see :mod:`secagg.net.driver`) uses exactly like
+the in-process or process pools — ``start`` / ``exchange`` yield ``(client,
+[wire bytes])`` as replies arrive, and clients that do not answer by the deadline
+are not yielded (dropouts).  The pool never parses a message body; it reads only
+the type byte of the messages the server sends, to know which reply (and which
+frame-size limit) to accept next.
+
+Rules (``protocols/wire/transport.md``):
+
+* the client id comes from the verified certificate, never from the client;
+* one connection per id per round; a second is refused and the first is untouched;
+* a frame over its limit, an unknown kind, garbage, an unsolicited message or a
+  stall longer than the idle timeout cuts that connection and nothing else;
+* at most ``upload_slots`` large frames are buffered at a time (the others wait
+  in their TCP windows), so the server holds O(m) bytes, not O(n·m);
+* every deadline runs on the event loop's monotonic clock (``loop.time()`` is
+  ``time.monotonic()``, the clock of the driver's deadlines).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import ssl
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from secagg.errors import DecodeError, LocalProtocolError, ParameterError, RemoteProtocolError
+from secagg.masking import messages as m
+from secagg.masking.config import RoundConfig
+from secagg.net.certs import client_id_from_certificate
+from secagg.net.framing import (
+    ConnectionLostError,
+    DoneStatus,
+    ErrorCode,
+    FrameKind,
+    TransportError,
+    decode_error,
+    encode_done,
+    encode_error,
+    encode_hello,
+    frame_header,
+    peek_type,
+    read_body,
+    read_header,
+    reply_type,
+    server_frame_limit,
+)
+from secagg.net.handshake import encode_config
+
+__all__ = ["ConnectionStats", "NetClientPool", "NetServer"]
+
+#: Frames above this many bytes need an upload slot before their body is read.
+LARGE_FRAME = 1 << 16
+_TCP_INFO = 11  # socket.TCP_INFO on Linux
+_TCPI_BYTES_ACKED = 120  # offsets in struct tcp_info (linux/tcp.h)
+_TCPI_BYTES_RECEIVED = 128
+
+
+@dataclass(slots=True)
+class ConnectionStats:
+    """Bytes of one client connection, as the server saw them."""
+
+    message_bytes_in: int = 0  #: SecAgg message bytes received (MESSAGE payloads)
+    message_bytes_out: int = 0
+    frame_bytes_in: int = 0  #: every frame byte, headers included
+    frame_bytes_out: int = 0
+    tcp_bytes_in: int | None = None  #: TCP payload bytes (TLS records, handshake included)
+    tcp_bytes_out: int | None = None
+
+
+def _tcp_counts(writer: asyncio.StreamWriter) -> tuple[int | None, int | None]:
+    try:
+        sock = writer.get_extra_info("socket")
+        if sock is None:
+            return None, None
+        raw = sock.getsockopt(6, _TCP_INFO, 256)
+    except (OSError, AttributeError):  # closed transport
+        return None, None
+    if len(raw) < _TCPI_BYTES_RECEIVED + 8:
+        return None, None
+    (acked,) = struct.unpack_from("=Q", raw, _TCPI_BYTES_ACKED)
+    (received,) = struct.unpack_from("=Q", raw, _TCPI_BYTES_RECEIVED)
+    return int(received), int(acked)
+
+
+@dataclass(eq=False)
+class _Conn:
+    cid: int
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    expected: m.MessageType | None = None
+    closed: bool = False
+    task: asyncio.Task[None] | None = None
+    holds_slot: bool = False
+    stats: ConnectionStats = field(default_factory=ConnectionStats)
+
+
+_END = object()
+
+
+class NetServer:
+    """A mutual-TLS listener that hosts one round at a time.
+
+    Parameters
+    ----------
+    ssl_context:
+        From :func:`secagg.net.tls.server_context` (TLS 1.3, client certificates required).
+    host, port:
+        Where to listen (``port=0``: any free port; see :attr:`address`).
+    handshake_timeout:
+        Seconds a TLS handshake may take.
+    idle_timeout:
+        Seconds without a byte in the middle of a frame (or a blocked send)
+        before the connection is cut.
+    upload_slots:
+        Large frames (masked inputs) read at the same time.
+    """
+
+    def __init__(
+        self,
+        *,
+        ssl_context: ssl.SSLContext,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        handshake_timeout: float = 10.0,
+        idle_timeout: float = 10.0,
+        upload_slots: int = 2,
+    ) -> None:
+        if ssl_context.verify_mode != ssl.CERT_REQUIRED:
+            raise ParameterError("the server context must require client certificates")
+        if ssl_context.minimum_version != ssl.TLSVersion.TLSv1_3:
+            raise ParameterError("the server context must require TLS 1.3")
+        if upload_slots < 1 or idle_timeout <= 0 or handshake_timeout <= 0:
+            raise ParameterError("upload_slots >= 1 and positive timeouts required")
+        self._ctx = ssl_context
+        self._host, self._port = host, port
+        self._hs_timeout = handshake_timeout
+        self.idle_timeout = idle_timeout
+        self.upload_slots = upload_slots
+        self._loop = asyncio.new_event_loop()
+        self._thread: threading.Thread | None = None
+        self._server: asyncio.base_events.Server | None = None
+        self._round: NetClientPool | None = None
+        self._refused: list[tuple[str, str]] = []
+        self._address: tuple[str, int] | None = None
+        self._handlers: set[asyncio.Task[Any]] = set()
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> tuple[str, int]:
+        """Start the event-loop thread and listen; returns ``(host, port)``."""
+        if self._thread is not None:
+            raise LocalProtocolError("server already started")
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="secagg-net-server", daemon=True
+        )
+        self._thread.start()
+        self._address = self.call(self._listen())
+        return self._address
+
+    @property
+    def address(self) -> tuple[str, int]:
+        if self._address is None:
+            raise LocalProtocolError("server not started")
+        return self._address
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
+
+    @property
+    def refused(self) -> list[tuple[str, str]]:
+        """``(peer, reason)`` of every connection refused after its TLS handshake."""
+        return list(self._refused)
+
+    def call(self, coro: Any, timeout: float | None = None) -> Any:
+        """Run ``coro`` on the server's loop and wait for its result (from another thread)."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    async def _listen(self) -> tuple[str, int]:
+        self._server = await asyncio.start_server(
+            self._on_connect,
+            self._host,
+            self._port,
+            ssl=self._ctx,
+            ssl_handshake_timeout=self._hs_timeout,
+            limit=1 << 20,
+        )
+        sock = self._server.sockets[0]
+        host, port = sock.getsockname()[:2]
+        return str(host), int(port)
+
+    def close(self) -> None:
+        """Close every connection and the listener; stop the loop thread."""
+        if self._thread is None:
+            return
+        with contextlib.suppress(Exception):
+            self.call(self._shutdown(), timeout=30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=30)
+        self._thread = None
+        self._loop.close()
+
+    async def _shutdown(self) -> None:
+        if self._round is not None:
+            await self._round._finish(DoneStatus.ABORTED, "server shutting down")
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        pending = list(self._handlers)
+        for t in pending:
+            t.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=5.0)
+
+    def __enter__(self) -> NetServer:
+        if self._thread is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- rounds -----------------------------------------------------------------------
+
+    def open_round(self, config: RoundConfig, *, phase_timeout: float) -> NetClientPool:
+        """Accept the clients of ``config`` (one round at a time).
+
+        Raises
+        ------
+        LocalProtocolError
+            If another round is still open.
+        """
+        if self._round is not None and not self._round.closed:
+            raise LocalProtocolError("a round is already open on this server")
+        pool = NetClientPool(self, config, phase_timeout=phase_timeout)
+        self.call(pool._open())
+        self._round = pool
+        return pool
+
+    def run_round(
+        self,
+        config: RoundConfig,
+        *,
+        phase_timeout: float,
+        join_timeout: float | None = None,
+        listener: Callable[[str, dict[str, Any]], None] | None = None,
+        measure_memory: bool = False,
+        map_fn: Any = None,
+    ) -> tuple[Any, NetClientPool]:
+        """Open a round, drive it to its end, send DONE; return ``(outcome, pool)``.
+
+        ``join_timeout`` bounds the first phase (clients connecting and
+        advertising keys), ``phase_timeout`` every later one.
+        """
+        from secagg.masking.server import Server
+        from secagg.net.driver import drive_round
+
+        pool = self.open_round(config, phase_timeout=phase_timeout)
+        try:
+            outcome = drive_round(
+                Server(config=config),
+                pool,
+                phase_timeout=phase_timeout,
+                start_timeout=join_timeout,
+                listener=listener,
+                measure_memory=measure_memory,
+                map_fn=map_fn,
+            )
+            if outcome.aborted:
+                pool.finish(DoneStatus.ABORTED, outcome.abort_reason or "aborted")
+            else:
+                pool.finish(DoneStatus.COMPLETED, "sum computed")
+        finally:
+            pool.close()
+        return outcome, pool
+
+    # -- connections ---------------------------------------------------------------------
+
+    async def _refuse(self, writer: asyncio.StreamWriter, code: ErrorCode, reason: str) -> None:
+        peer = str(writer.get_extra_info("peername"))
+        self._refused.append((peer, reason))
+        with contextlib.suppress(Exception):
+            writer.write(encode_error(code, reason))
+            await asyncio.wait_for(writer.drain(), self.idle_timeout)
+        writer.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(writer.wait_closed(), 2.0)
+
+    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
+        try:
+            obj = writer.get_extra_info("ssl_object")
+            try:
+                cid = client_id_from_certificate(
+                    obj.getpeercert(binary_form=True) if obj is not None else None
+                )
+            except RemoteProtocolError as exc:
+                await self._refuse(writer, ErrorCode.IDENTITY, str(exc))
+                return
+            pool = self._round
+            if pool is None or pool.closed or not pool.accepting:
+                await self._refuse(writer, ErrorCode.NOT_OPEN, "no round is accepting clients")
+                return
+            if cid not in pool.config_clients:
+                await self._refuse(
+                    writer, ErrorCode.IDENTITY, f"client {cid} is not registered in this round"
+                )
+                return
+            if cid in pool.conns:
+                await self._refuse(
+                    writer,
+                    ErrorCode.DUPLICATE,
+                    f"client {cid} already has a connection in this round",
+                )
+                return
+            with contextlib.suppress(asyncio.CancelledError):
+                await pool._serve(cid, reader, writer)
+        finally:
+            if task is not None:
+                self._handlers.discard(task)
+
+
+class NetClientPool:
+    """A :class:`ClientPool` whose clients are remote TLS connections (``engine = "net"``).
+
+    Created by :meth:`NetServer.open_round`.  ``start``/``exchange`` are called
+    from the driver's thread; everything else runs on the server's event loop.
+    """
+
+    engine = "net"
+
+    def __init__(self, server: NetServer, config: RoundConfig, *, phase_timeout: float) -> None:
+        if phase_timeout <= 0:
+            raise ParameterError("phase_timeout must be positive")
+        self._srv = server
+        self._loop = server.loop
+        self.config = config
+        self.config_clients = frozenset(config.clients)
+        self.workers = 0
+        self.phase_timeout = phase_timeout
+        self._hello = encode_hello(encode_config(config), phase_timeout)
+        self.conns: dict[int, _Conn] = {}
+        self.accepting = False
+        self.closed = False
+        self._waiting: dict[int, m.MessageType] = {}
+        self._gen = 0
+        self._deadline: asyncio.TimerHandle | None = None
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._slots: asyncio.Semaphore | None = None
+        #: client -> why it was cut (deadline, bad frame, rejected message, lost connection)
+        self.cut: dict[int, str] = {}
+        #: client -> reason it gave in an ERROR frame (e.g. its policy refused the config)
+        self.client_errors: dict[int, str] = {}
+        self.stats: dict[int, ConnectionStats] = {}
+        self.hello_bytes = len(self._hello)
+        self._max_frame = max(
+            server_frame_limit(config, t)
+            for t in (
+                m.MessageType.ADVERTISE_KEYS,
+                m.MessageType.SHARE_KEYS,
+                m.MessageType.MASKED_INPUT,
+                m.MessageType.CONSISTENCY_SIGNATURE,
+                m.MessageType.UNMASKING_RESPONSE,
+            )
+        )
+
+    async def _open(self) -> None:
+        self._slots = asyncio.Semaphore(self._srv.upload_slots)
+        self._waiting = dict.fromkeys(self.config.clients, m.MessageType.ADVERTISE_KEYS)
+        self.accepting = True
+
+    # -- the ClientPool interface (driver thread) ------------------------------------------
+
+    def start(
+        self, clients: Sequence[int], *, deadline: float | None
+    ) -> Iterator[tuple[int, list[bytes]]]:
+        """Phase 0: yield ``(client, [AdvertiseKeys bytes])`` as clients connect and speak.
+
+        Connections are accepted until every client in ``clients`` has spoken or
+        ``deadline`` (``time.monotonic()``) passes; later connections are refused.
+        """
+        want = set(clients)
+        if not want <= self.config_clients:
+            raise ParameterError("start() with clients outside the round")
+        gen = self._srv.call(self._arm(0, want, deadline))
+        return self._drain(gen)
+
+    def exchange(
+        self, batch: Mapping[int, bytes], *, deadline: float | None
+    ) -> Iterator[tuple[int, list[bytes]]]:
+        """Send each client its message; yield ``(client, [reply])`` as replies arrive.
+
+        Clients that do not answer before ``deadline`` or whose connection broke
+        are cut and not yielded.
+        """
+        gen = self._srv.call(self._send_batch(dict(batch), deadline))
+        return self._drain(gen)
+
+    def reject(self, client: int, reason: str) -> None:
+        """The server refused ``client``'s message: cut that client (ERROR 7)."""
+        self._srv.call(self._drop(client, ErrorCode.REJECTED, f"message rejected: {reason}"))
+
+    def finish(self, status: DoneStatus, reason: str = "") -> None:
+        """Send DONE to every client still connected and close the round."""
+        self._srv.call(self._finish(status, reason))
+
+    def close(self) -> None:
+        if not self.closed:
+            self.finish(DoneStatus.ABORTED, "round closed")
+
+    def _drain(self, gen: int) -> Iterator[tuple[int, list[bytes]]]:
+        while True:
+            item = self._queue.get()
+            if item is _END:
+                return
+            if isinstance(item, tuple) and item[0] == "end":
+                if item[1] == gen:
+                    return
+                continue
+            _, cid, data, release = item
+            try:
+                yield cid, [data]
+            finally:
+                if release:
+                    self._loop.call_soon_threadsafe(self._release_slot, cid)
+
+    # -- event-loop side -----------------------------------------------------------------------
+
+    def _release_slot(self, cid: int) -> None:
+        conn = self.conns.get(cid)
+        if conn is not None and conn.holds_slot:
+            conn.holds_slot = False
+            assert self._slots is not None
+            self._slots.release()
+
+    async def _arm(self, phase: int, want: set[int], deadline: float | None) -> int:
+        self._gen += 1
+        gen = self._gen
+        # phase 0: clients not in `want` are not waited for
+        for cid in list(self._waiting):
+            if cid not in want:
+                del self._waiting[cid]
+        self._set_deadline(gen, deadline)
+        if not self._waiting:
+            self._end(gen)
+        return gen
+
+    def _set_deadline(self, gen: int, deadline: float | None) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        if deadline is not None:
+            self._deadline = self._loop.call_at(deadline, self._on_deadline, gen)
+
+    def _end(self, gen: int) -> None:
+        if gen != self._gen:
+            return
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        self.accepting = False  # only phase 0 accepts connections
+        self._queue.put(("end", gen))
+
+    def _on_deadline(self, gen: int) -> None:
+        if gen != self._gen:
+            return
+        self._deadline = None
+        for cid in list(self._waiting):
+            del self._waiting[cid]
+            if cid in self.conns:
+                self._loop.create_task(
+                    self._drop(cid, ErrorCode.DEADLINE, "phase deadline passed")
+                )
+            else:
+                self.cut.setdefault(cid, "never connected")
+        self._end(gen)
+
+    async def _send_batch(self, batch: dict[int, bytes], deadline: float | None) -> int:
+        self._gen += 1
+        gen = self._gen
+        self._waiting = {}
+        sends = []
+        for cid, data in sorted(batch.items()):
+            conn = self.conns.get(cid)
+            if conn is None or conn.closed:
+                continue
+            rep = reply_type(peek_type(data))
+            conn.expected = rep
+            if rep is not None:
+                self._waiting[cid] = rep
+            conn.stats.message_bytes_out += len(data)
+            sends.append((conn, frame_header(FrameKind.MESSAGE, len(data)), data))
+        self._set_deadline(gen, deadline)
+        for conn, head, data in sends:
+            self._loop.create_task(self._write(conn, head, data))
+        if not self._waiting:
+            self._end(gen)
+        return gen
+
+    async def _write(self, conn: _Conn, head: bytes, data: bytes) -> None:
+        if conn.closed:
+            return
+        try:
+            conn.writer.write(head)
+            conn.writer.write(data)
+            conn.stats.frame_bytes_out += len(head) + len(data)
+            await asyncio.wait_for(conn.writer.drain(), self._srv.idle_timeout)
+        except (TimeoutError, asyncio.TimeoutError):
+            await self._drop(conn.cid, None, "the client does not read (send stalled)")
+        except (ConnectionError, OSError) as exc:
+            await self._drop(conn.cid, None, f"connection lost: {exc}")
+
+    async def _drop(self, cid: int, code: ErrorCode | None, reason: str) -> None:
+        conn = self.conns.get(cid)
+        if cid in self._waiting:
+            del self._waiting[cid]
+            if not self._waiting:
+                self._end(self._gen)
+        if conn is None or conn.closed:
+            return
+        conn.closed = True
+        self.cut.setdefault(cid, reason)
+        conn.stats.tcp_bytes_in, conn.stats.tcp_bytes_out = _tcp_counts(conn.writer)
+        if code is not None:
+            with contextlib.suppress(Exception):
+                conn.writer.write(encode_error(code, reason))
+        if conn.holds_slot:
+            self._release_slot(cid)
+        if conn.task is not None and conn.task is not asyncio.current_task():
+            conn.task.cancel()
+        conn.writer.close()
+
+    async def _serve(self, cid: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = _Conn(cid, reader, writer, expected=m.MessageType.ADVERTISE_KEYS)
+        conn.task = asyncio.current_task()
+        self.conns[cid] = conn
+        self.stats[cid] = conn.stats
+        writer.write(self._hello)
+        conn.stats.frame_bytes_out += len(self._hello)
+        try:
+            await self._read_loop(conn)
+        except asyncio.CancelledError:
+            pass
+        except TransportError as exc:
+            if isinstance(exc, ConnectionLostError):
+                await self._drop(cid, None, str(exc))
+            else:
+                await self._drop(cid, exc.code or ErrorCode.MALFORMED, str(exc))
+        except (ConnectionError, OSError) as exc:
+            await self._drop(cid, None, f"connection lost: {exc}")
+        finally:
+            if conn.holds_slot:
+                self._release_slot(cid)
+            if not conn.closed:
+                await self._drop(cid, None, "connection ended")
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(writer.wait_closed(), 2.0)
+
+    async def _read_loop(self, conn: _Conn) -> None:
+        cfg = self.config
+        idle = self._srv.idle_timeout
+        while not conn.closed:
+            kind, size = await read_header(conn.reader, self._max_frame, timeout=None)
+            # the limit of what this client owes *now* (a request may have been sent
+            # while the header was awaited)
+            limit = server_frame_limit(cfg, conn.expected)
+            if 1 + size > limit:
+                raise TransportError(
+                    f"frame of {1 + size} bytes over the limit of {limit}", ErrorCode.TOO_LARGE
+                )
+            conn.stats.frame_bytes_in += 5 + size
+            if kind is FrameKind.ERROR:
+                body = await read_body(conn.reader, size, idle_timeout=idle)
+                try:
+                    code, reason = decode_error(bytes(body))
+                except DecodeError:
+                    code, reason = 0, "malformed ERROR frame"
+                self.client_errors[conn.cid] = f"ERROR {code}: {reason}"
+                await self._drop(conn.cid, None, f"client sent ERROR {code}: {reason}")
+                return
+            if kind is not FrameKind.MESSAGE:
+                raise TransportError(f"a client may not send {kind.name}", ErrorCode.MALFORMED)
+            expected = conn.expected
+            if expected is None or self._waiting.get(conn.cid) is not expected:
+                raise TransportError("message the server did not ask for", ErrorCode.UNSOLICITED)
+            large = size > LARGE_FRAME
+            if large:
+                assert self._slots is not None
+                await self._slots.acquire()
+                conn.holds_slot = True
+            body = await read_body(conn.reader, size, idle_timeout=idle)
+            try:
+                got = peek_type(body)
+            except DecodeError as exc:
+                raise TransportError(str(exc), ErrorCode.MALFORMED) from None
+            if got is not expected:
+                raise TransportError(
+                    f"expected {expected.name}, got {got.name}", ErrorCode.REJECTED
+                )
+            if self._waiting.get(conn.cid) is not expected:  # cut while reading
+                return
+            conn.stats.message_bytes_in += size
+            conn.expected = None
+            del self._waiting[conn.cid]
+            self._queue.put(("msg", conn.cid, body, large))
+            if not self._waiting:
+                self._end(self._gen)
+
+    async def _finish(self, status: DoneStatus, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.accepting = False
+        if self._deadline is not None:
+            self._deadline.cancel()
+        frame = encode_done(status, reason)
+        live = [c for c in self.conns.values() if not c.closed]
+        for c in live:
+            with contextlib.suppress(Exception):
+                c.writer.write(frame)
+                c.stats.frame_bytes_out += len(frame)
+
+        async def close_one(c: _Conn) -> None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(c.writer.drain(), self._srv.idle_timeout)
+            c.stats.tcp_bytes_in, c.stats.tcp_bytes_out = _tcp_counts(c.writer)
+            c.closed = True
+            if c.task is not None:
+                c.task.cancel()
+            c.writer.close()
+
+        await asyncio.gather(*(close_one(c) for c in live))
+        self._queue.put(_END)
+
+
+def monotonic_deadline(seconds: float | None) -> float | None:
+    """``time.monotonic() + seconds`` (the clock of the server's event loop), or None."""
+    return None if seconds is None else time.monotonic() + seconds
+
+
+ListenerFn = Callable[[str, dict[str, Any]], None]
