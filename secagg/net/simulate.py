@@ -1,0 +1,380 @@
+"""``secagg simulate --engine net``: one round over loopback TLS with real client processes.
+
+The server (:class:`~secagg.net.server.NetServer` and the round loop) runs in
+this process; the clients run in separate processes started from a
+``forkserver``: every client that is to crash gets a process of its own and
+kills itself with ``SIGKILL`` at its crash point (a random point of a random
+phase: after connecting, after HELLO, after advertising keys, on receiving the
+keys, on receiving its share boxes, after any chunk of its masked upload, after
+the upload, on receiving the consistency or unmasking request, after answering
+it); the other clients share ``client_procs`` processes, each running its
+clients on one event loop.  Certificates come from a fresh development CA.
+
+Inputs follow ``secagg simulate``'s recipe (``rng.child("input/<id>")``), so the
+expected sum over the survivors is recomputed here and compared exactly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import multiprocessing
+import os
+import resource
+import signal
+import tempfile
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from secagg.errors import InsecureConfigurationWarning, ParameterError, SecAggError
+from secagg.masking.config import ProtocolKind, SecurityMode
+from secagg.primitives.prg import UIntArray, dtype_for_bits
+from secagg.primitives.rand import InsecureDeterministicRandom, RandomSource, SystemRandom, randbelow
+
+__all__ = ["CRASH_POINTS", "ClientSpec", "issue_certs", "simulate_net"]
+
+#: Crash points before/after the upload; "upload:<i>" (after chunk i) is added per round.
+CRASH_POINTS = (
+    "connected",
+    "hello",
+    "advertised",
+    "keys",
+    "boxes",
+    "uploaded",
+    "unmasking",
+    "answered",
+)
+_MALICIOUS_POINTS = ("consistency",)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSpec:
+    """Everything a client process needs (picklable; keys are created inside it)."""
+
+    client_id: int
+    input_seed: bytes
+    bits: int
+    length: int
+    rng_seed: bytes | None  #: deterministic client randomness (INSECURE; simulations only)
+    identity_private: bytes | None
+    crash_at: str | None
+    stream_chunk: int
+
+
+def _quiet_rng(seed: bytes) -> InsecureDeterministicRandom:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", InsecureConfigurationWarning)
+        return InsecureDeterministicRandom(seed)
+
+
+def make_input(seed: bytes, client_id: int, bits: int, length: int) -> UIntArray:
+    """The simulation input of ``client_id`` (uniform in Z_{2^bits})."""
+    dt = dtype_for_bits(bits)
+    width = np.dtype(dt).itemsize
+    raw = _quiet_rng(seed).child(f"input/{client_id}").random_bytes(width * length)
+    x = np.frombuffer(raw, dtype=dt).copy()
+    if bits < 8 * width:
+        np.bitwise_and(x, dt((1 << bits) - 1), out=x)
+    return x
+
+
+def issue_certs(directory: str | os.PathLike[str], clients: Sequence[int]) -> Path:
+    """A development CA, a server certificate for 127.0.0.1 and one per client."""
+    from secagg.net import certs
+
+    d = Path(directory)
+    certs.init_ca(d)
+    certs.issue_server(d, "127.0.0.1")
+    for u in clients:
+        certs.issue_client(d, u)
+    return d
+
+
+async def _run_clients(
+    host: str, port: int, certs_dir: str, specs: Sequence[ClientSpec], timeout: float
+) -> dict[int, str]:
+    from secagg.net.client import run_client
+    from secagg.net.tls import client_context
+    from secagg.primitives.sign import SigningKey
+
+    async def one(spec: ClientSpec) -> tuple[int, str]:
+        def checkpoint(point: str) -> None:
+            if point == spec.crash_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        try:
+            await run_client(
+                host=host,
+                port=port,
+                ssl_context=client_context(certs_dir, spec.client_id),
+                client_id=spec.client_id,
+                input_vector=make_input(spec.input_seed, spec.client_id, spec.bits, spec.length),
+                rng=(
+                    _quiet_rng(spec.rng_seed).child(f"client/{spec.client_id}")
+                    if spec.rng_seed is not None
+                    else None
+                ),
+                identity_key=(
+                    SigningKey.from_private_bytes(spec.identity_private)
+                    if spec.identity_private is not None
+                    else None
+                ),
+                connect_timeout=timeout,
+                checkpoint=checkpoint if spec.crash_at else None,
+                stream_chunk=spec.stream_chunk,
+            )
+            return spec.client_id, "completed"
+        except SecAggError as exc:
+            return spec.client_id, f"{type(exc).__name__}: {exc}"
+
+    return dict(await asyncio.gather(*(one(s) for s in specs)))
+
+
+def _worker(
+    host: str,
+    port: int,
+    certs_dir: str,
+    specs: list[ClientSpec],
+    out_path: str,
+    timeout: float,
+) -> None:
+    """Client process entry point: run ``specs`` and write their outcomes as JSON."""
+    results = asyncio.run(_run_clients(host, port, certs_dir, specs, timeout))
+    Path(out_path).write_text(json.dumps({str(k): v for k, v in results.items()}))
+    # non-zero exit when a client of this process did not complete
+    raise SystemExit(0 if all(v == "completed" for v in results.values()) else 3)
+
+
+_CTX: Any = None
+
+
+def _context() -> Any:
+    global _CTX
+    if _CTX is None:
+        if "forkserver" in multiprocessing.get_all_start_methods():
+            _CTX = multiprocessing.get_context("forkserver")
+            _CTX.set_forkserver_preload(["secagg.net.simulate", "secagg.net.client"])
+        else:  # pragma: no cover - non-POSIX
+            _CTX = multiprocessing.get_context("spawn")
+    return _CTX
+
+
+def _crash_plan(
+    ids: Sequence[int], fraction: float, rng: RandomSource, points: Sequence[str]
+) -> dict[int, str]:
+    from secagg.sim.runtime import choose_dropouts
+
+    crashed = sorted(choose_dropouts(ids, fraction, rng.child("crashed")))
+    pick = rng.child("crash-points")
+    return {u: points[randbelow(pick, len(points))] for u in crashed}
+
+
+def simulate_net(
+    *,
+    clients: int,
+    length: int,
+    bits: int = 32,
+    protocol: ProtocolKind = ProtocolKind.SECAGG_PLUS,
+    security: SecurityMode = SecurityMode.SEMI_HONEST,
+    neighbors: int | None = None,
+    threshold: int | None = None,
+    crash: float = 0.0,
+    crash_points: Sequence[str] | None = None,
+    seed: int | None = None,
+    phase_timeout: float = 10.0,
+    join_timeout: float = 60.0,
+    idle_timeout: float = 10.0,
+    client_procs: int | None = None,
+    certs_dir: str | os.PathLike[str] | None = None,
+    stream_chunk: int | None = None,
+    measure_memory: bool = True,
+) -> dict[str, Any]:
+    """Run one round over loopback TLS with client processes; return a JSON-able report.
+
+    Parameters
+    ----------
+    crash:
+        Fraction of clients killed with SIGKILL at a crash point.
+    crash_points:
+        Points to choose from (default: every point of every phase, including
+        after each upload chunk).
+    client_procs:
+        Processes hosting the clients that do not crash (default ``min(n, cpus)``).
+    certs_dir:
+        A directory already holding a CA, ``server`` and every client's
+        certificate (default: a fresh one in a temporary directory).
+    stream_chunk:
+        Elements per upload chunk (default: the vector in 4 chunks when some
+        client may crash mid-upload, else the client default).
+
+    Raises
+    ------
+    ParameterError
+        On bad sizes or fractions.
+    """
+    from secagg.net.server import NetServer
+    from secagg.net.tls import server_context
+    from secagg.sim.runtime import build_config
+
+    if clients < 2 or length < 1:
+        raise ParameterError("clients must be >= 2 and length >= 1")
+    if not 0.0 <= crash <= 1.0:
+        raise ParameterError("crash must be a fraction in [0, 1]")
+    wall0 = time.perf_counter()
+    rng: RandomSource
+    if seed is not None:
+        rng = _quiet_rng(seed.to_bytes(16, "big"))
+        rng_seed: bytes | None = seed.to_bytes(16, "big")
+        input_seed = seed.to_bytes(16, "big")
+    else:
+        rng = SystemRandom()
+        rng_seed = None
+        input_seed = os.urandom(16)  # simulation inputs are not secret
+    ids = list(range(1, clients + 1))
+    cfg, idkeys = build_config(
+        ids,
+        bits=bits,
+        length=length,
+        protocol=protocol,
+        security=security,
+        neighbors=neighbors,
+        threshold=threshold,
+        rng=rng,
+    )
+    chunk = stream_chunk
+    points = list(crash_points) if crash_points is not None else None
+    if points is None:
+        points = list(CRASH_POINTS)
+        if security is SecurityMode.MALICIOUS:
+            points += list(_MALICIOUS_POINTS)
+        if chunk is None:
+            chunk = max(4, math.ceil(length / 4))
+        points += [f"upload:{i}" for i in range(math.ceil(length / chunk) - 1)]
+    if chunk is None:
+        from secagg.net.client import STREAM_CHUNK
+
+        chunk = STREAM_CHUNK
+    plan = _crash_plan(ids, crash, rng, points) if crash > 0 else {}
+    tmp = tempfile.TemporaryDirectory(prefix="secagg-net-")
+    try:
+        cdir = Path(certs_dir) if certs_dir is not None else issue_certs(Path(tmp.name) / "certs", ids)
+        t_certs = time.perf_counter() - wall0
+        specs = {
+            u: ClientSpec(
+                client_id=u,
+                input_seed=input_seed,
+                bits=bits,
+                length=length,
+                rng_seed=rng_seed,
+                identity_private=idkeys[u].private_bytes() if u in idkeys else None,
+                crash_at=plan.get(u),
+                stream_chunk=chunk,
+            )
+            for u in ids
+        }
+        steady = [specs[u] for u in ids if u not in plan]
+        procs_n = max(1, min(len(steady), client_procs or (os.cpu_count() or 1)))
+        groups: list[list[ClientSpec]] = [[s] for s in (specs[u] for u in sorted(plan))]
+        groups += [steady[i::procs_n] for i in range(procs_n) if steady[i::procs_n]]
+        server = NetServer(
+            ssl_context=server_context(cdir), idle_timeout=idle_timeout, upload_slots=2
+        )
+        host, port = server.start()
+        ctx = _context()
+        procs = []
+        try:
+            round_t0 = time.perf_counter()
+            for i, group in enumerate(groups):
+                out = str(Path(tmp.name) / f"clients-{i}.json")
+                p = ctx.Process(
+                    target=_worker,
+                    args=(host, port, str(cdir), group, out, join_timeout),
+                    daemon=True,
+                )
+                p.start()
+                procs.append((p, out, group))
+            outcome, pool = server.run_round(
+                cfg,
+                phase_timeout=phase_timeout,
+                join_timeout=join_timeout,
+                measure_memory=measure_memory,
+            )
+            round_wall = time.perf_counter() - round_t0
+        finally:
+            server.close()
+            for p, _, _ in procs:
+                p.join(timeout=phase_timeout * 4 + 30)
+                if p.is_alive():
+                    p.kill()
+                    p.join()
+        client_status: dict[int, str] = {}
+        exitcodes: dict[int, int | None] = {}
+        for p, out, group in procs:
+            for s in group:
+                exitcodes[s.client_id] = p.exitcode
+            if os.path.exists(out):
+                client_status.update({int(k): v for k, v in json.loads(Path(out).read_text()).items()})
+            else:
+                for s in group:
+                    client_status[s.client_id] = f"process exited with {p.exitcode}"
+    finally:
+        tmp.cleanup()
+    exact = None
+    if outcome.total is not None:
+        acc = np.zeros(length, dtype=dtype_for_bits(bits))
+        for u in outcome.survivors:
+            np.add(acc, make_input(input_seed, u, bits, length), out=acc)
+        if bits < 8 * acc.dtype.itemsize:
+            np.bitwise_and(acc, acc.dtype.type((1 << bits) - 1), out=acc)
+        exact = bool(np.array_equal(acc, outcome.total))
+    killed = sorted(u for u in plan if exitcodes.get(u) == -signal.SIGKILL)
+    st = pool.stats
+    msg_in = sum(s.message_bytes_in for s in st.values())
+    frame_in = sum(s.frame_bytes_in for s in st.values())
+    tcp_in = [s.tcp_bytes_in for s in st.values()]
+    return {
+        "engine": "net",
+        "protocol": cfg.protocol.value,
+        "security": cfg.security.value,
+        "clients": clients,
+        "length": length,
+        "bits": bits,
+        "neighbors": cfg.degree,
+        "threshold": cfg.threshold,
+        "crash": crash,
+        "crashed": {str(u): p for u, p in sorted(plan.items())},
+        "killed_by_sigkill": len(killed),
+        "survivors": len(outcome.survivors),
+        "aborted": outcome.aborted,
+        "abort_reason": outcome.abort_reason,
+        "exact": exact,
+        "transcript_digest": outcome.transcript_digest,
+        "sets": {k: len(v) for k, v in outcome.sets.items()},
+        "phases": outcome.phases,
+        "server_peak_mb": (
+            None if outcome.server_peak_bytes is None else outcome.server_peak_bytes / 2**20
+        ),
+        "server_max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "message_bytes_to_server": msg_in,
+        "frame_bytes_to_server": frame_in,
+        "tcp_bytes_to_server": sum(x for x in tcp_in if x is not None),
+        "tcp_counted": all(x is not None for x in tcp_in),
+        "message_bytes_to_clients": sum(s.message_bytes_out for s in st.values()),
+        "tcp_bytes_to_clients": sum(s.tcp_bytes_out or 0 for s in st.values()),
+        "cut": {str(k): v for k, v in sorted(pool.cut.items())},
+        "rejections": {str(k): v for k, v in sorted(outcome.rejections.items())},
+        "client_status": {str(k): v for k, v in sorted(client_status.items())},
+        "client_processes": len(procs),
+        "certs_s": t_certs,
+        "round_wall_s": round_wall,
+        "wall_s": time.perf_counter() - wall0,
+        "seed": seed,
+    }
+
