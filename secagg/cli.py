@@ -22,6 +22,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("secagg.sim.cli", "simulate one aggregation round with dropouts and attacks"),
     "params": ("secagg.masking.params_cli", "choose SecAgg+ neighbours k and threshold t"),
     "bench": ("secagg.bench.cli", "benchmarks, each against a baseline measured in the same run"),
+    "certs": ("secagg.net.cli_certs", "a development CA and certificates for serve/client"),
+    "serve": ("secagg.net.cli_serve", "run aggregation rounds as a mutual-TLS server"),
+    "client": ("secagg.net.cli_client", "take part in aggregation rounds over mutual TLS"),
 }
 
 

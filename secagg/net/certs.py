@@ -321,3 +321,77 @@ def check_key_mode(path: str | os.PathLike[str]) -> None:
     mode = os.stat(path).st_mode & 0o077
     if mode:
         raise LocalProtocolError(f"{path} is accessible by group/others; chmod 600 it")
+
+
+def identity_files(directory: str | os.PathLike[str], client_id: int) -> tuple[Path, Path]:
+    """``(private, public)`` paths of a client's Ed25519 identity key."""
+    _check_id(client_id)
+    d = Path(directory)
+    return d / f"client-{client_id}.identity", d / f"client-{client_id}.identity.pub"
+
+
+def issue_identity(directory: str | os.PathLike[str], client_id: int) -> bytes:
+    """Write a fresh Ed25519 identity key for ``client_id`` (malicious mode); return its
+    public key.
+
+    The private key (raw 32 bytes) is written 0600; the public key as hex.
+
+    Raises
+    ------
+    ParameterError
+        If the files exist.
+    """
+    from secagg.primitives.sign import SigningKey
+
+    priv, pub = identity_files(directory, client_id)
+    if priv.exists() or pub.exists():
+        raise ParameterError(f"{priv} exists; refusing to overwrite")
+    key = SigningKey.generate()
+    try:
+        fd = os.open(priv, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # pragma: no cover - raced
+        raise ParameterError(f"{priv} exists; refusing to overwrite") from None
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, key.private_bytes())
+    finally:
+        os.close(fd)
+    pub.write_text(key.public.hex() + "\n")
+    return key.public
+
+
+def load_identity_public(directory: str | os.PathLike[str], client_id: int) -> bytes:
+    """A client's Ed25519 public identity key from ``client-<ID>.identity.pub``.
+
+    Raises
+    ------
+    ParameterError
+        Missing or malformed file.
+    """
+    _, pub = identity_files(directory, client_id)
+    try:
+        raw = bytes.fromhex(pub.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        raise ParameterError(f"no valid identity key in {pub}") from None
+    if len(raw) != 32:
+        raise ParameterError(f"{pub} is not a 32-byte Ed25519 public key")
+    return raw
+
+
+def load_identity_private(directory: str | os.PathLike[str], client_id: int) -> bytes:
+    """A client's raw Ed25519 identity private key (file must be 0600).
+
+    Raises
+    ------
+    ParameterError
+        Missing or malformed file; LocalProtocolError if group/other readable.
+    """
+    priv, _ = identity_files(directory, client_id)
+    try:
+        check_key_mode(priv)
+        raw = priv.read_bytes()
+    except FileNotFoundError:
+        raise ParameterError(f"no identity key {priv}") from None
+    if len(raw) != 32:
+        raise ParameterError(f"{priv} is not a raw 32-byte Ed25519 key")
+    return raw

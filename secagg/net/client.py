@@ -237,7 +237,11 @@ async def _round(
                 code, reason = decode_error(bytes(body))
             except DecodeError:
                 code, reason = 0, "malformed ERROR frame"
-            raise TransportError(f"the server refused this client (ERROR {code}): {reason}")
+            try:
+                ecode: ErrorCode | None = ErrorCode(code)
+            except ValueError:
+                ecode = None
+            raise TransportError(f"the server refused this client (ERROR {code}): {reason}", ecode)
         return kind, bytes(body)
 
     try:
