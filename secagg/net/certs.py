@@ -299,7 +299,8 @@ def client_id_from_certificate(der: bytes | None) -> int:
     except (ValueError, x509.ExtensionNotFound):
         raise RemoteProtocolError("the peer certificate has no usable SAN") from None
     uris = [
-        u for u in sans.get_values_for_type(x509.UniformResourceIdentifier)
+        u
+        for u in sans.get_values_for_type(x509.UniformResourceIdentifier)
         if u.startswith(CLIENT_URI_PREFIX)
     ]
     if len(uris) != 1:

@@ -22,7 +22,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p_issue = sub.add_parser("issue", help="issue client and/or server certificates")
     p_issue.add_argument("dir", metavar="DIR")
     p_issue.add_argument(
-        "--client", type=str, action="append", default=[], metavar="ID",
+        "--client",
+        type=str,
+        action="append",
+        default=[],
+        metavar="ID",
         help="client id (repeatable; a range like 1-100 is allowed)",
     )
     p_issue.add_argument("--server", default=None, metavar="HOST", help="server DNS name or IP")

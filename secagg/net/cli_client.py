@@ -35,11 +35,11 @@ def run(args: argparse.Namespace) -> int:
 
     from secagg.errors import ParameterError
     from secagg.net.certs import identity_files, load_identity_private
+    from secagg.net.cli_serve import parse_hostport
     from secagg.net.client import run_client_sync
     from secagg.net.framing import ConnectionLostError, ErrorCode, TransportError
     from secagg.net.handshake import ConfigPolicy
     from secagg.net.tls import client_context
-    from secagg.net.cli_serve import parse_hostport
     from secagg.primitives.sign import SigningKey
 
     host, port = parse_hostport(args.server)
@@ -52,31 +52,52 @@ def run(args: argparse.Namespace) -> int:
     bits = args.bits if args.bits is not None else (32 if x.dtype == np.uint32 else 64)
     x = np.ascontiguousarray(x)
     policy = ConfigPolicy(
-        length=len(x), bits=bits, min_clients=args.min_clients,
+        length=len(x),
+        bits=bits,
+        min_clients=args.min_clients,
         require_malicious=args.require_malicious,
     )
     identity = None
     if identity_files(args.certs, args.id)[0].exists():
         identity = SigningKey.from_private_bytes(load_identity_private(args.certs, args.id))
     ctx = client_context(args.certs, args.id)
+
+    def progress(point: str) -> None:
+        if point == "hello":
+            print(
+                f"secagg client {args.id}: connected to {host}:{port}; round config accepted",
+                file=sys.stderr,
+                flush=True,
+            )
+
     for r in range(1, args.rounds + 1):
         give_up = time.monotonic() + args.connect_timeout
         while True:
             try:
                 out = run_client_sync(
-                    host=host, port=port, ssl_context=ctx, client_id=args.id, input_vector=x,
-                    policy=policy, server_hostname=args.server_name, identity_key=identity,
+                    host=host,
+                    port=port,
+                    ssl_context=ctx,
+                    client_id=args.id,
+                    input_vector=x,
+                    policy=policy,
+                    server_hostname=args.server_name,
+                    identity_key=identity,
                     connect_timeout=args.connect_timeout,
+                    checkpoint=progress,
                 )
                 break
             except (ConnectionLostError, TransportError) as exc:
                 # nothing was sent yet: the server is not up or has no round open yet
-                retry = (
-                    isinstance(exc, TransportError) and exc.code is ErrorCode.NOT_OPEN
-                ) or str(exc).startswith("could not connect")
+                retry = (isinstance(exc, TransportError) and exc.code is ErrorCode.NOT_OPEN) or str(
+                    exc
+                ).startswith("could not connect")
                 if not retry or time.monotonic() > give_up:
                     raise
                 time.sleep(0.5)
-        print(f"secagg client {args.id}: round {r} ({out.session_id.hex()[:16]}) completed; "
-              f"sent {out.message_bytes_sent} message bytes", file=sys.stderr)
+        print(
+            f"secagg client {args.id}: round {r} ({out.session_id.hex()[:16]}) completed; "
+            f"sent {out.message_bytes_sent} message bytes",
+            file=sys.stderr,
+        )
     return 0

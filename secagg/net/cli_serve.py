@@ -51,7 +51,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=int, default=None, metavar="T")
     parser.add_argument("--deadline", type=float, default=30.0, metavar="S", help="per phase")
     parser.add_argument(
-        "--join-timeout", type=float, default=120.0, metavar="S",
+        "--join-timeout",
+        type=float,
+        default=120.0,
+        metavar="S",
         help="how long the first phase waits for clients to connect and advertise keys",
     )
     parser.add_argument("--idle-timeout", type=float, default=10.0, metavar="S")
@@ -103,8 +106,11 @@ def run(args: argparse.Namespace) -> int:
     failed = 0
     with server:
         h, p = server.address
-        print(f"secagg serve: listening on {h}:{p} (TLS 1.3, client certificates required)",
-              file=sys.stderr, flush=True)
+        print(
+            f"secagg serve: listening on {h}:{p} (TLS 1.3, client certificates required)",
+            file=sys.stderr,
+            flush=True,
+        )
         for r in range(1, args.rounds + 1):
             cfg = RoundConfig.create(
                 session_id=os.urandom(32),
@@ -121,14 +127,20 @@ def run(args: argparse.Namespace) -> int:
 
             def progress(event: str, info: dict[str, Any], r: int = r) -> None:
                 if "answered" in info:
-                    print(f"round {r}: {event}: {info['answered']} answered in "
-                          f"{info['wall_s']:.2f} s", file=sys.stderr, flush=True)
+                    print(
+                        f"round {r}: {event}: {info['answered']} answered in "
+                        f"{info['wall_s']:.2f} s",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                 else:
                     extra = f": {info.get('reason')}" if info.get("reason") else ""
                     print(f"round {r}: {event}{extra}", file=sys.stderr, flush=True)
 
             outcome, pool = server.run_round(
-                cfg, phase_timeout=args.deadline, join_timeout=args.join_timeout,
+                cfg,
+                phase_timeout=args.deadline,
+                join_timeout=args.join_timeout,
                 listener=progress,
             )
             path = None
@@ -137,31 +149,33 @@ def run(args: argparse.Namespace) -> int:
                 np.save(path, outcome.total)
             else:
                 failed += 1
-            reports.append({
-                "round": r,
-                "session_id": cfg.session_id.hex(),
-                "protocol": cfg.protocol.value,
-                "security": cfg.security.value,
-                "clients": cfg.n,
-                "length": cfg.length,
-                "bits": cfg.bits,
-                "neighbors": cfg.degree,
-                "threshold": cfg.threshold,
-                "survivors": list(outcome.survivors),
-                "aborted": outcome.aborted,
-                "abort_reason": outcome.abort_reason,
-                "sets": {k: len(v) for k, v in outcome.sets.items()},
-                "phases": outcome.phases,
-                "transcript_digest": outcome.transcript_digest,
-                "cut": {str(k): v for k, v in sorted(pool.cut.items())},
-                "client_errors": {str(k): v for k, v in sorted(pool.client_errors.items())},
-                "rejections": {str(k): v for k, v in sorted(outcome.rejections.items())},
-                "refused_connections": [list(x) for x in server.refused],
-                "message_bytes_to_server": sum(s.message_bytes_in for s in pool.stats.values()),
-                "tcp_bytes_to_server": sum(s.tcp_bytes_in or 0 for s in pool.stats.values()),
-                "out": path,
-                "wall_s": outcome.wall_s,
-            })
+            reports.append(
+                {
+                    "round": r,
+                    "session_id": cfg.session_id.hex(),
+                    "protocol": cfg.protocol.value,
+                    "security": cfg.security.value,
+                    "clients": cfg.n,
+                    "length": cfg.length,
+                    "bits": cfg.bits,
+                    "neighbors": cfg.degree,
+                    "threshold": cfg.threshold,
+                    "survivors": list(outcome.survivors),
+                    "aborted": outcome.aborted,
+                    "abort_reason": outcome.abort_reason,
+                    "sets": {k: len(v) for k, v in outcome.sets.items()},
+                    "phases": outcome.phases,
+                    "transcript_digest": outcome.transcript_digest,
+                    "cut": {str(k): v for k, v in sorted(pool.cut.items())},
+                    "client_errors": {str(k): v for k, v in sorted(pool.client_errors.items())},
+                    "rejections": {str(k): v for k, v in sorted(outcome.rejections.items())},
+                    "refused_connections": [list(x) for x in server.refused],
+                    "message_bytes_to_server": sum(s.message_bytes_in for s in pool.stats.values()),
+                    "tcp_bytes_to_server": sum(s.tcp_bytes_in or 0 for s in pool.stats.values()),
+                    "out": path,
+                    "wall_s": outcome.wall_s,
+                }
+            )
     doc = {
         "rounds": reports,
         "server_max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -173,7 +187,9 @@ def run(args: argparse.Namespace) -> int:
         with open(args.json, "w", encoding="utf-8") as fh:
             fh.write(text + "\n")
     if failed:
-        print(f"secagg serve: {failed} of {args.rounds} rounds aborted (no sum revealed)",
-              file=sys.stderr)
+        print(
+            f"secagg serve: {failed} of {args.rounds} rounds aborted (no sum revealed)",
+            file=sys.stderr,
+        )
         return 1
     return 0

@@ -95,7 +95,7 @@ async def _stream_masked(
     size = len(prefix) + vec.nbytes
     await _send(writer, frame_header(FrameKind.MESSAGE, size) + prefix, idle)
     for i, start in enumerate(range(0, len(vec), chunk)):
-        writer.write(memoryview(vec[start : start + chunk]).cast("B"))
+        writer.write(vec[start : start + chunk].tobytes())
         await asyncio.wait_for(writer.drain(), idle)
         if checkpoint is not None:
             checkpoint(f"upload:{i}")
@@ -117,6 +117,7 @@ async def run_client(
     idle_timeout: float = 30.0,
     checkpoint: Checkpoint | None = None,
     stream_chunk: int = STREAM_CHUNK,
+    observer: Callable[[bytes], None] | None = None,
 ) -> ClientOutcome:
     """Take part in one round; return once the server confirmed the sum was computed.
 
@@ -136,6 +137,10 @@ async def run_client(
     idle_timeout:
         Seconds of no progress while sending; the wait for the server's next
         frame is ``3 × phase_timeout + 30`` s (from HELLO).
+    checkpoint:
+        Called at named points of the round (fault injection).
+    observer:
+        Sees every byte string this client writes to the TLS stream (tests).
 
     Raises
     ------
@@ -175,6 +180,14 @@ async def run_client(
         raise TransportError(f"TLS handshake with {host}:{port} failed: {exc.reason}") from None
     except OSError as exc:
         raise ConnectionLostError(f"could not connect to {host}:{port}: {exc}") from None
+    if observer is not None:
+        _write = writer.write
+
+        def write(data: bytes | bytearray | memoryview) -> None:
+            observer(bytes(data))
+            _write(data)
+
+        writer.write = write  # type: ignore[method-assign]
     try:
         return await _round(
             reader,

@@ -35,8 +35,12 @@ _OPEN = tuple(PHASE_NAMES)
 
 
 class _Pool(Protocol):
-    def start(self, clients: Any, *, deadline: float | None) -> Iterable[tuple[int, list[bytes]]]: ...
-    def exchange(self, batch: Any, *, deadline: float | None) -> Iterable[tuple[int, list[bytes]]]: ...
+    def start(
+        self, clients: Any, *, deadline: float | None
+    ) -> Iterable[tuple[int, list[bytes]]]: ...
+    def exchange(
+        self, batch: Any, *, deadline: float | None
+    ) -> Iterable[tuple[int, list[bytes]]]: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
@@ -101,7 +105,9 @@ def drive_round(
     def deadline(seconds: float | None) -> float | None:
         return None if seconds is None else time.monotonic() + seconds
 
-    def collect(replies: Iterable[tuple[int, list[bytes]]], name: str) -> list[tuple[int, m.Message]]:
+    def collect(
+        replies: Iterable[tuple[int, list[bytes]]], name: str
+    ) -> list[tuple[int, m.Message]]:
         """Feed every reply to the server as it arrives; close the phase at the end."""
         t0 = time.perf_counter()
         cpu = 0.0
@@ -138,7 +144,9 @@ def drive_round(
         PHASE_NAMES[ServerPhase.COLLECT_KEYS],
     )
     if listener is not None:
-        listener(PHASE_NAMES[ServerPhase.COLLECT_KEYS], phases[PHASE_NAMES[ServerPhase.COLLECT_KEYS]])
+        listener(
+            PHASE_NAMES[ServerPhase.COLLECT_KEYS], phases[PHASE_NAMES[ServerPhase.COLLECT_KEYS]]
+        )
     try:
         while server.phase in _OPEN:
             name = PHASE_NAMES[server.phase]

@@ -32,6 +32,7 @@ __all__ = [
     "decode_hello",
     "encode_done",
     "encode_error",
+    "encode_frame",
     "encode_hello",
     "frame_header",
     "max_message_bytes",
@@ -39,9 +40,8 @@ __all__ = [
     "read_body",
     "read_frame",
     "read_header",
-    "server_frame_limit",
-    "encode_frame",
     "reply_type",
+    "server_frame_limit",
 ]
 
 TRANSPORT_VERSION = 1
@@ -147,9 +147,7 @@ def client_frame_limit(config: RoundConfig) -> int:
         _T.UNMASKING_REQUEST,
         _T.ABORT,
     )
-    return max(
-        _DONE_LIMIT, _ERROR_LIMIT, *(1 + max_message_bytes(config, t) for t in server_types)
-    )
+    return max(_DONE_LIMIT, _ERROR_LIMIT, *(1 + max_message_bytes(config, t) for t in server_types))
 
 
 def server_frame_limit(config: RoundConfig, expected: m.MessageType | None) -> int:
@@ -192,9 +190,7 @@ def _reason(text: str) -> bytes:
 
 def encode_hello(config_bytes: bytes, phase_timeout: float) -> bytes:
     ms = min(max(int(phase_timeout * 1000), 1), 2**32 - 1)
-    return encode_frame(
-        FrameKind.HELLO, struct.pack(">HI", TRANSPORT_VERSION, ms) + config_bytes
-    )
+    return encode_frame(FrameKind.HELLO, struct.pack(">HI", TRANSPORT_VERSION, ms) + config_bytes)
 
 
 def decode_hello(payload: bytes) -> tuple[float, bytes]:
@@ -293,9 +289,7 @@ async def read_body(
     got = 0
     try:
         while got < size:
-            chunk = await asyncio.wait_for(
-                reader.readexactly(min(piece, size - got)), idle_timeout
-            )
+            chunk = await asyncio.wait_for(reader.readexactly(min(piece, size - got)), idle_timeout)
             view[got : got + len(chunk)] = chunk
             got += len(chunk)
     except asyncio.IncompleteReadError:

@@ -9,6 +9,7 @@ Encoding: ``protocols/wire/transport.md`` §4.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 from secagg.encoding.codec import Reader, Writer
 from secagg.errors import DecodeError, ParameterError
@@ -70,9 +71,7 @@ def decode_config(data: bytes | bytearray | memoryview) -> RoundConfig:
     nk = r.count(r.remaining // 36)
     keys = [(r.u32(), r.raw(32)) for _ in range(nk)]
     r.finish()
-    if any(b <= a for a, b in zip(ids, ids[1:], strict=False)) or any(
-        b[0] <= a[0] for a, b in zip(keys, keys[1:], strict=False)
-    ):
+    if any(b <= a for a, b in pairwise(ids)) or any(b[0] <= a[0] for a, b in pairwise(keys)):
         raise DecodeError("client ids must be strictly ascending")
     try:
         cfg = RoundConfig(

@@ -311,8 +311,8 @@ class NetServer:
                 await self._refuse(writer, ErrorCode.IDENTITY, str(exc))
                 return
             pool = self._round
-            if pool is None or pool.closed or not pool.accepting:
-                await self._refuse(writer, ErrorCode.NOT_OPEN, "no round is accepting clients")
+            if pool is None or pool.closed:
+                await self._refuse(writer, ErrorCode.NOT_OPEN, "no round is open")
                 return
             if cid not in pool.config_clients:
                 await self._refuse(
@@ -325,6 +325,9 @@ class NetServer:
                     ErrorCode.DUPLICATE,
                     f"client {cid} already has a connection in this round",
                 )
+                return
+            if not pool.accepting:
+                await self._refuse(writer, ErrorCode.NOT_OPEN, "the round is past its first phase")
                 return
             with contextlib.suppress(asyncio.CancelledError):
                 await pool._serve(cid, reader, writer)
@@ -481,9 +484,7 @@ class NetClientPool:
         for cid in list(self._waiting):
             del self._waiting[cid]
             if cid in self.conns:
-                self._loop.create_task(
-                    self._drop(cid, ErrorCode.DEADLINE, "phase deadline passed")
-                )
+                self._loop.create_task(self._drop(cid, ErrorCode.DEADLINE, "phase deadline passed"))
             else:
                 self.cut.setdefault(cid, "never connected")
         self._end(gen)
@@ -543,7 +544,9 @@ class NetClientPool:
             conn.task.cancel()
         conn.writer.close()
 
-    async def _serve(self, cid: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve(
+        self, cid: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         conn = _Conn(cid, reader, writer, expected=m.MessageType.ADVERTISE_KEYS)
         conn.task = asyncio.current_task()
         self.conns[cid] = conn

@@ -36,7 +36,12 @@ import numpy as np
 from secagg.errors import InsecureConfigurationWarning, ParameterError, SecAggError
 from secagg.masking.config import ProtocolKind, SecurityMode
 from secagg.primitives.prg import UIntArray, dtype_for_bits
-from secagg.primitives.rand import InsecureDeterministicRandom, RandomSource, SystemRandom, randbelow
+from secagg.primitives.rand import (
+    InsecureDeterministicRandom,
+    RandomSource,
+    SystemRandom,
+    randbelow,
+)
 
 __all__ = ["CRASH_POINTS", "ClientSpec", "issue_certs", "simulate_net"]
 
@@ -79,7 +84,7 @@ def make_input(seed: bytes, client_id: int, bits: int, length: int) -> UIntArray
     dt = dtype_for_bits(bits)
     width = np.dtype(dt).itemsize
     raw = _quiet_rng(seed).child(f"input/{client_id}").random_bytes(width * length)
-    x = np.frombuffer(raw, dtype=dt).copy()
+    x: UIntArray = np.frombuffer(raw, dtype=dt).copy()
     if bits < 8 * width:
         np.bitwise_and(x, dt((1 << bits) - 1), out=x)
     return x
@@ -264,7 +269,9 @@ def simulate_net(
     plan = _crash_plan(ids, crash, rng, points) if crash > 0 else {}
     tmp = tempfile.TemporaryDirectory(prefix="secagg-net-")
     try:
-        cdir = Path(certs_dir) if certs_dir is not None else issue_certs(Path(tmp.name) / "certs", ids)
+        cdir = (
+            Path(certs_dir) if certs_dir is not None else issue_certs(Path(tmp.name) / "certs", ids)
+        )
         t_certs = time.perf_counter() - wall0
         specs = {
             u: ClientSpec(
@@ -320,7 +327,9 @@ def simulate_net(
             for s in group:
                 exitcodes[s.client_id] = p.exitcode
             if os.path.exists(out):
-                client_status.update({int(k): v for k, v in json.loads(Path(out).read_text()).items()})
+                client_status.update(
+                    {int(k): v for k, v in json.loads(Path(out).read_text()).items()}
+                )
             else:
                 for s in group:
                     client_status[s.client_id] = f"process exited with {p.exitcode}"
@@ -377,4 +386,3 @@ def simulate_net(
         "wall_s": time.perf_counter() - wall0,
         "seed": seed,
     }
-

@@ -1,0 +1,721 @@
+"""The network runtime on real sockets: mutual TLS, frames, deadlines, faults.
+
+Every test starts its own server on 127.0.0.1 (a free port) and shuts down
+everything it started.  Sizes are small (n <= 10, m <= 2000) and deadlines
+short so each test takes about a second or two.  The >= 200-round crash job is
+marked ``long``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import signal
+import socket
+import ssl
+import stat
+import struct
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from secagg.errors import AbortedError, DecodeError, ParameterError, RemoteProtocolError
+from secagg.masking import messages as m
+from secagg.masking.client import Client
+from secagg.masking.config import ProtocolKind, RoundConfig, SecurityMode
+from secagg.net import certs
+from secagg.net.client import run_client
+from secagg.net.framing import (
+    ConnectionLostError,
+    ErrorCode,
+    FrameKind,
+    TransportError,
+    client_frame_limit,
+    decode_hello,
+    max_message_bytes,
+    server_frame_limit,
+)
+from secagg.net.handshake import ConfigPolicy, decode_config, encode_config
+from secagg.net.server import NetServer
+from secagg.net.tls import client_context, server_context
+
+ROOT = Path(__file__).resolve().parents[1]
+N_IDS = 8
+LENGTH = 64
+
+
+@pytest.fixture(scope="module")
+def ca(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("certs")
+    certs.init_ca(d)
+    certs.issue_server(d, "127.0.0.1")
+    for u in range(1, N_IDS + 1):
+        certs.issue_client(d, u)
+        certs.issue_identity(d, u)
+    other = tmp_path_factory.mktemp("other-ca")
+    certs.init_ca(other)
+    certs.issue_client(other, 1)
+    expired = tmp_path_factory.mktemp("expired")
+    certs.init_ca(expired)  # only to hold the files; the cert is signed by `d`'s CA
+    past = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=30)
+    exp_dir = tmp_path_factory.mktemp("expired-client")
+    for name in (certs.CA_CERT, certs.CA_KEY):
+        (exp_dir / name).write_bytes((d / name).read_bytes())
+        os.chmod(exp_dir / name, 0o600)
+    certs.issue_client(exp_dir, 2, not_before=past, not_after=past + dt.timedelta(days=1))
+    return {"dir": d, "other": other, "expired": exp_dir}
+
+
+def _config(
+    ids: list[int],
+    *,
+    length: int = LENGTH,
+    security: SecurityMode = SecurityMode.SEMI_HONEST,
+    identity: dict[int, bytes] | None = None,
+) -> RoundConfig:
+    return RoundConfig.create(
+        session_id=os.urandom(32),
+        clients=ids,
+        bits=32,
+        length=length,
+        protocol=ProtocolKind.SECAGG_PLUS,
+        security=security,
+        neighbors=min(4, len(ids) - 1),
+        threshold=2 if security is SecurityMode.SEMI_HONEST else None,
+        graph_seed=os.urandom(32),
+        identity_keys=identity,
+    )
+
+
+def _inputs(ids: list[int], length: int = LENGTH) -> dict[int, np.ndarray]:
+    return {u: (np.arange(length, dtype=np.uint32) * (u * 7919) + u).astype(np.uint32) for u in ids}
+
+
+def _expected(inputs: dict[int, np.ndarray], ids: tuple[int, ...]) -> np.ndarray:
+    acc = np.zeros(len(next(iter(inputs.values()))), dtype=np.uint32)
+    for u in ids:
+        acc += inputs[u]
+    return acc
+
+
+class NetRound:
+    """A server (thread) plus honest clients (one event loop in a thread) for one round."""
+
+    def __init__(
+        self,
+        ca: dict[str, Path],
+        cfg: RoundConfig,
+        honest: list[int],
+        *,
+        phase_timeout: float = 2.0,
+        join_timeout: float = 3.0,
+        idle: float = 1.0,
+        client_kwargs: dict[int, dict[str, Any]] | None = None,
+        inputs: dict[int, np.ndarray] | None = None,
+    ) -> None:
+        self.ca, self.cfg, self.honest = ca, cfg, honest
+        self.inputs = inputs or _inputs(list(cfg.clients), cfg.length)
+        self.server = NetServer(ssl_context=server_context(ca["dir"]), idle_timeout=idle)
+        self.addr = self.server.start()
+        self.pool: Any = None
+        self.outcome: Any = None
+        self.results: dict[int, Any] = {}
+        self._kw = client_kwargs or {}
+        self._pt, self._jt = phase_timeout, join_timeout
+        self._opened = threading.Event()
+        self._srv_thread = threading.Thread(target=self._serve)
+        self._cli_thread = threading.Thread(target=self._clients)
+
+    def _serve(self) -> None:
+        orig = self.server.open_round
+
+        def open_round(cfg: RoundConfig, **kw: Any) -> Any:
+            pool = orig(cfg, **kw)
+            self._opened.set()
+            return pool
+
+        self.server.open_round = open_round  # type: ignore[method-assign]
+        self.outcome, self.pool = self.server.run_round(
+            self.cfg, phase_timeout=self._pt, join_timeout=self._jt
+        )
+
+    async def _one(self, u: int) -> tuple[int, Any]:
+        kw = dict(self._kw.get(u, {}))
+        try:
+            return u, await run_client(
+                host=self.addr[0],
+                port=self.addr[1],
+                ssl_context=client_context(self.ca["dir"], u),
+                client_id=u,
+                input_vector=self.inputs[u],
+                connect_timeout=5.0,
+                **kw,
+            )
+        except Exception as exc:
+            return u, exc
+
+    def _clients(self) -> None:
+        async def main() -> dict[int, Any]:
+            return dict(await asyncio.gather(*(self._one(u) for u in self.honest)))
+
+        self.results = asyncio.run(main())
+
+    def __enter__(self) -> NetRound:
+        self._srv_thread.start()
+        assert self._opened.wait(5)
+        self._cli_thread.start()
+        return self
+
+    def wait(self) -> None:
+        self._srv_thread.join(30)
+        self._cli_thread.join(30)
+        assert not self._srv_thread.is_alive() and not self._cli_thread.is_alive()
+
+    def __exit__(self, *exc: object) -> None:
+        self.wait()
+        self.server.close()
+
+
+# -- a raw TLS peer for the misbehaving clients -------------------------------------------
+
+
+def _raw(
+    ca_dir: Path, addr: tuple[str, int], client_id: int | None, *, cert_dir: Path | None = None
+) -> ssl.SSLSocket:
+    ctx = (
+        client_context(ca_dir, None)
+        if client_id is None
+        else client_context(cert_dir or ca_dir, client_id)
+    )
+    if cert_dir is not None:
+        ctx.load_verify_locations(cafile=str(ca_dir / certs.CA_CERT))
+    sock = socket.create_connection(addr, timeout=5)
+    return ctx.wrap_socket(sock, server_hostname="127.0.0.1")
+
+
+def _recv_exact(s: ssl.SSLSocket, n: int) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        chunk = s.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionError("closed")
+        buf += chunk
+    return buf
+
+
+def _read_frame(s: ssl.SSLSocket) -> tuple[int, bytes]:
+    (length,) = struct.unpack(">I", _recv_exact(s, 4))
+    kind = _recv_exact(s, 1)[0]
+    return kind, _recv_exact(s, length - 1)
+
+
+def _send_frame(s: ssl.SSLSocket, kind: int, payload: bytes) -> None:
+    s.sendall(struct.pack(">IB", 1 + len(payload), kind) + payload)
+
+
+def _error_code_or_closed(s: ssl.SSLSocket) -> int | None:
+    """The ERROR code the server sent before closing (None if it just closed)."""
+    try:
+        while True:
+            kind, body = _read_frame(s)
+            if kind == FrameKind.ERROR:
+                return int.from_bytes(body[:2], "big")
+    except (ConnectionError, OSError, ssl.SSLError):
+        return None
+
+
+def _hello(s: ssl.SSLSocket) -> RoundConfig:
+    kind, body = _read_frame(s)
+    assert kind == FrameKind.HELLO
+    _, cfg_bytes = decode_hello(body)
+    return decode_config(cfg_bytes)
+
+
+def _assert_exact(r: NetRound, survivors: set[int]) -> None:
+    assert r.outcome is not None and not r.outcome.aborted, r.outcome.abort_reason
+    assert set(r.outcome.survivors) == survivors
+    np.testing.assert_array_equal(r.outcome.total, _expected(r.inputs, r.outcome.survivors))
+
+
+# -- units ---------------------------------------------------------------------------------
+
+
+def test_keys_are_written_0600_and_never_overwritten(tmp_path: Path) -> None:
+    certs.init_ca(tmp_path)
+    _, key = certs.issue_client(tmp_path, 7)
+    certs.issue_server(tmp_path, "localhost")
+    priv, _ = certs.identity_files(tmp_path, 7)
+    certs.issue_identity(tmp_path, 7)
+    for k in (tmp_path / certs.CA_KEY, key, tmp_path / certs.SERVER_KEY, priv):
+        assert stat.S_IMODE(os.stat(k).st_mode) == 0o600
+    with pytest.raises(ParameterError):
+        certs.issue_client(tmp_path, 7)
+    with pytest.raises(ParameterError):
+        certs.init_ca(tmp_path)
+
+
+def test_client_id_comes_from_exactly_one_san_uri(tmp_path: Path) -> None:
+    from cryptography import x509
+
+    certs.init_ca(tmp_path)
+    crt, _ = certs.issue_client(tmp_path, 4242)
+    der = x509.load_pem_x509_certificate(crt.read_bytes()).public_bytes(
+        __import__(
+            "cryptography.hazmat.primitives.serialization", fromlist=["Encoding"]
+        ).Encoding.DER
+    )
+    assert certs.client_id_from_certificate(der) == 4242
+    srv, _ = certs.issue_server(tmp_path, "127.0.0.1")
+    sder = x509.load_pem_x509_certificate(srv.read_bytes()).public_bytes(
+        __import__(
+            "cryptography.hazmat.primitives.serialization", fromlist=["Encoding"]
+        ).Encoding.DER
+    )
+    with pytest.raises(RemoteProtocolError):
+        certs.client_id_from_certificate(sder)  # no client URI
+    with pytest.raises(RemoteProtocolError):
+        certs.client_id_from_certificate(None)
+
+
+def test_config_codec_round_trips_and_refuses_garbage() -> None:
+    cfg = _config([1, 2, 3, 5, 8])
+    assert decode_config(encode_config(cfg)) == cfg
+    raw = encode_config(cfg)
+    for bad in (raw[:-1], raw + b"\0", b"\0\2" + raw[2:], os.urandom(len(raw))):
+        with pytest.raises(DecodeError):
+            decode_config(bad)
+
+
+def test_frame_limits_follow_the_config() -> None:
+    small, big = _config([1, 2, 3], length=10), _config([1, 2, 3], length=10_000)
+    assert max_message_bytes(big, m.MessageType.MASKED_INPUT) == 44 + 9 + 40_000
+    assert server_frame_limit(big, m.MessageType.MASKED_INPUT) > server_frame_limit(
+        small, m.MessageType.MASKED_INPUT
+    )
+    assert server_frame_limit(big, m.MessageType.ADVERTISE_KEYS) <= 1 + 2 + 1024  # ERROR size
+    assert client_frame_limit(big) < 4096  # clients never receive vectors
+    # the bound is tight: a real message of each type fits
+    inputs = _inputs([1, 2, 3], 10)
+    c = Client(config=small, client_id=1, input_vector=inputs[1])
+    assert len(m.encode(c.start())) <= max_message_bytes(small, m.MessageType.ADVERTISE_KEYS)
+
+
+# -- complete rounds -------------------------------------------------------------------------
+
+
+def test_round_over_mutual_tls_is_exact(ca: dict[str, Path]) -> None:
+    ids = [1, 2, 3, 4, 5]
+    with NetRound(ca, _config(ids), ids) as r:
+        pass
+    _assert_exact(r, set(ids))
+    assert all(not isinstance(v, Exception) for v in r.results.values()), r.results
+    up = sum(s.message_bytes_in for s in r.pool.stats.values())
+    assert up == sum(v.message_bytes_sent for v in r.results.values())
+
+
+def test_malicious_round_over_tls(ca: dict[str, Path]) -> None:
+    from secagg.primitives.sign import SigningKey
+
+    ids = [1, 2, 3, 4]
+    keys = {
+        u: SigningKey.from_private_bytes(certs.load_identity_private(ca["dir"], u)) for u in ids
+    }
+    cfg = _config(
+        ids, security=SecurityMode.MALICIOUS, identity={u: k.public for u, k in keys.items()}
+    )
+    with NetRound(ca, cfg, ids, client_kwargs={u: {"identity_key": keys[u]} for u in ids}) as r:
+        pass
+    _assert_exact(r, set(ids))
+
+
+# -- refused at the TLS handshake: the round is unaffected -------------------------------------
+
+
+@pytest.mark.parametrize("case", ["no-certificate", "other-ca", "expired"])
+def test_bad_certificates_are_refused_at_the_handshake(ca: dict[str, Path], case: str) -> None:
+    ids = [1, 2, 3, 4]
+    with (
+        NetRound(ca, _config(ids), ids) as r,
+        pytest.raises((ssl.SSLError, ConnectionError, OSError)),
+    ):
+        if case == "no-certificate":
+            s = _raw(ca["dir"], r.addr, None)
+        elif case == "other-ca":
+            s = _raw(ca["dir"], r.addr, 1, cert_dir=ca["other"])
+        else:
+            s = _raw(ca["dir"], r.addr, 2, cert_dir=ca["expired"])
+        _read_frame(s)  # TLS 1.3: the client's certificate is checked after its Finished
+    _assert_exact(r, set(ids))
+    assert r.server.refused == []  # never reached the round: refused by TLS itself
+
+
+def test_a_client_claiming_another_id_is_refused(ca: dict[str, Path]) -> None:
+    ids = [1, 2, 3, 4, 5]
+    honest = [1, 2, 3, 4]
+    with NetRound(ca, _config(ids), honest) as r:
+        s = _raw(ca["dir"], r.addr, 5)
+        cfg = _hello(s)
+        liar = Client(config=cfg, client_id=2, input_vector=r.inputs[2])
+        data = m.encode(liar.start())  # a valid AdvertiseKeys with sender = 2
+        _send_frame(s, FrameKind.MESSAGE, data)
+        assert _error_code_or_closed(s) == ErrorCode.REJECTED
+        s.close()
+    _assert_exact(r, set(honest))
+    assert 5 in r.outcome.rejections and "transport sender" in r.outcome.rejections[5]
+
+
+def test_the_same_id_twice_second_refused_first_unaffected(ca: dict[str, Path]) -> None:
+    ids = [1, 2, 3, 4]
+    spoke, proceed = threading.Event(), threading.Event()
+
+    def hold(point: str) -> None:
+        if point == "advertised":
+            spoke.set()
+            proceed.wait(5)
+
+    with NetRound(ca, _config(ids), ids, client_kwargs={3: {"checkpoint": hold}}) as r:
+        assert spoke.wait(5)
+        s = _raw(ca["dir"], r.addr, 3)
+        assert _error_code_or_closed(s) == ErrorCode.DUPLICATE
+        s.close()
+        proceed.set()
+    _assert_exact(r, set(ids))
+
+
+@pytest.mark.parametrize("case", ["over-limit", "truncated", "garbage", "unsolicited"])
+def test_bad_frames_close_that_connection_only(ca: dict[str, Path], case: str) -> None:
+    ids = [1, 2, 3, 4, 5]
+    honest = [1, 2, 3, 4]
+    with NetRound(ca, _config(ids), honest) as r:
+        s = _raw(ca["dir"], r.addr, 5)
+        _hello(s)
+        if case == "over-limit":
+            s.sendall(struct.pack(">IB", 10_000_000, FrameKind.MESSAGE) + b"\0" * 100)
+            assert _error_code_or_closed(s) == ErrorCode.TOO_LARGE
+        elif case == "truncated":
+            s.sendall(struct.pack(">IB", 206, FrameKind.MESSAGE) + b"\1" * 20)
+            s.close()
+        elif case == "garbage":
+            s.sendall(os.urandom(64))
+            assert _error_code_or_closed(s) in (ErrorCode.TOO_LARGE, ErrorCode.MALFORMED, None)
+        else:  # a well-formed frame of a type the server did not ask for
+            _send_frame(s, 7, b"\0" * 8)
+            assert _error_code_or_closed(s) == ErrorCode.MALFORMED
+        s.close()
+    _assert_exact(r, set(honest))
+    assert 5 in r.pool.cut
+
+
+def test_slowloris_is_cut_at_the_deadline_as_a_dropout(ca: dict[str, Path]) -> None:
+    ids = [1, 2, 3, 4, 5]
+    honest = [1, 2, 3, 4]
+    t0 = time.monotonic()
+    with NetRound(ca, _config(ids), honest, join_timeout=1.5) as r:
+        s = _raw(ca["dir"], r.addr, 5)
+        _hello(s)  # ... and never speaks
+        assert _error_code_or_closed(s) == ErrorCode.DEADLINE
+        s.close()
+    assert time.monotonic() - t0 < 10
+    _assert_exact(r, set(honest))
+    assert "deadline" in r.pool.cut[5]
+    assert 5 not in r.outcome.sets["U1"]
+
+
+def test_a_client_that_stops_mid_upload_is_cut_and_dropped(ca: dict[str, Path]) -> None:
+    ids = [1, 2, 3, 4, 5]
+    stalled = threading.Event()
+
+    def stall(point: str) -> None:
+        if point == "upload:0":
+            stalled.set()
+            time.sleep(2.5)  # blocks this client's loop: no more bytes for > idle timeout
+
+    cfg = _config(ids, length=2000)
+    inputs = _inputs(ids, 2000)
+    with NetRound(ca, cfg, [1, 2, 3, 4], idle=1.0, inputs=inputs) as r:
+
+        async def staller() -> Any:
+            try:
+                return await run_client(
+                    host=r.addr[0],
+                    port=r.addr[1],
+                    ssl_context=client_context(ca["dir"], 5),
+                    client_id=5,
+                    input_vector=inputs[5],
+                    checkpoint=stall,
+                    stream_chunk=100,
+                )
+            except Exception as exc:
+                return exc
+
+        res = asyncio.run(staller())
+    assert stalled.is_set()
+    assert isinstance(res, (ConnectionLostError, TransportError)), res
+    _assert_exact(r, {1, 2, 3, 4})
+    assert 5 in r.outcome.sets["U2"] and 5 not in r.outcome.sets["U3"]  # dropout of masked input
+
+
+def test_a_policy_refusal_sends_nothing_about_the_input(ca: dict[str, Path]) -> None:
+    ids = [1, 2, 3, 4, 5]
+    sent: list[bytes] = []
+    kw = {
+        5: {"policy": ConfigPolicy(length=LENGTH, bits=32, min_clients=10), "observer": sent.append}
+    }
+    with NetRound(ca, _config(ids), ids, client_kwargs=kw) as r:
+        pass
+    assert isinstance(r.results[5], ParameterError)
+    _assert_exact(r, {1, 2, 3, 4})
+    assert "ERROR 6" in r.pool.client_errors[5]
+    assert len(sent) == 1 and sent[0][4] == FrameKind.ERROR
+
+
+# -- crashes and a killed server --------------------------------------------------------------
+
+
+def test_sigkilled_clients_give_an_exact_sum_or_a_clean_abort() -> None:
+    from secagg.net.simulate import simulate_net
+
+    rep = simulate_net(
+        clients=8,
+        length=200,
+        crash=0.25,
+        seed=11,
+        phase_timeout=3.0,
+        join_timeout=15.0,
+        client_procs=2,
+        crash_points=["hello", "boxes", "upload:0", "unmasking"],
+        stream_chunk=50,
+    )
+    assert rep["killed_by_sigkill"] == 2
+    assert rep["aborted"] or rep["exact"] is True
+    assert not rep["aborted"], rep["abort_reason"]
+
+
+def _spawn_serve(ca_dir: Path, out: Path, n: int) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import secagg.cli as c, sys; sys.exit(c.main())",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--certs",
+            str(ca_dir),
+            "--clients",
+            str(n),
+            "--length",
+            str(LENGTH),
+            "--join-timeout",
+            "60",
+            "--deadline",
+            "5",
+            "--out",
+            str(out),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
+def _port_of(proc: subprocess.Popen[str]) -> int:
+    assert proc.stderr is not None
+    line = proc.stderr.readline()
+    assert "listening on" in line, line
+    return int(line.split()[4].split(":")[-1])
+
+
+@pytest.mark.parametrize("kill_at", ["keys", "boxes"])
+def test_server_killed_clients_fail_cleanly_and_never_sent_their_input(
+    ca: dict[str, Path], tmp_path: Path, kill_at: str
+) -> None:
+    ids = [1, 2, 3]
+    proc = _spawn_serve(ca["dir"], tmp_path / "sum.npy", len(ids))
+    try:
+        port = _port_of(proc)
+        inputs = _inputs(ids)
+        sent: dict[int, list[bytes]] = {u: [] for u in ids}
+
+        def kill(point: str) -> None:
+            if point == kill_at and proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+
+        async def main() -> dict[int, Any]:
+            async def one(u: int) -> tuple[int, Any]:
+                try:
+                    return u, await run_client(
+                        host="127.0.0.1",
+                        port=port,
+                        ssl_context=client_context(ca["dir"], u),
+                        client_id=u,
+                        input_vector=inputs[u],
+                        observer=sent[u].append,
+                        checkpoint=kill if u == 1 else None,
+                    )
+                except Exception as exc:
+                    return u, exc
+
+            return dict(await asyncio.gather(*(one(u) for u in ids)))
+
+        res = asyncio.run(asyncio.wait_for(main(), 30))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        assert proc.stderr is not None
+        proc.stderr.close()
+    for u in ids:
+        assert isinstance(res[u], ConnectionLostError), res[u]
+        assert "connection to the server lost" in str(res[u])
+        blob = b"".join(sent[u])
+        assert inputs[u].tobytes() not in blob  # nothing of the input left unmasked
+        assert inputs[u][:8].tobytes() not in blob
+
+
+def test_cli_client_exits_nonzero_with_a_clear_error_when_the_server_dies(
+    ca: dict[str, Path], tmp_path: Path
+) -> None:
+    proc = _spawn_serve(ca["dir"], tmp_path / "sum.npy", 3)
+    clients = []
+    try:
+        port = _port_of(proc)
+        np.save(tmp_path / "x.npy", _inputs([1])[1])
+        for u in (1, 2):  # client 3 never comes: the server waits in its first phase
+            clients.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-c",
+                        "import secagg.cli as c, sys; sys.exit(c.main())",
+                        "client",
+                        "--server",
+                        f"127.0.0.1:{port}",
+                        "--certs",
+                        str(ca["dir"]),
+                        "--id",
+                        str(u),
+                        "--input",
+                        str(tmp_path / "x.npy"),
+                    ],
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    env={**os.environ, "PYTHONPATH": str(ROOT)},
+                )
+            )
+        for c in clients:  # both joined the round (config accepted)
+            assert c.stderr is not None
+            assert "connected" in c.stderr.readline()
+        proc.send_signal(signal.SIGKILL)
+        for c in clients:
+            _, err = c.communicate(timeout=60)
+            assert c.returncode != 0
+            assert "connection to the server lost" in err, err
+    finally:
+        for p in (proc, *clients):
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
+
+
+def test_cli_serve_and_clients_complete_a_round(ca: dict[str, Path], tmp_path: Path) -> None:
+    proc = _spawn_serve(ca["dir"], tmp_path / "sum.npy", 3)
+    inputs = _inputs([1, 2, 3])
+    try:
+        port = _port_of(proc)
+        cl = []
+        for u in (1, 2, 3):
+            np.save(tmp_path / f"x{u}.npy", inputs[u])
+            cl.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-c",
+                        "import secagg.cli as c, sys; sys.exit(c.main())",
+                        "client",
+                        "--server",
+                        f"127.0.0.1:{port}",
+                        "--certs",
+                        str(ca["dir"]),
+                        "--id",
+                        str(u),
+                        "--input",
+                        str(tmp_path / f"x{u}.npy"),
+                    ],
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    env={**os.environ, "PYTHONPATH": str(ROOT)},
+                )
+            )
+        for c in cl:
+            _, err = c.communicate(timeout=60)
+            assert c.returncode == 0, err
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
+    np.testing.assert_array_equal(np.load(tmp_path / "sum.npy"), _expected(inputs, (1, 2, 3)))
+
+
+@pytest.mark.long
+def test_long_randomized_crash_rounds_never_give_a_wrong_sum(tmp_path: Path) -> None:
+    """>= 200 rounds, 5-20% of the clients SIGKILLed at random points: 0 wrong sums."""
+    from secagg.net.simulate import issue_certs, simulate_net
+
+    rounds = int(os.environ.get("SECAGG_NET_LONG_ROUNDS", "200"))
+    n = 10
+    cdir = issue_certs(tmp_path / "certs", range(1, n + 1))
+    wrong = aborted = completed = 0
+    for i in range(rounds):
+        crash = [0.05, 0.1, 0.15, 0.2][i % 4]
+        rep = simulate_net(
+            clients=n,
+            length=300,
+            crash=max(crash, 1 / n),
+            seed=1000 + i,
+            phase_timeout=3.0,
+            join_timeout=20.0,
+            client_procs=2,
+            certs_dir=cdir,
+            measure_memory=False,
+            protocol=ProtocolKind.SECAGG_PLUS if i % 2 else ProtocolKind.SECAGG,
+        )
+        if rep["aborted"]:
+            aborted += 1
+        elif rep["exact"]:
+            completed += 1
+        else:
+            wrong += 1
+    print(f"net crash rounds: {rounds}, completed {completed}, aborted {aborted}, wrong {wrong}")
+    assert wrong == 0
+    assert completed + aborted == rounds
+
+
+def test_aborted_round_tells_the_clients(ca: dict[str, Path]) -> None:
+    ids = [1, 2, 3, 4, 5]
+    # only 2 of 5 clients come: fewer than t + 1 advertise keys -> a clean abort
+    cfg = RoundConfig.create(
+        session_id=os.urandom(32),
+        clients=ids,
+        bits=32,
+        length=LENGTH,
+        protocol=ProtocolKind.SECAGG,
+        threshold=3,
+    )
+    with NetRound(ca, cfg, [1, 2], join_timeout=1.0) as r:
+        pass
+    assert r.outcome.aborted and r.outcome.total is None
+    assert all(isinstance(v, AbortedError) for v in r.results.values()), r.results
