@@ -234,7 +234,7 @@ def _error_code_or_closed(s: ssl.SSLSocket) -> int | None:
 def _hello(s: ssl.SSLSocket) -> RoundConfig:
     kind, body = _read_frame(s)
     assert kind == FrameKind.HELLO
-    _, cfg_bytes = decode_hello(body)
+    _, _, cfg_bytes = decode_hello(body)
     return decode_config(cfg_bytes)
 
 

@@ -136,7 +136,8 @@ async def run_client(
         Name checked against the server certificate (default ``host``).
     idle_timeout:
         Seconds of no progress while sending; the wait for the server's next
-        frame is ``3 × phase_timeout + 30`` s (from HELLO).
+        frame is ``3 × phase_timeout + 30`` s, plus the join timeout for the
+        first one (both from HELLO).
     checkpoint:
         Called at named points of the round (fault injection).
     observer:
@@ -262,7 +263,7 @@ async def _round(
         if kind is not FrameKind.HELLO:
             raise TransportError(f"expected HELLO, got {kind.name}")
         try:
-            phase_timeout, cfg_bytes = decode_hello(body)
+            phase_timeout, join_timeout, cfg_bytes = decode_hello(body)
             config: RoundConfig = decode_config(cfg_bytes)
         except DecodeError as exc:
             await refuse(ErrorCode.MALFORMED, str(exc))
@@ -289,8 +290,11 @@ async def _round(
         frames_sent += 5 + len(adv)
         if checkpoint is not None:
             checkpoint("advertised")
+        # the first phase may last the join timeout; every later one the phase timeout
+        first = True
         while True:
-            kind, body = await next_frame(limit, wait)
+            kind, body = await next_frame(limit, wait + (join_timeout if first else 0.0))
+            first = False
             if kind is FrameKind.DONE:
                 done = decode_done(body)
                 if done.status is DoneStatus.ABORTED:

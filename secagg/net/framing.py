@@ -188,21 +188,32 @@ def _reason(text: str) -> bytes:
     return raw.decode("utf-8", "ignore").encode("utf-8")
 
 
-def encode_hello(config_bytes: bytes, phase_timeout: float) -> bytes:
-    ms = min(max(int(phase_timeout * 1000), 1), 2**32 - 1)
-    return encode_frame(FrameKind.HELLO, struct.pack(">HI", TRANSPORT_VERSION, ms) + config_bytes)
+def _ms(seconds: float) -> int:
+    return min(max(int(seconds * 1000), 1), 2**32 - 1)
 
 
-def decode_hello(payload: bytes) -> tuple[float, bytes]:
-    """``(phase_timeout seconds, config bytes)`` from a HELLO payload."""
-    if len(payload) < 6:
+def encode_hello(config_bytes: bytes, phase_timeout: float, join_timeout: float) -> bytes:
+    """HELLO: transport version, the phase and join timeouts (ms), the encoded config."""
+    head = struct.pack(">HII", TRANSPORT_VERSION, _ms(phase_timeout), _ms(join_timeout))
+    return encode_frame(FrameKind.HELLO, head + config_bytes)
+
+
+def decode_hello(payload: bytes) -> tuple[float, float, bytes]:
+    """``(phase_timeout s, join_timeout s, config bytes)`` from a HELLO payload.
+
+    Raises
+    ------
+    DecodeError
+        Too short, another transport version or a zero timeout.
+    """
+    if len(payload) < 10:
         raise DecodeError("HELLO too short")
-    version, ms = struct.unpack(">HI", payload[:6])
+    version, phase_ms, join_ms = struct.unpack(">HII", payload[:10])
     if version != TRANSPORT_VERSION:
         raise DecodeError(f"unsupported transport version {version}")
-    if ms == 0:
-        raise DecodeError("HELLO phase timeout is zero")
-    return ms / 1000.0, payload[6:]
+    if phase_ms == 0 or join_ms == 0:
+        raise DecodeError("HELLO timeout is zero")
+    return phase_ms / 1000.0, join_ms / 1000.0, payload[10:]
 
 
 def encode_error(code: ErrorCode, reason: str) -> bytes:

@@ -195,6 +195,7 @@ class NetServer:
             ssl=self._ctx,
             ssl_handshake_timeout=self._hs_timeout,
             limit=1 << 20,
+            backlog=1024,
         )
         sock = self._server.sockets[0]
         host, port = sock.getsockname()[:2]
@@ -233,7 +234,9 @@ class NetServer:
 
     # -- rounds -----------------------------------------------------------------------
 
-    def open_round(self, config: RoundConfig, *, phase_timeout: float) -> NetClientPool:
+    def open_round(
+        self, config: RoundConfig, *, phase_timeout: float, join_timeout: float | None = None
+    ) -> NetClientPool:
         """Accept the clients of ``config`` (one round at a time).
 
         Raises
@@ -243,7 +246,9 @@ class NetServer:
         """
         if self._round is not None and not self._round.closed:
             raise LocalProtocolError("a round is already open on this server")
-        pool = NetClientPool(self, config, phase_timeout=phase_timeout)
+        pool = NetClientPool(
+            self, config, phase_timeout=phase_timeout, join_timeout=join_timeout or phase_timeout
+        )
         self.call(pool._open())
         self._round = pool
         return pool
@@ -257,17 +262,21 @@ class NetServer:
         listener: Callable[[str, dict[str, Any]], None] | None = None,
         measure_memory: bool = False,
         map_fn: Any = None,
+        on_open: Callable[[], None] | None = None,
     ) -> tuple[Any, NetClientPool]:
         """Open a round, drive it to its end, send DONE; return ``(outcome, pool)``.
 
         ``join_timeout`` bounds the first phase (clients connecting and
-        advertising keys), ``phase_timeout`` every later one.
+        advertising keys), ``phase_timeout`` every later one.  ``on_open`` is
+        called once the round accepts connections (e.g. to start clients).
         """
         from secagg.masking.server import Server
         from secagg.net.driver import drive_round
 
-        pool = self.open_round(config, phase_timeout=phase_timeout)
+        pool = self.open_round(config, phase_timeout=phase_timeout, join_timeout=join_timeout)
         try:
+            if on_open is not None:
+                on_open()
             outcome = drive_round(
                 Server(config=config),
                 pool,
@@ -345,8 +354,15 @@ class NetClientPool:
 
     engine = "net"
 
-    def __init__(self, server: NetServer, config: RoundConfig, *, phase_timeout: float) -> None:
-        if phase_timeout <= 0:
+    def __init__(
+        self,
+        server: NetServer,
+        config: RoundConfig,
+        *,
+        phase_timeout: float,
+        join_timeout: float | None = None,
+    ) -> None:
+        if phase_timeout <= 0 or (join_timeout is not None and join_timeout <= 0):
             raise ParameterError("phase_timeout must be positive")
         self._srv = server
         self._loop = server.loop
@@ -354,7 +370,9 @@ class NetClientPool:
         self.config_clients = frozenset(config.clients)
         self.workers = 0
         self.phase_timeout = phase_timeout
-        self._hello = encode_hello(encode_config(config), phase_timeout)
+        self._hello = encode_hello(
+            encode_config(config), phase_timeout, join_timeout or phase_timeout
+        )
         self.conns: dict[int, _Conn] = {}
         self.accepting = False
         self.closed = False

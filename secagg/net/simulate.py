@@ -73,6 +73,28 @@ class ClientSpec:
     stream_chunk: int
 
 
+def _status_kb(field: str) -> int:
+    """A ``/proc/self/status`` field in kB (0 where there is no procfs)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _reset_peak_rss() -> bool:
+    """Reset VmHWM to the current RSS (Linux ``clear_refs`` 5)."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
 def _quiet_rng(seed: bytes) -> InsecureDeterministicRandom:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", InsecureConfigurationWarning)
@@ -158,6 +180,10 @@ def _worker(
 
 
 _CTX: Any = None
+
+
+def _noop() -> None:
+    """Target of the process that starts the forkserver."""
 
 
 def _context() -> Any:
@@ -295,25 +321,35 @@ def simulate_net(
         )
         host, port = server.start()
         ctx = _context()
+        warm = ctx.Process(target=_noop)  # start the forkserver before the clock runs
+        warm.start()
+        warm.join()
         procs = []
         try:
             round_t0 = time.perf_counter()
-            for i, group in enumerate(groups):
-                out = str(Path(tmp.name) / f"clients-{i}.json")
-                p = ctx.Process(
-                    target=_worker,
-                    args=(host, port, str(cdir), group, out, join_timeout),
-                    daemon=True,
-                )
-                p.start()
-                procs.append((p, out, group))
+
+            def spawn() -> None:  # once the round accepts connections
+                for i, group in enumerate(groups):
+                    out = str(Path(tmp.name) / f"clients-{i}.json")
+                    p = ctx.Process(
+                        target=_worker,
+                        args=(host, port, str(cdir), group, out, join_timeout),
+                        daemon=True,
+                    )
+                    p.start()
+                    procs.append((p, out, group))
+
+            rss0_kb = _status_kb("VmRSS")
+            rss_reset = _reset_peak_rss()
             outcome, pool = server.run_round(
                 cfg,
                 phase_timeout=phase_timeout,
                 join_timeout=join_timeout,
                 measure_memory=measure_memory,
+                on_open=spawn,
             )
             round_wall = time.perf_counter() - round_t0
+            peak_rss_mb = (_status_kb("VmHWM") - rss0_kb) / 1024 if rss_reset else None
         finally:
             server.close()
             for p, _, _ in procs:
@@ -345,6 +381,14 @@ def simulate_net(
         exact = bool(np.array_equal(acc, outcome.total))
     killed = sorted(u for u in plan if exitcodes.get(u) == -signal.SIGKILL)
     st = pool.stats
+    u3 = set(outcome.sets.get("U3", ()))
+    surv_msg = sum(st[u].message_bytes_in for u in u3 if u in st)
+    surv_frame = sum(st[u].frame_bytes_in for u in u3 if u in st)
+    surv_tcp = (
+        sum(st[u].tcp_bytes_in or 0 for u in u3 if u in st)
+        if all(st[u].tcp_bytes_in is not None for u in u3 if u in st)
+        else None
+    )
     msg_in = sum(s.message_bytes_in for s in st.values())
     frame_in = sum(s.frame_bytes_in for s in st.values())
     tcp_in = [s.tcp_bytes_in for s in st.values()]
@@ -371,6 +415,10 @@ def simulate_net(
             None if outcome.server_peak_bytes is None else outcome.server_peak_bytes / 2**20
         ),
         "server_max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "server_round_peak_rss_mb": peak_rss_mb,
+        "survivor_message_bytes_to_server": surv_msg,
+        "survivor_frame_bytes_to_server": surv_frame,
+        "survivor_tcp_bytes_to_server": surv_tcp,
         "message_bytes_to_server": msg_in,
         "frame_bytes_to_server": frame_in,
         "tcp_bytes_to_server": sum(x for x in tcp_in if x is not None),

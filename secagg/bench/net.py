@@ -1,0 +1,130 @@
+"""``secagg bench net``: a round over loopback mutual TLS next to the process engine.
+
+One SecAgg+ (semi-honest) round of ``n`` clients x ``m`` parameters with 10% of the
+clients crashing after key sharing, run twice in the same invocation:
+
+* **net** — :func:`secagg.net.simulate.simulate_net`: the TLS server and the
+  round loop here, the clients in separate processes (2 hosting the survivors,
+  one per crashing client, which SIGKILLs itself on receiving its share boxes);
+* **processes** (baseline) — :func:`secagg.bench.scale.run_parallel_round`: the
+  same round shape (n, m, default (k, t), 10% dropped before masked input),
+  clients in 2 worker processes talking to the server over pipes.
+
+Reported: ``exact`` for both; wall time of the round and the ratio net/processes
+(target <= 1.5); the server's peak RSS above its pre-round baseline next to the
+``3 x 4m`` bytes of the issue's bound; the bytes each surviving client's TCP
+connection carried to the server (TLS records and handshake included) against
+the SecAgg message bytes it sent (target overhead <= 2%).
+
+The issue's size is n = 1000, m = 10^5; on the shared 2-core box the default run
+is n = 200, m = 10^5 (``--quick``: n = 20, m = 10^4).  Pass ``SECAGG_BENCH_NET_N``
+/ ``SECAGG_BENCH_NET_M`` to run another size.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from secagg.bench.common import machine_info, markdown_table
+
+__all__ = ["markdown", "run"]
+
+
+def _size(quick: bool) -> tuple[int, int]:
+    n = int(os.environ.get("SECAGG_BENCH_NET_N", "20" if quick else "200"))
+    m = int(os.environ.get("SECAGG_BENCH_NET_M", str(10**4 if quick else 10**5)))
+    return n, m
+
+
+def run(quick: bool = False, *, seed: int = 7) -> dict[str, Any]:
+    """Run both engines on the same round shape; JSON-ready result."""
+    from secagg.bench.scale import run_parallel_round
+    from secagg.net.simulate import simulate_net
+    from secagg.sim import DropPhase
+
+    n, m = _size(quick)
+
+    def say(line: str) -> None:
+        print(f"[net n={n} m={m}] {line}", file=sys.stderr, flush=True)
+
+    say("processes engine (baseline) ...")
+    base = run_parallel_round(
+        n=n,
+        length=m,
+        seed=seed,
+        dropout=0.10,
+        drop_phase=DropPhase.MASKED_INPUT,
+        digest=False,
+        workers=2,
+    )
+    say(f"baseline: wall {base['wall_s']:.2f} s, exact {base['exact']}")
+    say("net engine (loopback TLS, client processes) ...")
+    net = simulate_net(
+        clients=n,
+        length=m,
+        crash=0.10,
+        crash_points=["boxes"],  # after key sharing: dropouts of the masked-input phase
+        seed=seed,
+        phase_timeout=120.0,
+        join_timeout=600.0,
+        idle_timeout=60.0,
+        client_procs=2,
+        measure_memory=False,
+    )
+    say(f"net: round wall {net['round_wall_s']:.2f} s, exact {net['exact']}")
+    msg = net["survivor_message_bytes_to_server"]
+    tcp = net["survivor_tcp_bytes_to_server"]
+    frame = net["survivor_frame_bytes_to_server"]
+    survivors_u3 = net["sets"]["U3"]
+    return {
+        "benchmark": "net",
+        "quick": quick,
+        "clients": n,
+        "elements": m,
+        "crash": 0.10,
+        "crash_point": "on receiving the share boxes (after key sharing)",
+        "neighbors": net["neighbors"],
+        "threshold": net["threshold"],
+        "net_exact": net["exact"],
+        "net_aborted": net["aborted"],
+        "net_killed_by_sigkill": net["killed_by_sigkill"],
+        "net_survivors": net["survivors"],
+        "net_round_wall_s": net["round_wall_s"],
+        "net_certs_s": net["certs_s"],
+        "net_phases": net["phases"],
+        "processes_exact": base["exact"],
+        "processes_wall_s": base["wall_s"],
+        "wall_ratio_net_over_processes": net["round_wall_s"] / base["wall_s"],
+        "server_peak_rss_mb": net["server_round_peak_rss_mb"],
+        "processes_server_peak_rss_mb": base["server_peak_rss_mb"],
+        "bound_3x4m_mb": 3 * 4 * m / 2**20,
+        "message_bytes_per_survivor": msg / max(1, survivors_u3),
+        "framing_overhead": (frame - msg) / msg if msg else None,
+        "tls_tcp_overhead": (tcp - msg) / msg if msg and tcp is not None else None,
+        "tcp_counted": tcp is not None,
+        "machine": machine_info(),
+    }
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """Human-readable summary of :func:`run`'s result."""
+    r = result
+    rows = [
+        ["exact (net / processes)", f"{r['net_exact']} / {r['processes_exact']}"],
+        ["round wall s (net)", r["net_round_wall_s"]],
+        ["round wall s (processes, same run)", r["processes_wall_s"]],
+        ["wall ratio net / processes (target <= 1.5)", r["wall_ratio_net_over_processes"]],
+        ["server peak RSS above baseline MB (net)", r["server_peak_rss_mb"]],
+        ["server peak RSS above baseline MB (processes)", r["processes_server_peak_rss_mb"]],
+        ["3 x 4m bytes, MB", r["bound_3x4m_mb"]],
+        ["message bytes per surviving client", r["message_bytes_per_survivor"]],
+        ["framing overhead", r["framing_overhead"]],
+        ["TLS + framing overhead on TCP (target <= 2%)", r["tls_tcp_overhead"]],
+    ]
+    return (
+        f"## net\n\nSecAgg+ semi-honest, n={r['clients']}, m={r['elements']:.0e}, "
+        f"k={r['neighbors']}, t={r['threshold']}, 10% of the clients SIGKILLed "
+        f"{r['crash_point']}\n\n" + markdown_table(["measure", "value"], rows)
+    )
