@@ -96,6 +96,7 @@ def run(quick: bool = False, *, seed: int = 7) -> dict[str, Any]:
         "net_phases": net["phases"],
         "processes_exact": base["exact"],
         "processes_wall_s": base["wall_s"],
+        "processes_phase_wall_s": base["phase_wall_s"],
         "wall_ratio_net_over_processes": net["round_wall_s"] / base["wall_s"],
         "server_peak_rss_mb": net["server_round_peak_rss_mb"],
         "processes_server_peak_rss_mb": base["server_peak_rss_mb"],

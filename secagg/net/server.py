@@ -61,6 +61,9 @@ __all__ = ["ConnectionStats", "NetClientPool", "NetServer"]
 
 #: Frames above this many bytes need an upload slot before their body is read.
 LARGE_FRAME = 1 << 16
+#: Per-connection read buffer: asyncio pauses reading a socket whose buffer holds more
+#: than twice this, so a client waiting for an upload slot is held back by TCP.
+READ_BUFFER = 1 << 14
 _TCP_INFO = 11  # socket.TCP_INFO on Linux
 _TCPI_BYTES_ACKED = 120  # offsets in struct tcp_info (linux/tcp.h)
 _TCPI_BYTES_RECEIVED = 128
@@ -76,6 +79,14 @@ class ConnectionStats:
     frame_bytes_out: int = 0
     tcp_bytes_in: int | None = None  #: TCP payload bytes (TLS records, handshake included)
     tcp_bytes_out: int | None = None
+
+
+def _update_tcp(conn: _Conn) -> None:
+    got_in, got_out = _tcp_counts(conn.writer)
+    if got_in is not None:
+        conn.stats.tcp_bytes_in = got_in
+    if got_out is not None:
+        conn.stats.tcp_bytes_out = got_out
 
 
 def _tcp_counts(writer: asyncio.StreamWriter) -> tuple[int | None, int | None]:
@@ -194,7 +205,7 @@ class NetServer:
             self._port,
             ssl=self._ctx,
             ssl_handshake_timeout=self._hs_timeout,
-            limit=1 << 20,
+            limit=READ_BUFFER,  # asyncio stops reading a socket above 2 x this
             backlog=1024,
         )
         sock = self._server.sockets[0]
@@ -310,6 +321,11 @@ class NetServer:
         task = asyncio.current_task()
         if task is not None:
             self._handlers.add(task)
+        with contextlib.suppress(AttributeError, NotImplementedError):
+            # bound what the TLS layer buffers per connection (asyncio's default is
+            # 256 KiB of ciphertext); a client waiting for an upload slot is held back
+            # by TCP, not by server memory
+            writer.transport.set_read_buffer_limits(high=READ_BUFFER)  # type: ignore[attr-defined]
         try:
             obj = writer.get_extra_info("ssl_object")
             try:
@@ -452,9 +468,11 @@ class NetClientPool:
                     return
                 continue
             _, cid, data, release = item
+            del item
             try:
                 yield cid, [data]
             finally:
+                del data  # the driver is done with it: keep only the running sum
                 if release:
                     self._loop.call_soon_threadsafe(self._release_slot, cid)
 
@@ -552,7 +570,7 @@ class NetClientPool:
             return
         conn.closed = True
         self.cut.setdefault(cid, reason)
-        conn.stats.tcp_bytes_in, conn.stats.tcp_bytes_out = _tcp_counts(conn.writer)
+        _update_tcp(conn)
         if code is not None:
             with contextlib.suppress(Exception):
                 conn.writer.write(encode_error(code, reason))
@@ -634,9 +652,11 @@ class NetClientPool:
             if self._waiting.get(conn.cid) is not expected:  # cut while reading
                 return
             conn.stats.message_bytes_in += size
+            _update_tcp(conn)
             conn.expected = None
             del self._waiting[conn.cid]
             self._queue.put(("msg", conn.cid, body, large))
+            del body  # this coroutine waits for the next frame: hold no reference
             if not self._waiting:
                 self._end(self._gen)
 
@@ -657,7 +677,7 @@ class NetClientPool:
         async def close_one(c: _Conn) -> None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(c.writer.drain(), self._srv.idle_timeout)
-            c.stats.tcp_bytes_in, c.stats.tcp_bytes_out = _tcp_counts(c.writer)
+            _update_tcp(c)
             c.closed = True
             if c.task is not None:
                 c.task.cancel()
