@@ -311,7 +311,9 @@ async def _round(
             if checkpoint is not None:
                 checkpoint(_POINT.get(body[2] if len(body) > 2 else 0, "message"))
             try:
-                replies = client.receive(body)
+                # off the event loop: masking is CPU work (AES releases the GIL), and a
+                # process hosting many clients keeps their uploads moving meanwhile
+                replies = await asyncio.to_thread(client.receive, body)
             except SecAggError as exc:
                 await refuse(ErrorCode.REJECTED, str(exc))
                 raise
