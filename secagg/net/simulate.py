@@ -191,7 +191,14 @@ def _context() -> Any:
     if _CTX is None:
         if "forkserver" in multiprocessing.get_all_start_methods():
             _CTX = multiprocessing.get_context("forkserver")
-            _CTX.set_forkserver_preload(["secagg.net.simulate", "secagg.net.client"])
+            _CTX.set_forkserver_preload(
+                [
+                    "secagg.net.simulate",
+                    "secagg.net.client",
+                    "secagg.net.tls",
+                    "secagg.primitives.sign",
+                ]
+            )
         else:  # pragma: no cover - non-POSIX
             _CTX = multiprocessing.get_context("spawn")
     return _CTX
