@@ -247,6 +247,23 @@ def _assert_exact(r: NetRound, survivors: set[int]) -> None:
 # -- units ---------------------------------------------------------------------------------
 
 
+def test_core_floors_never_import_the_network_runtime() -> None:
+    import ast
+
+    pkg = ROOT / "secagg"
+    for floor in ("primitives", "encoding", "masking", "lightsecagg", "he", "dp"):
+        for path in sorted((pkg / floor).rglob("*.py")) if (pkg / floor).is_dir() else []:
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                names = []
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.module:
+                    names = [node.module]
+                assert not any(n == "secagg.net" or n.startswith("secagg.net.") for n in names), (
+                    f"{path} imports the network runtime"
+                )
+
+
 def test_keys_are_written_0600_and_never_overwritten(tmp_path: Path) -> None:
     certs.init_ca(tmp_path)
     _, key = certs.issue_client(tmp_path, 7)
@@ -338,7 +355,7 @@ def test_malicious_round_over_tls(ca: dict[str, Path]) -> None:
 # -- refused at the TLS handshake: the round is unaffected -------------------------------------
 
 
-@pytest.mark.parametrize("case", ["no-certificate", "other-ca", "expired"])
+@pytest.mark.parametrize("case", ["no-certificate", "other-ca", "expired", "tls1.2"])
 def test_bad_certificates_are_refused_at_the_handshake(ca: dict[str, Path], case: str) -> None:
     ids = [1, 2, 3, 4]
     with (
@@ -349,6 +366,13 @@ def test_bad_certificates_are_refused_at_the_handshake(ca: dict[str, Path], case
             s = _raw(ca["dir"], r.addr, None)
         elif case == "other-ca":
             s = _raw(ca["dir"], r.addr, 1, cert_dir=ca["other"])
+        elif case == "tls1.2":
+            ctx = client_context(ca["dir"], 1)
+            ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+            ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+            s = ctx.wrap_socket(
+                socket.create_connection(r.addr, timeout=5), server_hostname="127.0.0.1"
+            )
         else:
             s = _raw(ca["dir"], r.addr, 2, cert_dir=ca["expired"])
         _read_frame(s)  # TLS 1.3: the client's certificate is checked after its Finished
@@ -498,7 +522,7 @@ def test_sigkilled_clients_give_an_exact_sum_or_a_clean_abort() -> None:
     assert not rep["aborted"], rep["abort_reason"]
 
 
-def _spawn_serve(ca_dir: Path, out: Path, n: int) -> subprocess.Popen[str]:
+def _spawn_serve(ca_dir: Path, out: Path, n: int, rounds: int = 1) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [
             sys.executable,
@@ -517,6 +541,8 @@ def _spawn_serve(ca_dir: Path, out: Path, n: int) -> subprocess.Popen[str]:
             "60",
             "--deadline",
             "5",
+            "--rounds",
+            str(rounds),
             "--out",
             str(out),
         ],
@@ -628,8 +654,8 @@ def test_cli_client_exits_nonzero_with_a_clear_error_when_the_server_dies(
             proc.stderr.close()
 
 
-def test_cli_serve_and_clients_complete_a_round(ca: dict[str, Path], tmp_path: Path) -> None:
-    proc = _spawn_serve(ca["dir"], tmp_path / "sum.npy", 3)
+def test_cli_serve_and_clients_complete_two_rounds(ca: dict[str, Path], tmp_path: Path) -> None:
+    proc = _spawn_serve(ca["dir"], tmp_path / "sum.npy", 3, rounds=2)
     inputs = _inputs([1, 2, 3])
     try:
         port = _port_of(proc)
@@ -651,6 +677,8 @@ def test_cli_serve_and_clients_complete_a_round(ca: dict[str, Path], tmp_path: P
                         str(u),
                         "--input",
                         str(tmp_path / f"x{u}.npy"),
+                        "--rounds",
+                        "2",
                     ],
                     stderr=subprocess.PIPE,
                     text=True,
@@ -667,7 +695,9 @@ def test_cli_serve_and_clients_complete_a_round(ca: dict[str, Path], tmp_path: P
         proc.wait()
         if proc.stderr is not None:
             proc.stderr.close()
-    np.testing.assert_array_equal(np.load(tmp_path / "sum.npy"), _expected(inputs, (1, 2, 3)))
+    for r in (1, 2):  # a fresh session per round; the clients reconnect
+        total = np.load(tmp_path / f"sum-round{r}.npy")
+        np.testing.assert_array_equal(total, _expected(inputs, (1, 2, 3)))
 
 
 @pytest.mark.long
