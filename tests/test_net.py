@@ -522,6 +522,37 @@ def test_sigkilled_clients_give_an_exact_sum_or_a_clean_abort() -> None:
     assert not rep["aborted"], rep["abort_reason"]
 
 
+def test_same_seed_same_sum_as_the_inprocess_engine() -> None:
+    import hashlib
+    import warnings
+
+    from secagg.errors import InsecureConfigurationWarning
+    from secagg.net.simulate import make_input, simulate_net
+    from secagg.primitives.rand import InsecureDeterministicRandom
+    from secagg.sim.runtime import build_config, run_round
+
+    n, length, seed = 6, 100, 5
+    rep = simulate_net(clients=n, length=length, seed=seed, phase_timeout=3.0, client_procs=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", InsecureConfigurationWarning)
+        rng = InsecureDeterministicRandom(seed)
+    ids = list(range(1, n + 1))
+    cfg, idkeys = build_config(
+        ids,
+        bits=32,
+        length=length,
+        protocol=ProtocolKind.SECAGG_PLUS,
+        security=SecurityMode.SEMI_HONEST,
+        neighbors=None,
+        threshold=None,
+        rng=rng,
+    )
+    inputs = {u: make_input(seed.to_bytes(32, "big"), u, 32, length) for u in ids}
+    ref = run_round(inputs, config=cfg, rng=rng, identity_keys=idkeys)
+    assert rep["exact"] is True and ref.total is not None
+    assert rep["total_sha256"] == hashlib.sha256(ref.total.tobytes()).hexdigest()
+
+
 def _spawn_serve(ca_dir: Path, out: Path, n: int, rounds: int = 1) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [

@@ -17,6 +17,7 @@ expected sum over the survivors is recomputed here and compared exactly.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import math
 import multiprocessing
@@ -268,9 +269,9 @@ def simulate_net(
     wall0 = time.perf_counter()
     rng: RandomSource
     if seed is not None:
-        rng = _quiet_rng(seed.to_bytes(16, "big"))
-        rng_seed: bytes | None = seed.to_bytes(16, "big")
-        input_seed = seed.to_bytes(16, "big")
+        rng = _quiet_rng(seed.to_bytes(32, "big"))
+        rng_seed: bytes | None = seed.to_bytes(32, "big")
+        input_seed = seed.to_bytes(32, "big")
     else:
         rng = SystemRandom()
         rng_seed = None
@@ -415,6 +416,9 @@ def simulate_net(
         "aborted": outcome.aborted,
         "abort_reason": outcome.abort_reason,
         "exact": exact,
+        "total_sha256": (
+            None if outcome.total is None else hashlib.sha256(outcome.total.tobytes()).hexdigest()
+        ),
         "transcript_digest": outcome.transcript_digest,
         "sets": {k: len(v) for k, v in outcome.sets.items()},
         "phases": outcome.phases,
