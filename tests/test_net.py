@@ -742,6 +742,7 @@ def test_long_randomized_crash_rounds_never_give_a_wrong_sum(tmp_path: Path) -> 
     wrong = aborted = completed = 0
     for i in range(rounds):
         crash = [0.05, 0.1, 0.15, 0.2][i % 4]
+        secagg_plus = i % 2 == 1
         rep = simulate_net(
             clients=n,
             length=300,
@@ -752,7 +753,10 @@ def test_long_randomized_crash_rounds_never_give_a_wrong_sum(tmp_path: Path) -> 
             client_procs=2,
             certs_dir=cdir,
             measure_memory=False,
-            protocol=ProtocolKind.SECAGG_PLUS if i % 2 else ProtocolKind.SECAGG,
+            protocol=ProtocolKind.SECAGG_PLUS if secagg_plus else ProtocolKind.SECAGG,
+            # every third round a threshold so high that two crashes abort the round
+            threshold=(4 if secagg_plus else 8) if i % 3 == 0 else None,
+            neighbors=4 if secagg_plus and i % 3 == 0 else None,
         )
         if rep["aborted"]:
             aborted += 1
@@ -763,6 +767,7 @@ def test_long_randomized_crash_rounds_never_give_a_wrong_sum(tmp_path: Path) -> 
     print(f"net crash rounds: {rounds}, completed {completed}, aborted {aborted}, wrong {wrong}")
     assert wrong == 0
     assert completed + aborted == rounds
+    assert aborted > 0 and completed > 0  # both outcomes were exercised
 
 
 def test_aborted_round_tells_the_clients(ca: dict[str, Path]) -> None:
