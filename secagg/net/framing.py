@@ -307,7 +307,7 @@ async def read_body(
         raise ConnectionLostError("connection closed in the middle of a frame") from None
     except (TimeoutError, asyncio.TimeoutError):
         raise ConnectionLostError(
-            f"stalled for {idle_timeout:g} s in the middle of a frame"
+            f"stalled for {idle_timeout:g} s in the middle of a frame", ErrorCode.DEADLINE
         ) from None
     except (ConnectionError, OSError) as exc:
         raise ConnectionLostError(f"connection broken: {exc}") from None

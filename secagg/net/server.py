@@ -595,7 +595,7 @@ class NetClientPool:
             pass
         except TransportError as exc:
             if isinstance(exc, ConnectionLostError):
-                await self._drop(cid, None, str(exc))
+                await self._drop(cid, exc.code, str(exc))  # ERROR 8 after a stall
             else:
                 await self._drop(cid, exc.code or ErrorCode.MALFORMED, str(exc))
         except (ConnectionError, OSError) as exc:
