@@ -486,6 +486,47 @@ def test_a_client_that_stops_mid_upload_is_cut_and_dropped(ca: dict[str, Path]) 
     assert 5 in r.outcome.sets["U2"] and 5 not in r.outcome.sets["U3"]  # dropout of masked input
 
 
+def test_clients_that_come_before_the_round_opens_retry_and_join(ca: dict[str, Path]) -> None:
+    ids = [1, 2, 3]
+    cfg = _config(ids)
+    inputs = _inputs(ids)
+    server = NetServer(ssl_context=server_context(ca["dir"]))
+    host, port = server.start()
+    box: dict[str, Any] = {}
+
+    def serve() -> None:
+        time.sleep(0.8)  # the clients connect first and are told "no round open"
+        box["outcome"], _ = server.run_round(cfg, phase_timeout=3.0, join_timeout=5.0)
+
+    t = threading.Thread(target=serve)
+    t.start()
+    try:
+
+        async def main() -> list[Any]:
+            return await asyncio.gather(
+                *(
+                    run_client(
+                        host=host,
+                        port=port,
+                        ssl_context=client_context(ca["dir"], u),
+                        client_id=u,
+                        input_vector=inputs[u],
+                        connect_timeout=10.0,
+                    )
+                    for u in ids
+                )
+            )
+
+        asyncio.run(main())
+    finally:
+        t.join(30)
+        server.close()
+    assert any("no round is open" in why for _, why in server.refused)
+    out = box["outcome"]
+    assert not out.aborted
+    np.testing.assert_array_equal(out.total, _expected(inputs, tuple(ids)))
+
+
 def test_a_policy_refusal_sends_nothing_about_the_input(ca: dict[str, Path]) -> None:
     ids = [1, 2, 3, 4, 5]
     sent: list[bytes] = []

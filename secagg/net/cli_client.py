@@ -29,15 +29,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import time
-
     import numpy as np
 
     from secagg.errors import ParameterError
     from secagg.net.certs import identity_files, load_identity_private
     from secagg.net.cli_serve import parse_hostport
     from secagg.net.client import run_client_sync
-    from secagg.net.framing import ConnectionLostError, ErrorCode, TransportError
     from secagg.net.handshake import ConfigPolicy
     from secagg.net.tls import client_context
     from secagg.primitives.sign import SigningKey
@@ -71,30 +68,20 @@ def run(args: argparse.Namespace) -> int:
             )
 
     for r in range(1, args.rounds + 1):
-        give_up = time.monotonic() + args.connect_timeout
-        while True:
-            try:
-                out = run_client_sync(
-                    host=host,
-                    port=port,
-                    ssl_context=ctx,
-                    client_id=args.id,
-                    input_vector=x,
-                    policy=policy,
-                    server_hostname=args.server_name,
-                    identity_key=identity,
-                    connect_timeout=args.connect_timeout,
-                    checkpoint=progress,
-                )
-                break
-            except (ConnectionLostError, TransportError) as exc:
-                # nothing was sent yet: the server is not up or has no round open yet
-                retry = (isinstance(exc, TransportError) and exc.code is ErrorCode.NOT_OPEN) or str(
-                    exc
-                ).startswith("could not connect")
-                if not retry or time.monotonic() > give_up:
-                    raise
-                time.sleep(0.5)
+        # failures before the server's HELLO (server not up yet, round not open yet)
+        # are retried inside run_client until --connect-timeout
+        out = run_client_sync(
+            host=host,
+            port=port,
+            ssl_context=ctx,
+            client_id=args.id,
+            input_vector=x,
+            policy=policy,
+            server_hostname=args.server_name,
+            identity_key=identity,
+            connect_timeout=args.connect_timeout,
+            checkpoint=progress,
+        )
         print(
             f"secagg client {args.id}: round {r} ({out.session_id.hex()[:16]}) completed; "
             f"sent {out.message_bytes_sent} message bytes",

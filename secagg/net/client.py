@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -143,6 +145,9 @@ async def run_client(
     observer:
         Sees every byte string this client writes to the TLS stream (tests).
 
+    A failure before HELLO (server not up, TLS refused, no round open yet) sends
+    nothing and is retried with a growing pause until ``connect_timeout`` has passed.
+
     Raises
     ------
     ConnectionLostError
@@ -163,24 +168,78 @@ async def run_client(
         if bits is None:
             raise ParameterError("input must be uint32 or uint64 (or give a policy)")
         policy = ConfigPolicy(length=len(input_vector), bits=bits)
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + connect_timeout
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return await _attempt(
+                host=host,
+                port=port,
+                ssl_context=ssl_context,
+                server_hostname=server_hostname or host,
+                connect_timeout=connect_timeout,
+                observer=observer,
+                client_id=client_id,
+                input_vector=input_vector,
+                policy=policy,
+                rng=rng,
+                identity_key=identity_key,
+                idle=idle_timeout,
+                checkpoint=checkpoint,
+                stream_chunk=stream_chunk,
+            )
+        except _NotJoined as exc:
+            # nothing was sent: the server is not up, busy, or has no round open yet
+            pause = min(2.0, 0.2 * attempt) * (0.5 + os.urandom(1)[0] / 255)
+            if loop.time() + pause > give_up:
+                raise exc.error from None
+            await asyncio.sleep(pause)
+
+
+class _NotJoined(Exception):
+    """The connection failed before HELLO; nothing was sent, so it may be retried."""
+
+    def __init__(self, error: TransportError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+async def _attempt(
+    *,
+    host: str,
+    port: int,
+    ssl_context: ssl.SSLContext,
+    server_hostname: str,
+    connect_timeout: float,
+    observer: Callable[[bytes], None] | None,
+    **kwargs: Any,
+) -> ClientOutcome:
     try:
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(
                 host,
                 port,
                 ssl=ssl_context,
-                server_hostname=server_hostname or host,
+                server_hostname=server_hostname,
                 ssl_handshake_timeout=connect_timeout,
                 limit=1 << 20,
             ),
             connect_timeout,
         )
     except (TimeoutError, asyncio.TimeoutError):
-        raise ConnectionLostError(f"could not connect to {host}:{port} in time") from None
+        raise _NotJoined(
+            ConnectionLostError(f"could not connect to {host}:{port} in time")
+        ) from None
     except ssl.SSLError as exc:
-        raise TransportError(f"TLS handshake with {host}:{port} failed: {exc.reason}") from None
+        raise _NotJoined(
+            TransportError(f"TLS handshake with {host}:{port} failed: {exc.reason}")
+        ) from None
     except OSError as exc:
-        raise ConnectionLostError(f"could not connect to {host}:{port}: {exc}") from None
+        raise _NotJoined(
+            ConnectionLostError(f"could not connect to {host}:{port}: {exc}")
+        ) from None
     if observer is not None:
         _write = writer.write
 
@@ -190,19 +249,7 @@ async def run_client(
 
         writer.write = write  # type: ignore[method-assign]
     try:
-        return await _round(
-            reader,
-            writer,
-            client_id=client_id,
-            input_vector=input_vector,
-            policy=policy,
-            rng=rng,
-            identity_key=identity_key,
-            connect_timeout=connect_timeout,
-            idle=idle_timeout,
-            checkpoint=checkpoint,
-            stream_chunk=stream_chunk,
-        )
+        return await _round(reader, writer, connect_timeout=connect_timeout, **kwargs)
     finally:
         writer.close()
         with contextlib.suppress(Exception):
@@ -259,7 +306,14 @@ async def _round(
         return kind, bytes(body)
 
     try:
-        kind, body = await next_frame(HELLO_LIMIT, connect_timeout)
+        try:
+            kind, body = await next_frame(HELLO_LIMIT, connect_timeout)
+        except ConnectionLostError as exc:
+            raise _NotJoined(exc) from None
+        except TransportError as exc:
+            if exc.code in (ErrorCode.NOT_OPEN, ErrorCode.SHUTDOWN):
+                raise _NotJoined(exc) from None
+            raise
         if kind is not FrameKind.HELLO:
             raise TransportError(f"expected HELLO, got {kind.name}")
         try:

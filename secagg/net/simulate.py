@@ -325,7 +325,10 @@ def simulate_net(
         groups: list[list[ClientSpec]] = [[s] for s in (specs[u] for u in sorted(plan))]
         groups += [steady[i::procs_n] for i in range(procs_n) if steady[i::procs_n]]
         server = NetServer(
-            ssl_context=server_context(cdir), idle_timeout=idle_timeout, upload_slots=2
+            ssl_context=server_context(cdir),
+            idle_timeout=idle_timeout,
+            upload_slots=2,
+            handshake_timeout=max(10.0, min(60.0, join_timeout)),  # n handshakes at once
         )
         host, port = server.start()
         ctx = _context()
