@@ -826,3 +826,16 @@ def test_aborted_round_tells_the_clients(ca: dict[str, Path]) -> None:
         pass
     assert r.outcome.aborted and r.outcome.total is None
     assert all(isinstance(v, AbortedError) for v in r.results.values()), r.results
+
+
+@pytest.mark.slow
+def test_bench_net_quick_reports_the_agreed_keys() -> None:
+    from secagg.bench import net as net_bench
+
+    r = net_bench.run(True)
+    assert r["net_exact"] is True and r["processes_exact"] is True
+    assert r["traced_run_exact"] is True
+    for key in ("wall_ratio_net_over_processes", "tls_tcp_overhead", "server_traced_peak_mb"):
+        assert isinstance(r[key], float), key
+    assert 0 < r["tls_tcp_overhead"] < 0.5
+    assert "TLS + framing" in net_bench.markdown(r)
