@@ -28,6 +28,7 @@ import contextlib
 import queue
 import ssl
 import struct
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -90,6 +91,8 @@ def _update_tcp(conn: _Conn) -> None:
 
 
 def _tcp_counts(writer: asyncio.StreamWriter) -> tuple[int | None, int | None]:
+    if not sys.platform.startswith("linux"):  # struct tcp_info offsets are Linux's
+        return None, None
     try:
         sock = writer.get_extra_info("socket")
         if sock is None:
