@@ -4,13 +4,13 @@ asyncio streams + :mod:`ssl` only (no extra dependency); certificates with
 ``cryptography.x509``.  Normative description: ``protocols/wire/transport.md``.
 
 * :class:`NetServer` / :class:`NetClientPool` — the server's listener and the
-  ClientPool a round driver uses; :func:`drive_round` — the server loop;
+  ClientPool the runtime's :class:`~secagg.runtime.driver.RoundDriver` drives
+  (:meth:`NetServer.run_round`);
 * :func:`run_client` / :func:`run_client_sync` — one client;
 * :mod:`secagg.net.certs` — a development CA (``secagg certs``).
 """
 
 from secagg.net.client import ClientOutcome, run_client, run_client_sync
-from secagg.net.driver import RoundOutcome, drive_round
 from secagg.net.framing import ConnectionLostError, TransportError
 from secagg.net.handshake import ConfigPolicy, decode_config, encode_config
 from secagg.net.server import NetClientPool, NetServer
@@ -22,11 +22,9 @@ __all__ = [
     "ConnectionLostError",
     "NetClientPool",
     "NetServer",
-    "RoundOutcome",
     "TransportError",
     "client_context",
     "decode_config",
-    "drive_round",
     "encode_config",
     "run_client",
     "run_client_sync",

@@ -64,6 +64,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", default=None, metavar="PATH", help="report ('-' = stdout)")
 
 
+def _progress_class() -> Any:
+    from secagg.runtime.driver import Listener
+
+    class Progress(Listener):
+        """One stderr line per closed phase."""
+
+        def __init__(self, r: int) -> None:
+            self.r = r
+
+        def on_phase_end(self, stats: Any) -> None:
+            how = " (deadline)" if stats.closed_by_deadline else ""
+            print(
+                f"round {self.r}: {stats.phase.key}: {stats.answered} of {stats.asked} "
+                f"answered in {stats.wall_s:.2f} s{how}",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    return Progress
+
+
 def _out_path(out: str, r: int, rounds: int) -> str:
     if rounds == 1:
         return out
@@ -125,28 +146,19 @@ def run(args: argparse.Namespace) -> int:
                 identity_keys=idkeys,
             )
 
-            def progress(event: str, info: dict[str, Any], r: int = r) -> None:
-                if "answered" in info:
-                    print(
-                        f"round {r}: {event}: {info['answered']} answered in "
-                        f"{info['wall_s']:.2f} s",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-                else:
-                    extra = f": {info.get('reason')}" if info.get("reason") else ""
-                    print(f"round {r}: {event}{extra}", file=sys.stderr, flush=True)
-
+            progress = _progress_class()(r)
             outcome, pool = server.run_round(
                 cfg,
                 phase_timeout=args.deadline,
                 join_timeout=args.join_timeout,
                 listener=progress,
             )
+            status = f"aborted: {outcome.abort_reason}" if outcome.aborted else "completed"
+            print(f"round {r}: {status}", file=sys.stderr, flush=True)
             path = None
-            if outcome.total is not None:
+            if outcome.result is not None:
                 path = _out_path(args.out, r, args.rounds)
-                np.save(path, outcome.total)
+                np.save(path, outcome.result)
             else:
                 failed += 1
             reports.append(
@@ -164,11 +176,11 @@ def run(args: argparse.Namespace) -> int:
                     "aborted": outcome.aborted,
                     "abort_reason": outcome.abort_reason,
                     "sets": {k: len(v) for k, v in outcome.sets.items()},
-                    "phases": outcome.phases,
+                    "phases": {p.key: st.as_dict() for p, st in outcome.phases.items()},
                     "transcript_digest": outcome.transcript_digest,
                     "cut": {str(k): v for k, v in sorted(pool.cut.items())},
                     "client_errors": {str(k): v for k, v in sorted(pool.client_errors.items())},
-                    "rejections": {str(k): v for k, v in sorted(outcome.rejections.items())},
+                    "rejections": {str(k): v for k, v in sorted(outcome.server_rejections.items())},
                     "refused_connections": [list(x) for x in server.refused],
                     "message_bytes_to_server": sum(s.message_bytes_in for s in pool.stats.values()),
                     "tcp_bytes_to_server": sum(s.tcp_bytes_in or 0 for s in pool.stats.values()),

@@ -2,7 +2,7 @@
 
 :class:`NetServer` owns one asyncio event loop in a background thread and the
 listening socket.  :meth:`NetServer.open_round` returns a :class:`NetClientPool`
-for one round: the pool a driver (see :mod:`secagg.net.driver`) uses exactly like
+for one round: the pool the runtime's ``RoundDriver`` uses exactly like
 the in-process or process pools — ``start`` / ``exchange`` yield ``(client,
 [wire bytes])`` as replies arrive, and clients that do not answer by the deadline
 are not yielded (dropouts).  The pool never parses a message body; it reads only
@@ -57,6 +57,7 @@ from secagg.net.framing import (
     server_frame_limit,
 )
 from secagg.net.handshake import encode_config
+from secagg.runtime.pool import Reply
 
 __all__ = ["ConnectionStats", "NetClientPool", "NetServer"]
 
@@ -273,33 +274,34 @@ class NetServer:
         *,
         phase_timeout: float,
         join_timeout: float | None = None,
-        listener: Callable[[str, dict[str, Any]], None] | None = None,
+        listener: Any = None,
         measure_memory: bool = False,
-        map_fn: Any = None,
+        unmask_threads: int = 1,
         on_open: Callable[[], None] | None = None,
     ) -> tuple[Any, NetClientPool]:
-        """Open a round, drive it to its end, send DONE; return ``(outcome, pool)``.
+        """Open a round, run it with the runtime's :class:`RoundDriver`, send DONE.
 
-        ``join_timeout`` bounds the first phase (clients connecting and
-        advertising keys), ``phase_timeout`` every later one.  ``on_open`` is
-        called once the round accepts connections (e.g. to start clients).
+        Returns ``(RoundOutcome, pool)``.  ``join_timeout`` bounds the first phase
+        (clients connecting and advertising keys; the pool extends the driver's
+        first deadline to it), ``phase_timeout`` every later one.  ``listener`` is
+        a :class:`secagg.runtime.driver.Listener`; ``on_open`` is called once the
+        round accepts connections (e.g. to start clients).
         """
-        from secagg.masking.server import Server
-        from secagg.net.driver import drive_round
+        from secagg.runtime.driver import MaskingServerParty, RoundDriver
 
         pool = self.open_round(config, phase_timeout=phase_timeout, join_timeout=join_timeout)
         try:
             if on_open is not None:
                 on_open()
-            outcome = drive_round(
-                Server(config=config),
+            outcome = RoundDriver(
+                MaskingServerParty(config),
                 pool,
+                clients=config.clients,
                 phase_timeout=phase_timeout,
-                start_timeout=join_timeout,
                 listener=listener,
                 measure_memory=measure_memory,
-                map_fn=map_fn,
-            )
+                unmask_threads=unmask_threads,
+            ).run()
             if outcome.aborted:
                 pool.finish(DoneStatus.ABORTED, outcome.abort_reason or "aborted")
             else:
@@ -389,6 +391,7 @@ class NetClientPool:
         self.config_clients = frozenset(config.clients)
         self.workers = 0
         self.phase_timeout = phase_timeout
+        self.join_timeout = join_timeout or phase_timeout
         self._hello = encode_hello(
             encode_config(config), phase_timeout, join_timeout or phase_timeout
         )
@@ -424,9 +427,7 @@ class NetClientPool:
 
     # -- the ClientPool interface (driver thread) ------------------------------------------
 
-    def start(
-        self, clients: Sequence[int], *, deadline: float | None
-    ) -> Iterator[tuple[int, list[bytes]]]:
+    def start(self, clients: Sequence[int], *, deadline: float | None) -> Iterator[Reply]:
         """Phase 0: yield ``(client, [AdvertiseKeys bytes])`` as clients connect and speak.
 
         Connections are accepted until every client in ``clients`` has spoken or
@@ -435,12 +436,13 @@ class NetClientPool:
         want = set(clients)
         if not want <= self.config_clients:
             raise ParameterError("start() with clients outside the round")
-        gen = self._srv.call(self._arm(0, want, deadline))
+        # remote clients connect over the network: the first phase lasts at least
+        # the join timeout, whatever the driver's per-phase deadline
+        join = time.monotonic() + self.join_timeout
+        gen = self._srv.call(self._arm(0, want, None if deadline is None else max(deadline, join)))
         return self._drain(gen)
 
-    def exchange(
-        self, batch: Mapping[int, bytes], *, deadline: float | None
-    ) -> Iterator[tuple[int, list[bytes]]]:
+    def exchange(self, batch: Mapping[int, bytes], *, deadline: float | None) -> Iterator[Reply]:
         """Send each client its message; yield ``(client, [reply])`` as replies arrive.
 
         Clients that do not answer before ``deadline`` or whose connection broke
@@ -461,7 +463,7 @@ class NetClientPool:
         if not self.closed:
             self.finish(DoneStatus.ABORTED, "round closed")
 
-    def _drain(self, gen: int) -> Iterator[tuple[int, list[bytes]]]:
+    def _drain(self, gen: int) -> Iterator[Reply]:
         while True:
             item = self._queue.get()
             if item is _END:
@@ -473,7 +475,7 @@ class NetClientPool:
             _, cid, data, release = item
             del item
             try:
-                yield cid, [data]
+                yield Reply(cid, [data])
             finally:
                 del data  # the driver is done with it: keep only the running sum
                 if release:
@@ -533,6 +535,15 @@ class NetClientPool:
         gen = self._gen
         self._waiting = {}
         sends = []
+        types = {peek_type(d) for d in batch.values()}
+        if batch and m.MessageType.ABORT not in types:
+            # a connected client the server does not continue with had its message
+            # rejected: cut it (ERROR 7) rather than leave it waiting
+            for cid, other in list(self.conns.items()):
+                if not other.closed and cid not in batch:
+                    await self._drop(
+                        cid, ErrorCode.REJECTED, "the server refused this client's message"
+                    )
         for cid, data in sorted(batch.items()):
             conn = self.conns.get(cid)
             if conn is None or conn.closed:
@@ -693,6 +704,3 @@ class NetClientPool:
 def monotonic_deadline(seconds: float | None) -> float | None:
     """``time.monotonic() + seconds`` (the clock of the server's event loop), or None."""
     return None if seconds is None else time.monotonic() + seconds
-
-
-ListenerFn = Callable[[str, dict[str, Any]], None]

@@ -260,7 +260,7 @@ def simulate_net(
     """
     from secagg.net.server import NetServer
     from secagg.net.tls import server_context
-    from secagg.sim.runtime import build_config
+    from secagg.runtime.api import build_config
 
     if clients < 2 or length < 1:
         raise ParameterError("clients must be >= 2 and length >= 1")
@@ -383,13 +383,13 @@ def simulate_net(
     finally:
         tmp.cleanup()
     exact = None
-    if outcome.total is not None:
+    if outcome.result is not None:
         acc = np.zeros(length, dtype=dtype_for_bits(bits))
         for u in outcome.survivors:
             np.add(acc, make_input(input_seed, u, bits, length), out=acc)
         if bits < 8 * acc.dtype.itemsize:
             np.bitwise_and(acc, acc.dtype.type((1 << bits) - 1), out=acc)
-        exact = bool(np.array_equal(acc, outcome.total))
+        exact = bool(np.array_equal(acc, outcome.result))
     killed = sorted(u for u in plan if exitcodes.get(u) == -signal.SIGKILL)
     st = pool.stats
     u3 = set(outcome.sets.get("U3", ()))
@@ -420,14 +420,13 @@ def simulate_net(
         "abort_reason": outcome.abort_reason,
         "exact": exact,
         "total_sha256": (
-            None if outcome.total is None else hashlib.sha256(outcome.total.tobytes()).hexdigest()
+            None if outcome.result is None else hashlib.sha256(outcome.result.tobytes()).hexdigest()
         ),
         "transcript_digest": outcome.transcript_digest,
         "sets": {k: len(v) for k, v in outcome.sets.items()},
-        "phases": outcome.phases,
-        "server_peak_mb": (
-            None if outcome.server_peak_bytes is None else outcome.server_peak_bytes / 2**20
-        ),
+        "phases": {p.key: st.as_dict() for p, st in outcome.phases.items()},
+        "finalize_wall_s": outcome.finalize_wall_s,
+        "server_peak_mb": outcome.server_peak_mb,
         "server_max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "server_round_peak_rss_mb": peak_rss_mb,
         "survivor_message_bytes_to_server": surv_msg,
@@ -440,7 +439,7 @@ def simulate_net(
         "message_bytes_to_clients": sum(s.message_bytes_out for s in st.values()),
         "tcp_bytes_to_clients": sum(s.tcp_bytes_out or 0 for s in st.values()),
         "cut": {str(k): v for k, v in sorted(pool.cut.items())},
-        "rejections": {str(k): v for k, v in sorted(outcome.rejections.items())},
+        "rejections": {str(k): v for k, v in sorted(outcome.server_rejections.items())},
         "client_status": {str(k): v for k, v in sorted(client_status.items())},
         "client_processes": len(procs),
         "certs_s": t_certs,

@@ -85,9 +85,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--engine",
-        choices=("inprocess", "processes", "ray"),
+        choices=("inprocess", "processes", "ray", "net"),
         default="inprocess",
-        help="where the clients run: threads here, forked processes, or Ray actors",
+        help="where the clients run: threads here, forked processes, Ray actors, or "
+        "(net) client processes talking mutual TLS to a server here (secagg.net)",
+    )
+    parser.add_argument(
+        "--crash",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="--engine net: fraction of clients SIGKILLed at random points of random phases",
     )
     parser.add_argument(
         "--workers",
@@ -119,7 +127,11 @@ def run(args: argparse.Namespace) -> int:
         raise ParameterError("--ray-address needs --engine ray")
     if args.workers is not None and args.workers < 1:
         raise ParameterError("--workers must be >= 1")
-    if args.dp != "none":
+    if args.engine == "net":
+        result = _simulate_net(args)
+    elif args.crash:
+        raise ParameterError("--crash needs --engine net")
+    elif args.dp != "none":
         from secagg.sim import dp
 
         result = dp.run(args)
@@ -138,6 +150,32 @@ def run(args: argparse.Namespace) -> int:
     else:
         _summary(result)
     return 0
+
+
+def _simulate_net(args: argparse.Namespace) -> dict[str, Any]:
+    """``--engine net``: :func:`secagg.net.simulate.simulate_net` (masking rounds only)."""
+    from secagg.errors import ParameterError
+    from secagg.masking.config import ProtocolKind, SecurityMode
+    from secagg.net.simulate import simulate_net
+
+    if args.dropout:
+        raise ParameterError("--engine net injects faults with --crash, not --dropout")
+    if args.dp != "none" or args.protocol not in ("secagg", "secagg+"):
+        raise ParameterError("--engine net runs the masking protocols (secagg, secagg+) only")
+    return simulate_net(
+        clients=args.clients,
+        length=args.length,
+        bits=32 if args.bits is None else args.bits,
+        protocol=ProtocolKind(args.protocol),
+        security=SecurityMode(args.security),
+        neighbors=args.neighbors,
+        threshold=args.threshold,
+        crash=args.crash,
+        seed=args.seed,
+        phase_timeout=args.phase_timeout if args.phase_timeout is not None else 10.0,
+        client_procs=args.workers,
+        measure_memory=not args.no_memory,
+    )
 
 
 def _summary(res: dict[str, Any]) -> None:
@@ -272,8 +310,14 @@ def simulate_masking(args: argparse.Namespace) -> dict[str, Any]:
         exact = bool(np.array_equal(out.result, acc))
     peak_kb = _status_kb("VmHWM")
     stats = {p.key: s for p, s in out.phases.items()}
-    client_cpu = {p: (stats[p].client_cpu_s / stats[p].client_steps
-                      if p in stats and stats[p].client_steps else 0.0) for p in PHASES}
+    client_cpu = {
+        p: (
+            stats[p].client_cpu_s / stats[p].client_steps
+            if p in stats and stats[p].client_steps
+            else 0.0
+        )
+        for p in PHASES
+    }
     server_cpu = {p: (stats[p].server_cpu_s if p in stats else 0.0) for p in PHASES}
     server_cpu["unmasking"] += out.finalize_cpu_s
     client_total = sum(s.client_cpu_s for s in out.phases.values())
