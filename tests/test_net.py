@@ -563,7 +563,7 @@ def test_sigkilled_clients_give_an_exact_sum_or_a_clean_abort() -> None:
     assert not rep["aborted"], rep["abort_reason"]
 
 
-def test_same_seed_same_sum_as_the_inprocess_engine() -> None:
+def test_same_seed_same_sum_and_transcript_as_the_inprocess_engine() -> None:
     import hashlib
     import warnings
 
@@ -593,6 +593,8 @@ def test_same_seed_same_sum_as_the_inprocess_engine() -> None:
     ref = run_round(inputs, config=cfg, rng=rng, identity_keys=idkeys)
     assert rep["exact"] is True and ref.total is not None
     assert rep["total_sha256"] == hashlib.sha256(ref.total.tobytes()).hexdigest()
+    # one driver for every engine: the same frames, so the same transcript digest
+    assert rep["transcript_digest"] == ref.transcript_digest
 
 
 def _spawn_serve(ca_dir: Path, out: Path, n: int, rounds: int = 1) -> subprocess.Popen[str]:
