@@ -26,10 +26,17 @@ from typing import Any
 import numpy as np
 import pytest
 
-from secagg.errors import AbortedError, DecodeError, ParameterError, RemoteProtocolError
+from secagg.errors import (
+    AbortedError,
+    DecodeError,
+    ParameterError,
+    PolicyError,
+    RemoteProtocolError,
+)
 from secagg.masking import messages as m
 from secagg.masking.client import Client
 from secagg.masking.config import ProtocolKind, RoundConfig, SecurityMode
+from secagg.masking.policy import ClientPolicy
 from secagg.net import certs
 from secagg.net.client import run_client
 from secagg.net.framing import (
@@ -531,11 +538,14 @@ def test_a_policy_refusal_sends_nothing_about_the_input(ca: dict[str, Path]) -> 
     ids = [1, 2, 3, 4, 5]
     sent: list[bytes] = []
     kw = {
-        5: {"policy": ConfigPolicy(length=LENGTH, bits=32, min_clients=10), "observer": sent.append}
+        5: {
+            "policy": ConfigPolicy(length=LENGTH, bits=32, rules=ClientPolicy(min_clients=10)),
+            "observer": sent.append,
+        }
     }
     with NetRound(ca, _config(ids), ids, client_kwargs=kw) as r:
         pass
-    assert isinstance(r.results[5], ParameterError)
+    assert isinstance(r.results[5], PolicyError)
     _assert_exact(r, {1, 2, 3, 4})
     assert "ERROR 6" in r.pool.client_errors[5]
     assert len(sent) == 1 and sent[0][4] == FrameKind.ERROR

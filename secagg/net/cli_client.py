@@ -32,6 +32,8 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from secagg.errors import ParameterError
+    from secagg.masking.config import SecurityMode
+    from secagg.masking.policy import ClientPolicy
     from secagg.net.certs import identity_files, load_identity_private
     from secagg.net.cli_serve import parse_hostport
     from secagg.net.client import run_client_sync
@@ -51,8 +53,14 @@ def run(args: argparse.Namespace) -> int:
     policy = ConfigPolicy(
         length=len(x),
         bits=bits,
-        min_clients=args.min_clients,
-        require_malicious=args.require_malicious,
+        rules=ClientPolicy(
+            min_clients=args.min_clients,
+            security_modes=(
+                frozenset({SecurityMode.MALICIOUS})
+                if args.require_malicious
+                else frozenset(SecurityMode)
+            ),
+        ),
     )
     identity = None
     if identity_files(args.certs, args.id)[0].exists():

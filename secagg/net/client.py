@@ -31,6 +31,7 @@ from secagg.errors import (
     DecodeError,
     LocalProtocolError,
     ParameterError,
+    PolicyError,
     RemoteProtocolError,
     SecAggError,
 )
@@ -156,7 +157,7 @@ async def run_client(
         The server sent ERROR (cut this client) or a malformed frame.
     AbortedError
         The server aborted the round (nothing was revealed).
-    ParameterError
+    PolicyError
         The config failed the policy (the client sent ERROR 6 and nothing else).
     RemoteProtocolError
         The server violated the protocol (the client aborted).
@@ -324,9 +325,9 @@ async def _round(
             raise
         try:
             policy.check(config, client_id)
-        except ParameterError as exc:
+        except PolicyError as exc:
             await refuse(ErrorCode.POLICY, str(exc))
-            raise ParameterError(f"config refused by this client's policy: {exc}") from None
+            raise PolicyError(f"config refused by this client's policy: {exc}") from None
         if checkpoint is not None:
             checkpoint("hello")
         wait = 3 * phase_timeout + 30.0
