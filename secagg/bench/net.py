@@ -11,10 +11,10 @@ clients crashing after key sharing, run twice in the same invocation:
   clients in 2 worker processes talking to the server over pipes.
 
 Reported: ``exact`` for both; wall time of the round and the ratio net/processes
-(target <= 1.5); the server's peak RSS above its pre-round baseline and its
-tracemalloc peak from the masked-input phase to the end (a second net run with
-tracing on, since tracing slows the round) next to the ``3 x 4m`` bytes of the
-issue's bound; the bytes each surviving client's TCP
+(target <= 1.5); the server's peak RSS above its pre-round baseline and the
+RoundDriver's tracemalloc peak of the server's own steps (running sum, the message
+being added, unmasking; a second net run with tracing on, since tracing slows it)
+next to the ``3 x 4m`` bytes of the issue's bound; the bytes each surviving client's TCP
 connection carried to the server (TLS records and handshake included) against
 the SecAgg message bytes it sent (target overhead <= 2%).
 
@@ -136,7 +136,7 @@ def markdown(result: dict[str, Any]) -> str:
         ["wall ratio net / processes (target <= 1.5)", r["wall_ratio_net_over_processes"]],
         ["server peak RSS above baseline MB (net)", r["server_peak_rss_mb"]],
         ["server peak RSS above baseline MB (processes)", r["processes_server_peak_rss_mb"]],
-        ["server traced peak MB, masked input to the end (net)", r["server_traced_peak_mb"]],
+        ["server traced peak MB, the server's steps (net)", r["server_traced_peak_mb"]],
         ["3 x 4m bytes, MB", r["bound_3x4m_mb"]],
         ["message bytes per surviving client", r["message_bytes_per_survivor"]],
         ["framing overhead", r["framing_overhead"]],
