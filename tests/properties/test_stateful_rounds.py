@@ -39,6 +39,7 @@ from secagg.masking import messages as m
 from secagg.masking.client import Client
 from secagg.masking.config import ProtocolKind, SecurityMode
 from secagg.masking.graph import all_neighbours
+from secagg.masking.phase import Phase
 from secagg.masking.server import Server, ServerPhase
 from secagg.primitives.prg import dtype_for_bits
 from secagg.primitives.rand import InsecureDeterministicRandom
@@ -46,6 +47,7 @@ from secagg.sim import build_config, plaintext_sum
 
 #: reply round of each server message (a client leaving "before round r" never answers it)
 REPLY_ROUND = {
+    m.MessageType.SEED_REQUEST: 0,  # v2, SecAgg+: part of round 0 (every U1 client reveals)
     m.MessageType.KEYS_BROADCAST: 1,
     m.MessageType.MASKED_INPUT_REQUEST: 2,
     m.MessageType.CONSISTENCY_REQUEST: 3,
@@ -179,6 +181,7 @@ class RoundMachine(RuleBasedStateMachine):
             return min(5, REPLY_ROUND[m.MessageType(self.outbox[0][1][2])])
         return {
             ServerPhase.COLLECT_KEYS: 1,
+            Phase.GRAPH_SEED: 1,
             ServerPhase.COLLECT_SHARES: 2,
             ServerPhase.COLLECT_MASKED: 3,
             ServerPhase.COLLECT_SIGNATURES: 4,
@@ -207,7 +210,7 @@ class RoundMachine(RuleBasedStateMachine):
                     continue
                 for x in replies:
                     self._to_server(u, x)
-        if self.server.phase is phase and phase.value.startswith("collect"):
+        if self.server.phase is phase and self.server.collecting:
             self.outbox += [(r, m.encode(x)) for r, x in self.server.deadline_passed()]
             self._note(phase)
 
@@ -240,7 +243,7 @@ class RoundMachine(RuleBasedStateMachine):
             s.finalize()
         completes, u3 = model(
             self.cfg.clients,
-            self.nbrs,
+            self.server.graph or self.nbrs,  # v2: SecAgg+ graph fixed by the seed reveals
             self.cfg.threshold,
             self.cfg.signature_threshold,
             self.cfg.security is SecurityMode.MALICIOUS,
