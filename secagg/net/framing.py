@@ -10,6 +10,7 @@ import asyncio
 import enum
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 from secagg.encoding import bitpack
 from secagg.errors import DecodeError, RemoteProtocolError
@@ -165,8 +166,8 @@ class _Sizes:
 
 def _measure() -> _Sizes:
     sid, key, sig = bytes(m.SESSION_BYTES), b"\x01" * m.KEY_BYTES, b"\x02" * m.SIGNATURE_BYTES
-    up = {"session_id": sid, "sender": 1, "recipient": m.SERVER_ID}
-    down = {"session_id": sid, "sender": m.SERVER_ID, "recipient": 1}
+    up: dict[str, Any] = {"session_id": sid, "sender": 1, "recipient": m.SERVER_ID}
+    down: dict[str, Any] = {"session_id": sid, "sender": m.SERVER_ID, "recipient": 1}
 
     def size(msg: m.Message) -> int:
         return len(m.encode(msg))
