@@ -613,6 +613,30 @@ def test_bad_frames_close_that_connection_only(ca: dict[str, Path], case: str) -
     assert 5 in r.pool.cut
 
 
+def test_a_seed_reveal_over_its_limit_is_cut_and_the_secagg_plus_round_aborts(
+    ca: dict[str, Path],
+) -> None:
+    """The server's limit follows the reply it awaits: after a SeedRequest only a
+    SeedReveal-sized frame is read (an upload-sized one is refused unread)."""
+    ids = [1, 2, 3, 4, 5]
+    cfg = _config(ids, length=2000)
+    with NetRound(ca, cfg, [1, 2, 3, 4]) as r:
+        s = _raw(ca["dir"], r.addr, 5)
+        got = _hello(s)
+        me = Client(config=got, client_id=5, input_vector=r.inputs[5])
+        _send_frame(s, FrameKind.MESSAGE, m.encode(me.start()))
+        kind, body = _read_frame(s)
+        assert kind == FrameKind.MESSAGE and m.peek_type(body) is m.MessageType.SEED_REQUEST
+        limit = server_frame_limit(cfg, m.MessageType.SEED_REVEAL)
+        assert limit < server_frame_limit(cfg, m.MessageType.MASKED_INPUT)
+        s.sendall(struct.pack(">IB", limit + 1, FrameKind.MESSAGE) + b"\0" * 64)
+        assert _error_code_or_closed(s) == ErrorCode.TOO_LARGE
+        s.close()
+    assert r.outcome.aborted and r.outcome.result is None
+    assert "graph-seed" in (r.outcome.abort_reason or "")
+    assert all(isinstance(v, AbortedError) for v in r.results.values()), r.results
+
+
 def test_slowloris_is_cut_at_the_deadline_as_a_dropout(ca: dict[str, Path]) -> None:
     ids = [1, 2, 3, 4, 5]
     honest = [1, 2, 3, 4]
