@@ -77,11 +77,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="fraction of clients that drop, in [0, 1)",
     )
     parser.add_argument(
-        "--drop-phase",
+        "--drop-before",
+        "--drop-phase",  # the old name, still accepted
+        dest="drop_phase",
         choices=_DROP_PHASES,
         default="masked-input",
-        help="dropped clients stop replying before this phase "
-        "(he-*: share-keys/masked-input = never upload, later = already uploaded)",
+        help="dropped clients stop replying before this phase, e.g. masked-input: they "
+        "never send their masked input (he-*: share-keys/masked-input = never upload, "
+        "later = already uploaded)",
     )
     parser.add_argument(
         "--neighbors",
@@ -463,7 +466,7 @@ def simulate_masking(args: argparse.Namespace) -> dict[str, Any]:
         "neighbors": cfg.degree,
         "threshold": cfg.threshold,
         "dropout": args.dropout,
-        "drop_phase": args.drop_phase if dropped else None,
+        "dropped_before": args.drop_phase if dropped else None,
         "dropped": len(dropped),
         "survivors": len(out.survivors) if not out.aborted else 0,
         "aborted": out.aborted,

@@ -151,7 +151,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "neighbors": None,
         "threshold": None,
         "dropout": dropout,
-        "drop_phase": phase.value if dropped else None,
+        "dropped_before": phase.value if dropped else None,
         "dropped": len(dropped),
         "survivors": 0,
         "aborted": False,

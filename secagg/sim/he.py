@@ -11,7 +11,7 @@ in ``[-clip, clip]``, BFV uniform integers in ``[0, 2^value_bits)``.
 checks, so an overflowing choice is refused with the reason.
 
 Dropouts (``--dropout F``, the same selection as the masking simulator): with
-``--drop-phase share-keys|masked-input`` the dropped clients never upload; with
+``--drop-before share-keys|masked-input`` the dropped clients never upload; with
 ``consistency|unmasking`` they had already uploaded, and HE needs nothing more
 from them, so they stay in the sum.
 
@@ -202,7 +202,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "threshold": None,
         "min_contributors": 2,
         "dropout": dropout,
-        "drop_phase": drop_phase if dropped else None,
+        "dropped_before": drop_phase if dropped else None,
         "dropped": len(dropped),
         "survivors": 0 if res.aborted else len(survivors),
         "aborted": res.aborted,

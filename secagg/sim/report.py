@@ -39,7 +39,7 @@ COMMON: dict[str, tuple[type, ...]] = {
     "neighbors": (int, _NONE),  # SecAgg+ graph degree k (SecAgg: n - 1); None for HE
     "threshold": (int, _NONE),  # Shamir threshold t; None for HE
     "dropout": _NUM,
-    "drop_phase": (str, _NONE),  # None when no client dropped
+    "dropped_before": (str, _NONE),  # the phase the dropped clients never reached; None: no drops
     "dropped": (int,),  # how many clients dropped
     "survivors": (int,),  # inputs in the released sum (0 when aborted)
     "aborted": (bool,),
@@ -158,7 +158,7 @@ def summary(res: dict[str, Any]) -> str:
     lines = [f"{what}: sum of {n} clients x {m} elements"]
     drop = f"{res['dropped']} dropped"
     if res["dropped"]:
-        drop += f" (before {res['drop_phase']})"
+        drop += f" (before {res['dropped_before']})"
     if res["aborted"]:
         lines.append(f"ABORTED, nothing released: {res['abort_reason']} [{drop}]")
     else:

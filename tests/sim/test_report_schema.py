@@ -23,7 +23,7 @@ CASES: dict[str, list[str]] = {
     "secagg+-aborted": ["--protocol", "secagg+", "--neighbors", "2", "--threshold", "2",
                         "--dropout", "0.5"],
     "he-ckks": ["--protocol", "he-ckks", "--dropout", "0.2"],
-    "he-bfv": ["--protocol", "he-bfv", "--drop-phase", "unmasking", "--dropout", "0.1"],
+    "he-bfv": ["--protocol", "he-bfv", "--drop-before", "unmasking", "--dropout", "0.1"],
     "dp-ddgauss": ["--dp", "ddgauss", "--epsilon", "3", "--dropout", "0.1"],
     "dp-skellam": ["--dp", "skellam", "--protocol", "secagg", "--epsilon", "3"],
 }
@@ -42,7 +42,7 @@ def test_every_protocol_and_engine_matches_the_schema(case, capsys):
     check_report(r)
     assert r["schema"] == SCHEMA
     assert isinstance(r["dropped"], int)
-    assert (r["drop_phase"] is None) == (r["dropped"] == 0)
+    assert (r["dropped_before"] is None) == (r["dropped"] == 0)
     if r["aborted"]:
         assert r["survivors"] == 0 and r["correct"] is None and r["exact"] is None
     elif r["family"] == "dp":
