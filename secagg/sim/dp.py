@@ -148,8 +148,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "clients": n,
         "length": dim,
         "bits": bits,
-        "neighbors": None,
-        "threshold": None,
+        "neighbors": getattr(args, "neighbors", None),  # the round's own values once it ran
+        "threshold": getattr(args, "threshold", None),
         "dropout": dropout,
         "dropped_before": phase.value if dropped else None,
         "dropped": len(dropped),

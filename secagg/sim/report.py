@@ -183,6 +183,6 @@ def summary(res: dict[str, Any]) -> str:
         f"server {_cpu(res['server_cpu_total_s'])}"
     )
     up = res["bytes_per_client_upload"]
-    traffic = "n/a" if up is None else f"{humanize_bytes(up)}/client up"
+    traffic = "upload n/a" if up is None else f"{humanize_bytes(up)}/client up"
     lines.append(f"{cpu}; {traffic}; wall {res['wall_s']:.2f} s on {res['engine']}")
     return "\n".join(lines)

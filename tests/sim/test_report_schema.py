@@ -26,6 +26,8 @@ CASES: dict[str, list[str]] = {
     "he-bfv": ["--protocol", "he-bfv", "--drop-before", "unmasking", "--dropout", "0.1"],
     "dp-ddgauss": ["--dp", "ddgauss", "--epsilon", "3", "--dropout", "0.1"],
     "dp-skellam": ["--dp", "skellam", "--protocol", "secagg", "--epsilon", "3"],
+    "dp-aborted": ["--dp", "ddgauss", "--epsilon", "3", "--neighbors", "2", "--threshold", "2",
+                   "--dropout", "0.5"],
 }
 
 
@@ -88,6 +90,7 @@ def test_humanized_bytes():
     [
         ("secagg+", ["survivors: 8 of 10", "result: exact", "B/client up", "CPU: clients"]),
         ("secagg+-aborted", ["ABORTED, nothing released"]),
+        ("dp-aborted", ["ABORTED, nothing released", "n/a"]),
         ("he-ckks", ["approximate (CKKS)", "within the bound", "KiB/client up"]),
         ("he-bfv", ["result: exact", "survivors: 10 of 10"]),
         ("dp-ddgauss", ["noisy mean (DP)", "epsilon", "delta", "survivors: 9 of 10"]),
