@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="?",
         default="all",
         choices=[*BENCHMARKS, "all"],
-        help="which benchmark to run (default: all that are built)",
+        help="which benchmark to run (default: all, skipping those whose extra is not installed)",
     )
     parser.add_argument(
         "--quick", action="store_true", help="small sizes (seconds, for CI and smoke tests)"
