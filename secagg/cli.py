@@ -48,15 +48,17 @@ class _DefaultsFormatter(argparse.HelpFormatter):
         text = action.help or ""
         default = action.default
         if (
-            default is None
-            or default is False
-            or default is argparse.SUPPRESS
+            not _shows_default(action)
             or not (action.option_strings or action.nargs in ("?", "*"))
             or "default" in text.lower()
             or re.search(rf"\({re.escape(str(default))}[);,:]", text)
         ):
             return text
         return f"{text} (default: %(default)s)" if text else "(default: %(default)s)"
+
+
+def _shows_default(action: argparse.Action) -> bool:
+    return action.default not in (None, False, argparse.SUPPRESS)
 
 
 def _one_line(text: str) -> str:
@@ -92,6 +94,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
             formatter_class=_DefaultsFormatter,
         )
         mod.add_arguments(p)  # type: ignore[attr-defined]
+        for action in p._actions:  # an option without help text still shows its default
+            if action.help is None and action.option_strings and _shows_default(action):
+                action.help = "(default: %(default)s)"
     return parser, mods
 
 

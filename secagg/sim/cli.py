@@ -324,7 +324,43 @@ def _simulate_net(args: argparse.Namespace) -> dict[str, Any]:
         client_procs=args.workers,
         measure_memory=not args.no_memory,
     )
-    return res
+    return _net_report(res)
+
+
+def _net_report(res: dict[str, Any]) -> dict[str, Any]:
+    """The net engine's dict in the one schema: common keys first, then its own."""
+    from secagg.sim.report import SCHEMA
+
+    crashed = res.get("crashed") or {}
+    common = {
+        "schema": SCHEMA,
+        "family": "net",
+        "protocol": res["protocol"],
+        "security": res["security"],
+        "engine": res["engine"],
+        "workers": res.get("client_processes"),
+        "transcript_digest": res.get("transcript_digest"),
+        "clients": res["clients"],
+        "length": res["length"],
+        "bits": res["bits"],
+        "neighbors": res["neighbors"],
+        "threshold": res["threshold"],
+        "dropout": 0.0,  # --engine net injects faults with --crash (see crashed)
+        "dropped_before": None,
+        "dropped": len(crashed),
+        "survivors": res["survivors"],
+        "aborted": res["aborted"],
+        "abort_reason": res["abort_reason"],
+        "exact": res["exact"],
+        "correct": res["exact"],
+        "client_cpu_total_s": None,  # not measured across the client processes
+        "server_cpu_total_s": None,
+        "total_cpu_s": None,
+        "bytes_per_client_upload": res["message_bytes_to_server"] / res["clients"],
+        "wall_s": res["wall_s"],
+        "seed": res["seed"],
+    }
+    return {**common, **{k: v for k, v in res.items() if k not in common}}
 
 
 def _status_kb(field: str) -> int:

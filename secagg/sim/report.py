@@ -3,7 +3,7 @@
 Every protocol (``secagg``, ``secagg+``, ``he-ckks``, ``he-bfv``, and either under
 ``--dp``) on every engine returns a dict that :func:`check_report` accepts: the
 common keys of :data:`COMMON` with the same meaning and type everywhere, plus the
-keys of its family (:data:`FAMILY`: ``masking``, ``he`` or ``dp``) and nothing
+keys of its family (:data:`FAMILY`: ``masking``, ``he``, ``dp`` or ``net``) and nothing
 else.  ``schema`` carries :data:`SCHEMA` (bump the number when a key changes
 meaning or type, or is removed).  benchmarks/README.md documents every key.
 
@@ -85,6 +85,33 @@ FAMILY: dict[str, dict[str, tuple[type, ...]]] = {
         "server_peak_mb": (*_NUM, _NONE),
         "key_holder_saw_only_aggregates": (bool,),
     },
+    "net": {  # --engine net (secagg.net): client processes over mutual TLS
+        "crash": _NUM,
+        "crashed": (dict,),
+        "killed_by_sigkill": (int,),
+        "total_sha256": (str, _NONE),
+        "sets": (dict,),
+        "phases": (dict,),
+        "finalize_wall_s": (*_NUM, _NONE),
+        "server_peak_mb": (*_NUM, _NONE),
+        "server_max_rss_mb": (*_NUM, _NONE),
+        "server_round_peak_rss_mb": (*_NUM, _NONE),
+        "survivor_message_bytes_to_server": (*_NUM, _NONE),
+        "survivor_frame_bytes_to_server": (*_NUM, _NONE),
+        "survivor_tcp_bytes_to_server": (*_NUM, _NONE),
+        "message_bytes_to_server": _NUM,
+        "frame_bytes_to_server": (*_NUM, _NONE),
+        "tcp_bytes_to_server": (*_NUM, _NONE),
+        "tcp_counted": (bool,),
+        "message_bytes_to_clients": (*_NUM, _NONE),
+        "tcp_bytes_to_clients": (*_NUM, _NONE),
+        "cut": (dict,),
+        "rejections": (dict,),
+        "client_status": (dict,),
+        "client_processes": (int,),
+        "certs_s": (*_NUM, _NONE),
+        "round_wall_s": (*_NUM, _NONE),
+    },
     "dp": {
         "randomness": (str,),
         "dp": (dict,),
@@ -151,13 +178,15 @@ def summary(res: dict[str, Any]) -> str:
         what = f"{res['protocol']} ({res['preset']}, {res['custody']})"
     elif fam == "dp":
         what = f"{res['dp']['mechanism']} distributed DP over {res['protocol']}"
+    elif fam == "net":
+        what = f"{res['protocol']} over mutual TLS ({res['client_processes']} client processes)"
     else:
         what = res["protocol"]
     if res["neighbors"] is not None:
         what += f", k={res['neighbors']} t={res['threshold']}"
     lines = [f"{what}: sum of {n} clients x {m} elements"]
-    drop = f"{res['dropped']} dropped"
-    if res["dropped"]:
+    drop = f"{res['dropped']} " + ("crashed" if fam == "net" else "dropped")
+    if res["dropped_before"]:
         drop += f" (before {res['dropped_before']})"
     if res["aborted"]:
         lines.append(f"ABORTED, nothing released: {res['abort_reason']} [{drop}]")

@@ -26,6 +26,7 @@ CASES: dict[str, list[str]] = {
     "he-bfv": ["--protocol", "he-bfv", "--drop-before", "unmasking", "--dropout", "0.1"],
     "dp-ddgauss": ["--dp", "ddgauss", "--epsilon", "3", "--dropout", "0.1"],
     "dp-skellam": ["--dp", "skellam", "--protocol", "secagg", "--epsilon", "3"],
+    "net": ["--engine", "net", "--clients", "5", "--workers", "2"],
     "dp-aborted": ["--dp", "ddgauss", "--epsilon", "3", "--neighbors", "2", "--threshold", "2",
                    "--dropout", "0.5"],
 }
