@@ -1,0 +1,103 @@
+"""Client half and server half of the update encoding (the one adapter to swap).
+
+``encode_update`` turns a Flower client's float parameters and ``num_examples`` into
+the vector it feeds the masking client; ``decode_aggregate`` turns the server's
+exact modular sum over the survivors into the FedAvg mean.  Both use
+:class:`secagg.encoding.quantize.QuantizationSpec`; when ``secagg.runtime.schemes``
+lands, these two functions are where it plugs in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from secagg.encoding.modular import UIntArray
+from secagg.encoding.quantize import QuantizationSpec
+from secagg.errors import AbortedError, ParameterError
+from secagg.integrations.flower._wire import UpdateEncoding
+from secagg.primitives.rand import RandomSource
+
+__all__ = ["decode_aggregate", "encode_update"]
+
+
+def _specs(enc: UpdateEncoding) -> tuple[QuantizationSpec, QuantizationSpec]:
+    values = QuantizationSpec(
+        clip=float(enc.clip), value_bits=enc.value_bits, max_clients=enc.max_clients,
+        bits=enc.bits,
+    )
+    weight = QuantizationSpec(
+        clip=1.0, value_bits=enc.value_bits, max_clients=enc.max_clients, bits=enc.bits
+    )
+    return values, weight
+
+
+def encode_update(
+    enc: UpdateEncoding,
+    arrays: Sequence[npt.ArrayLike],
+    num_examples: int,
+    rng: RandomSource,
+) -> UIntArray:
+    """``quantize(w * params) || quantize(w)`` with ``w = num_examples / max_weight``.
+
+    Raises
+    ------
+    ParameterError
+        Shapes that differ from the round's, NaN/inf values, a negative
+        ``num_examples`` or one above ``max_weight`` (it would not fit the range the
+        server sized the modulus for; Flower only warns and risks a wrong sum).
+    """
+    if isinstance(num_examples, bool) or not isinstance(num_examples, int | np.integer):
+        raise ParameterError("num_examples must be an integer")
+    if not 0 <= num_examples <= enc.max_weight:
+        raise ParameterError(
+            f"num_examples={num_examples} is outside [0, max_weight={enc.max_weight:g}]; "
+            "raise max_weight on the server"
+        )
+    arrs = [np.asarray(a) for a in arrays]
+    shapes = tuple(tuple(a.shape) for a in arrs)
+    if shapes != enc.shapes:
+        raise ParameterError(f"update shapes {shapes} differ from the round's {enc.shapes}")
+    w = float(num_examples) / float(enc.max_weight)
+    flat = (
+        np.concatenate([a.astype(np.float64, copy=False).ravel() for a in arrs])
+        if arrs
+        else np.zeros(0)
+    )
+    values, weight = _specs(enc)
+    q = values.quantize(flat * w, rng.child("quantize/values"))
+    qw = weight.quantize(np.array([w]), rng.child("quantize/weight"))
+    return np.concatenate([q, qw])
+
+
+def decode_aggregate(
+    enc: UpdateEncoding, total: UIntArray, count: int, dtypes: Sequence[npt.DTypeLike]
+) -> list[npt.NDArray[np.generic]]:
+    """The weighted mean ``Σ w_u x_u / Σ w_u`` from the exact sum over ``count`` survivors.
+
+    Raises
+    ------
+    AbortedError
+        The survivors' total weight is zero (no mean exists).
+    ParameterError
+        ``total`` has the wrong length or ``dtypes`` the wrong count.
+    """
+    if len(total) != enc.length:
+        raise ParameterError("aggregate length differs from the round's")
+    if len(dtypes) != len(enc.shapes):
+        raise ParameterError("one dtype per array")
+    values, weight = _specs(enc)
+    s = values.dequantize_sum(total[:-1], count)
+    sw = float(weight.dequantize_sum(total[-1:], count)[0])
+    if not sw > count * weight.step:  # within the rounding error of zero
+        raise AbortedError("the survivors' total weight is zero; no mean to release")
+    mean = s / sw
+    out: list[npt.NDArray[np.generic]] = []
+    pos = 0
+    for shape, dt in zip(enc.shapes, dtypes, strict=True):
+        size = int(np.prod(shape, dtype=np.int64))
+        out.append(mean[pos : pos + size].reshape(shape).astype(dt))
+        pos += size
+    return out
