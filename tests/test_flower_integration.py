@@ -486,7 +486,8 @@ def test_example_app_under_flowers_simulation_engine():
     )
     assert out.returncode == 0, out.stderr[-3000:]
     losses = json.loads(out.stdout.strip().splitlines()[-1])
-    assert len(losses) == 4 and losses[0] > losses[1] > losses[2] > losses[3], losses
+    assert len(losses) == 4, out.stderr[-3000:]
+    assert losses[0] > losses[1] > losses[2] > losses[3], (losses, out.stdout, out.stderr[-5000:])
 
 
 def test_bench_quick():
@@ -497,3 +498,63 @@ def test_bench_quick():
     for key in ("flower_cpu_s", "ours_cpu_s", "ratio", "flower_abort_rate", "ours_abort_rate"):
         assert key in res
     assert res["ratio"] > 1 and res["ours_default_abort_rate"] == 0
+
+
+# -- distributed DP ------------------------------------------------------------------------
+
+
+def _dp_workflow(**kw):
+    from secagg.integrations.flower import DistributedDP
+
+    dp = DistributedDP(epsilon=30.0, l2_clip=20.0, bits=24, rounds=1, min_survivors=0.75)
+    return SecAggPlusWorkflow(num_shares=5, reconstruction_threshold=3, dp=dp, **kw)
+
+
+def test_distributed_dp_round_releases_a_noisy_unweighted_mean_delta():
+    grid = InProcessGrid(_app(), NODES, drop=lambda nid, i: nid == NODES[5] and i >= 3)
+    wf = _dp_workflow()
+    ctx = _run(grid, wf)
+    assert not wf.last_round.aborted
+    (params,) = wf._dp_plans.values()
+    n = len(NODES)
+    sigma_mean = params.local_stddev * np.sqrt(n) / params.scale / n
+    ups = np.stack([_update(v) for v in NODES]).astype(np.float64)
+    err = np.abs(_params(ctx)[0] - ups.mean(0))
+    assert err.max() < 6 * sigma_mean + 2 / params.scale
+    # a second round would exceed the budget: refused before anything is sent
+    with pytest.raises(ParameterError, match="budget"):
+        _run(grid, wf)
+
+
+def test_client_dp_policy_refuses_weak_or_missing_noise():
+    strict = SecAggPlusMod(dp_max_epsilon=1.0)
+    grid = InProcessGrid(_app(strict), NODES)
+    wf = _dp_workflow()
+    _run(grid, wf)
+    assert wf.last_round.aborted
+    assert any("allows at most" in f for f in wf.last_round.faults)
+    grid = InProcessGrid(_app(strict), NODES)
+    wf = SecAggPlusWorkflow(5, 3)
+    _run(grid, wf)
+    assert wf.last_round.aborted
+    assert any("requires distributed DP" in f for f in wf.last_round.faults)
+
+
+def test_num_examples_never_leaves_the_node_in_the_clear():
+    grid = InProcessGrid(_app(), NODES)
+    seen = []
+    orig = grid.send_and_receive
+
+    def spy(messages, *, timeout=None):
+        replies = list(orig(messages, timeout=timeout))
+        for r in replies:
+            rec = r.content.metric_records.get("fitres.num_examples")
+            if rec is not None:
+                seen.append(rec["num_examples"])
+            for arr in r.content.array_records.values():
+                assert len(arr) == 0
+        return replies
+
+    grid.send_and_receive = spy
+    _run(grid, SecAggPlusWorkflow(5, 3))
+    assert seen == [1] * len(NODES)

@@ -20,13 +20,20 @@ from secagg.integrations.flower import SecAggPlusWorkflow
 
 NUM_ROUNDS = 3
 LOSSES: list[float] = []
+WORKFLOWS: list[SecAggPlusWorkflow] = []
 _X, _Y = task.test_set()
 
 
 def evaluate(server_round: int, parameters: Any, config: Any) -> tuple[float, dict[str, Any]]:
     value = task.loss(parameters, _X, _Y)
     LOSSES.append(value)
-    print(f"round {server_round}: centralized loss {value:.4f}")
+    rep = WORKFLOWS[-1].last_round if WORKFLOWS and server_round > 0 else None
+    note = ""
+    if rep is not None:
+        note = f" ({len(rep.survivors)} of {len(rep.sampled)} nodes in the sum)"
+        if rep.aborted:
+            note = f" (round aborted: {rep.abort_reason}; ignored replies: {rep.faults[:3]})"
+    print(f"round {server_round}: centralized loss {value:.4f}{note}", flush=True)
     return value, {}
 
 
@@ -35,7 +42,8 @@ def make_workflow(**kw: Any) -> DefaultWorkflow:
     args: dict[str, Any] = {"num_shares": None, "reconstruction_threshold": None,
                             "clipping_range": 8.0, "timeout": 60.0}
     args.update(kw)
-    return DefaultWorkflow(fit_workflow=SecAggPlusWorkflow(**args))
+    WORKFLOWS.append(SecAggPlusWorkflow(**args))
+    return DefaultWorkflow(fit_workflow=WORKFLOWS[-1])
 
 
 def make_context(context: Any, num_nodes: int) -> LegacyContext:

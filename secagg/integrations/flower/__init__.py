@@ -17,10 +17,11 @@ from secagg.integrations.flower import _flwr  # noqa: F401  (raises MissingExtra
 from secagg.integrations.flower._wire import PROTOCOL, ProtocolMismatchError
 from secagg.integrations.flower.grid import InProcessGrid
 from secagg.integrations.flower.mod import SecAggPlusMod, secaggplus_mod
-from secagg.integrations.flower.workflow import RoundReport, SecAggPlusWorkflow
+from secagg.integrations.flower.workflow import DistributedDP, RoundReport, SecAggPlusWorkflow
 
 __all__ = [
     "PROTOCOL",
+    "DistributedDP",
     "InProcessGrid",
     "ProtocolMismatchError",
     "RoundReport",

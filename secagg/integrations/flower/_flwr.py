@@ -28,6 +28,7 @@ from flwr.compat.common.recorddict_compat import (  # noqa: E402
     arrayrecord_to_parameters,
     fitins_to_recorddict,
     parameters_to_arrayrecord,
+    recorddict_to_fitins,
     recorddict_to_fitres,
 )
 from flwr.server.compat.legacy_context import LegacyContext  # noqa: E402
@@ -57,5 +58,6 @@ __all__ = [
     "ndarrays_to_parameters",
     "parameters_to_arrayrecord",
     "parameters_to_ndarrays",
+    "recorddict_to_fitins",
     "recorddict_to_fitres",
 ]

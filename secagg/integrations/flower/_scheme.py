@@ -14,13 +14,14 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
+from secagg.dp import DDPRound
 from secagg.encoding.modular import UIntArray
 from secagg.encoding.quantize import QuantizationSpec
 from secagg.errors import AbortedError, ParameterError
 from secagg.integrations.flower._wire import UpdateEncoding
-from secagg.primitives.rand import RandomSource
+from secagg.primitives.rand import RandomSource, SystemRandom
 
-__all__ = ["decode_aggregate", "encode_update"]
+__all__ = ["decode_aggregate", "decode_dp_mean_delta", "encode_dp_delta", "encode_update"]
 
 
 def _specs(enc: UpdateEncoding) -> tuple[QuantizationSpec, QuantizationSpec]:
@@ -93,11 +94,64 @@ def decode_aggregate(
     sw = float(weight.dequantize_sum(total[-1:], count)[0])
     if not sw > count * weight.step:  # within the rounding error of zero
         raise AbortedError("the survivors' total weight is zero; no mean to release")
-    mean = s / sw
+    return split(enc, s / sw, dtypes)
+
+
+def _flat(arrays: Sequence[npt.ArrayLike], shapes: tuple[tuple[int, ...], ...]) -> npt.NDArray[
+    np.float64
+]:
+    arrs = [np.asarray(a) for a in arrays]
+    got = tuple(tuple(a.shape) for a in arrs)
+    if got != shapes:
+        raise ParameterError(f"shapes {got} differ from the round's {shapes}")
+    return np.concatenate([a.astype(np.float64, copy=False).ravel() for a in arrs])
+
+
+def encode_dp_delta(
+    enc: UpdateEncoding,
+    dp: DDPRound,
+    new: Sequence[npt.ArrayLike],
+    old: Sequence[npt.ArrayLike],
+) -> UIntArray:
+    """Distributed DP: the client's noisy, clipped, rotated model delta ``new - old``.
+
+    Rounding and noise come from the OS CSPRNG (never from the seed kept in the
+    Context: the guarantee needs noise nobody else can re-derive).
+
+    Raises
+    ------
+    ParameterError
+        Shapes that differ from the round's, or NaN/inf values.
+    """
+    delta = _flat(new, enc.shapes) - _flat(old, enc.shapes)
+    if not np.all(np.isfinite(delta)):
+        raise ParameterError("update holds NaN or infinity")
+    return dp.encode(delta, SystemRandom())
+
+
+def decode_dp_mean_delta(
+    enc: UpdateEncoding, dp: DDPRound, total: UIntArray, count: int
+) -> npt.NDArray[np.float64]:
+    """The noisy mean delta over ``count`` survivors (flat, model units).
+
+    Raises
+    ------
+    AbortedError
+        Fewer survivors than the noise was calibrated for.
+    """
+    out = dp.decode_mean(total, count)
+    if out.shape != (enc.length - 1,):
+        raise ParameterError("decoded delta has the wrong length")
+    return out
+
+
+def split(enc: UpdateEncoding, flat: npt.NDArray[np.float64], dtypes: Sequence[npt.DTypeLike]
+          ) -> list[npt.NDArray[np.generic]]:
+    """A flat vector back into the round's arrays."""
     out: list[npt.NDArray[np.generic]] = []
     pos = 0
     for shape, dt in zip(enc.shapes, dtypes, strict=True):
         size = int(np.prod(shape, dtype=np.int64))
-        out.append(mean[pos : pos + size].reshape(shape).astype(dt))
+        out.append(flat[pos : pos + size].reshape(shape).astype(dt))
         pos += size
     return out

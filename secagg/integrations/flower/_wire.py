@@ -31,6 +31,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from secagg.dp import DDPParams, DDPRound, Mechanism
 from secagg.errors import DecodeError, ParameterError, RemoteProtocolError
 from secagg.masking import ProtocolKind, RoundConfig, SecurityMode
 from secagg.masking import messages as _m
@@ -173,6 +174,7 @@ class RoundSetup:
     config: RoundConfig
     nodes: tuple[int, ...]  #: Flower node ids; ``nodes[i]`` is client id ``i + 1``
     encoding: UpdateEncoding
+    dp: DDPRound | None = None  #: distributed DP: clients send noisy model deltas
 
     def __post_init__(self) -> None:
         nodes = tuple(self.nodes)
@@ -183,9 +185,19 @@ class RoundSetup:
                 raise ParameterError("node ids are unsigned 64-bit integers")
         if self.config.clients != tuple(range(1, len(nodes) + 1)):
             raise ParameterError("client ids must be 1..n in node order")
-        if self.encoding.length != self.config.length:
+        if self.dp is not None:
+            if not isinstance(self.dp, DDPRound):
+                raise ParameterError("dp must be a DDPRound")
+            p = self.dp.params
+            if p.dim != self.encoding.length - 1:
+                raise ParameterError("DP dimension differs from the model size")
+            if (p.padded_dim, p.bits) != (self.config.length, self.config.bits):
+                raise ParameterError("DP encoding differs from the config length or modulus")
+            if p.max_clients < len(nodes):
+                raise ParameterError("DP max_clients is below the number of nodes")
+        elif self.encoding.length != self.config.length:
             raise ParameterError("encoding length differs from the config length")
-        if self.encoding.bits != self.config.bits:
+        elif self.encoding.bits != self.config.bits:
             raise ParameterError("encoding modulus differs from the config modulus")
         object.__setattr__(self, "nodes", nodes)
 
@@ -232,6 +244,21 @@ def encode_setup(setup: RoundSetup) -> bytes:
             "shapes": [list(s) for s in e.shapes],
         },
     }
+    if setup.dp is not None:
+        p = setup.dp.params
+        doc["dp"] = {
+            "mechanism": p.mechanism.value,
+            "dim": p.dim,
+            "l2_clip": p.l2_clip,
+            "bits": p.bits,
+            "scale": p.scale,
+            "local_stddev": p.local_stddev,
+            "min_survivors": p.min_survivors,
+            "max_clients": p.max_clients,
+            "beta": p.beta,
+            "modclip_prob": p.modclip_prob,
+            "rotation_seed": setup.dp.rotation_seed.hex(),
+        }
     return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
@@ -317,10 +344,28 @@ def decode_setup(data: bytes) -> RoundSetup:
             bits=_field(e, "bits", int),
             shapes=tuple(tuple(_ints(s, "shapes")) for s in shapes),
         )
+        dp = None
+        if "dp" in doc:
+            d = _field(doc, "dp", dict)
+            num = (int, float)
+            params = DDPParams(
+                mechanism=Mechanism(_field(d, "mechanism", str)),
+                dim=_field(d, "dim", int),
+                l2_clip=float(_field(d, "l2_clip", num)),
+                bits=_field(d, "bits", int),
+                scale=float(_field(d, "scale", num)),
+                local_stddev=float(_field(d, "local_stddev", num)),
+                min_survivors=_field(d, "min_survivors", int),
+                max_clients=_field(d, "max_clients", int),
+                beta=float(_field(d, "beta", num)),
+                modclip_prob=float(_field(d, "modclip_prob", num)),
+            )
+            dp = DDPRound(params=params, rotation_seed=_hex(d, "rotation_seed"))
         return RoundSetup(
             config=config,
             nodes=tuple(_ints(_field(doc, "nodes", list), "nodes")),
             encoding=encoding,
+            dp=dp,
         )
     except (ParameterError, ValueError) as exc:
         if isinstance(exc, DecodeError):

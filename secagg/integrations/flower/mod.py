@@ -23,6 +23,9 @@ Rules of this file:
   reply, which the server counts as a dropout).  Decode errors change nothing; a
   protocol violation stores ``aborted`` and every later frame of the round is
   refused.  A new ``setup`` starts a new round with a new seed.
+* The reply keeps the ClientApp's ``FitRes`` (status, metrics) with its arrays
+  cleared and ``num_examples`` set to 1: the update and its weight travel only inside
+  the masked vector.  (Flower's own mod leaves ``num_examples`` in the clear.)
 * A train message without our record is refused: the mod never lets the
   ClientApp answer in the clear.  Flower's own workflow record, or another
   protocol version, raises :class:`ProtocolMismatchError` naming both sides.
@@ -54,7 +57,7 @@ from secagg.errors import (
     RemoteProtocolError,
 )
 from secagg.integrations.flower import _flwr
-from secagg.integrations.flower._scheme import encode_update
+from secagg.integrations.flower._scheme import encode_dp_delta, encode_update
 from secagg.integrations.flower._wire import (
     FLOWER_RECORD,
     PROTOCOL,
@@ -145,10 +148,33 @@ class SecAggPlusMod:
         ``context -> SigningKey``: this node's Ed25519 identity key, whose public
         part the server registered (a PKI input).  Required only when the server
         runs ``security="malicious"``.
+    dp_max_epsilon, dp_delta:
+        This node's own DP policy: refuse a round without distributed DP, or whose
+        noise gives more than ``dp_max_epsilon`` per round at ``dp_delta`` (the
+        server chooses the noise; a client that cares checks it).
+
+    Raises
+    ------
+    ParameterError
+        On a non-positive ``dp_max_epsilon`` or a ``dp_delta`` outside (0, 0.5).
     """
 
-    def __init__(self, *, identity_key: IdentityKeyFn | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        identity_key: IdentityKeyFn | None = None,
+        dp_max_epsilon: float | None = None,
+        dp_delta: float = 1e-5,
+    ) -> None:
+        if dp_max_epsilon is not None and not (
+            isinstance(dp_max_epsilon, int | float) and dp_max_epsilon > 0
+        ):
+            raise ParameterError("dp_max_epsilon must be a positive number")
+        if not (isinstance(dp_delta, float) and 0 < dp_delta < 0.5):
+            raise ParameterError("dp_delta must be in (0, 0.5)")
         self._identity = identity_key
+        self._dp_max_epsilon = dp_max_epsilon
+        self._dp_delta = dp_delta
 
     # -- Flower's Mod signature -------------------------------------------------------
 
@@ -194,6 +220,15 @@ class SecAggPlusMod:
         setup = decode_setup(payload)
         node = int(msg.metadata.dst_node_id)
         setup.client_id(node)  # RemoteProtocolError if this node is not in the round
+        if self._dp_max_epsilon is not None:
+            if setup.dp is None:
+                raise RemoteProtocolError("this node requires distributed DP; the round has none")
+            eps = setup.dp.params.epsilon(delta=self._dp_delta)
+            if eps > self._dp_max_epsilon:
+                raise RemoteProtocolError(
+                    f"the round's DP noise gives epsilon {eps:.3g} per round at delta "
+                    f"{self._dp_delta:g}; this node allows at most {self._dp_max_epsilon:g}"
+                )
         st = _State(
             setup=bytes(payload), seed=os.urandom(_SEED_BYTES), node=node, received=[], sent=[]
         )
@@ -216,8 +251,13 @@ class SecAggPlusMod:
         if fitres.status.code != _flwr.Code.OK:
             raise LocalProtocolError(f"fit failed on this node: {fitres.status.message}")
         arrays = _flwr.parameters_to_ndarrays(fitres.parameters)
-        rng = InsecureDeterministicRandom(st.seed, "secagg/flower/update", warn=False)
-        x = encode_update(setup.encoding, arrays, int(fitres.num_examples), rng)
+        if setup.dp is not None:
+            fitins = _flwr.recorddict_to_fitins(msg.content, keep_input=True)
+            old = _flwr.parameters_to_ndarrays(fitins.parameters)
+            x = encode_dp_delta(setup.encoding, setup.dp, arrays, old)
+        else:
+            rng = InsecureDeterministicRandom(st.seed, "secagg/flower/update", warn=False)
+            x = encode_update(setup.encoding, arrays, int(fitres.num_examples), rng)
         client = self._rebuild(st, setup, ident, full=True, x=x)
         replies = client.receive(payload)
         reply = replies[0] if replies else None
@@ -231,6 +271,9 @@ class SecAggPlusMod:
         content = out.content
         for arr_record in content.array_records.values():
             arr_record.clear()  # the plain update never leaves the node
+        counts = content.metric_records.get("fitres.num_examples")
+        if counts is not None:  # the weight travels only inside the masked vector
+            counts["num_examples"] = 1
         return _reply(msg, content, Stage.MASKED_INPUT, data)
 
     # -- rebuilding the sans-IO client ---------------------------------------------------

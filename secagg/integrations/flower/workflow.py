@@ -39,6 +39,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from secagg.dp import DDPParams, DDPRound, Mechanism, plan
 from secagg.encoding.modular import bits_for_sum
 from secagg.errors import (
     AbortedError,
@@ -48,7 +49,7 @@ from secagg.errors import (
     RemoteProtocolError,
 )
 from secagg.integrations.flower import _flwr
-from secagg.integrations.flower._scheme import decode_aggregate
+from secagg.integrations.flower._scheme import decode_aggregate, decode_dp_mean_delta, split
 from secagg.integrations.flower._wire import (
     FLOWER_RECORD,
     MISMATCH_MARKER,
@@ -67,10 +68,64 @@ from secagg.masking import messages as m
 from secagg.masking.server import DEADLINES
 from secagg.primitives.rand import RandomSource, SystemRandom
 
-__all__ = ["RoundReport", "SecAggPlusWorkflow"]
+__all__ = ["DistributedDP", "RoundReport", "SecAggPlusWorkflow"]
 
 _LOG = logging.getLogger("secagg.flower")
 _LOCAL = f"secagg's SecAggPlusWorkflow ({PROTOCOL})"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DistributedDP:
+    """User-level distributed DP for the workflow (``protocols/dp.md``).
+
+    Each client sends its model delta (new parameters minus the round's global
+    ones) rotated, L2-clipped to ``l2_clip``, scaled, rounded and with its share of
+    discrete noise (``mechanism``: ``"ddgauss"`` or ``"skellam"``); the server
+    decodes the noisy mean delta and adds it to the global model.  The mean is
+    unweighted (``num_examples`` would change the sensitivity).  The noise is
+    calibrated so that ``rounds`` rounds give ``(epsilon, delta)`` per client with
+    at least ``min_survivors`` survivors (an int, or a fraction of the sampled
+    nodes); a round with fewer aborts and releases nothing, and the workflow refuses
+    to run more than ``rounds`` rounds.  No amplification by subsampling is claimed.
+
+    Raises
+    ------
+    ParameterError
+        On out-of-range values.
+    """
+
+    epsilon: float
+    delta: float = 1e-5
+    l2_clip: float = 1.0
+    rounds: int = 1
+    mechanism: str = "ddgauss"
+    bits: int = 20
+    min_survivors: int | float = 0.8
+
+    def __post_init__(self) -> None:
+        try:
+            Mechanism(self.mechanism)
+        except ValueError:
+            raise ParameterError("mechanism must be 'ddgauss' or 'skellam'") from None
+        for name in ("epsilon", "l2_clip"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int | float) or not (
+                math.isfinite(v) and v > 0
+            ):
+                raise ParameterError(f"{name} must be a positive finite number")
+        if not (isinstance(self.delta, float) and 0 < self.delta < 0.5):
+            raise ParameterError("delta must be in (0, 0.5)")
+        if isinstance(self.rounds, bool) or not isinstance(self.rounds, int) or self.rounds < 1:
+            raise ParameterError("rounds must be a positive integer")
+        s = self.min_survivors
+        if isinstance(s, bool) or not isinstance(s, int | float) or s <= 0 or (
+            isinstance(s, float) and s > 1
+        ):
+            raise ParameterError("min_survivors must be a positive int or a fraction in (0, 1]")
+
+    def survivors_for(self, n: int) -> int:
+        s = self.min_survivors
+        return max(1, min(n, math.ceil(s * n) if isinstance(s, float) else int(s)))
 
 
 @dataclass(slots=True)
@@ -130,8 +185,12 @@ class SecAggPlusWorkflow:
         needs ``identity_keys`` and clients built with ``SecAggPlusMod(identity_key=...)``).
     identity_keys:
         Malicious mode: Flower node id -> 32-byte Ed25519 public identity key.
+    dp:
+        :class:`DistributedDP` to add user-level distributed DP (clients send noisy
+        clipped deltas; the strategy receives global + noisy mean delta).
     rng:
-        Source of the session id and graph seed (default: the OS CSPRNG).
+        Source of the session id, graph seed and rotation seed (default: the OS
+        CSPRNG).
 
     Raises
     ------
@@ -151,8 +210,11 @@ class SecAggPlusWorkflow:
         timeout: float | None = None,
         security: SecurityMode | str = SecurityMode.SEMI_HONEST,
         identity_keys: Mapping[int, bytes] | None = None,
+        dp: DistributedDP | None = None,
         rng: RandomSource | None = None,
     ) -> None:
+        if dp is not None and not isinstance(dp, DistributedDP):
+            raise ParameterError("dp must be a DistributedDP")
         _check_count("num_shares", num_shares)
         _check_count("reconstruction_threshold", reconstruction_threshold)
         if isinstance(num_shares, int) and num_shares < 3:
@@ -205,6 +267,9 @@ class SecAggPlusWorkflow:
         self.timeout = timeout
         self.security = mode
         self.identity_keys = dict(identity_keys or {})
+        self.dp = dp
+        self._dp_plans: dict[tuple[int, int], DDPParams] = {}
+        self.dp_rounds_used = 0
         self._rng: RandomSource = rng if rng is not None else SystemRandom()
         self.last_round: RoundReport | None = None
 
@@ -271,7 +336,14 @@ class SecAggPlusWorkflow:
             _LOG.error("SecAgg+: %s", report.abort_reason)
             return
         global_arrays = _flwr.parameters_to_ndarrays(parameters)
+        if self.dp is not None and self.dp_rounds_used >= self.dp.rounds:
+            raise ParameterError(
+                f"the DP budget covers {self.dp.rounds} rounds; round {self.dp_rounds_used + 1} "
+                "would exceed it"
+            )
         setup = self._setup(nodes, global_arrays)
+        if self.dp is not None:
+            self.dp_rounds_used += 1
         report.neighbors = setup.config.degree
         report.threshold = setup.config.threshold
         report.bits = setup.config.bits
@@ -342,7 +414,12 @@ class SecAggPlusWorkflow:
         report.total = total
         dtypes = [a.dtype for a in global_arrays]
         try:
-            mean = decode_aggregate(setup.encoding, total, len(survivors), dtypes)
+            if setup.dp is not None:
+                delta = decode_dp_mean_delta(setup.encoding, setup.dp, total, len(survivors))
+                flat = np.concatenate([a.astype(np.float64).ravel() for a in global_arrays])
+                mean = split(setup.encoding, flat + delta, dtypes)
+            else:
+                mean = decode_aggregate(setup.encoding, total, len(survivors), dtypes)
         except AbortedError as exc:
             report.aborted, report.abort_reason = True, str(exc)
             _LOG.error("SecAgg+ round aborted: %s", exc)
@@ -378,6 +455,21 @@ class SecAggPlusWorkflow:
             max_clients=n, bits=bits, shapes=tuple(tuple(a.shape) for a in arrays),
         )
         k, t = self.round_parameters(n)
+        dp_round = None
+        length = enc.length
+        if self.dp is not None:
+            key = (enc.length - 1, n)
+            if key not in self._dp_plans:
+                d = self.dp
+                self._dp_plans[key] = plan(
+                    mechanism=Mechanism(d.mechanism), epsilon=d.epsilon, delta=d.delta,
+                    dim=enc.length - 1, l2_clip=d.l2_clip, bits=d.bits,
+                    min_survivors=d.survivors_for(n), max_clients=n, rounds=d.rounds,
+                    sampling_rate=1.0,
+                )
+            params = self._dp_plans[key]
+            dp_round = DDPRound(params=params, rotation_seed=self._rng.random_bytes(32))
+            bits, length = params.bits, params.padded_dim
         keys: dict[int, bytes] | None = None
         if self.security is SecurityMode.MALICIOUS:
             missing = [v for v in nodes if v not in self.identity_keys]
@@ -388,7 +480,7 @@ class SecAggPlusWorkflow:
             session_id=self._rng.random_bytes(32),
             clients=list(range(1, n + 1)),
             bits=bits,
-            length=enc.length,
+            length=length,
             protocol=ProtocolKind.SECAGG_PLUS,
             security=self.security,
             neighbors=k,
@@ -396,7 +488,7 @@ class SecAggPlusWorkflow:
             graph_seed=self._rng.random_bytes(32),
             identity_keys=keys,
         )
-        return RoundSetup(config=config, nodes=nodes, encoding=enc)
+        return RoundSetup(config=config, nodes=nodes, encoding=enc, dp=dp_round)
 
     @staticmethod
     def _take(
