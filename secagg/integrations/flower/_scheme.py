@@ -10,12 +10,13 @@ lands, these two functions are where it plugs in.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
 
 from secagg.dp import DDPRound
-from secagg.encoding.modular import UIntArray
+from secagg.encoding.modular import UIntArray, dtype_for_bits
 from secagg.encoding.quantize import QuantizationSpec
 from secagg.errors import AbortedError, ParameterError
 from secagg.integrations.flower._wire import UpdateEncoding
@@ -62,15 +63,13 @@ def encode_update(
     if shapes != enc.shapes:
         raise ParameterError(f"update shapes {shapes} differ from the round's {enc.shapes}")
     w = float(num_examples) / float(enc.max_weight)
-    flat = (
-        np.concatenate([a.astype(np.float64, copy=False).ravel() for a in arrs])
-        if arrs
-        else np.zeros(0)
-    )
+    flat = np.concatenate([a.ravel() for a in arrs], dtype=np.float64)  # one copy
+    flat *= w
     values, weight = _specs(enc)
-    q = values.quantize(flat * w, rng.child("quantize/values"))
-    qw = weight.quantize(np.array([w]), rng.child("quantize/weight"))
-    return np.concatenate([q, qw])
+    out = np.empty(enc.length, dtype=dtype_for_bits(enc.bits))
+    out[:-1] = values.quantize(flat, rng.child("quantize/values"))
+    out[-1:] = weight.quantize(np.array([w]), rng.child("quantize/weight"))
+    return cast("UIntArray", out)
 
 
 def decode_aggregate(
