@@ -2,7 +2,8 @@
 
 Pure Python (no ``flwr`` import), so it is testable without the extra.
 
-Record layout (``protocols/wire/secagg.md`` is unchanged: the masking messages
+Record layout (normative: ``protocols/wire/flower.md``; the masking messages of
+``protocols/wire/secagg.md`` are unchanged and
 travel as their own wire bytes, one per record):
 
 * every server message carries ``content.config_records[RECORD]`` holding
