@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from secagg._extras import require
 from secagg.bench.common import machine_info, markdown_table
 from secagg.primitives.rand import InsecureDeterministicRandom, randbelow
 
@@ -167,7 +168,14 @@ def _one_round(
 
 
 def run(quick: bool) -> dict[str, Any]:
-    """Both implementations on the same round, then the abort rates."""
+    """Both implementations on the same round, then the abort rates.
+
+    Raises
+    ------
+    MissingExtraError
+        ``flwr`` is not installed (extra ``flower``).
+    """
+    require("flwr.app", "flower")
     if quick:
         n, m, shares, t, patterns, small_m = 20, 10**4, 9, 4, 3, 64
     else:
