@@ -219,6 +219,23 @@ def test_flower_mod_with_our_workflow_fails_at_the_first_message():
     assert all(c <= 1 for c in grid.delivered.values())
 
 
+def test_one_node_with_flowers_mod_is_a_dropout_not_an_abort():
+    odd = NODES[6]
+
+    def either(msg, ctxt, call_next):
+        mod = flwr_mod if int(ctxt.node_id) == odd else secaggplus_mod
+        return mod(msg, ctxt, call_next)
+
+    grid = InProcessGrid(_app(either), NODES)
+    wf = SecAggPlusWorkflow(num_shares=7, reconstruction_threshold=3)
+    ctx = _run(grid, wf)
+    rep = wf.last_round
+    kept = [v for v in NODES if v != odd]
+    assert not rep.aborted and rep.survivors == tuple(kept)
+    assert len(rep.mismatches) == 1 and "Flower's secaggplus_mod" in rep.mismatches[0]
+    assert np.max(np.abs(_params(ctx)[0] - _mean(kept))) < _tol(kept)
+
+
 def test_our_mod_with_flower_workflow_fails_at_the_first_message():
     grid = InProcessGrid(_app(), NODES)
     ctx = _run(grid, FlwrWorkflow(num_shares=5, reconstruction_threshold=3))

@@ -18,8 +18,10 @@ Rules of this file:
 * The sampled nodes' FedAvg weights travel inside the masked vector (one extra
   coordinate), so the strategy receives the weighted mean and never a single
   client's update or weight.
-* A reply from Flower's own ``secaggplus_mod`` (or another protocol version) raises
-  :class:`ProtocolMismatchError` naming both sides.
+* A reply from Flower's own ``secaggplus_mod`` (or another protocol version) is a
+  dropout that ``last_round.mismatches`` names; when no node at all speaks our
+  protocol, the setup phase raises :class:`ProtocolMismatchError` naming both sides
+  (one hostile node cannot abort a round by claiming to run something else).
 
 Parameters carried over from Flower's ``SecAggPlusWorkflow`` keep Flower's meaning:
 ``num_shares`` counts the shares of each secret *including the one a client keeps*,
@@ -57,6 +59,7 @@ from secagg.integrations.flower._wire import (
     RECORD,
     REPLY_OF,
     STAGE_OF,
+    ProtocolMismatchError,
     RoundSetup,
     Stage,
     UpdateEncoding,
@@ -142,6 +145,7 @@ class RoundReport:
     abort_reason: str | None = None
     total: np.ndarray | None = field(default=None, repr=False)  #: exact sum, mod 2^bits
     faults: list[str] = field(default_factory=list)  #: ignored replies, with the reason
+    mismatches: list[str] = field(default_factory=list)  #: replies from another SecAgg+
 
 
 def _check_count(name: str, v: object, *, allow_none: bool = True) -> None:
@@ -312,7 +316,7 @@ class SecAggPlusWorkflow:
         TypeError
             ``context`` is not a ``LegacyContext`` (as Flower's workflow).
         ProtocolMismatchError
-            A node runs Flower's own mod or another protocol version.
+            No sampled node runs our mod (Flower's own mod, or another version).
         """
         if not isinstance(context, _flwr.LegacyContext):
             raise TypeError(f"Expect a LegacyContext, but get {type(context).__name__}.")
@@ -391,6 +395,12 @@ class SecAggPlusWorkflow:
                     fitres[cid] = _flwr.recorddict_to_fitres(reply.content, True)
                 asked.discard(node_of[cid])
             del replies
+            if stage is Stage.SETUP and report.mismatches and len(asked) == len(nodes):
+                # nobody speaks our protocol: a misconfigured deployment, not dropouts
+                raise ProtocolMismatchError(report.mismatches[0])
+            if report.mismatches and stage is Stage.SETUP:
+                _LOG.warning("SecAgg+: %d nodes run another SecAgg+ implementation and drop "
+                             "out: %s", len(report.mismatches), report.mismatches[0])
             if server.phase is phase and phase in DEADLINES:
                 out.extend(server.deadline_passed())
             if server.aborted:
@@ -508,23 +518,32 @@ class SecAggPlusWorkflow:
         if reply.has_error():
             reason = str(reply.error.reason or "")
             if MISMATCH_MARKER in reason:
-                raise mismatch(
+                exc = mismatch(
                     _LOCAL,
                     f"another SecAgg+ client mod on node {nid} (Flower's secaggplus_mod, or "
                     "another version of ours), which rejected the setup",
                 )
+                report.mismatches.append(str(exc))
+                report.faults.append(f"{stage.value}: node {nid}: {exc}")
+                return None
             failures.append(RemoteProtocolError(f"node {nid}: {reason}"))
             report.faults.append(f"{stage.value}: node {nid} replied with an error: {reason}")
             return None
         records = reply.content.config_records
+        other = None
         if RECORD not in records:
-            if FLOWER_RECORD in records:
-                raise mismatch(_LOCAL, f"Flower's secaggplus_mod (node {nid})")
-            report.faults.append(f"{stage.value}: node {nid} replied without the SecAgg+ record")
+            if FLOWER_RECORD not in records:
+                report.faults.append(f"{stage.value}: node {nid} replied without our record")
+                return None
+            other = f"Flower's secaggplus_mod (node {nid})"
+        elif records[RECORD].get("protocol") != PROTOCOL:
+            other = f"node {nid} speaking {records[RECORD].get('protocol')!r}"
+        if other is not None:
+            exc = mismatch(_LOCAL, other)
+            report.mismatches.append(str(exc))
+            report.faults.append(f"{stage.value}: node {nid}: {exc}")
             return None
         rec = records[RECORD]
-        if rec.get("protocol") != PROTOCOL:
-            raise mismatch(_LOCAL, f"node {nid} speaking {rec.get('protocol')!r}")
         payload = rec.get("payload")
         if rec.get("stage") != stage.value or not isinstance(payload, bytes):
             report.faults.append(f"{stage.value}: node {nid} sent a malformed SecAgg+ record")
