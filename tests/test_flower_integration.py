@@ -308,7 +308,9 @@ def _corrupt(reply, payload):
     return reply
 
 
-@pytest.mark.parametrize("kind", ["duplicate", "stranger", "garbage", "wrong-stage", "no-record"])
+@pytest.mark.parametrize(
+    "kind", ["duplicate", "stranger", "garbage", "wrong-stage", "no-record", "no-fitres"]
+)
 def test_server_turns_hostile_replies_into_dropouts(kind):
     victim = NODES[3]
 
@@ -332,6 +334,9 @@ def test_server_turns_hostile_replies_into_dropouts(kind):
                     _corrupt(r, bytes(payload[: len(payload) // 2]))
                 elif kind == "wrong-stage":
                     r.content.config_records[RECORD]["stage"] = "unmask"
+                elif kind == "no-fitres":
+                    for key in list(r.content.metric_records):
+                        del r.content.metric_records[key]
                 else:
                     del r.content.config_records[RECORD]
             out.append(r)

@@ -389,10 +389,10 @@ class SecAggPlusWorkflow:
                 got = self._take(reply, stage, asked, cid_of, server, report, failures)
                 if got is None:
                     continue
-                cid, more = got
+                cid, more, res = got
                 out.extend(more)
-                if stage is Stage.MASKED_INPUT:
-                    fitres[cid] = _flwr.recorddict_to_fitres(reply.content, True)
+                if res is not None:
+                    fitres[cid] = res
                 asked.discard(node_of[cid])
             del replies
             if stage is Stage.SETUP and report.mismatches and len(asked) == len(nodes):
@@ -509,8 +509,13 @@ class SecAggPlusWorkflow:
         server: Server,
         report: RoundReport,
         failures: list[Any],
-    ) -> tuple[int, list[tuple[int, m.Message]]] | None:
-        """Feed one reply to the server; ``None`` when it is ignored (a dropout)."""
+    ) -> tuple[int, list[tuple[int, m.Message]], Any] | None:
+        """Feed one reply to the server; ``None`` when it is ignored (a dropout).
+
+        Everything is checked before the server sees the frame (a masked input in
+        the sum must come with a usable ``FitRes``); the third item is that ``FitRes``
+        in the masked-input stage, else ``None``.
+        """
         nid = reply.metadata.src_node_id
         if nid not in asked:
             report.faults.append(f"{stage.value}: reply from node {nid}, which was not asked")
@@ -551,10 +556,17 @@ class SecAggPlusWorkflow:
         if len(payload) < 3 or payload[2] != int(REPLY_OF[stage]):
             report.faults.append(f"{stage.value}: node {nid} sent the wrong message type")
             return None
+        res = None
+        if stage is Stage.MASKED_INPUT:
+            try:
+                res = _flwr.recorddict_to_fitres(reply.content, True)
+            except Exception as exc:  # any malformed FitRes record: this node drops out
+                report.faults.append(f"{stage.value}: node {nid}: unusable FitRes: {exc!r}")
+                return None
         cid = cid_of[nid]
         try:
             out = server.receive(cid, payload)
         except (DecodeError, RemoteProtocolError, CryptoError) as exc:
             report.faults.append(f"{stage.value}: node {nid}: {type(exc).__name__}: {exc}")
             return None
-        return cid, out
+        return cid, out, res
