@@ -360,12 +360,9 @@ def _flwr_copy(msg):
 
 def test_client_refuses_a_second_keys_broadcast_and_stays_aborted():
     """A server that asks twice for shares must not get a second set."""
+    quiet = NODES[1]  # answers setup and share-keys, then goes silent
+    grid = InProcessGrid(_app(), NODES, drop=lambda nid, i: nid == quiet and i >= 2)
     seen = {}
-
-    def tamper(call, replies):
-        return replies
-
-    grid = _Tamper(_app(), NODES[:4], tamper=tamper)
     orig = grid.send_and_receive
 
     def spy(messages, *, timeout=None):
@@ -373,22 +370,23 @@ def test_client_refuses_a_second_keys_broadcast_and_stays_aborted():
         for mm in messages:
             rec = mm.content.config_records.get(RECORD)
             if rec and rec["stage"] == "share-keys":
-                seen.setdefault(mm.metadata.dst_node_id, _flwr_copy(mm))
+                seen[mm.metadata.dst_node_id] = _flwr_copy(mm)
         return orig(messages, timeout=timeout)
 
     grid.send_and_receive = spy
-    wf = SecAggPlusWorkflow(num_shares=3, reconstruction_threshold=2)
-    ctx_nodes = NODES[:4]
-    _run(grid, wf, n=4)
-    assert not wf.last_round.aborted
-    # replay the share-keys frame against a node that is mid-round
-    node = ctx_nodes[0]
-    ctxt = _ctx()
-    setup_msg = _train_msg({"protocol": PROTOCOL, "stage": "setup", "payload": b""})
-    del setup_msg  # (setup needs the real payload; reuse the finished node's context below)
-    ctxt = grid.contexts[node]
-    with pytest.raises(RemoteProtocolError):  # the round on this node is completed
-        secaggplus_mod(seen[node], ctxt, _never)
+    wf = SecAggPlusWorkflow(num_shares=7, reconstruction_threshold=3)
+    _run(grid, wf)
+    assert not wf.last_round.aborted and quiet not in wf.last_round.survivors
+    ctxt = grid.contexts[quiet]
+    assert ctxt.state.config_records[STATE_RECORD]["status"] == "active"
+    with pytest.raises(RemoteProtocolError, match="does not fit phase"):
+        secaggplus_mod(seen[quiet], ctxt, _never)
+    assert ctxt.state.config_records[STATE_RECORD]["status"] == "aborted"
+    with pytest.raises(RemoteProtocolError, match="aborted"):
+        secaggplus_mod(seen[quiet], ctxt, _never)
+    done = NODES[0]  # a node whose round completed refuses it too
+    with pytest.raises(RemoteProtocolError, match="completed"):
+        secaggplus_mod(seen[done], grid.contexts[done], _never)
 
 
 def test_weight_above_max_weight_is_a_dropout_not_a_wrapped_sum():
