@@ -440,10 +440,14 @@ def test_setup_bytes_round_trip_and_refuse_tampering():
     _run(grid, SecAggPlusWorkflow(5, 3))
     setup = decode_setup(captured[0])
     assert setup.nodes == tuple(NODES) and setup.config.length == M + 4 + 1
-    doc = json.loads(captured[0])
-    doc["config"]["threshold"] = 1
-    with pytest.raises(DecodeError):
-        decode_setup(json.dumps(doc).encode())
+    from secagg.masking import RoundConfig
+
+    assert RoundConfig.from_bytes(bytes.fromhex(json.loads(captured[0])["config"])) == setup.config
+    for bad in (json.loads(captured[0])["config"][:-2], "zz", 7):  # truncated, not hex, not str
+        doc = json.loads(captured[0])
+        doc["config"] = bad
+        with pytest.raises(DecodeError):
+            decode_setup(json.dumps(doc).encode())
     doc = json.loads(captured[0])
     doc["encoding"]["bits"] = 8  # would wrap
     with pytest.raises(DecodeError):

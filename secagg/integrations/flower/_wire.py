@@ -19,9 +19,9 @@ expected means the two sides run different implementations, and both sides raise
 :class:`ProtocolMismatchError` naming both at the first message.
 
 The round setup (:func:`encode_setup`) is a canonical JSON document: the
-:class:`~secagg.masking.RoundConfig`, the Flower node ids in client-id order and the
-update encoding.  It is the one place to switch to ``RoundConfig.to_bytes`` once
-that lands.
+:class:`~secagg.masking.RoundConfig` in its canonical wire form
+(``RoundConfig.to_bytes``, hex), the Flower node ids in client-id order, the update
+encoding and, with distributed DP, the DP parameters and rotation seed.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from typing import Any
 
 from secagg.dp import DDPParams, DDPRound, Mechanism
 from secagg.errors import DecodeError, ParameterError, RemoteProtocolError
-from secagg.masking import ProtocolKind, RoundConfig, SecurityMode
+from secagg.masking import RoundConfig
 from secagg.masking import messages as _m
 
 __all__ = [
@@ -223,18 +223,7 @@ def encode_setup(setup: RoundSetup) -> bytes:
     doc = {
         "v": _SETUP_VERSION,
         "protocol": PROTOCOL,
-        "config": {
-            "session_id": c.session_id.hex(),
-            "protocol": c.protocol.value,
-            "security": c.security.value,
-            "clients": list(c.clients),
-            "bits": c.bits,
-            "length": c.length,
-            "threshold": c.threshold,
-            "neighbors": c.neighbors,
-            "graph_seed": c.graph_seed.hex(),
-            "identity_keys": [[i, pk.hex()] for i, pk in c.identity_keys],
-        },
+        "config": c.to_bytes().hex(),
         "nodes": list(setup.nodes),
         "encoding": {
             "clip": float(e.clip),
@@ -304,38 +293,15 @@ def decode_setup(data: bytes) -> RoundSetup:
         raise DecodeError("round setup is not UTF-8 JSON") from None
     if _field(doc, "v", int) != _SETUP_VERSION or _field(doc, "protocol", str) != PROTOCOL:
         raise mismatch(f"secagg {PROTOCOL}", f"secagg {doc.get('protocol')!r}")
-    c = _field(doc, "config", dict)
+    c = _field(doc, "config", str)
     e = _field(doc, "encoding", dict)
     try:
-        neighbors = c.get("neighbors")
-        if neighbors is not None and (
-            isinstance(neighbors, bool) or not isinstance(neighbors, int)
-        ):
-            raise DecodeError("round setup field 'neighbors' has the wrong type")
-        keys = _field(c, "identity_keys", list)
-        id_keys: dict[int, bytes] = {}
-        for item in keys:
-            if (
-                not isinstance(item, list)
-                or len(item) != 2
-                or isinstance(item[0], bool)
-                or not isinstance(item[0], int)
-                or not isinstance(item[1], str)
-            ):
-                raise DecodeError("identity_keys must be [id, hex] pairs")
-            id_keys[item[0]] = bytes.fromhex(item[1])
-        config = RoundConfig(
-            session_id=_hex(c, "session_id"),
-            protocol=ProtocolKind(_field(c, "protocol", str)),
-            security=SecurityMode(_field(c, "security", str)),
-            clients=tuple(_ints(_field(c, "clients", list), "clients")),
-            bits=_field(c, "bits", int),
-            length=_field(c, "length", int),
-            threshold=_field(c, "threshold", int),
-            neighbors=neighbors,
-            graph_seed=_hex(c, "graph_seed"),
-            identity_keys=tuple(id_keys.items()),
-        )
+        try:
+            config = RoundConfig.from_bytes(bytes.fromhex(c))
+        except ValueError as exc:  # DecodeError is a ValueError too
+            if isinstance(exc, DecodeError):
+                raise
+            raise DecodeError("round setup field 'config' is not hex") from None
         shapes = _field(e, "shapes", list)
         encoding = UpdateEncoding(
             clip=_field(e, "clip", (int, float)),
