@@ -582,3 +582,26 @@ def test_num_examples_never_leaves_the_node_in_the_clear():
     grid.send_and_receive = spy
     _run(grid, SecAggPlusWorkflow(5, 3))
     assert seen == [1] * len(NODES)
+
+
+def test_a_client_adding_values_outside_the_range_makes_the_round_release_nothing(monkeypatch):
+    """The server half refuses a total no sum of valid encodings can give (visible
+    when the modulus has room above n * (2^value_bits - 1), here 2^32 for 8 x 22 bits)."""
+    import secagg.integrations.flower.mod as modm
+
+    honest = modm.encode_update
+    calls = []
+
+    def encode(enc, arrays, num_examples, rng):
+        x = honest(enc, arrays, num_examples, rng)
+        calls.append(1)
+        if len(calls) == 1:  # the first node to train lies
+            x += np.uint32(1 << 31)
+        return x
+
+    monkeypatch.setattr(modm, "encode_update", encode)
+    grid = InProcessGrid(_app(), NODES)
+    wf = SecAggPlusWorkflow(5, 3, modulus_range=1 << 32)
+    ctx = _run(grid, wf)
+    assert wf.last_round.aborted and "not a sum of valid encodings" in wf.last_round.abort_reason
+    assert not np.any(_params(ctx)[0])

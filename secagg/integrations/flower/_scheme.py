@@ -2,9 +2,10 @@
 
 ``encode_update`` turns a Flower client's float parameters and ``num_examples`` into
 the vector it feeds the masking client; ``decode_aggregate`` turns the server's
-exact modular sum over the survivors into the FedAvg mean.  Both use
-:class:`secagg.encoding.quantize.QuantizationSpec`; when ``secagg.runtime.schemes``
-lands, these two functions are where it plugs in.
+exact modular sum over the survivors into the FedAvg mean.  Both go through the
+SecAgg+ client and server halves of :mod:`secagg.runtime.schemes` (one for the
+weighted parameters, one for the weight coordinate); the DP pair uses
+:class:`secagg.dp.DDPRound` directly.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from secagg.encoding.quantize import QuantizationSpec
 from secagg.errors import AbortedError, ParameterError
 from secagg.integrations.flower._wire import UpdateEncoding
 from secagg.primitives.rand import RandomSource, SystemRandom
+from secagg.runtime.schemes import MaskedClientHalf, MaskedServerHalf, SchemeKind, SumOutcome
 
 __all__ = ["decode_aggregate", "decode_dp_mean_delta", "encode_dp_delta", "encode_update"]
 
@@ -36,13 +38,23 @@ def _specs(enc: UpdateEncoding) -> tuple[QuantizationSpec, QuantizationSpec]:
     return values, weight
 
 
+def _halves(enc: UpdateEncoding) -> tuple[MaskedClientHalf, MaskedClientHalf]:
+    values, weight = _specs(enc)
+    kind = SchemeKind.SECAGG_PLUS
+    return (
+        MaskedClientHalf(kind=kind, spec=values, length=enc.length - 1),
+        MaskedClientHalf(kind=kind, spec=weight, length=1),
+    )
+
+
 def encode_update(
     enc: UpdateEncoding,
     arrays: Sequence[npt.ArrayLike],
     num_examples: int,
     rng: RandomSource,
 ) -> UIntArray:
-    """``quantize(w * params) || quantize(w)`` with ``w = num_examples / max_weight``.
+    """``quantize(w * params) || quantize(w)`` with ``w = num_examples / max_weight``,
+    each part by the SecAgg+ client half of :mod:`secagg.runtime.schemes`.
 
     Raises
     ------
@@ -58,29 +70,31 @@ def encode_update(
             f"num_examples={num_examples} is outside [0, max_weight={enc.max_weight:g}]; "
             "raise max_weight on the server"
         )
-    arrs = [np.asarray(a) for a in arrays]
-    shapes = tuple(tuple(a.shape) for a in arrs)
-    if shapes != enc.shapes:
-        raise ParameterError(f"update shapes {shapes} differ from the round's {enc.shapes}")
     w = float(num_examples) / float(enc.max_weight)
-    flat = np.concatenate([a.ravel() for a in arrs], dtype=np.float64)  # one copy
+    flat = _flat(arrays, enc.shapes)
     flat *= w
-    values, weight = _specs(enc)
+    values, weight = _halves(enc)
     out = np.empty(enc.length, dtype=dtype_for_bits(enc.bits))
-    out[:-1] = values.quantize(flat, rng.child("quantize/values"))
-    out[-1:] = weight.quantize(np.array([w]), rng.child("quantize/weight"))
+    out[:-1] = values.encode(flat, rng.child("quantize/values"))
+    out[-1:] = weight.encode(np.array([w]), rng.child("quantize/weight"))
     return cast("UIntArray", out)
 
 
 def decode_aggregate(
-    enc: UpdateEncoding, total: UIntArray, count: int, dtypes: Sequence[npt.DTypeLike]
+    enc: UpdateEncoding,
+    total: UIntArray,
+    survivors: Sequence[int],
+    dtypes: Sequence[npt.DTypeLike],
 ) -> list[npt.NDArray[np.generic]]:
-    """The weighted mean ``Σ w_u x_u / Σ w_u`` from the exact sum over ``count`` survivors.
+    """The weighted mean ``Σ w_u x_u / Σ w_u`` from the exact sum over ``survivors``
+    (client ids), each part by the SecAgg+ server half of :mod:`secagg.runtime.schemes`.
 
     Raises
     ------
     AbortedError
-        The survivors' total weight is zero (no mean exists).
+        The sum is not a sum of valid encodings (a client added values outside the
+        quantization range), or the survivors' total weight is zero: nothing is
+        released.
     ParameterError
         ``total`` has the wrong length or ``dtypes`` the wrong count.
     """
@@ -89,21 +103,30 @@ def decode_aggregate(
     if len(dtypes) != len(enc.shapes):
         raise ParameterError("one dtype per array")
     values, weight = _specs(enc)
-    s = values.dequantize_sum(total[:-1], count)
-    sw = float(weight.dequantize_sum(total[-1:], count)[0])
-    if not sw > count * weight.step:  # within the rounding error of zero
+    ids = tuple(sorted(survivors))
+    kind = SchemeKind.SECAGG_PLUS
+    s = MaskedServerHalf(kind=kind, spec=values, length=enc.length - 1).decode(
+        SumOutcome(total=np.ascontiguousarray(total[:-1]), survivors=ids)
+    ).sum
+    sw = float(
+        MaskedServerHalf(kind=kind, spec=weight, length=1)
+        .decode(SumOutcome(total=np.ascontiguousarray(total[-1:]), survivors=ids))
+        .sum[0]
+    )
+    if not sw > len(ids) * weight.step:  # within the rounding error of zero
         raise AbortedError("the survivors' total weight is zero; no mean to release")
     return split(enc, s / sw, dtypes)
 
 
-def _flat(arrays: Sequence[npt.ArrayLike], shapes: tuple[tuple[int, ...], ...]) -> npt.NDArray[
-    np.float64
-]:
+def _flat(
+    arrays: Sequence[npt.ArrayLike], shapes: tuple[tuple[int, ...], ...]
+) -> npt.NDArray[np.float64]:
+    """The arrays as one new float64 vector (one copy), after a shape check."""
     arrs = [np.asarray(a) for a in arrays]
     got = tuple(tuple(a.shape) for a in arrs)
     if got != shapes:
-        raise ParameterError(f"shapes {got} differ from the round's {shapes}")
-    return np.concatenate([a.astype(np.float64, copy=False).ravel() for a in arrs])
+        raise ParameterError(f"update shapes {got} differ from the round's {shapes}")
+    return np.concatenate([a.ravel() for a in arrs], dtype=np.float64)
 
 
 def encode_dp_delta(

@@ -429,7 +429,7 @@ class SecAggPlusWorkflow:
                 flat = np.concatenate([a.astype(np.float64).ravel() for a in global_arrays])
                 mean = split(setup.encoding, flat + delta, dtypes)
             else:
-                mean = decode_aggregate(setup.encoding, total, len(survivors), dtypes)
+                mean = decode_aggregate(setup.encoding, total, survivors, dtypes)
         except AbortedError as exc:
             report.aborted, report.abort_reason = True, str(exc)
             _LOG.error("SecAgg+ round aborted: %s", exc)
