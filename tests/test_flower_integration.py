@@ -139,7 +139,7 @@ def test_round_releases_the_weighted_mean_and_an_exact_sum():
 def test_dropouts_after_masking_stay_in_the_sum_and_before_masking_do_not():
     late, early = NODES[1], NODES[4]
     grid = InProcessGrid(
-        _app(), NODES, drop=lambda nid, i: (nid == late and i >= 3) or (nid == early and i >= 2)
+        _app(), NODES, drop=lambda nid, i: (nid == late and i >= 4) or (nid == early and i >= 3)
     )
     wf = SecAggPlusWorkflow(num_shares=7, reconstruction_threshold=3, timeout=5.0)
     ctx = _run(grid, wf)
@@ -159,7 +159,7 @@ def test_too_many_dropouts_abort_and_release_nothing():
 
 
 def test_two_rounds_and_state_lives_in_the_context_as_bytes():
-    grid = InProcessGrid(_app(), NODES, drop=lambda nid, i: nid == NODES[2] and i == 6)
+    grid = InProcessGrid(_app(), NODES, drop=lambda nid, i: nid == NODES[2] and i == 8)
     wf = SecAggPlusWorkflow(num_shares=5, reconstruction_threshold=3)
     ctx = _run(grid, wf, rounds=2)
     assert not wf.last_round.aborted
@@ -315,7 +315,7 @@ def test_server_turns_hostile_replies_into_dropouts(kind):
     victim = NODES[3]
 
     def tamper(call, replies):
-        if call != 3:  # the masked-input stage
+        if call != 4:  # the masked-input stage (setup, seed, share-keys before it)
             return replies
         if kind == "duplicate":
             first = next(r for r in replies if r.metadata.src_node_id == victim)
@@ -360,8 +360,8 @@ def _flwr_copy(msg):
 
 def test_client_refuses_a_second_keys_broadcast_and_stays_aborted():
     """A server that asks twice for shares must not get a second set."""
-    quiet = NODES[1]  # answers setup and share-keys, then goes silent
-    grid = InProcessGrid(_app(), NODES, drop=lambda nid, i: nid == quiet and i >= 2)
+    quiet = NODES[1]  # answers setup, seed and share-keys, then goes silent
+    grid = InProcessGrid(_app(), NODES, drop=lambda nid, i: nid == quiet and i >= 3)
     seen = {}
     orig = grid.send_and_receive
 
@@ -535,7 +535,7 @@ def _dp_workflow(**kw):
 
 
 def test_distributed_dp_round_releases_a_noisy_unweighted_mean_delta():
-    grid = InProcessGrid(_app(), NODES, drop=lambda nid, i: nid == NODES[5] and i >= 3)
+    grid = InProcessGrid(_app(), NODES, drop=lambda nid, i: nid == NODES[5] and i >= 4)
     wf = _dp_workflow()
     ctx = _run(grid, wf)
     assert not wf.last_round.aborted

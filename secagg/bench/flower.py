@@ -101,7 +101,10 @@ def _one_round(
     nodes = [1000 + 7919 * i for i in range(n)]
     silent = {nodes[i] for i in dropped}
     app = ClientApp(client_fn=client_fn, mods=[flwr_mod if impl == "flower" else secaggplus_mod])
-    grid = InProcessGrid(app, nodes, drop=lambda nid, i: nid in silent and i >= 3)
+    # silent from the unmasking request on: Flower's 4th message, ours 5th (SecAgg+ v2
+    # draws the graph seed jointly in a phase of its own)
+    after = 3 if impl == "flower" else 4
+    grid = InProcessGrid(app, nodes, drop=lambda nid, i: nid in silent and i >= after)
     q = 1 << _VALUE_BITS
     common: dict[str, Any] = {
         "max_weight": float(_MAX_WEIGHT),

@@ -70,6 +70,7 @@ class Stage(enum.Enum):
     """What a server message asks for (the value travels as ``stage``)."""
 
     SETUP = "setup"  #: round setup -> AdvertiseKeys
+    SEED = "seed"  #: SeedRequest -> SeedReveal (SecAgg+: the jointly drawn graph seed)
     SHARE_KEYS = "share-keys"  #: KeysBroadcast -> ShareKeys
     MASKED_INPUT = "masked-input"  #: MaskedInputRequest (+ FitIns) -> MaskedInput (+ FitRes)
     CONSISTENCY = "consistency"  #: ConsistencyRequest -> ConsistencySignature (malicious)
@@ -78,6 +79,7 @@ class Stage(enum.Enum):
 
 #: The stage that carries each server message type.
 STAGE_OF: dict[_m.MessageType, Stage] = {
+    _m.MessageType.SEED_REQUEST: Stage.SEED,
     _m.MessageType.KEYS_BROADCAST: Stage.SHARE_KEYS,
     _m.MessageType.MASKED_INPUT_REQUEST: Stage.MASKED_INPUT,
     _m.MessageType.CONSISTENCY_REQUEST: Stage.CONSISTENCY,
@@ -86,6 +88,7 @@ STAGE_OF: dict[_m.MessageType, Stage] = {
 #: The client message type each stage's reply must carry.
 REPLY_OF: dict[Stage, _m.MessageType] = {
     Stage.SETUP: _m.MessageType.ADVERTISE_KEYS,
+    Stage.SEED: _m.MessageType.SEED_REVEAL,
     Stage.SHARE_KEYS: _m.MessageType.SHARE_KEYS,
     Stage.MASKED_INPUT: _m.MessageType.MASKED_INPUT,
     Stage.CONSISTENCY: _m.MessageType.CONSISTENCY_SIGNATURE,

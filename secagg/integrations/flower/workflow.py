@@ -68,12 +68,13 @@ from secagg.integrations.flower._wire import (
 )
 from secagg.masking import ProtocolKind, RoundConfig, SecurityMode, Server, ServerPhase
 from secagg.masking import messages as m
-from secagg.masking.server import DEADLINES
 from secagg.primitives.rand import RandomSource, SystemRandom
 
 __all__ = ["DistributedDP", "RoundReport", "SecAggPlusWorkflow"]
 
 _LOG = logging.getLogger("secagg.flower")
+#: Server phases that wait for nobody (no deadline to pass).
+_SETTLED = (ServerPhase.FINALIZING, ServerPhase.COMPLETED, ServerPhase.ABORTED)
 _LOCAL = f"secagg's SecAggPlusWorkflow ({PROTOCOL})"
 
 
@@ -401,7 +402,7 @@ class SecAggPlusWorkflow:
             if report.mismatches and stage is Stage.SETUP:
                 _LOG.warning("SecAgg+: %d nodes run another SecAgg+ implementation and drop "
                              "out: %s", len(report.mismatches), report.mismatches[0])
-            if server.phase is phase and phase in DEADLINES:
+            if server.phase is phase and phase not in _SETTLED:  # some did not answer
                 out.extend(server.deadline_passed())
             if server.aborted:
                 report.aborted, report.abort_reason = True, server.abort_reason
