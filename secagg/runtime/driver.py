@@ -20,6 +20,14 @@ The driver never parses a message body: it sees bytes, client ids and the phase
 the server says it is collecting (:func:`secagg.runtime.phases.collecting_phase`).
 Server parties are adapted to one small interface, :class:`ServerParty`
 (:class:`MaskingServerParty` for SecAgg / SecAgg+, :class:`HEServerParty` for HE).
+
+Memory: a server party returns its outgoing messages *unencoded* (a broadcast
+shares one key entry object among all the messages that list it; a forwarded box
+is the bytes the server already holds).  The driver encodes them lazily, one
+chunk of about :data:`CHUNK_PER_WORKER` messages per pool worker at a time, and
+hands each chunk to the pool as it goes — so it holds O(workers) encoded
+messages, never one phase's encoded messages for every client.  The frames, and
+so the transcript digest, are the same bytes whatever the chunking.
 """
 
 from __future__ import annotations
@@ -47,6 +55,7 @@ from secagg.runtime.phases import Phase, collecting_phase
 from secagg.runtime.pool import ClientPool, Reply
 
 __all__ = [
+    "CHUNK_PER_WORKER",
     "HEServerParty",
     "Hooks",
     "Listener",
@@ -57,8 +66,13 @@ __all__ = [
     "ServerParty",
 ]
 
-Outgoing = list[tuple[int, bytes]]
+Outgoing = list[tuple[int, Any]]  #: (client, message the party's :meth:`encode` turns into bytes)
 MapFn = Callable[[Callable[[Any], Any], Iterable[Any]], Iterable[Any]]
+
+#: Encoded server messages handed to the pool per worker at a time (the driver
+#: holds at most ``CHUNK_PER_WORKER * pool.workers`` of them, plus what the pool
+#: still has in flight).
+CHUNK_PER_WORKER = 64
 
 
 class ServerParty(Protocol):
@@ -90,10 +104,14 @@ class ServerParty(Protocol):
 
     def receive(self, sender: int, data: bytes | memoryview) -> Outgoing:
         """Handle one frame from ``sender``; raise a SecAggError (and change
-        nothing) to reject it."""
+        nothing) to reject it.  Returns ``(client, message)`` pairs, unencoded."""
         ...
 
     def deadline_passed(self) -> Outgoing: ...
+
+    def encode(self, message: Any) -> bytes:
+        """The wire frame of one outgoing message (called lazily by the driver)."""
+        ...
 
     def finalize(self, map_fn: MapFn) -> list[tuple[str, int, bytes]]:
         """Compute the result; return frames it sent to other parties (digest)."""
@@ -137,10 +155,13 @@ class MaskingServerParty:
         return self.server.running_sum_bytes
 
     def receive(self, sender: int, data: bytes | memoryview) -> Outgoing:
-        return [(u, m.encode(msg)) for u, msg in self.server.receive(sender, data)]
+        return list(self.server.receive(sender, data))
 
     def deadline_passed(self) -> Outgoing:
-        return [(u, m.encode(msg)) for u, msg in self.server.deadline_passed()]
+        return list(self.server.deadline_passed())
+
+    def encode(self, message: Any) -> bytes:
+        return m.encode(message)
 
     def finalize(self, map_fn: MapFn) -> list[tuple[str, int, bytes]]:
         self.server.finalize(map_fn)
@@ -218,6 +239,9 @@ class HEServerParty:
             raise LocalProtocolError("the upload phase is already closed")
         self._closed = True
         return []
+
+    def encode(self, message: Any) -> bytes:  # pragma: no cover - it sends nothing
+        raise LocalProtocolError("the HE server sends no client messages")
 
     def finalize(self, map_fn: MapFn) -> list[tuple[str, int, bytes]]:
         try:
@@ -429,9 +453,8 @@ class RoundDriver:
         return None if self.phase_timeout is None else time.monotonic() + self.phase_timeout
 
     def _phase(self, phase: Phase | None, asked: int,
-               call: Callable[[float | None], Iterator[Reply]], bytes_down: int) -> Outgoing:
-        stats = PhaseStats(phase=phase or Phase.UNMASKING, asked=asked,
-                           bytes_to_clients=bytes_down)
+               call: Callable[[float | None, PhaseStats], Iterator[Reply]]) -> Outgoing:
+        stats = PhaseStats(phase=phase or Phase.UNMASKING)
         if phase is not None:
             old = self._stats.get(phase)
             if old is not None:  # pragma: no cover - a server never repeats a phase
@@ -441,7 +464,7 @@ class RoundDriver:
         wall0 = time.perf_counter()
         out: Outgoing = []
         traced = phase is Phase.MASKED_INPUT
-        for reply in call(self._deadline()):
+        for reply in call(self._deadline(), stats):
             u = reply.client
             stats.answered += 1
             stats.client_cpu_s += reply.cpu_s
@@ -476,23 +499,55 @@ class RoundDriver:
         self.listener.on_phase_end(stats)
         return out
 
-    def _deliver(self, phase: Phase | None, out: Outgoing) -> tuple[dict[int, bytes], int]:
-        batch: dict[int, bytes] = {}
-        down = 0
-        for u, data0 in out:
-            hook = self.hooks.to_client
-            data = data0 if hook is None else hook(u, phase, data0)
-            if data is None:
-                continue
-            down += len(data)
-            self._note("to_client", u, data)
+    def _start(self, starters: Sequence[int], deadline: float | None,
+               stats: PhaseStats) -> Iterator[Reply]:
+        stats.asked = len(starters)
+        return self.pool.start(starters, deadline=deadline)
+
+    def _live(self, phase: Phase | None, out: Outgoing) -> int:
+        """Clients of ``out`` that are still there (before any ``to_client`` hook);
+        a server that sends one client two messages in one step is a local bug."""
+        seen: set[int] = set()
+        for u, _ in out:
             if u in self._gone or (phase is not None and self._drops(u, phase)):
-                self._gone.add(u)  # sent, but the client is gone: it never sees it
                 continue
-            if u in batch:
+            if u in seen:
                 raise LocalProtocolError(f"two messages to client {u} in one step")
-            batch[u] = data
-        return batch, down
+            seen.add(u)
+        return len(seen)
+
+    def _deliver(self, phase: Phase | None, out: Outgoing, deadline: float | None,
+                 stats: PhaseStats) -> Iterator[Reply]:
+        """Encode ``out`` lazily, a chunk at a time, and exchange each chunk with the
+        pool; every frame is noted (digest, listener), also those to gone clients.
+        Each message is released from ``out`` once encoded."""
+        hook = self.hooks.to_client
+        size = CHUNK_PER_WORKER * max(1, self.pool.workers)
+        i = 0
+        while i < len(out):
+            batch: dict[int, bytes] = {}
+            while i < len(out) and len(batch) < size:
+                u, msg = out[i]
+                out[i] = (u, None)
+                i += 1
+                t0 = time.thread_time()
+                data0 = self.server.encode(msg)
+                stats.server_cpu_s += time.thread_time() - t0
+                del msg
+                data = data0 if hook is None else hook(u, phase, data0)
+                del data0
+                if data is None:
+                    continue
+                stats.bytes_to_clients += len(data)
+                self._note("to_client", u, data)
+                if u in self._gone or (phase is not None and self._drops(u, phase)):
+                    self._gone.add(u)  # sent, but the client is gone: it never sees it
+                    continue
+                batch[u] = data
+            stats.asked += len(batch)
+            if batch and (deadline is None or time.monotonic() < deadline):
+                yield from self.pool.exchange(batch, deadline=deadline)
+            del batch
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -513,8 +568,7 @@ class RoundDriver:
             raise LocalProtocolError("the server is not collecting anything")
         starters = [u for u in self.clients if not self._drops(u, first)]
         self._gone.update(u for u in self.clients if self._drops(u, first))
-        out = self._phase(first, len(starters),
-                          lambda dl: self.pool.start(starters, deadline=dl), 0)
+        out = self._phase(first, len(starters), partial(self._start, starters))
         for _ in range(16):
             phase = self.server.collecting
             if not out:
@@ -523,10 +577,10 @@ class RoundDriver:
                 # nobody to ask: the phase closes empty (the server decides what that means)
                 out = self._server_call(None, self.server.deadline_passed)
                 continue
-            batch, down = self._deliver(phase, out)
-            out = []
-            out = self._phase(phase, len(batch), partial(self._exchange, batch), down)
-            del batch
+            pending, out = out, []
+            out = self._phase(phase, self._live(phase, pending),
+                              partial(self._deliver, phase, pending))
+            del pending
             if phase is None:
                 break
         else:  # pragma: no cover - defensive
@@ -561,9 +615,6 @@ class RoundDriver:
             finalize_wall_s=fin_wall,
             wall_s=time.perf_counter() - wall0,
         )
-
-    def _exchange(self, batch: Mapping[int, bytes], deadline: float | None) -> Iterator[Reply]:
-        return self.pool.exchange(batch, deadline=deadline)
 
     def _finalize(self) -> tuple[list[tuple[str, int, bytes]], float]:
         cpu: list[float] = []

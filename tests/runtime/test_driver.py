@@ -200,3 +200,58 @@ def test_unreachable_ray_address_fails_fast_and_clearly() -> None:
     assert time.monotonic() - t0 < 30
     with pytest.raises(ParameterError):
         make_pool("ray", st.factory, ray_address="no-port-here")
+
+
+class _CountingServer(MaskingServerParty):
+    """Counts the messages the driver has encoded so far."""
+
+    encoded = 0
+
+    def encode(self, message: object) -> bytes:
+        self.encoded += 1
+        return super().encode(message)
+
+
+class _SpyPool(InProcessPool):
+    """Records, at each exchange, the batch size and how many messages the driver
+    encoded since the previous exchange (this batch plus frames to gone clients)."""
+
+    def __init__(self, factory, server: _CountingServer, *, workers: int) -> None:
+        super().__init__(factory, workers=workers)
+        self.server, self.last, self.sizes, self.encoded_since = server, 0, [], []
+
+    def exchange(self, batch, *, deadline):
+        self.sizes.append(len(batch))
+        self.encoded_since.append(self.server.encoded - self.last)
+        self.last = self.server.encoded
+        return super().exchange(batch, deadline=deadline)
+
+
+def test_driver_encodes_server_messages_lazily_in_chunks_with_the_same_bytes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: the driver held one phase's encoded messages for every client at
+    once.  With a chunk of 2 per worker it holds at most 2 x workers encoded
+    messages, and the frames (so the digest) and the sum are unchanged."""
+    import secagg.runtime.driver as drv_mod
+
+    st = masking_setup(n=16, protocol=ProtocolKind.SECAGG_PLUS, neighbors=10,
+                       security=SecurityMode.MALICIOUS)
+    drops = dict(TWO_PHASE_DROPS)
+    whole = run_masking_round(st.factory, dropouts=drops)  # default chunk > n: one batch
+    monkeypatch.setattr(drv_mod, "CHUNK_PER_WORKER", 2)
+    server = _CountingServer(st.config)
+    pool = _SpyPool(st.factory, server, workers=3)
+    try:
+        out = RoundDriver(server, pool, clients=st.config.clients,
+                          hooks=Hooks(drop_before=drops)).run()
+    finally:
+        pool.close()
+    assert not out.aborted, out.abort_reason
+    assert out.transcript_digest == whole.transcript_digest
+    np.testing.assert_array_equal(out.result, whole.result)
+    assert out.bytes_to_clients == whole.bytes_to_clients
+    assert max(pool.sizes) == 6 and len(pool.sizes) > 4
+    # encoded before being handed on: one chunk, plus frames to the 3 gone clients
+    assert max(pool.encoded_since) <= 6 + len(drops)
+    assert sum(pool.sizes) == sum(s.asked for p, s in out.phases.items()
+                                  if p is not Phase.ADVERTISE_KEYS)
