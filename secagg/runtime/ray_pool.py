@@ -33,7 +33,7 @@ from secagg.errors import ParameterError
 from secagg.runtime.parties import ClientFactory, ClientParty
 from secagg.runtime.pool import EngineError, Reply, _step, remaining
 
-__all__ = ["RayPool", "check_reachable"]
+__all__ = ["RayPool", "check_reachable", "connect"]
 
 #: Client messages per actor call (replies stream back per call).
 _CALL = 16
@@ -63,6 +63,37 @@ def check_reachable(address: str, timeout: float = _CONNECT_TIMEOUT) -> None:
             pass
     except OSError as exc:
         raise EngineError(f"cannot reach the Ray cluster at {address}: {exc}") from None
+
+
+def connect(address: str | None) -> bool:
+    """Join the Ray cluster at ``address`` or start a fresh local Ray (``None``);
+    return whether this call started the connection (the caller then shuts it down).
+    A process already connected keeps its connection.
+
+    Raises
+    ------
+    MissingExtraError
+        Without the ``ray`` extra.
+    ParameterError
+        If this process is connected to another cluster, or a malformed address.
+    EngineError
+        If the cluster cannot be reached or Ray does not start.
+    """
+    ray = require("ray", "ray")
+    if ray.is_initialized():
+        joined = ray.get_runtime_context().gcs_address
+        if address is not None and not address.startswith("ray://") and address != joined:
+            raise ParameterError(f"this process is already connected to Ray at {joined}, "
+                                 f"not {address}")
+        return False
+    if address is not None:
+        check_reachable(address)
+    try:
+        ray.init(address=address if address is not None else "local",
+                 include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    except (ConnectionError, RuntimeError, TimeoutError) as exc:
+        raise EngineError(f"cannot start or join Ray ({address or 'local'}): {exc}") from None
+    return True
 
 
 class _Shard:
@@ -116,24 +147,10 @@ class RayPool:
         ray = require("ray", "ray")
         self._ray = ray
         self._owns_ray = False
+        self._owns_actors = True
         if workers is not None and (isinstance(workers, bool) or workers < 1):
             raise ParameterError("workers must be >= 1")
-        if ray.is_initialized():
-            joined = ray.get_runtime_context().gcs_address
-            if address is not None and not address.startswith("ray://") and address != joined:
-                raise ParameterError(f"this process is already connected to Ray at {joined}, "
-                                     f"not {address}")
-        else:
-            if address is not None:
-                check_reachable(address)
-            try:
-                ray.init(address=address if address is not None else "local",
-                         include_dashboard=False, log_to_driver=False,
-                         logging_level="ERROR")
-            except (ConnectionError, RuntimeError, TimeoutError) as exc:
-                raise EngineError(f"cannot start or join Ray ({address or 'local'}): {exc}"
-                                  ) from None
-            self._owns_ray = True
+        self._owns_ray = connect(address)
         try:
             cpus = int(ray.cluster_resources().get("CPU", 1))
             self.workers = workers if workers is not None else max(1, cpus)
@@ -156,6 +173,26 @@ class RayPool:
         self.placement: list[tuple[str, int]] = [(str(w[0]), int(w[1])) for w in where]
         self._owner: dict[int, int] = {}
         self._dead: set[int] = set()
+
+    @classmethod
+    def hosted(cls, actors: Sequence[Any], owner: Mapping[int, int]) -> RayPool:
+        """A pool over actors someone else started and keeps (e.g. the training
+        engine's, which hold the clients' updates): each has :meth:`_Shard.step`
+        and a factory already set; ``owner`` says which actor hosts which client.
+        :meth:`close` leaves the actors and the Ray connection alone."""
+        ray = require("ray", "ray")
+        if not actors or any(not 0 <= w < len(actors) for w in owner.values()):
+            raise ParameterError("owner must map clients to indices of actors")
+        pool = cls.__new__(cls)
+        pool._ray = ray
+        pool._owns_ray = False
+        pool._owns_actors = False
+        pool.workers = len(actors)
+        pool.actors = list(actors)
+        pool.placement = []
+        pool._owner = dict(owner)
+        pool._dead = set()
+        return pool
 
     def owner(self, client: int) -> int:
         """The actor index hosting ``client`` (once started)."""
@@ -211,7 +248,7 @@ class RayPool:
 
     def close(self) -> None:
         ray = self._ray
-        for a in getattr(self, "actors", []):
+        for a in getattr(self, "actors", []) if self._owns_actors else []:
             with contextlib.suppress(Exception):  # best effort: the actor may be gone
                 ray.kill(a)
         self.actors = []
