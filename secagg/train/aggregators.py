@@ -53,7 +53,7 @@ import math
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -87,6 +87,7 @@ __all__ = [
     "AggregateResult",
     "Aggregator",
     "AggregatorKind",
+    "ClientEngine",
     "DPMaskedAggregator",
     "DPSettings",
     "DropTiming",
@@ -196,10 +197,72 @@ def _check_updates(
     return out, drop
 
 
+class ClientEngine(Protocol):
+    """Where the clients' device side runs when it is not this process
+    (:class:`secagg.train.engine.RayTrainEngine`): it keeps each client's update,
+    encodes it with a client half and hosts its protocol party."""
+
+    engine: str
+    workers: int
+
+    def encode(self, half: Any, rng: RandomSource | None, label: str) -> dict[int, float]: ...
+
+    def payloads(self, half: Any, clients: Collection[int]) -> dict[int, bytes]: ...
+
+    def secure_sum(self, clients: Collection[int], *, length: int, bits: int,
+                   protocol: Any, neighbors: int | None, threshold: int | None,
+                   dropouts: Mapping[DropPhase, Collection[int]] | None,
+                   rng: RandomSource, observer: Any = None) -> SumResult: ...
+
+
+def _check_ids(
+    clients: Collection[int], dropped: Collection[int]
+) -> tuple[tuple[int, ...], frozenset[int]]:
+    ids = tuple(sorted(set(clients)))
+    if not ids:
+        raise ParameterError("no clients to aggregate")
+    if any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in ids):
+        raise ParameterError("client ids must be integers >= 1")
+    drop = frozenset(dropped)
+    if not drop <= set(ids):
+        raise ParameterError("dropped ids must be among the sampled clients")
+    return ids, drop
+
+
+def _mean_clipped(clipped: Mapping[int, float], ids: Collection[int]) -> float:
+    """Mean clipped fraction over the sampled clients (in the order
+    :func:`_encode_all` averages them: sorted ids)."""
+    missing = set(ids) - clipped.keys()
+    if missing:
+        raise ParameterError(f"the engine encoded no update for clients {sorted(missing)[:5]}")
+    return float(np.mean([clipped[c] for c in sorted(ids)]))
+
+
 class Aggregator(abc.ABC):
     """Mean of the surviving clients' updates; the server sees nothing else."""
 
     kind: AggregatorKind
+    #: engines whose workers can run this scheme's client side (``aggregate_on``)
+    engines: tuple[str, ...] = ("inprocess",)
+
+    def aggregate_on(
+        self, engine: ClientEngine, clients: Collection[int], *, length: int,
+        dropped: Collection[int] = (),
+    ) -> AggregateResult:
+        """Aggregate one round whose updates (of ``length`` floats) stay on
+        ``engine``'s workers: the client half and the client party run there, this
+        side sees only what the server would.  Same result as :meth:`aggregate` for
+        the same randomness.
+
+        Raises
+        ------
+        ParameterError
+            If this scheme is not wired for ``engine``.
+        """
+        raise ParameterError(
+            f"aggregator {self.kind.value!r} does not run on --engine {engine.engine} "
+            f"(wired there: plain, secagg, secagg+)"
+        )
 
     @property
     @abc.abstractmethod
@@ -296,8 +359,11 @@ def _round_rng(rng: RandomSource, index: int) -> RandomSource:
 
 def _masked_round(
     kind: AggregatorKind,
-    encoded: Mapping[int, npt.NDArray[Any]],
+    encoded: Mapping[int, npt.NDArray[Any]] | None,
     *,
+    engine: ClientEngine | None = None,
+    clients: Collection[int] = (),
+    length: int = 0,
     bits: int,
     rng: RandomSource,
     drop_timing: DropTiming,
@@ -307,16 +373,25 @@ def _masked_round(
     threshold: int | None = None,
 ) -> tuple[SumOutcome, SumResult]:
     """The masking protocol between the halves, run in process (every message
-    through the wire codec; the dropped clients stop replying at ``drop_timing``)."""
+    through the wire codec; the dropped clients stop replying at ``drop_timing``),
+    or with the client parties of ``clients`` on ``engine`` (``encoded`` is then
+    ``None``: the encoded updates are there)."""
     phase = (
         DropPhase.SHARE_KEYS if drop_timing is DropTiming.BEFORE_SHARING
         else DropPhase.MASKED_INPUT
     )
-    res = secure_sum(
-        dict(encoded), bits=bits, protocol=kind.protocol, neighbors=neighbors,
-        threshold=threshold, dropouts={phase: sorted(drop)} if drop else None, rng=rng,
-        observer=observer,
-    )
+    dropouts = {phase: sorted(drop)} if drop else None
+    if engine is None:
+        assert encoded is not None
+        res = secure_sum(
+            dict(encoded), bits=bits, protocol=kind.protocol, neighbors=neighbors,
+            threshold=threshold, dropouts=dropouts, rng=rng, observer=observer,
+        )
+    else:  # the encoded updates and the client parties live on the engine's workers
+        res = engine.secure_sum(
+            clients, length=length, bits=bits, protocol=kind.protocol, neighbors=neighbors,
+            threshold=threshold, dropouts=dropouts, rng=rng, observer=observer,
+        )
     if res.aborted or res.total is None:
         return SumOutcome.abort(res.abort_reason or "aborted"), res
     return SumOutcome(total=res.total, survivors=res.survivors), res
@@ -335,9 +410,31 @@ class InsecurePlainAggregator(Aggregator):
     """
 
     kind = AggregatorKind.PLAIN
+    engines = ("inprocess", "ray")
 
     def __init__(self, *, observer: Observer | None = None) -> None:
         self._observer = observer
+
+    def aggregate_on(
+        self, engine: ClientEngine, clients: Collection[int], *, length: int,
+        dropped: Collection[int] = (),
+    ) -> AggregateResult:
+        ids, drop = _check_ids(clients, dropped)
+        t0 = time.perf_counter()
+        client = PlainClientHalf(length=length)
+        server = PlainServerHalf(length=length)
+        clipped = engine.encode(client, None, "plain")
+        payloads = engine.payloads(client, sorted(set(ids) - drop))  # the dropped never send
+        for cid in sorted(payloads):
+            if self._observer is not None:
+                self._observer("to_server", cid, payloads[cid])
+        return _result(
+            server,
+            server.sum_payloads(payloads),
+            bytes_per_client_upload=sum(map(len, payloads.values())) / len(ids),
+            clipped_fraction=_mean_clipped(clipped, ids),
+            phase_seconds={"aggregate": time.perf_counter() - t0},
+        )
 
     @property
     def description(self) -> str:
@@ -427,15 +524,45 @@ class MaskedAggregator(Aggregator):
             f"for up to {s.max_clients} clients)"
         )
 
+    engines = ("inprocess", "ray")
+
+    def _check_count(self, n: int) -> None:
+        if n > self.spec.max_clients:
+            raise ParameterError(
+                f"{n} clients exceed the quantization spec's max_clients="
+                f"{self.spec.max_clients}"
+            )
+
+    def aggregate_on(
+        self, engine: ClientEngine, clients: Collection[int], *, length: int,
+        dropped: Collection[int] = (),
+    ) -> AggregateResult:
+        ids, drop = _check_ids(clients, dropped)
+        self._check_count(len(ids))
+        self._calls += 1
+        t0 = time.perf_counter()
+        rng = _round_rng(self._rng, self._calls)
+        client = MaskedClientHalf(kind=self.kind, spec=self.spec, length=length)
+        server = MaskedServerHalf(kind=self.kind, spec=self.spec, length=length)
+        clipped = engine.encode(client, rng, "quantize")  # on the clients' workers
+        outcome, res = _masked_round(
+            self.kind, None, engine=engine, clients=ids, length=length, bits=client.bits,
+            rng=rng.child("secure-sum"), drop_timing=self._drop_timing, drop=drop,
+            observer=self._observer, neighbors=self._neighbors, threshold=self._threshold,
+        )
+        return _result(
+            server,
+            outcome,
+            bytes_per_client_upload=res.bytes_per_client_upload,
+            clipped_fraction=_mean_clipped(clipped, ids),
+            phase_seconds={"aggregate": time.perf_counter() - t0, **_numeric_stats(res.stats)},
+        )
+
     def aggregate(
         self, updates: Mapping[int, npt.ArrayLike], *, dropped: Collection[int] = ()
     ) -> AggregateResult:
         ups, drop = _check_updates(updates, dropped)
-        if len(ups) > self.spec.max_clients:
-            raise ParameterError(
-                f"{len(ups)} clients exceed the quantization spec's max_clients="
-                f"{self.spec.max_clients}"
-            )
+        self._check_count(len(ups))
         self._calls += 1
         t0 = time.perf_counter()
         rng = _round_rng(self._rng, self._calls)

@@ -39,6 +39,7 @@ from secagg.train.aggregators import (
 from secagg.train.checkpoint import Checkpoint, check_compatible
 from secagg.train.checkpoint import load as load_checkpoint
 from secagg.train.dpsgd_local import LocalDPSGDConfig
+from secagg.train.engine import TRAIN_ENGINES
 from secagg.train.loop import (
     FederatedTrainer,
     OptimizerKind,
@@ -144,6 +145,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     o.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (1: robust on a shared machine; 0 = torch's default)")
     o.add_argument("--no-progress", action="store_true", help="plain log lines, no progress bar")
+    e = parser.add_argument_group("engine")
+    e.add_argument("--engine", choices=list(TRAIN_ENGINES), default="inprocess",
+                   help="where the sampled clients train, encode and mask: here (inprocess) "
+                        "or on Ray actors (ray; needs secagg[ray])")
+    e.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="--engine ray: actors hosting the clients (default: one per CPU, "
+                        "at most --per-round)")
+    e.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="--engine ray: join this cluster (host:port or ray://...; "
+                        "default: a fresh local Ray)")
 
 
 def config_from_args(args: argparse.Namespace, *, seed: int) -> TrainConfig:
@@ -335,6 +346,8 @@ def _train_with_progress(
             cfg, agg, sampling_rng=sampling, on_round=on_round, on_start=on_start,
             device=args.device, local_dp=local_dp, secret_rng=secret_rng,
             checkpoint_dir=checkpoint_dir, fingerprint=fingerprint, resume=resume,
+            engine=args.engine, workers=args.workers, ray_address=args.ray_address,
+            threads=args.threads,
         )
 
 
@@ -395,6 +408,8 @@ def _run_json(label: str, res: TrainResult) -> dict[str, Any]:
     return {
         "label": label,
         "aggregator": res.aggregator,
+        "engine": res.engine,
+        "workers": res.workers,
         "seconds": res.seconds,
         "rounds": [r.to_json() for r in res.rounds],
     }
@@ -455,6 +470,20 @@ def _check_args(args: argparse.Namespace, kind: AggregatorKind) -> None:
         raise ParameterError("--dp-bits must be in [2, 62]")
     if args.insecure_rng and not args.dp_sgd:
         raise ParameterError("--insecure-rng only applies to --dp-sgd")
+    if args.engine == "inprocess" and (args.workers is not None or args.ray_address):
+        raise ParameterError("--workers and --ray-address are for --engine ray")
+    if args.workers is not None and args.workers < 1:
+        raise ParameterError("--workers must be >= 1")
+    if args.engine != "inprocess":
+        if args.dp_sgd:
+            raise ParameterError(f"--dp-sgd does not run on --engine {args.engine} yet")
+        if args.dp is not None or kind not in (AggregatorKind.PLAIN, AggregatorKind.SECAGG,
+                                               AggregatorKind.SECAGG_PLUS):
+            raise ParameterError(
+                f"--engine {args.engine} runs --aggregator plain, secagg or secagg+ "
+                f"without --dp (got {kind.value}{' --dp' if args.dp else ''})"
+            )
+        require("ray", "ray")
     if args.allow_noise_dominated and args.dp is None:
         raise ParameterError("--allow-noise-dominated only applies to --dp")
     if args.dp_sgd:  # validate before any model is built
@@ -624,6 +653,9 @@ def run(args: argparse.Namespace) -> int:
             "compare": args.compare,
             "deterministic_secrets": deterministic,
             "device": resolve_device(args.device),
+            "engine": res.engine,
+            "workers": res.workers,
+            "ray_address": args.ray_address,
             "resumed_from": None if resume_main is None else resume_main.round,
         },
         "versions": _versions(),
@@ -631,6 +663,8 @@ def run(args: argparse.Namespace) -> int:
         "trainable_parameters": res.loaded.num_trainable,
         "data": res.corpus_source,
         "aggregator": res.aggregator,
+        "engine": res.engine,
+        "workers": res.workers,
         "seconds": res.seconds,
         "initial_val_loss": first,
         "final_val_loss": last,

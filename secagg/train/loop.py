@@ -13,6 +13,12 @@ One round:
 4. the server applies ``global += server_lr * mean`` (FedAvg) and measures the
    validation loss.
 
+Steps 2 and 3's client side run in this process by default; with
+``engine="ray"`` (:mod:`secagg.train.engine`) each sampled client trains, encodes
+its update with the scheme's client half and runs its protocol party on a Ray
+actor, and only the server side (the driver, the server half) runs here — same
+seed, same final model.
+
 Round 0 is the initial model.  Everything non-secret (initial weights, batches,
 client sampling, dropouts) is determined by ``seed``.  Secrets come from the
 aggregator's :class:`~secagg.primitives.rand.RandomSource` only (and, with
@@ -47,6 +53,7 @@ from secagg.train.checkpoint import Checkpoint
 from secagg.train.checkpoint import save as ckpt_save
 from secagg.train.data import FederatedCorpus, TokenStream, load_corpus, tokenize
 from secagg.train.dpsgd_local import LocalDPSGD, LocalDPSGDConfig
+from secagg.train.engine import TRAIN_ENGINES, RayTrainEngine
 from secagg.train.model import (
     LoadedModel,
     TinyLlamaSpec,
@@ -244,6 +251,8 @@ class TrainResult:
     seconds: float
     dpsgd_epsilon: dict[int, float] | None = None
     user_dp_epsilon: float | None = None
+    engine: str = "inprocess"
+    workers: int = 1
 
 
 def resolve_device(device: str) -> str:
@@ -356,6 +365,8 @@ class FederatedTrainer:
                 secret_rng=secret_rng if secret_rng is not None else AesCtrRandom(),
                 seed=config.seed,
             )
+        #: where the sampled clients run (set by :func:`run_training`; ``None``: here)
+        self.engine: RayTrainEngine | None = None
         #: set by the caller (``on_start``) when the aggregator adds user-level DP
         self.user_dp: UserDPAccountant | None = None
         tok = self.loaded.tokenizer
@@ -469,16 +480,27 @@ class FederatedTrainer:
         sampled = sample_clients(self._sampling_rng, self.num_clients, cfg.per_round)
         dropped = choose_dropouts(self._sampling_rng, sampled, cfg.dropout)
         t0 = time.perf_counter()
-        updates: dict[int, npt.NDArray[np.float64]] = {}
-        losses = []
-        for cid in sampled:
-            delta, loss = self.local_update(cid)
-            updates[cid] = delta
-            losses.append(loss)
-        t1 = time.perf_counter()
-        stats = _UpdateStats(updates, dropped, _l2_clip(aggregator))
-        res: AggregateResult = aggregator.aggregate(updates, dropped=dropped)
-        del updates  # the server side keeps only the aggregate
+        res: AggregateResult
+        if self.engine is not None:
+            # the clients train, encode and mask on the engine's workers; the update
+            # never comes here (only each client's loss and update norm do)
+            out = self.engine.train(self._round, self.global_vector, sampled)
+            losses = [out[cid][0] for cid in sampled]
+            t1 = time.perf_counter()
+            stats = _UpdateStats.of_norms({c: out[c][1] for c in sampled}, dropped)
+            res = aggregator.aggregate_on(self.engine, sampled, length=self.num_trainable,
+                                          dropped=dropped)
+        else:
+            updates: dict[int, npt.NDArray[np.float64]] = {}
+            losses = []
+            for cid in sampled:
+                delta, loss = self.local_update(cid)
+                updates[cid] = delta
+                losses.append(loss)
+            t1 = time.perf_counter()
+            stats = _UpdateStats(updates, dropped, _l2_clip(aggregator))
+            res = aggregator.aggregate(updates, dropped=dropped)
+            del updates  # the server side keeps only the aggregate
         t2 = time.perf_counter()
         norm = 0.0
         dp: dict[str, Any] = stats.fields()
@@ -559,6 +581,14 @@ class _UpdateStats:
             self.clipped_mean = total / len(survivors)
             self.clipped_fraction = float(np.mean(norms > l2_clip))
 
+    @classmethod
+    def of_norms(cls, norms: dict[int, float], dropped: tuple[int, ...]) -> _UpdateStats:
+        """Only the mean update norm over the survivors (no user-level DP clip)."""
+        self = cls({}, dropped, None)
+        kept = np.array([n for c, n in sorted(norms.items()) if c not in set(dropped)])
+        self.mean_norm = float(kept.mean()) if kept.size else 0.0
+        return self
+
     def fields(self) -> dict[str, Any]:
         out: dict[str, Any] = {"mean_client_update_norm": self.mean_norm}
         if self.l2_clip is not None:
@@ -615,6 +645,10 @@ def run_training(
     checkpoint_dir: Path | None = None,
     fingerprint: dict[str, Any] | None = None,
     resume: Checkpoint | None = None,
+    engine: str = "inprocess",
+    workers: int | None = None,
+    ray_address: str | None = None,
+    threads: int = 1,
 ) -> TrainResult:
     """Run ``config.rounds`` FedAvg rounds with ``aggregator``.
 
@@ -641,21 +675,45 @@ def run_training(
         ``fingerprint`` (what a resume must match).
     resume:
         Continue from this checkpoint (already checked against the configuration).
+    engine, workers, ray_address, threads:
+        Where the sampled clients train and run their side of the protocol:
+        ``"inprocess"`` (here) or ``"ray"`` (:class:`~secagg.train.engine.RayTrainEngine`:
+        ``workers`` actors, on the cluster at ``ray_address`` or a fresh local Ray;
+        ``threads`` torch threads each).  Same seed, same final model.
 
     Raises
     ------
     ParameterError
-        Bad configuration or data.
+        Bad configuration or data, or a scheme / DP-SGD not wired for ``engine``.
+    MissingExtraError
+        ``engine="ray"`` without the ``ray`` extra.
+    EngineError
+        The Ray cluster cannot be reached or its actors fail.
     """
     require("torch", "train")
     if not isinstance(aggregator, Aggregator):
         raise ParameterError("aggregator must be an Aggregator")
+    if engine not in TRAIN_ENGINES:
+        raise ParameterError(f"unknown engine {engine!r}; choose one of {', '.join(TRAIN_ENGINES)}")
+    if engine == "inprocess" and (workers is not None or ray_address is not None):
+        raise ParameterError("workers and ray_address are for the ray engine")
+    if engine not in aggregator.engines:
+        raise ParameterError(
+            f"aggregator {aggregator.kind.value!r} does not run on --engine {engine} "
+            f"(wired there: plain, secagg, secagg+ without --dp)"
+        )
+    if engine != "inprocess" and local_dp is not None:
+        raise ParameterError(f"DP-SGD in local training does not run on --engine {engine} yet")
     t0 = time.perf_counter()
     trainer = FederatedTrainer(
         config, sampling_rng=sampling_rng, corpus=corpus, device=device,
         local_dp=local_dp, secret_rng=secret_rng,
     )
     try:
+        if engine == "ray":
+            trainer.engine = RayTrainEngine(config, trainer.corpus, workers=workers,
+                                            address=ray_address, device=trainer.device,
+                                            threads=threads)
         if on_start is not None:
             on_start(trainer)
         records: list[RoundRecord] = []
@@ -702,6 +760,8 @@ def run_training(
     finally:
         if trainer.local_dp is not None:
             trainer.local_dp.close()
+        if trainer.engine is not None:
+            trainer.engine.close()
     dpsgd_eps = None
     if trainer.local_dp is not None:
         dpsgd_eps = {c: trainer.local_dp.epsilon(c) for c in sorted(trainer.local_dp.accountants)}
@@ -715,4 +775,6 @@ def run_training(
         seconds=time.perf_counter() - t0,
         dpsgd_epsilon=dpsgd_eps,
         user_dp_epsilon=None if trainer.user_dp is None else trainer.user_dp.epsilon,
+        engine=engine,
+        workers=1 if trainer.engine is None else trainer.engine.workers,
     )

@@ -91,6 +91,35 @@ def test_quick_run_report_schema(tmp_path: Path) -> None:
     _check_schema(rep)
     assert rep["config"]["aggregator"] == "secagg+" and rep["rounds"][1]["survivors"] == 2
     assert "samples" not in rep
+    assert (rep["engine"], rep["workers"]) == ("inprocess", 1)
+    assert (rep["config"]["engine"], rep["config"]["workers"]) == ("inprocess", 1)
+
+
+@pytest.mark.parametrize(("argv", "needle"), [
+    (["--workers", "2"], "--engine ray"),
+    (["--ray-address", "127.0.0.1:1"], "--engine ray"),
+    (["--engine", "ray", "--aggregator", "secagg", "--dp", "ddgauss"], "without --dp"),
+    (["--engine", "ray", "--dp-sgd"], "--dp-sgd does not run on --engine ray"),
+    (["--engine", "ray", "--workers", "0"], "--workers must be >= 1"),
+])
+def test_engine_flag_misuse_is_a_one_line_error(argv: list[str], needle: str, capsys) -> None:
+    assert main(["train", *TINY, "--seed", "1", *argv]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and err.count("\n") == 1
+
+
+@pytest.mark.slow  # a fresh local Ray (and a model per actor): ~1 min here
+def test_ray_engine_run_reports_engine_and_workers(tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    runs = {}
+    for engine in ("inprocess", "ray"):
+        out = tmp_path / engine
+        extra = ["--engine", "ray", "--workers", "2"] if engine == "ray" else []
+        assert main(["train", *TINY, "--seed", "4", "--out", str(out), "--samples", "0",
+                     *extra]) == 0
+        runs[engine] = _report(out)
+    assert (runs["ray"]["engine"], runs["ray"]["workers"]) == ("ray", 2)
+    assert runs["ray"]["final_val_loss"] == runs["inprocess"]["final_val_loss"]
 
 
 def test_run_writes_report_and_plot(tmp_path: Path, capsys) -> None:
