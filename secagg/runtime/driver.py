@@ -27,7 +27,11 @@ is the bytes the server already holds).  The driver encodes them lazily, one
 chunk of about :data:`CHUNK_PER_WORKER` messages per pool worker at a time, and
 hands each chunk to the pool as it goes — so it holds O(workers) encoded
 messages, never one phase's encoded messages for every client.  The frames, and
-so the transcript digest, are the same bytes whatever the chunking.
+so the transcript digest, are the same bytes whatever the chunking.  Only pools
+that say ``exchange_in_chunks = True`` (in-process, processes, Ray) get several
+:meth:`~secagg.runtime.pool.ClientPool.exchange` calls per phase; any other pool
+(the network pool, which treats a batch as the phase's whole set of continuing
+clients) gets one call per phase, still encoded lazily up to that call.
 """
 
 from __future__ import annotations
@@ -522,7 +526,8 @@ class RoundDriver:
         pool; every frame is noted (digest, listener), also those to gone clients.
         Each message is released from ``out`` once encoded."""
         hook = self.hooks.to_client
-        size = CHUNK_PER_WORKER * max(1, self.pool.workers)
+        chunked = getattr(self.pool, "exchange_in_chunks", False) is True
+        size = CHUNK_PER_WORKER * max(1, self.pool.workers) if chunked else len(out)
         i = 0
         while i < len(out):
             batch: dict[int, bytes] = {}

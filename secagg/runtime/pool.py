@@ -66,7 +66,11 @@ class ClientPool(Protocol):
     def exchange(self, batch: Mapping[int, bytes], *, deadline: float | None
                  ) -> Iterator[Reply]:
         """Deliver ``batch[u]`` to each client ``u``; yield replies as they arrive.
-        Clients that miss ``deadline`` or whose worker died are not yielded."""
+        Clients that miss ``deadline`` or whose worker died are not yielded.
+
+        A pool whose class sets ``exchange_in_chunks = True`` may be called several
+        times per phase, each with a part of the phase's clients (the driver then
+        holds O(workers) encoded messages); without it, once per phase."""
         ...
 
     def close(self) -> None: ...
@@ -111,6 +115,8 @@ class InProcessPool:
     """
 
     engine = "inprocess"
+    #: several exchange() calls per phase are fine (see RoundDriver: lazy encoding)
+    exchange_in_chunks = True
 
     def __init__(self, factory: ClientFactory, *, workers: int = 1) -> None:
         if workers < 1:
@@ -289,6 +295,7 @@ class ProcessPool:
     """
 
     engine = "processes"
+    exchange_in_chunks = True  #: several exchange() calls per phase are fine
 
     def __init__(self, factory: ClientFactory, *, workers: int = 2) -> None:
         if workers < 1:

@@ -141,6 +141,7 @@ class RayPool:
     """
 
     engine = "ray"
+    exchange_in_chunks = True  #: several exchange() calls per phase are fine
 
     def __init__(self, factory: ClientFactory, *, workers: int | None = None,
                  address: str | None = None, spread: bool = True) -> None:

@@ -255,3 +255,25 @@ def test_driver_encodes_server_messages_lazily_in_chunks_with_the_same_bytes(
     assert max(pool.encoded_since) <= 6 + len(drops)
     assert sum(pool.sizes) == sum(s.asked for p, s in out.phases.items()
                                   if p is not Phase.ADVERTISE_KEYS)
+
+
+def test_a_pool_without_chunked_exchange_gets_one_call_per_phase(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The network pool treats a batch as the phase's whole set of continuing
+    clients: pools that do not set ``exchange_in_chunks`` are never chunked."""
+    import secagg.runtime.driver as drv_mod
+
+    class _OneShot(_SpyPool):
+        exchange_in_chunks = False
+
+    st = masking_setup(n=16, protocol=ProtocolKind.SECAGG_PLUS, neighbors=10)
+    monkeypatch.setattr(drv_mod, "CHUNK_PER_WORKER", 2)
+    server = _CountingServer(st.config)
+    pool = _OneShot(st.factory, server, workers=3)
+    try:
+        out = RoundDriver(server, pool, clients=st.config.clients).run()
+    finally:
+        pool.close()
+    assert not out.aborted
+    assert pool.sizes and set(pool.sizes) == {16}  # chunked would be 6, 6, 4 per phase
+    assert out.transcript_digest == run_masking_round(st.factory).transcript_digest
