@@ -16,9 +16,6 @@ import numpy as np
 import pytest
 
 from secagg.errors import DecodeError
-
-pytest.importorskip("tenseal")
-
 from secagg.he import ContextKind, HEContext, Preset, generate_keys
 from secagg.he.payload import (
     max_ciphertext_bytes,
@@ -31,6 +28,7 @@ CHILD = Path(__file__).resolve().parent / "_payload_fuzz_child.py"
 
 @pytest.fixture(scope="module", params=[Preset.CKKS_4096, Preset.BFV_4096], ids=lambda p: p.value)
 def made(request):  # type: ignore[no-untyped-def]
+    pytest.importorskip("tenseal")  # every test using these payloads needs it
     preset = request.param
     keys = generate_keys(preset.params, n_threads=1)
     ctx = HEContext.from_bytes(keys.public_context, kind=ContextKind.PUBLIC, n_threads=1)
@@ -116,6 +114,7 @@ def test_structural_violations_are_refused(made, case: str) -> None:  # type: ig
 
 
 def test_ckks_scale_must_match() -> None:
+    pytest.importorskip("tenseal")
     params = Preset.CKKS_4096.params
     keys = generate_keys(params, n_threads=1)
     ctx = HEContext.from_bytes(keys.public_context, kind=ContextKind.PUBLIC, n_threads=1)
@@ -153,6 +152,7 @@ def _run_child(examples: int, seed: str) -> dict[str, int]:
 
 
 def test_fuzz_mutated_payloads_never_crash() -> None:
+    pytest.importorskip("tenseal")
     """400 mutants (bit flips, byte rewrites, truncations, splices, inserts, deletes),
     derandomized: each is refused with DecodeError or loads; none kills the process."""
     stats = _run_child(400, "-")
@@ -163,6 +163,7 @@ def test_fuzz_mutated_payloads_never_crash() -> None:
 @pytest.mark.long
 @pytest.mark.parametrize("seed", ["1", "2"])
 def test_fuzz_mutated_payloads_never_crash_long(seed: str) -> None:
+    pytest.importorskip("tenseal")
     stats = _run_child(20000, seed)
     assert stats["examples"] >= 15000
 
