@@ -81,11 +81,16 @@ class Prediction:
     ``may_raise``: clients that the model lets raise a typed error (they are in a
     set of the round but have fewer than ``t`` neighbours in it, so an honest
     client must refuse to go on).  Any other client raising is a failure.
+    ``abort_phase``: the phase the server must be in when it aborts (the check
+    that fails is the server's check at the end of that phase); None if it
+    completes.  Compared as a value: an abort that comes later than the model
+    says (e.g. after clients were asked to unmask) is a failure.
     """
 
     completes: bool
     u3: tuple[int, ...]
     may_raise: frozenset[int]
+    abort_phase: ServerPhase | None = None
 
 
 def predict(
@@ -101,28 +106,28 @@ def predict(
         short.update(bad)
         return bad
 
-    def verdict(ok: bool, u3: set[int] | None = None) -> Prediction:
-        return Prediction(ok, tuple(sorted(u3 or ())), frozenset(short))
+    def abort(phase: ServerPhase) -> Prediction:
+        return Prediction(False, (), frozenset(short), phase)
 
     u1 = {u for u in clients if leave[u] >= 1}
     if len(u1) < t + 1:
-        return verdict(False)
+        return abort(ServerPhase.COLLECT_KEYS)
     u2 = {u for u in u1 if leave[u] >= 2} - thin(u1, {u for u in u1 if leave[u] >= 2})
     if len(u2) < t + 1:
-        return verdict(False)
+        return abort(ServerPhase.COLLECT_SHARES)
     u3 = {u for u in u2 if leave[u] >= 3} - thin(u2, {u for u in u2 if leave[u] >= 3})
     if len(u3) < t + 1:
-        return verdict(False)
-    if thin(u3, {u for u in u3 if leave[u] >= 3}):
-        return verdict(False)
+        return abort(ServerPhase.COLLECT_MASKED)
+    if thin(u3, {u for u in u3 if leave[u] >= 3}):  # a self mask cannot be recovered
+        return abort(ServerPhase.COLLECT_MASKED)
     masked_with = set().union(*(nbrs[u] & u2 for u in u3))
     dropped = (u2 - u3) & masked_with
-    if any(len(nbrs[v] & u3) < t for v in dropped):
-        return verdict(False)
+    if any(len(nbrs[v] & u3) < t for v in dropped):  # a dropped client's masks neither
+        return abort(ServerPhase.COLLECT_MASKED)
     u4 = {u for u in u3 if leave[u] >= (4 if malicious else 3)}
     if malicious and len(u4) < cfg.signature_threshold:
-        return verdict(False)
+        return abort(ServerPhase.COLLECT_SIGNATURES)
     u5 = {u for u in u4 if leave[u] >= NEVER}
     if any(len(nbrs[v] & u5) < t for v in u3 | dropped):
-        return verdict(False)
-    return verdict(True, u3)
+        return abort(ServerPhase.COLLECT_UNMASKING)
+    return Prediction(True, tuple(sorted(u3)), frozenset(short))

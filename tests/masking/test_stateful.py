@@ -191,6 +191,8 @@ class DropoutMachine(RuleBasedStateMachine):
         )
         if want.completes:
             assert s.survivors == want.u3
+        else:  # aborted where the model says, not later
+            assert self.aborted_from is want.abort_phase, (s.abort_reason, self.leave)
         for u, where, exc in self.errors:
             assert where == "client" and u in want.may_raise, (u, where, repr(exc), self.leave)
         CASES["runs"] += 1  # counted here: every counted run reached an end state

@@ -216,6 +216,8 @@ class RoundMachine(RuleBasedStateMachine):
         CASES["runs"] += 1  # counted here: every counted run reached an end state
         CASES["completed" if completes else "aborted"] += 1
         CASES["with_dropouts"] += any(r < NEVER for r in self.leave.values())
+        if not completes:  # aborted where the model says, not later
+            assert self.aborted_in is want.abort_phase, (s.abort_reason, self.leave)
         if completes:
             assert s.survivors == u3
             np.testing.assert_array_equal(s.result, plaintext_sum(self.inputs, u3, self.cfg.bits))
@@ -241,7 +243,7 @@ def _run(examples: int) -> dict[str, int]:
     assert CASES["runs"] >= examples
     assert CASES["completed"] + CASES["aborted"] == CASES["runs"]
     # both end states are reached often enough that neither path goes untested
-    assert CASES["completed"] >= 0.2 * CASES["runs"], CASES
+    assert CASES["completed"] >= 0.1 * CASES["runs"], CASES
     assert CASES["aborted"] >= 0.1 * CASES["runs"], CASES
     return CASES
 
