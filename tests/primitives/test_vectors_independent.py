@@ -352,6 +352,8 @@ def test_every_vector_file_is_covered() -> None:
 
     checked = {"kdf.json", "aead.json", "rand.json", "x25519.json", "ed25519.json", "shamir.json"}
     checked |= {"prg.json"}  # test_prg_independent.py
-    checked |= {"secagg_round.json"}  # tests/masking/test_vectors.py (protocol transcript)
+    # protocol (not primitives) vectors, each with its own test
+    checked |= {"secagg_round.json"}  # tests/masking/test_vectors.py (round transcript)
+    checked |= {"secagg_round_config.json"}  # tests/masking/test_config_codec.py
     present: set[Any] = {p.name for p in VECTORS.glob("*.json")}
     assert present <= checked, present - checked
