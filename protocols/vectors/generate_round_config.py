@@ -142,7 +142,7 @@ def _rejects(cases: list[bytes]) -> list[dict[str, str]]:
     out = {
         "empty input": b"",
         "bad magic": b"SACG" + plus[4:],
-        "wire version 2": plus[:4] + b"\x00\x02" + plus[6:],
+        "wire version 1": plus[:4] + b"\x00\x01" + plus[6:],
         "truncated (last byte missing)": plus[:-1],
         "one trailing byte": plus + b"\x00",
         "a field missing (identity_keys)": _join(recs[:-1], hdr),

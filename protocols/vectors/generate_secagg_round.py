@@ -9,8 +9,10 @@ Every input is fixed here: the seed of the (insecure, reproducible)
 ``InsecureDeterministicRandom`` from which the server draws the session id and
 graph seed (``child("server")``), each client its identity key
 (``child("identity/<id>")``) and all its round randomness (``child("client/<id>")``:
-c key pair, s key pair, b_u, Shamir coefficients, AEAD nonces — in that order of
-use); the inputs; who drops.  The output lists every wire message of the round in
+c key pair, s key pair, b_u, the graph-seed contribution r_u, Shamir coefficients,
+AEAD nonces — in that order of use; ``protocols/secagg.md`` §3); the inputs; who
+drops.  Protocol version 2: the round includes the SecAgg+ graph-seed step
+(SeedRequest / SeedReveal) and packed masked inputs.  The output lists every wire message of the round in
 delivery order (hex), the survivors and the sum.  ``tests/masking/test_vectors.py``
 regenerates the round and compares every byte, and independently replays the
 recorded client messages into a fresh server.
@@ -109,8 +111,9 @@ def build() -> dict[str, Any]:
         "date": datetime.date.today().isoformat(),
         "randomness": (
             "InsecureDeterministicRandom(seed) (seed as a 32-byte big-endian int); server: "
-            "child('server') draws session_id then graph_seed; client u: identity key from "
-            "child('identity/u'), round randomness from child('client/u')"
+            "child('server') draws session_id then graph_seed; client u: identity key = the "
+            "first 32 bytes of child('identity/u'), round randomness from child('client/u') "
+            "in the order c, s, b_u, r_u, Shamir coefficients, AEAD nonces"
         ),
         "parameters": {
             "seed": SEED,

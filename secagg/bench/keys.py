@@ -123,7 +123,8 @@ def _client_round(k: int) -> tuple[RoundConfig, bytes, list[KeyPair], list[KeyPa
     cs = [KeyPair.generate(rng) for _ in ids]
     ss = [KeyPair.generate(rng) for _ in ids]
     entries = tuple(
-        m.KeyEntry(owner=v, c_pk=cs[v - 1].public, s_pk=ss[v - 1].public, commitment=bytes(32))
+        m.KeyEntry(owner=v, c_pk=cs[v - 1].public, s_pk=ss[v - 1].public, commitment=bytes(32),
+                   seed_commitment=bytes(32))
         for v in ids[1:]
     )
     kb = m.KeysBroadcast(session_id=_SID, sender=0, recipient=1, entries=entries)

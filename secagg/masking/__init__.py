@@ -6,15 +6,19 @@ Normative description: ``protocols/secagg.md``; wire format:
 starts threads; :mod:`secagg.sim` drives it in-process.
 """
 
+from secagg.masking.abort import AbortReason
 from secagg.masking.client import Client, ClientPhase
 from secagg.masking.config import ProtocolKind, RoundConfig, SecurityMode, default_parameters
+from secagg.masking.phase import Phase
 from secagg.masking.policy import ClientPolicy
 from secagg.masking.server import Server, ServerPhase
 
 __all__ = [
+    "AbortReason",
     "Client",
     "ClientPhase",
     "ClientPolicy",
+    "Phase",
     "ProtocolKind",
     "RoundConfig",
     "SecurityMode",

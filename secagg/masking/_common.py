@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from cryptography.hazmat.primitives import hashes
+
 from secagg.primitives.kdf import derive, encode_info
 from secagg.primitives.kex import derive_pairwise
 
@@ -12,12 +14,17 @@ __all__ = [
     "SHARE_ROUND",
     "advertise_signature_input",
     "consistency_signature_input",
+    "graph_key",
     "ids_bytes",
     "mask_sign",
     "pairwise_seed",
+    "seed_commitment",
+    "seed_reveal_signature_input",
+    "seed_view_digest",
     "self_mask_commitment",
     "self_mask_seed",
     "share_key",
+    "view_digest",
 ]
 
 SHARE_ROUND = 1
@@ -66,17 +73,75 @@ def ids_bytes(ids: Iterable[int]) -> bytes:
 
 
 def advertise_signature_input(
-    *, session_id: bytes, client: int, c_pk: bytes, s_pk: bytes, commitment: bytes
+    *,
+    session_id: bytes,
+    client: int,
+    c_pk: bytes,
+    s_pk: bytes,
+    commitment: bytes,
+    seed_commitment: bytes,
 ) -> bytes:
-    return encode_info("advertise-keys-signature", session_id, (client, c_pk, s_pk, commitment))
+    return encode_info(
+        "advertise-keys-signature",
+        session_id,
+        (client, c_pk, s_pk, commitment, seed_commitment),
+    )
 
 
 def consistency_signature_input(
-    *, session_id: bytes, client: int, survivors: Iterable[int]
+    *, session_id: bytes, client: int, survivors: Iterable[int], view: bytes = b""
 ) -> bytes:
-    return encode_info("consistency-check-signature", session_id, (client, ids_bytes(survivors)))
+    """What a client signs in round 3: ``U3`` and (SecAgg+) the U1 view ``D1`` whose
+    reveals fixed its graph (empty for the complete graph)."""
+    return encode_info(
+        "consistency-check-signature", session_id, (client, ids_bytes(survivors), view)
+    )
 
 
 def mask_sign(u: int, v: int) -> int:
     """``ε_{u,v}``: +1 if ``u < v``, -1 if ``u > v``."""
     return 1 if u < v else -1
+
+
+def view_digest(*, session_id: bytes, client: int, senders: Iterable[int]) -> bytes:
+    """The U2 view ``u`` masked with, bound into its MaskedInput (32 bytes).
+
+    ``SHA-256(encode_info("masked-input-view", session_id, (u, IDS(S_u))))`` where
+    ``S_u`` are the senders of the share boxes ``u`` accepted, i.e. exactly the
+    neighbours whose pairwise masks are in ``y_u``.
+    """
+    h = hashes.Hash(hashes.SHA256())
+    h.update(encode_info("masked-input-view", session_id, (client, ids_bytes(senders))))
+    return h.finalize()
+
+
+def seed_commitment(r: bytes, *, session_id: bytes, client: int) -> bytes:
+    """``g_u``: commits client ``u`` to its graph-seed contribution ``r_u`` (32 bytes)."""
+    return derive(r, purpose="graph-seed-commitment", session_id=session_id, fields=(client,))
+
+
+def seed_view_digest(*, session_id: bytes, entries: Iterable[tuple[int, bytes]]) -> bytes:
+    """``D1``: SHA-256 over ``U1`` and its seed commitments, ascending by id."""
+    pairs = sorted(entries)
+    h = hashes.Hash(hashes.SHA256())
+    h.update(
+        encode_info(
+            "graph-seed-view",
+            session_id,
+            (ids_bytes(u for u, _ in pairs), b"".join(g for _, g in pairs)),
+        )
+    )
+    return h.finalize()
+
+
+def seed_reveal_signature_input(*, session_id: bytes, client: int, view: bytes) -> bytes:
+    return encode_info("graph-seed-reveal-signature", session_id, (client, view))
+
+
+def graph_key(
+    *, session_id: bytes, graph_seed: bytes, view: bytes, reveals: Iterable[tuple[int, bytes]]
+) -> bytes:
+    """The Harary permutation key: every reveal of ``U1`` (ascending by id) through HKDF,
+    with the view ``D1`` and the server's ``graph_seed`` in the label."""
+    ikm = b"".join(r for _, r in sorted(reveals))
+    return derive(ikm, purpose="graph-seed", session_id=session_id, fields=(graph_seed, view))

@@ -2,10 +2,13 @@
 
 Rules of this file (h11 style):
 
-* One phase enum (:class:`ClientPhase`) and one transition table
-  (:data:`TRANSITIONS`): ``(phase, message type) -> handler``.  A server message
-  whose type is not in the table for the current phase is a protocol violation:
-  the client moves to ``ABORTED`` and raises :class:`RemoteProtocolError`.
+* The round's one phase enum (:class:`~secagg.masking.phase.Phase`) and one
+  transition table per security mode (:data:`TRANSITIONS`):
+  ``(phase, message type) -> (handler, next phase)``.  A server message whose type
+  is not in the table for the current phase is a protocol violation: the client
+  moves to ``ABORTED`` (``abort_code`` UNEXPECTED_MESSAGE) and raises
+  :class:`RemoteProtocolError`.  A handler returns the reply; the table, not the
+  handler, sets the next phase.
 * Bytes that cannot be decoded, or that name another session, another recipient
   or a sender other than the server, raise :class:`DecodeError` and change nothing
   (they are not part of this round).
@@ -18,10 +21,10 @@ Normative description: ``protocols/secagg.md``.
 
 from __future__ import annotations
 
-import enum
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from functools import lru_cache
 
+from secagg.encoding import bitpack
 from secagg.encoding.modular import check_in_range
 from secagg.errors import (
     CryptoError,
@@ -33,8 +36,10 @@ from secagg.errors import (
 from secagg.masking import _common as cm
 from secagg.masking import _plane
 from secagg.masking import messages as m
-from secagg.masking.config import RoundConfig, SecurityMode
+from secagg.masking.abort import AbortReason, Violation
+from secagg.masking.config import ProtocolKind, RoundConfig, SecurityMode
 from secagg.masking.graph import neighbours
+from secagg.masking.phase import CLIENT_TRANSITIONS, TERMINAL, Kind, Phase, Transition
 from secagg.masking.policy import ClientPolicy
 from secagg.primitives import shamir
 from secagg.primitives import sign as _sign
@@ -45,33 +50,25 @@ from secagg.primitives.rand import RandomSource, SystemRandom
 
 __all__ = ["TRANSITIONS", "Client", "ClientPhase"]
 
-
-class ClientPhase(enum.Enum):
-    """Where a client is in the round."""
-
-    INIT = "init"  #: nothing sent yet
-    AWAIT_KEYS = "await-keys"  #: AdvertiseKeys sent, waiting for KeysBroadcast
-    AWAIT_BOXES = "await-boxes"  #: ShareKeys sent, waiting for MaskedInputRequest
-    AWAIT_CONSISTENCY = "await-consistency"  #: MaskedInput sent (malicious mode)
-    AWAIT_UNMASKING = "await-unmasking"  #: waiting for UnmaskingRequest
-    COMPLETED = "completed"  #: UnmaskingResponse sent; terminal
-    ABORTED = "aborted"  #: terminal; nothing more is ever sent
+#: The client's transition table: mode -> (phase, message type) -> handler, next phase.
+TRANSITIONS: Mapping[Kind, Mapping[tuple[Phase, m.MessageType], Transition]] = CLIENT_TRANSITIONS
 
 
-_T = m.MessageType
-#: The one transition table: (phase, message type) -> handler name.
-TRANSITIONS: dict[tuple[ClientPhase, m.MessageType], str] = {
-    (ClientPhase.AWAIT_KEYS, _T.KEYS_BROADCAST): "_on_keys",
-    (ClientPhase.AWAIT_BOXES, _T.MASKED_INPUT_REQUEST): "_on_boxes",
-    (ClientPhase.AWAIT_CONSISTENCY, _T.CONSISTENCY_REQUEST): "_on_consistency",
-    (ClientPhase.AWAIT_UNMASKING, _T.UNMASKING_REQUEST): "_on_unmasking",
-    (ClientPhase.AWAIT_KEYS, _T.ABORT): "_on_abort",
-    (ClientPhase.AWAIT_BOXES, _T.ABORT): "_on_abort",
-    (ClientPhase.AWAIT_CONSISTENCY, _T.ABORT): "_on_abort",
-    (ClientPhase.AWAIT_UNMASKING, _T.ABORT): "_on_abort",
-}
+class ClientPhase:
+    """Deprecated spellings of :class:`~secagg.masking.phase.Phase` for the client.
 
-_TERMINAL = (ClientPhase.COMPLETED, ClientPhase.ABORTED)
+    Kept only until the runtime and simulations switch to ``Phase``; new code uses
+    ``Phase``.  (``AWAIT_UNMASKING`` has no single equivalent: a client waits for the
+    UnmaskingRequest in MASKED_INPUT in semi-honest mode and in CONSISTENCY_CHECK in
+    malicious mode.)
+    """
+
+    INIT = Phase.INIT
+    AWAIT_KEYS = Phase.ADVERTISE_KEYS
+    AWAIT_BOXES = Phase.SHARE_KEYS
+    AWAIT_CONSISTENCY = Phase.MASKED_INPUT
+    COMPLETED = Phase.COMPLETED
+    ABORTED = Phase.ABORTED
 
 
 @lru_cache(maxsize=8)
@@ -149,23 +146,32 @@ class Client:
         self._x = input_vector
         self._rng: RandomSource = rng if rng is not None else SystemRandom()
         self._identity = identity_key
-        self._neighbours = neighbours(config, client_id)
-        self._phase = ClientPhase.INIT
+        # SecAgg+: known once the graph-seed reveals of U1 arrive with the KeysBroadcast
+        self._neighbours: frozenset[int] = (
+            neighbours(config, client_id) if config.protocol is ProtocolKind.SECAGG else frozenset()
+        )
+        self._seed_view: dict[int, bytes] = {}  # U1 -> seed commitment (SecAgg+)
+        self._seed_digest = b""
+        self._phase = Phase.INIT
         self._abort_reason: str | None = None
+        self._abort_code: AbortReason | None = None
         # secrets (wiped on completion or abort)
         self._c: KeyPair | None = None
         self._s: KeyPair | None = None
         self._b: bytes | None = None
+        self._r = b""  # graph-seed contribution (public once revealed)
+        self._g = b""
         self._peers: dict[int, m.KeyEntry] = {}
         self._share_keys: dict[int, bytes] = {}
         self._held: dict[int, tuple[int, int]] = {}
         self._jobs: list[tuple[bytes, int]] = []
+        self._view: bytes = b""
         self._signed: tuple[int, ...] | None = None
 
     # -- public view -----------------------------------------------------------
 
     @property
-    def phase(self) -> ClientPhase:
+    def phase(self) -> Phase:
         return self._phase
 
     @property
@@ -174,10 +180,17 @@ class Client:
 
     @property
     def abort_reason(self) -> str | None:
+        """Why the client aborted, in words (``None`` unless ABORTED)."""
         return self._abort_reason
 
     @property
+    def abort_code(self) -> AbortReason | None:
+        """Why the client aborted, as a value (``None`` unless ABORTED)."""
+        return self._abort_code
+
+    @property
     def neighbours(self) -> frozenset[int]:
+        """``N(u)``; in SecAgg+ empty until the KeysBroadcast fixed the graph."""
         return self._neighbours
 
     # -- driving ---------------------------------------------------------------
@@ -190,13 +203,15 @@ class Client:
         LocalProtocolError
             If called in any phase but ``INIT``.
         """
-        if self._phase is not ClientPhase.INIT:
+        if self._phase is not Phase.INIT:
             raise LocalProtocolError(f"start() in phase {self._phase.value}")
         cfg = self._config
         c = KeyPair.generate(self._rng)
         s = KeyPair.generate(self._rng)
         b = self._rng.random_bytes(32)
+        r = self._rng.random_bytes(32)
         com = cm.self_mask_commitment(b, session_id=cfg.session_id, client=self._id)
+        g = cm.seed_commitment(r, session_id=cfg.session_id, client=self._id)
         sig = b""
         if cfg.security is SecurityMode.MALICIOUS:
             assert self._identity is not None  # checked in __init__
@@ -207,6 +222,7 @@ class Client:
                     c_pk=c.public,
                     s_pk=s.public,
                     commitment=com,
+                    seed_commitment=g,
                 )
             )
         msg = m.AdvertiseKeys(
@@ -216,10 +232,12 @@ class Client:
             c_pk=c.public,
             s_pk=s.public,
             commitment=com,
+            seed_commitment=g,
             signature=sig,
         )
         self._c, self._s, self._b = c, s, b
-        self._phase = ClientPhase.AWAIT_KEYS
+        self._r, self._g = r, g
+        self._phase = Phase.ADVERTISE_KEYS
         return msg
 
     def receive(self, data: bytes | bytearray | memoryview) -> list[m.Message]:
@@ -242,45 +260,95 @@ class Client:
             raise DecodeError("message from another session")
         if msg.sender != m.SERVER_ID or msg.recipient != self._id:
             raise DecodeError("message is not from the server to this client")
-        if self._phase in _TERMINAL:
+        if self._phase in TERMINAL:
             raise RemoteProtocolError(
                 f"{type(msg).__name__} after the round ended ({self._phase.value}); refused"
             )
-        name = TRANSITIONS.get((self._phase, msg.TYPE))
-        if name is None:
-            self._abort(f"{type(msg).__name__} does not fit phase {self._phase.value}")
+        step = TRANSITIONS[(cfg.protocol, cfg.security)].get((self._phase, msg.TYPE))
+        if step is None:
+            self._abort(
+                AbortReason.UNEXPECTED_MESSAGE,
+                f"{type(msg).__name__} does not fit phase {self._phase.value}",
+            )
             raise RemoteProtocolError(self._abort_reason)
-        handler: Callable[[m.Message], list[m.Message]] = getattr(self, name)
+        handler: Callable[[m.Message], list[m.Message]] = getattr(self, step.handler)
         try:
-            return handler(msg)
-        except (RemoteProtocolError, CryptoError) as exc:
-            self._abort(str(exc))
+            replies = handler(msg)
+        except Violation as exc:
+            self._abort(exc.code, str(exc))
+            raise
+        except CryptoError as exc:
+            code = (
+                AbortReason.BAD_SHARE_BOX
+                if msg.TYPE is m.MessageType.MASKED_INPUT_REQUEST
+                else AbortReason.BAD_SIGNATURE
+            )
+            self._abort(code, str(exc))
+            raise
+        except RemoteProtocolError as exc:  # pragma: no cover - handlers raise Violation
+            self._abort(AbortReason.INVALID_VALUE, str(exc))
             raise
         except ParameterError as exc:  # hostile values that a primitive refused
-            self._abort(str(exc))
+            self._abort(AbortReason.INVALID_VALUE, str(exc))
             raise RemoteProtocolError(str(exc)) from exc
+        if step.next is not Phase.ABORTED:
+            self._phase = step.next
+        return replies
 
     def masked_input_chunks(self, chunk_elements: int = CHUNK_ELEMENTS) -> Iterator[UIntArray]:
         """``y_u`` in consecutive chunks of ``chunk_elements`` (the last may be shorter).
 
         Available once the MaskedInputRequest has been handled and until the
         round ends; peak extra memory is one chunk plus one keystream buffer.
+        ``chunk_elements`` is a multiple of 8, so every chunk but the last packs into
+        whole bytes at any ``bits`` (wire version 2).
 
         Raises
         ------
         LocalProtocolError
             Before the masks are known or after the round ended.
+        ParameterError
+            If ``chunk_elements`` is not a positive multiple of 8.
         """
-        if self._phase not in (ClientPhase.AWAIT_CONSISTENCY, ClientPhase.AWAIT_UNMASKING):
+        if not self._jobs:
             raise LocalProtocolError(f"no masked input in phase {self._phase.value}")
         if (
             isinstance(chunk_elements, bool)
             or not isinstance(chunk_elements, int)
-            or chunk_elements < 4
+            or chunk_elements < 8
+            or chunk_elements % 8
         ):
-            raise ParameterError("chunk_elements must be an integer >= 4")
+            raise ParameterError("chunk_elements must be a positive multiple of 8")
         jobs = list(self._jobs)
         return self._chunks(jobs, chunk_elements)
+
+    def masked_input_stream(self, chunk_elements: int = CHUNK_ELEMENTS) -> Iterator[bytes]:
+        """The wire bytes of this client's MaskedInput, piece by piece.
+
+        The header and ``bits, length, view`` prefix first, then each chunk of
+        :meth:`masked_input_chunks` packed at ``bits`` bits; the concatenation equals
+        ``encode`` of the MaskedInput the client returned.
+
+        Raises
+        ------
+        LocalProtocolError, ParameterError
+            As :meth:`masked_input_chunks`.
+        """
+        chunks = self.masked_input_chunks(chunk_elements)
+        cfg = self._config
+        prefix = m.masked_input_prefix(
+            session_id=cfg.session_id,
+            sender=self._id,
+            bits=cfg.bits,
+            length=cfg.length,
+            view=self._view,
+        )
+        return self._stream(prefix, chunks)
+
+    def _stream(self, prefix: bytes, chunks: Iterator[UIntArray]) -> Iterator[bytes]:
+        yield prefix
+        for part in chunks:
+            yield bitpack.pack(part, self._config.bits)
 
     def _chunks(self, jobs: list[tuple[bytes, int]], chunk: int) -> Iterator[UIntArray]:
         bits = self._config.bits
@@ -294,24 +362,102 @@ class Client:
 
     def _on_abort(self, msg: m.Message) -> list[m.Message]:
         assert isinstance(msg, m.Abort)
-        self._abort(f"server aborted the round: {msg.reason}")
+        self._abort(
+            AbortReason.SERVER_ABORTED,
+            f"server aborted the round ({msg.code.name}): {msg.reason}",
+        )
         return []
+
+    def _on_seed_request(self, msg: m.Message) -> list[m.Message]:
+        assert isinstance(msg, m.SeedRequest)
+        cfg = self._config
+        view = dict(msg.commitments)
+        if not _registered(cfg.clients).issuperset(view):
+            raise Violation(AbortReason.BAD_SEED, "seed request names unregistered clients")
+        if view.get(self._id) != self._g:
+            raise Violation(AbortReason.BAD_SEED, "seed request without my seed commitment")
+        if len(view) < cfg.threshold + 1:
+            raise Violation(
+                AbortReason.TOO_FEW_NEIGHBOURS,
+                f"only {len(view)} clients in U1; threshold is {cfg.threshold}",
+            )
+        digest = cm.seed_view_digest(session_id=cfg.session_id, entries=msg.commitments)
+        sig = b""
+        if cfg.security is SecurityMode.MALICIOUS:
+            assert self._identity is not None
+            sig = self._identity.sign(
+                cm.seed_reveal_signature_input(
+                    session_id=cfg.session_id, client=self._id, view=digest
+                )
+            )
+        reply = m.SeedReveal(
+            session_id=cfg.session_id,
+            sender=self._id,
+            recipient=m.SERVER_ID,
+            reveal=self._r,
+            signature=sig,
+        )
+        self._seed_view = view
+        self._seed_digest = digest
+        return [reply]
+
+    def _graph_from_reveals(self, reveals: tuple[m.Reveal, ...]) -> frozenset[int]:
+        """SecAgg+: check every reveal of U1 against the view I signed; my neighbours."""
+        cfg = self._config
+        if [x.owner for x in reveals] != sorted(self._seed_view):
+            raise Violation(AbortReason.BAD_SEED, "reveals do not cover exactly U1")
+        for x in reveals:
+            g = cm.seed_commitment(x.reveal, session_id=cfg.session_id, client=x.owner)
+            if g != self._seed_view[x.owner]:
+                raise Violation(
+                    AbortReason.BAD_SEED, f"reveal of {x.owner} does not open its commitment"
+                )
+            if cfg.security is SecurityMode.MALICIOUS:
+                _sign.verify(
+                    cfg.identity_key(x.owner),
+                    x.signature,
+                    cm.seed_reveal_signature_input(
+                        session_id=cfg.session_id, client=x.owner, view=self._seed_digest
+                    ),
+                )
+            elif x.signature:
+                raise Violation(AbortReason.BAD_SIGNATURE, "signature in a semi-honest round")
+        key = cm.graph_key(
+            session_id=cfg.session_id,
+            graph_seed=cfg.graph_seed,
+            view=self._seed_digest,
+            reveals=[(x.owner, x.reveal) for x in reveals],
+        )
+        return neighbours(cfg, self._id, seed=key)
 
     def _on_keys(self, msg: m.Message) -> list[m.Message]:
         assert isinstance(msg, m.KeysBroadcast)
         cfg = self._config
         assert self._c is not None and self._s is not None and self._b is not None
+        if cfg.protocol is ProtocolKind.SECAGG_PLUS:
+            nbrs = self._graph_from_reveals(msg.reveals)
+        elif msg.reveals:
+            raise Violation(AbortReason.BAD_SEED, "graph-seed reveals in a complete-graph round")
+        else:
+            nbrs = self._neighbours
         owners = [e.owner for e in msg.entries]
-        if not set(owners) <= self._neighbours:
-            raise RemoteProtocolError("KeysBroadcast lists a client that is not my neighbour")
-        if len(owners) < cfg.threshold:
-            raise RemoteProtocolError(
-                f"only {len(owners)} neighbours advertised keys; threshold is {cfg.threshold}"
+        if not set(owners) <= nbrs:
+            raise Violation(
+                AbortReason.NOT_A_NEIGHBOUR, "KeysBroadcast lists a client that is not my neighbour"
             )
+        if len(owners) < cfg.threshold:
+            raise Violation(
+                AbortReason.TOO_FEW_NEIGHBOURS,
+                f"only {len(owners)} neighbours advertised keys; threshold is {cfg.threshold}",
+            )
+        if cfg.protocol is ProtocolKind.SECAGG_PLUS and any(
+            e.seed_commitment != self._seed_view.get(e.owner) for e in msg.entries
+        ):
+            raise Violation(AbortReason.BAD_SEED, "key entry with another seed commitment")
         seen = {self._c.public, self._s.public}
         for e in msg.entries:
             if e.c_pk in seen or e.s_pk in seen or e.c_pk == e.s_pk:
-                raise RemoteProtocolError("duplicated public key in KeysBroadcast")
+                raise Violation(AbortReason.DUPLICATE_KEY, "duplicated public key in KeysBroadcast")
             seen.add(e.c_pk)
             seen.add(e.s_pk)
         for e in msg.entries:
@@ -325,14 +471,18 @@ class Client:
                         c_pk=e.c_pk,
                         s_pk=e.s_pk,
                         commitment=e.commitment,
+                        seed_commitment=e.seed_commitment,
                     ),
                 )
             elif e.signature:
-                raise RemoteProtocolError("signature in a semi-honest round")
+                raise Violation(AbortReason.BAD_SIGNATURE, "signature in a semi-honest round")
         lab = _plane.labels(cfg.session_id)
-        share_keys = _plane.share_keys(
-            self._c.private, self._id, ((e.owner, e.c_pk) for e in msg.entries), lab
-        )
+        try:
+            share_keys = _plane.share_keys(
+                self._c.private, self._id, ((e.owner, e.c_pk) for e in msg.entries), lab
+            )
+        except CryptoError:
+            raise Violation(AbortReason.INVALID_VALUE, "low-order public key") from None
         rows = shamir.split_many(
             [secret_to_element(self._b), secret_to_element(self._s.private_bytes())],
             cfg.threshold,
@@ -347,7 +497,7 @@ class Client:
         )
         self._peers = {e.owner: e for e in msg.entries}
         self._share_keys = share_keys
-        self._phase = ClientPhase.AWAIT_BOXES
+        self._neighbours = nbrs
         return [reply]
 
     def _on_boxes(self, msg: m.Message) -> list[m.Message]:
@@ -356,20 +506,28 @@ class Client:
         assert self._s is not None and self._b is not None
         senders = [v for v, _ in msg.boxes]
         if not set(senders) <= set(self._peers):
-            raise RemoteProtocolError("share box from a client that did not advertise keys to me")
+            raise Violation(
+                AbortReason.NOT_A_NEIGHBOUR,
+                "share box from a client that did not advertise keys to me",
+            )
         if len(senders) < cfg.threshold:
-            raise RemoteProtocolError(
-                f"only {len(senders)} neighbours shared keys; threshold is {cfg.threshold}"
+            raise Violation(
+                AbortReason.TOO_FEW_NEIGHBOURS,
+                f"only {len(senders)} neighbours shared keys; threshold is {cfg.threshold}",
             )
         lab = _plane.labels(cfg.session_id)
         held = _plane.open_share_boxes(self._id, msg.boxes, self._share_keys, lab)
         jobs = [(cm.self_mask_seed(self._b, session_id=cfg.session_id, client=self._id), 1)]
-        seeds = _plane.pairwise_seeds(
-            [(self._s.private, self._peers[v].s_pk, self._id, v) for v in senders], lab
-        )
+        try:
+            seeds = _plane.pairwise_seeds(
+                [(self._s.private, self._peers[v].s_pk, self._id, v) for v in senders], lab
+            )
+        except CryptoError:
+            raise Violation(AbortReason.INVALID_VALUE, "low-order public key") from None
         jobs.extend(
             (seed, cm.mask_sign(self._id, v)) for v, seed in zip(senders, seeds, strict=True)
         )
+        view = cm.view_digest(session_id=cfg.session_id, client=self._id, senders=senders)
         y = self._x.copy()
         apply_masks(y, jobs, cfg.bits)
         reply = m.MaskedInput(
@@ -378,31 +536,31 @@ class Client:
             recipient=m.SERVER_ID,
             bits=cfg.bits,
             vector=y,
+            view=view,
         )
         self._held = held
         self._jobs = jobs
-        self._phase = (
-            ClientPhase.AWAIT_CONSISTENCY
-            if cfg.security is SecurityMode.MALICIOUS
-            else ClientPhase.AWAIT_UNMASKING
-        )
+        self._view = view
         return [reply]
 
     def _check_survivors(self, survivors: tuple[int, ...]) -> None:
         cfg = self._config
         if not _registered(cfg.clients).issuperset(survivors):
-            raise RemoteProtocolError("survivor set names unregistered clients")
+            raise Violation(AbortReason.BAD_SURVIVOR_SET, "survivor set names unregistered clients")
         if self._id not in survivors:
-            raise RemoteProtocolError("survivor set does not contain me")
+            raise Violation(AbortReason.BAD_SURVIVOR_SET, "survivor set does not contain me")
         if len(survivors) < cfg.threshold:
-            raise RemoteProtocolError(
-                f"only {len(survivors)} survivors; threshold is {cfg.threshold}; refusing to unmask"
+            raise Violation(
+                AbortReason.TOO_FEW_SURVIVORS,
+                f"only {len(survivors)} survivors; threshold is {cfg.threshold}; "
+                "refusing to unmask",
             )
         near = len(self._neighbours.intersection(survivors))
         if near < cfg.threshold:
-            raise RemoteProtocolError(
+            raise Violation(
+                AbortReason.TOO_FEW_NEIGHBOURS,
                 f"only {near} surviving neighbours; threshold is {cfg.threshold}; "
-                "refusing to unmask"
+                "refusing to unmask",
             )
 
     def _on_consistency(self, msg: m.Message) -> list[m.Message]:
@@ -412,14 +570,16 @@ class Client:
         self._check_survivors(msg.survivors)
         sig = self._identity.sign(
             cm.consistency_signature_input(
-                session_id=cfg.session_id, client=self._id, survivors=msg.survivors
+                session_id=cfg.session_id,
+                client=self._id,
+                survivors=msg.survivors,
+                view=self._seed_digest,
             )
         )
         reply = m.ConsistencySignature(
             session_id=cfg.session_id, sender=self._id, recipient=m.SERVER_ID, signature=sig
         )
         self._signed = msg.survivors
-        self._phase = ClientPhase.AWAIT_UNMASKING
         return [reply]
 
     def _on_unmasking(self, msg: m.Message) -> list[m.Message]:
@@ -428,30 +588,42 @@ class Client:
         survivors = set(msg.survivors)
         dropped = set(msg.dropped)
         if survivors & dropped:
-            raise RemoteProtocolError("a client is listed both as survivor and as dropped")
+            raise Violation(
+                AbortReason.BAD_SURVIVOR_SET, "a client is listed both as survivor and as dropped"
+            )
         if not _registered(cfg.clients).issuperset(dropped):
-            raise RemoteProtocolError("dropped set names unregistered clients")
+            raise Violation(AbortReason.BAD_SURVIVOR_SET, "dropped set names unregistered clients")
         self._check_survivors(msg.survivors)
         if cfg.security is SecurityMode.MALICIOUS:
             if msg.survivors != self._signed:
-                raise RemoteProtocolError("survivor set differs from the one I signed")
+                raise Violation(
+                    AbortReason.SURVIVORS_CHANGED, "survivor set differs from the one I signed"
+                )
             signers = [v for v, _ in msg.signatures]
             if not set(signers) <= survivors:
-                raise RemoteProtocolError("a consistency signature from a non-survivor")
+                raise Violation(
+                    AbortReason.BAD_SIGNATURE, "a consistency signature from a non-survivor"
+                )
             if len(signers) < cfg.signature_threshold:
-                raise RemoteProtocolError(
-                    f"only {len(signers)} consistency signatures; need {cfg.signature_threshold}"
+                raise Violation(
+                    AbortReason.TOO_FEW_SIGNERS,
+                    f"only {len(signers)} consistency signatures; need {cfg.signature_threshold}",
                 )
             for v, sig in msg.signatures:
                 _sign.verify(
                     cfg.identity_key(v),
                     sig,
                     cm.consistency_signature_input(
-                        session_id=cfg.session_id, client=v, survivors=msg.survivors
+                        session_id=cfg.session_id,
+                        client=v,
+                        survivors=msg.survivors,
+                        view=self._seed_digest,
                     ),
                 )
         elif msg.signatures:
-            raise RemoteProtocolError("consistency signatures in a semi-honest round")
+            raise Violation(
+                AbortReason.BAD_SIGNATURE, "consistency signatures in a semi-honest round"
+            )
         shares: list[tuple[int, m.ShareKind, int]] = []
         for v in sorted(self._held):
             b_share, s_share = self._held[v]
@@ -463,7 +635,6 @@ class Client:
             session_id=cfg.session_id, sender=self._id, recipient=m.SERVER_ID, shares=tuple(shares)
         )
         self._wipe()
-        self._phase = ClientPhase.COMPLETED
         return [reply]
 
     # -- helpers -------------------------------------------------------------------
@@ -474,8 +645,10 @@ class Client:
         self._share_keys = {}
         self._held = {}
         self._jobs = []
+        self._view = b""
 
-    def _abort(self, reason: str) -> None:
+    def _abort(self, code: AbortReason, reason: str) -> None:
         self._wipe()
+        self._abort_code = code
         self._abort_reason = reason
-        self._phase = ClientPhase.ABORTED
+        self._phase = Phase.ABORTED

@@ -1,8 +1,11 @@
 """Neighbour graphs: complete (SecAgg) and Harary ``H(k, n)`` over a verifiable
 permutation (SecAgg+).  Definition: ``protocols/secagg.md`` §2.
 
-Every client recomputes the permutation from the round configuration, so the
-server commits to the neighbourhoods when it picks ``graph_seed``.
+In protocol v2 the permutation key of a SecAgg+ round is the graph key derived from
+every graph-seed reveal of ``U1`` (``_common.graph_key``); every client recomputes it
+from the reveals it was sent, so neither the server nor any client alone picks it.
+The functions below take that key as ``seed`` (``config.graph_seed`` when omitted,
+which is only the key of the graph-function tests, not of a round).
 """
 
 from __future__ import annotations
@@ -22,13 +25,14 @@ __all__ = ["all_neighbours", "neighbours", "permutation"]
 _PERM_PURPOSE = "harary-permutation"
 
 
-def permutation(config: RoundConfig) -> tuple[int, ...]:
+def permutation(config: RoundConfig, *, seed: bytes | None = None) -> tuple[int, ...]:
     """The Harary permutation ``π`` of ``config.clients`` (SecAgg+).
 
     Sort key of the ``i``-th smallest id ``c_i``: ``(w[2i], w[2i+1], c_i)`` with
-    ``w = PRG(HKDF(graph_seed, "harary-permutation", session_id, (n, k)))`` as uint64.
+    ``w = PRG(HKDF(seed, "harary-permutation", session_id, (n, k)))`` as uint64.
     """
-    return _permutation(config.session_id, config.graph_seed, config.clients, config.degree)
+    key = config.graph_seed if seed is None else seed
+    return _permutation(config.session_id, key, config.clients, config.degree)
 
 
 def _order(
@@ -70,7 +74,7 @@ def _harary_positions(pos: int, n: int, k: int) -> set[int]:
     return out
 
 
-def neighbours(config: RoundConfig, client: int) -> frozenset[int]:
+def neighbours(config: RoundConfig, client: int, *, seed: bytes | None = None) -> frozenset[int]:
     """``N(client)``: the ids ``client`` exchanges masks and shares with."""
     if config.protocol is ProtocolKind.SECAGG or config.degree >= config.n - 1:
         if client not in config.clients:
@@ -84,18 +88,18 @@ def neighbours(config: RoundConfig, client: int) -> frozenset[int]:
         raise KeyError(client) from None
     if j == len(clients) or clients[j] != client:
         raise KeyError(client)
-    order = _order(config.session_id, config.graph_seed, clients, config.degree)
+    key = config.graph_seed if seed is None else seed
+    order = _order(config.session_id, key, clients, config.degree)
     pos = int(np.flatnonzero(order == j)[0])
     return frozenset(
         int(clients[order[q]]) for q in _harary_positions(pos, config.n, config.degree)
     )
 
 
-def all_neighbours(config: RoundConfig) -> dict[int, frozenset[int]]:
+def all_neighbours(config: RoundConfig, *, seed: bytes | None = None) -> dict[int, frozenset[int]]:
     """``N(u)`` for every registered client (symmetric)."""
-    return dict(
-        _all(config.protocol, config.session_id, config.graph_seed, config.clients, config.degree)
-    )
+    key = config.graph_seed if seed is None else seed
+    return dict(_all(config.protocol, config.session_id, key, config.clients, config.degree))
 
 
 @lru_cache(maxsize=16)

@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import enum
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
 
+from secagg.encoding import bitpack
 from secagg.encoding.codec import Reader, Writer
 from secagg.errors import DecodeError, ParameterError
+from secagg.masking.abort import AbortReason
 from secagg.primitives import aead
 from secagg.primitives.field import ELEMENT_BYTES, P, decode_element, encode_element
 from secagg.primitives.prg import UIntArray, dtype_for_bits
@@ -31,6 +33,7 @@ __all__ = [
     "SERVER_ID",
     "SHARE_PLAINTEXT_BYTES",
     "SIGNATURE_BYTES",
+    "VIEW_BYTES",
     "WIRE_VERSION",
     "Abort",
     "AdvertiseKeys",
@@ -40,20 +43,28 @@ __all__ = [
     "KeysBroadcast",
     "MaskedInput",
     "MaskedInputRequest",
+    "MaskedInputView",
     "Message",
     "MessageType",
+    "Reveal",
+    "SeedRequest",
+    "SeedReveal",
     "ShareKeys",
     "ShareKind",
     "UnmaskingRequest",
     "UnmaskingResponse",
     "decode",
+    "decode_masked_input",
     "decode_share_plaintext",
     "encode",
     "encode_share_plaintext",
     "masked_input_prefix",
+    "peek_type",
 ]
 
-WIRE_VERSION = 1
+#: Wire version 2 (protocol v2): MaskedInput carries the U2-view digest and packs
+#: its elements at ``bits`` bits each.
+WIRE_VERSION = 2
 SERVER_ID = 0
 KEY_BYTES = 32
 SIGNATURE_BYTES = 64
@@ -62,6 +73,10 @@ SESSION_BYTES = 32
 SHARE_PLAINTEXT_BYTES = 4 + 4 + 2 * ELEMENT_BYTES
 BOX_BYTES = SHARE_PLAINTEXT_BYTES + aead.OVERHEAD
 MAX_REASON_BYTES = 1024
+#: Digest of the U2 view a client masked with (``protocols/secagg.md`` §3).
+VIEW_BYTES = 32
+#: Elements unpacked at a time when a server adds a packed MaskedInput to its sum.
+UNPACK_CHUNK_ELEMENTS = 1 << 16
 MAX_ID = 2**32 - 1
 
 
@@ -78,6 +93,8 @@ class MessageType(enum.IntEnum):
     UNMASKING_REQUEST = 8
     UNMASKING_RESPONSE = 9
     ABORT = 10
+    SEED_REQUEST = 11
+    SEED_REVEAL = 12
 
 
 class ShareKind(enum.IntEnum):
@@ -187,6 +204,7 @@ class AdvertiseKeys(Message):
     c_pk: bytes
     s_pk: bytes
     commitment: bytes
+    seed_commitment: bytes
     signature: bytes = b""
 
     def _validate(self) -> None:
@@ -195,27 +213,28 @@ class AdvertiseKeys(Message):
         _check_bytes(self.c_pk, KEY_BYTES, "c_pk")
         _check_bytes(self.s_pk, KEY_BYTES, "s_pk")
         _check_bytes(self.commitment, KEY_BYTES, "commitment")
+        _check_bytes(self.seed_commitment, KEY_BYTES, "seed_commitment")
         if self.signature != b"":
             _check_bytes(self.signature, SIGNATURE_BYTES, "signature")
 
     def _write_body(self, w: Writer) -> None:
-        _write_keys(w, self.c_pk, self.s_pk, self.commitment, self.signature)
+        _write_keys(w, self.c_pk, self.s_pk, self.commitment, self.seed_commitment, self.signature)
 
 
-def _write_keys(w: Writer, c_pk: bytes, s_pk: bytes, com: bytes, sig: bytes) -> None:
-    w.raw(c_pk).raw(s_pk).raw(com)
+def _write_keys(w: Writer, c_pk: bytes, s_pk: bytes, com: bytes, g: bytes, sig: bytes) -> None:
+    w.raw(c_pk).raw(s_pk).raw(com).raw(g)
     w.u8(1 if sig else 0)
     if sig:
         w.raw(sig)
 
 
-def _read_keys(r: Reader) -> tuple[bytes, bytes, bytes, bytes]:
-    c_pk, s_pk, com = r.raw(KEY_BYTES), r.raw(KEY_BYTES), r.raw(KEY_BYTES)
+def _read_keys(r: Reader) -> tuple[bytes, bytes, bytes, bytes, bytes]:
+    c_pk, s_pk, com, g = r.raw(KEY_BYTES), r.raw(KEY_BYTES), r.raw(KEY_BYTES), r.raw(KEY_BYTES)
     flag = r.u8()
     if flag not in (0, 1):
         raise DecodeError("signature flag must be 0 or 1")
     sig = r.raw(SIGNATURE_BYTES) if flag else b""
-    return c_pk, s_pk, com, sig
+    return c_pk, s_pk, com, g, sig
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -226,6 +245,7 @@ class KeyEntry:
     c_pk: bytes
     s_pk: bytes
     commitment: bytes
+    seed_commitment: bytes
     signature: bytes = b""
 
     def __post_init__(self) -> None:
@@ -233,28 +253,57 @@ class KeyEntry:
         _check_bytes(self.c_pk, KEY_BYTES, "c_pk")
         _check_bytes(self.s_pk, KEY_BYTES, "s_pk")
         _check_bytes(self.commitment, KEY_BYTES, "commitment")
+        _check_bytes(self.seed_commitment, KEY_BYTES, "seed_commitment")
+        if self.signature != b"":
+            _check_bytes(self.signature, SIGNATURE_BYTES, "signature")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reveal:
+    """One client's graph-seed contribution ``r_v`` (and, malicious mode, its signature
+    over the ``U1`` view), as forwarded by the server."""
+
+    owner: int
+    reveal: bytes
+    signature: bytes = b""
+
+    def __post_init__(self) -> None:
+        _check_id(self.owner, "owner")
+        _check_bytes(self.reveal, KEY_BYTES, "reveal")
         if self.signature != b"":
             _check_bytes(self.signature, SIGNATURE_BYTES, "signature")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class KeysBroadcast(Message):
-    """Server -> client u: the keys of ``N(u) ∩ U1``, ascending by owner."""
+    """Server -> client u: the keys of ``N(u) ∩ U1``, ascending by owner, and (SecAgg+)
+    every graph-seed reveal of ``U1``, ascending by owner."""
 
     TYPE: ClassVar[MessageType] = MessageType.KEYS_BROADCAST
     ROUND: ClassVar[int] = 0
     entries: tuple[KeyEntry, ...]
+    reveals: tuple[Reveal, ...] = ()
 
     def _validate(self) -> None:
         if self.sender != SERVER_ID:
             raise ParameterError("KeysBroadcast is sent by the server")
         object.__setattr__(self, "entries", tuple(self.entries))
+        object.__setattr__(self, "reveals", tuple(self.reveals))
         for e in self.entries:
             if not isinstance(e, KeyEntry):
                 raise ParameterError("entries must be KeyEntry")
+        for x in self.reveals:
+            if not isinstance(x, Reveal):
+                raise ParameterError("reveals must be Reveal")
         _check_sorted_ids([e.owner for e in self.entries], "entry owners")
+        _check_sorted_ids([x.owner for x in self.reveals], "reveal owners")
 
     def _write_body(self, w: Writer) -> None:
+        w.u32(len(self.reveals))
+        for x in self.reveals:
+            w.u32(x.owner).raw(x.reveal).u8(1 if x.signature else 0)
+            if x.signature:
+                w.raw(x.signature)
         w.u32(len(self.entries))
         # every field was checked by KeyEntry: join the records in one go
         w.raw(
@@ -264,11 +313,57 @@ class KeysBroadcast(Message):
                     + e.c_pk
                     + e.s_pk
                     + e.commitment
+                    + e.seed_commitment
                     + (b"\x01" + e.signature if e.signature else b"\x00")
                     for e in self.entries
                 ]
             )
         )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SeedRequest(Message):
+    """Server -> client (SecAgg+, after round 0): ``U1`` with every seed commitment."""
+
+    TYPE: ClassVar[MessageType] = MessageType.SEED_REQUEST
+    ROUND: ClassVar[int] = 0
+    commitments: tuple[tuple[int, bytes], ...]
+
+    def _validate(self) -> None:
+        if self.sender != SERVER_ID:
+            raise ParameterError("SeedRequest is sent by the server")
+        out = tuple((int(i), g) for i, g in self.commitments)
+        _check_sorted_ids([i for i, _ in out], "committers")
+        for _, g in out:
+            _check_bytes(g, KEY_BYTES, "seed commitment")
+        object.__setattr__(self, "commitments", out)
+
+    def _write_body(self, w: Writer) -> None:
+        w.u32(len(self.commitments))
+        for i, g in self.commitments:
+            w.u32(i).raw(g)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SeedReveal(Message):
+    """Client -> server (SecAgg+): ``r_u`` and, malicious mode, u's signature over ``D1``."""
+
+    TYPE: ClassVar[MessageType] = MessageType.SEED_REVEAL
+    ROUND: ClassVar[int] = 0
+    reveal: bytes
+    signature: bytes = b""
+
+    def _validate(self) -> None:
+        if self.sender == SERVER_ID:
+            raise ParameterError("SeedReveal is sent by a client")
+        _check_bytes(self.reveal, KEY_BYTES, "reveal")
+        if self.signature != b"":
+            _check_bytes(self.signature, SIGNATURE_BYTES, "signature")
+
+    def _write_body(self, w: Writer) -> None:
+        w.raw(self.reveal).u8(1 if self.signature else 0)
+        if self.signature:
+            w.raw(self.signature)
 
 
 def _check_boxes(boxes: Sequence[tuple[int, bytes]], what: str) -> tuple[tuple[int, bytes], ...]:
@@ -349,16 +444,23 @@ class MaskedInputRequest(Message):
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class MaskedInput(Message):
-    """Round 2, client -> server: ``y_u`` in Z_{2^bits} (little-endian words)."""
+    """Round 2, client -> server: ``y_u`` in Z_{2^bits} and the digest of u's U2 view.
+
+    ``view`` is ``view_digest(session_id, u, S_u)`` over the senders ``S_u`` whose
+    pairwise masks are in ``y_u`` (:func:`secagg.masking._common.view_digest`); on the
+    wire the vector is packed at ``bits`` bits per element.
+    """
 
     TYPE: ClassVar[MessageType] = MessageType.MASKED_INPUT
     ROUND: ClassVar[int] = 2
     bits: int
     vector: UIntArray
+    view: bytes
 
     def _validate(self) -> None:
         if self.sender == SERVER_ID:
             raise ParameterError("MaskedInput is sent by a client")
+        _check_bytes(self.view, VIEW_BYTES, "view")
         dt = dtype_for_bits(self.bits)
         v = self.vector
         if not isinstance(v, np.ndarray) or v.ndim != 1 or v.dtype != dt or len(v) < 1:
@@ -367,9 +469,56 @@ class MaskedInput(Message):
             raise ParameterError(f"vector holds values >= 2^{self.bits}")
 
     def _write_body(self, w: Writer) -> None:
-        w.u8(self.bits).u64(len(self.vector))
-        le = self.vector.dtype.newbyteorder("<")
-        w.raw(self.vector.astype(le, copy=False).tobytes())
+        w.u8(self.bits).u64(len(self.vector)).raw(self.view)
+        w.raw(bitpack.pack(self.vector, self.bits))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class MaskedInputView:
+    """A decoded MaskedInput whose vector is still packed (``decode_masked_input``).
+
+    The header and the packing were validated; :meth:`chunks` unpacks the vector a
+    range at a time, so a server can add it to a running sum without holding the
+    whole unpacked vector next to its packed bytes.
+    """
+
+    session_id: bytes
+    sender: int
+    recipient: int
+    bits: int
+    length: int
+    view: bytes
+    packed: memoryview
+
+    TYPE: ClassVar[MessageType] = MessageType.MASKED_INPUT
+
+    def chunks(
+        self, chunk_elements: int = UNPACK_CHUNK_ELEMENTS
+    ) -> Iterator[tuple[int, UIntArray]]:
+        """``(offset, elements)`` for consecutive ranges of ``chunk_elements`` (a multiple of 8)."""
+        if chunk_elements < 8 or chunk_elements % 8:
+            raise ParameterError("chunk_elements must be a positive multiple of 8")
+        step = chunk_elements * self.bits // 8
+        for off in range(0, self.length, chunk_elements):
+            n = min(chunk_elements, self.length - off)
+            start = off // chunk_elements * step
+            yield (
+                off,
+                bitpack.unpack(
+                    self.packed[start : start + bitpack.packed_size(n, self.bits)], self.bits, n
+                ),
+            )
+
+    def to_message(self) -> MaskedInput:
+        """The fully unpacked :class:`MaskedInput`."""
+        return MaskedInput(
+            session_id=self.session_id,
+            sender=self.sender,
+            recipient=self.recipient,
+            bits=self.bits,
+            vector=bitpack.unpack(self.packed, self.bits, self.length),
+            view=self.view,
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -499,20 +648,26 @@ class UnmaskingResponse(Message):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Abort(Message):
-    """Server -> client: the round is aborted (reason is informative only)."""
+    """Server -> client: the round is aborted, with a reason code and informative text."""
 
     TYPE: ClassVar[MessageType] = MessageType.ABORT
     ROUND: ClassVar[int] = 255
+    code: AbortReason
     reason: str
 
     def _validate(self) -> None:
         if self.sender != SERVER_ID:
             raise ParameterError("Abort is sent by the server")
+        if not isinstance(self.code, AbortReason):
+            raise ParameterError("code must be an AbortReason")
         if not isinstance(self.reason, str) or len(self.reason.encode()) > MAX_REASON_BYTES:
             raise ParameterError("reason must be a string of at most 1024 UTF-8 bytes")
 
     def _write_body(self, w: Writer) -> None:
-        w.blob(self.reason.encode())
+        w.u8(int(self.code)).blob(self.reason.encode())
+
+
+_ABORT_CODES = {int(c): c for c in AbortReason}
 
 
 _CLASSES: dict[int, type[Message]] = {
@@ -528,6 +683,8 @@ _CLASSES: dict[int, type[Message]] = {
         UnmaskingRequest,
         UnmaskingResponse,
         Abort,
+        SeedRequest,
+        SeedReveal,
     )
 }
 
@@ -551,8 +708,8 @@ _SHARE_DTYPE = np.dtype([("owner", ">u4"), ("kind", "u1"), ("y", "u1", (ELEMENT_
 _P_BYTES = P.to_bytes(ELEMENT_BYTES, "big")
 
 
-_ENTRY_RECORD = struct.Struct(f">I{KEY_BYTES}s{KEY_BYTES}s{KEY_BYTES}sB")
-_ENTRY_DTYPE = np.dtype([("owner", ">u4"), ("keys", f"V{3 * KEY_BYTES}"), ("flag", "u1")])
+_ENTRY_RECORD = struct.Struct(f">I{KEY_BYTES}s{KEY_BYTES}s{KEY_BYTES}s{KEY_BYTES}sB")
+_ENTRY_DTYPE = np.dtype([("owner", ">u4"), ("keys", f"V{4 * KEY_BYTES}"), ("flag", "u1")])
 
 
 def _read_unsigned_entries(r: Reader, count: int) -> tuple[KeyEntry, ...] | None:
@@ -567,12 +724,13 @@ def _read_unsigned_entries(r: Reader, count: int) -> tuple[KeyEntry, ...] | None
     out = []
     new = object.__new__
     put = object.__setattr__
-    for owner, c_pk, s_pk, com, _ in _ENTRY_RECORD.iter_unpack(raw):
+    for owner, c_pk, s_pk, com, g, _ in _ENTRY_RECORD.iter_unpack(raw):
         e = new(KeyEntry)  # every field is checked above: ids, fixed lengths, no signature
         put(e, "owner", owner)
         put(e, "c_pk", c_pk)
         put(e, "s_pk", s_pk)
         put(e, "commitment", com)
+        put(e, "seed_commitment", g)
         put(e, "signature", b"")
         out.append(e)
     return tuple(out)
@@ -604,40 +762,61 @@ def _read_shares(r: Reader) -> tuple[tuple[int, ShareKind, int], ...]:
 
 def _read_body(cls: type[Message], r: Reader, head: dict[str, object]) -> Message:
     if cls is AdvertiseKeys:
-        c_pk, s_pk, com, sig = _read_keys(r)
-        return AdvertiseKeys(c_pk=c_pk, s_pk=s_pk, commitment=com, signature=sig, **head)  # type: ignore[arg-type]
+        c_pk, s_pk, com, seed_com, sig = _read_keys(r)
+        return AdvertiseKeys(
+            c_pk=c_pk,
+            s_pk=s_pk,
+            commitment=com,
+            seed_commitment=seed_com,
+            signature=sig,
+            **head,  # type: ignore[arg-type]
+        )
+    if cls is SeedRequest:
+        count = r.count(r.remaining // (4 + KEY_BYTES))
+        coms = tuple((r.u32(), r.raw(KEY_BYTES)) for _ in range(count))
+        return SeedRequest(commitments=coms, **head)  # type: ignore[arg-type]
+    if cls is SeedReveal:
+        rev = r.raw(KEY_BYTES)
+        flag = r.u8()
+        if flag not in (0, 1):
+            raise DecodeError("signature flag must be 0 or 1")
+        sig = r.raw(SIGNATURE_BYTES) if flag else b""
+        return SeedReveal(reveal=rev, signature=sig, **head)  # type: ignore[arg-type]
     if cls is KeysBroadcast:
-        count = r.count(r.remaining // (4 + 3 * KEY_BYTES + 1))
+        rcount = r.count(r.remaining // (4 + KEY_BYTES + 1))
+        reveals = []
+        for _ in range(rcount):
+            owner, rev, flag = r.u32(), r.raw(KEY_BYTES), r.u8()
+            if flag not in (0, 1):
+                raise DecodeError("signature flag must be 0 or 1")
+            sig = r.raw(SIGNATURE_BYTES) if flag else b""
+            reveals.append(Reveal(owner=owner, reveal=rev, signature=sig))
+        count = r.count(r.remaining // (4 + 4 * KEY_BYTES + 1))
         if r.remaining == count * _ENTRY_RECORD.size:  # no signatures (semi-honest)
             fast = _read_unsigned_entries(r, count)
             if fast is not None:
-                return KeysBroadcast(entries=fast, **head)  # type: ignore[arg-type]
+                return KeysBroadcast(entries=fast, reveals=tuple(reveals), **head)  # type: ignore[arg-type]
         entries = []
         for _ in range(count):
             owner = r.u32()
-            c_pk, s_pk, com, sig = _read_keys(r)
+            c_pk, s_pk, com, g, sig = _read_keys(r)
             entries.append(
-                KeyEntry(owner=owner, c_pk=c_pk, s_pk=s_pk, commitment=com, signature=sig)
+                KeyEntry(
+                    owner=owner,
+                    c_pk=c_pk,
+                    s_pk=s_pk,
+                    commitment=com,
+                    seed_commitment=g,
+                    signature=sig,
+                )
             )
-        return KeysBroadcast(entries=tuple(entries), **head)  # type: ignore[arg-type]
+        return KeysBroadcast(entries=tuple(entries), reveals=tuple(reveals), **head)  # type: ignore[arg-type]
     if cls is ShareKeys:
         return ShareKeys(boxes=_read_boxes(r), **head)  # type: ignore[arg-type]
     if cls is MaskedInputRequest:
         return MaskedInputRequest(boxes=_read_boxes(r), **head)  # type: ignore[arg-type]
     if cls is MaskedInput:
-        bits = r.u8()
-        try:
-            dt = np.dtype(dtype_for_bits(bits))
-        except ParameterError:
-            raise DecodeError("bits out of range") from None
-        length = r.u64()
-        if length < 1 or length * dt.itemsize != r.remaining:
-            raise DecodeError("masked vector length does not match the bytes")
-        view = r.raw_view(length * dt.itemsize)
-        vec = np.frombuffer(view, dtype=dt.newbyteorder("<"))
-        if vec.dtype != dt:  # big-endian host
-            vec = vec.astype(dt)
-        return MaskedInput(bits=bits, vector=vec, **head)  # type: ignore[arg-type]
+        return _read_masked(r, head).to_message()
     if cls is ConsistencyRequest:
         return ConsistencyRequest(survivors=_read_ids(r), **head)  # type: ignore[arg-type]
     if cls is ConsistencySignature:
@@ -651,25 +830,35 @@ def _read_body(cls: type[Message], r: Reader, head: dict[str, object]) -> Messag
     if cls is UnmaskingResponse:
         return UnmaskingResponse(shares=_read_shares(r), **head)  # type: ignore[arg-type]
     if cls is Abort:
+        code = _ABORT_CODES.get(r.u8())
+        if code is None:
+            raise DecodeError("unknown abort code")
         raw = r.blob(MAX_REASON_BYTES)
         try:
             reason = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise DecodeError("abort reason is not UTF-8") from None
-        return Abort(reason=reason, **head)  # type: ignore[arg-type]
+        return Abort(code=code, reason=reason, **head)  # type: ignore[arg-type]
     raise DecodeError("unknown message type")  # pragma: no cover
 
 
-def decode(data: bytes | bytearray | memoryview) -> Message:
-    """Parse and fully validate one message.
+def _read_masked(r: Reader, head: dict[str, object]) -> MaskedInputView:
+    bits = r.u8()
+    try:
+        dtype_for_bits(bits)
+    except ParameterError:
+        raise DecodeError("bits out of range") from None
+    length = r.u64()
+    view = r.raw(VIEW_BYTES)
+    if length < 1 or bitpack.packed_size(length, bits) != r.remaining:
+        raise DecodeError("masked vector length does not match the bytes")
+    packed = r.raw_view(r.remaining)
+    if length * bits % 8 and packed[-1] >> (length * bits % 8):
+        raise DecodeError("padding bits of a packed vector must be zero")
+    return MaskedInputView(bits=bits, length=length, view=view, packed=packed, **head)  # type: ignore[arg-type]
 
-    Raises
-    ------
-    DecodeError
-        On a wrong version, unknown type, wrong round for the type, truncation,
-        trailing bytes, out-of-range or unordered fields.
-    """
-    r = Reader(data)
+
+def _read_header(r: Reader) -> tuple[type[Message], dict[str, object]]:
     version = r.u16()
     if version != WIRE_VERSION:
         raise DecodeError(f"unsupported wire version {version}")
@@ -684,6 +873,62 @@ def decode(data: bytes | bytearray | memoryview) -> Message:
         "sender": r.u32(),
         "recipient": r.u32(),
     }
+    return cls, head
+
+
+def _check_client_header(session_id: bytes, sender: int, recipient: int) -> None:
+    _check_bytes(session_id, SESSION_BYTES, "session_id")
+    _check_id(sender, "sender")
+    if recipient != SERVER_ID:
+        raise ParameterError("a client message goes to the server (0)")
+
+
+def peek_type(data: bytes | bytearray | memoryview) -> MessageType:
+    """The type of a message after validating its header only (version, type, round,
+    session id length, party ids); the body is not read.
+
+    Raises
+    ------
+    DecodeError
+        On a wrong version, an unknown type, a round that does not match the type or
+        a truncated header.
+    """
+    cls, _ = _read_header(Reader(data))
+    return cls.TYPE
+
+
+def decode_masked_input(data: bytes | bytearray | memoryview) -> MaskedInputView:
+    """Parse and validate a MaskedInput but leave its vector packed.
+
+    Raises
+    ------
+    DecodeError
+        As :func:`decode`, and if ``data`` is not a MaskedInput.
+    """
+    r = Reader(data)
+    cls, head = _read_header(r)
+    if cls is not MaskedInput:
+        raise DecodeError("not a MaskedInput")
+    try:
+        msg = _read_masked(r, head)
+        _check_client_header(msg.session_id, msg.sender, msg.recipient)
+    except ParameterError as exc:
+        raise DecodeError(str(exc)) from None
+    r.finish()
+    return msg
+
+
+def decode(data: bytes | bytearray | memoryview) -> Message:
+    """Parse and fully validate one message.
+
+    Raises
+    ------
+    DecodeError
+        On a wrong version, unknown type, wrong round for the type, truncation,
+        trailing bytes, out-of-range or unordered fields.
+    """
+    r = Reader(data)
+    cls, head = _read_header(r)
     try:
         msg = _read_body(cls, r, head)
     except ParameterError as exc:
@@ -692,26 +937,30 @@ def decode(data: bytes | bytearray | memoryview) -> Message:
     return msg
 
 
-def masked_input_prefix(*, session_id: bytes, sender: int, bits: int, length: int) -> bytes:
-    """The bytes of a MaskedInput before its vector, for streaming transports.
+def masked_input_prefix(
+    *, session_id: bytes, sender: int, bits: int, length: int, view: bytes
+) -> bytes:
+    """The bytes of a MaskedInput before its packed vector, for streaming transports.
 
-    ``masked_input_prefix(...) + b"".join(little-endian chunk words)`` equals
-    ``encode(MaskedInput(...))`` for the concatenated chunks (see
-    :meth:`secagg.masking.client.Client.masked_input_chunks`).
+    ``masked_input_prefix(...) + b"".join(bitpack.pack(chunk, bits) for chunk in
+    chunks)`` equals ``encode(MaskedInput(...))`` when every chunk but the last holds a
+    multiple of 8 elements (see
+    :meth:`secagg.masking.client.Client.masked_input_stream`).
 
     Raises
     ------
     ParameterError
-        On a bad header field, ``bits`` outside 1..64 or ``length < 1``.
+        On a bad header field, ``bits`` outside 1..64, ``length < 1`` or a view
+        digest that is not 32 bytes.
     """
-    _check_bytes(session_id, SESSION_BYTES, "session_id")
-    _check_id(sender, "sender")
+    _check_client_header(session_id, sender, SERVER_ID)
     dtype_for_bits(bits)
     if isinstance(length, bool) or not isinstance(length, int) or length < 1:
         raise ParameterError("length must be a positive integer")
+    _check_bytes(view, VIEW_BYTES, "view")
     w = Writer()
     w.u16(WIRE_VERSION).u8(int(MessageType.MASKED_INPUT)).u8(MaskedInput.ROUND).raw(session_id)
-    w.u32(sender).u32(SERVER_ID).u8(bits).u64(length)
+    w.u32(sender).u32(SERVER_ID).u8(bits).u64(length).raw(view)
     return w.getvalue()
 
 

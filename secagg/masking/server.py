@@ -2,9 +2,12 @@
 
 Rules of this file:
 
-* One phase enum (:class:`ServerPhase`) and one transition table
-  (:data:`TRANSITIONS`, ``(phase, message type) -> handler``) plus one table of
-  what a passed deadline does in each phase (:data:`DEADLINES`).
+* The round's one phase enum (:class:`~secagg.masking.phase.Phase`) and, per
+  security mode, one transition table (:data:`TRANSITIONS`, ``(phase, message
+  type) -> handler``) plus one table of what closes each phase and which phase
+  follows (:data:`DEADLINES`); both are data, read by :meth:`Server.handle` and
+  :meth:`Server.deadline_passed`.  :attr:`Server.collecting` says whom the
+  current phase still waits for.
 * A client message that does not fit the phase, is a duplicate, comes from a
   client not in the current set, or fails validation raises
   :class:`RemoteProtocolError` (or :class:`DecodeError`) and changes nothing;
@@ -23,9 +26,8 @@ Normative description: ``protocols/secagg.md``.
 
 from __future__ import annotations
 
-import enum
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from itertools import chain
 from operator import ne
 from typing import Any, cast
@@ -42,48 +44,50 @@ from secagg.errors import (
 from secagg.masking import _common as cm
 from secagg.masking import _plane
 from secagg.masking import messages as m
-from secagg.masking.config import RoundConfig, SecurityMode
+from secagg.masking.abort import AbortReason
+from secagg.masking.config import ProtocolKind, RoundConfig, SecurityMode
 from secagg.masking.graph import all_neighbours
+from secagg.masking.phase import (
+    SERVER_CLOSES,
+    SERVER_TRANSITIONS,
+    Close,
+    Kind,
+    Phase,
+    Transition,
+)
+from secagg.primitives import kex
 from secagg.primitives import sign as _sign
 from secagg.primitives.kex import KeyPair
 from secagg.primitives.prg import UIntArray, apply_masks, dtype_for_bits
 
-__all__ = ["DEADLINES", "TRANSITIONS", "UNMASK_RANGE_ELEMENTS", "Server", "ServerPhase"]
+__all__ = ["DEADLINES", "TRANSITIONS", "UNMASK_RANGE_ELEMENTS", "Phase", "Server", "ServerPhase"]
 
 #: Elements per chunk range handed to the ``map`` function in :meth:`Server.finalize`.
 UNMASK_RANGE_ELEMENTS = 1 << 18
 
 
-class ServerPhase(enum.Enum):
-    """Where the server is in the round."""
+class ServerPhase:
+    """Deprecated spellings of :class:`~secagg.masking.phase.Phase` for the server.
 
-    COLLECT_KEYS = "collect-keys"
-    COLLECT_SHARES = "collect-shares"
-    COLLECT_MASKED = "collect-masked-inputs"
-    COLLECT_SIGNATURES = "collect-signatures"
-    COLLECT_UNMASKING = "collect-unmasking"
-    FINALIZING = "finalizing"  #: secrets reconstructed; mask jobs ready
-    COMPLETED = "completed"
-    ABORTED = "aborted"
+    Kept only until the runtime and simulations switch to ``Phase``; new code uses
+    ``Phase``.
+    """
+
+    COLLECT_KEYS = Phase.ADVERTISE_KEYS
+    COLLECT_SHARES = Phase.SHARE_KEYS
+    COLLECT_MASKED = Phase.MASKED_INPUT
+    COLLECT_SIGNATURES = Phase.CONSISTENCY_CHECK
+    COLLECT_UNMASKING = Phase.UNMASKING
+    FINALIZING = Phase.FINALIZING
+    COMPLETED = Phase.COMPLETED
+    ABORTED = Phase.ABORTED
 
 
-_T = m.MessageType
-#: (phase, message type) -> handler name.
-TRANSITIONS: dict[tuple[ServerPhase, m.MessageType], str] = {
-    (ServerPhase.COLLECT_KEYS, _T.ADVERTISE_KEYS): "_on_advertise",
-    (ServerPhase.COLLECT_SHARES, _T.SHARE_KEYS): "_on_share_keys",
-    (ServerPhase.COLLECT_MASKED, _T.MASKED_INPUT): "_on_masked_input",
-    (ServerPhase.COLLECT_SIGNATURES, _T.CONSISTENCY_SIGNATURE): "_on_signature",
-    (ServerPhase.COLLECT_UNMASKING, _T.UNMASKING_RESPONSE): "_on_unmasking",
-}
-#: phase -> what closes it (on a passed deadline or when everyone answered).
-DEADLINES: dict[ServerPhase, str] = {
-    ServerPhase.COLLECT_KEYS: "_close_keys",
-    ServerPhase.COLLECT_SHARES: "_close_shares",
-    ServerPhase.COLLECT_MASKED: "_close_masked",
-    ServerPhase.COLLECT_SIGNATURES: "_close_signatures",
-    ServerPhase.COLLECT_UNMASKING: "_close_unmasking",
-}
+#: mode -> (phase, message type) -> handler (the phase does not change on a message).
+TRANSITIONS: Mapping[Kind, Mapping[tuple[Phase, m.MessageType], Transition]] = SERVER_TRANSITIONS
+#: mode -> phase -> what closes it (a passed deadline, or everyone answered) and the
+#: phase after it.
+DEADLINES: Mapping[Kind, Mapping[Phase, Close]] = SERVER_CLOSES
 
 Outgoing = list[tuple[int, m.Message]]
 
@@ -113,9 +117,17 @@ class Server:
             raise ParameterError("config must be a RoundConfig")
         self._config = config
         self._map_fn = map_fn
-        self._graph = all_neighbours(config)
-        self._phase = ServerPhase.COLLECT_KEYS
+        self._kind: Kind = (config.protocol, config.security)
+        # SecAgg+: fixed when the graph-seed reveals of U1 are in (``_close_seed``)
+        self._graph: dict[int, frozenset[int]] = (
+            all_neighbours(config) if config.protocol is ProtocolKind.SECAGG else {}
+        )
+        self._seed_view: tuple[tuple[int, bytes], ...] = ()
+        self._seed_digest = b""
+        self._reveals: dict[int, m.Reveal] = {}
+        self._phase = Phase.ADVERTISE_KEYS
         self._abort_reason: str | None = None
+        self._abort_code: AbortReason | None = None
         self._expected: set[int] = set(config.clients)  # who may answer in this phase
         self._keys: dict[int, m.AdvertiseKeys] = {}  # U1
         self._seen_keys: set[bytes] = set()
@@ -139,7 +151,7 @@ class Server:
     # -- public view -------------------------------------------------------------
 
     @property
-    def phase(self) -> ServerPhase:
+    def phase(self) -> Phase:
         return self._phase
 
     @property
@@ -148,16 +160,34 @@ class Server:
 
     @property
     def aborted(self) -> bool:
-        return self._phase is ServerPhase.ABORTED
+        return self._phase is Phase.ABORTED
 
     @property
     def abort_reason(self) -> str | None:
+        """Why the round aborted, in words (``None`` unless ABORTED)."""
         return self._abort_reason
 
     @property
-    def expected(self) -> frozenset[int]:
-        """Clients whose message the current phase still waits for."""
+    def abort_code(self) -> AbortReason | None:
+        """Why the round aborted, as a value (``None`` unless ABORTED)."""
+        return self._abort_code
+
+    @property
+    def collecting(self) -> frozenset[int]:
+        """Client ids whose message the current phase still waits for (empty in
+        FINALIZING, COMPLETED and ABORTED)."""
         return frozenset(self._expected)
+
+    @property
+    def expected(self) -> frozenset[int]:
+        """Deprecated name of :attr:`collecting`."""
+        return frozenset(self._expected)
+
+    @property
+    def graph(self) -> dict[int, frozenset[int]] | None:
+        """``N(u)`` for every registered client once fixed (SecAgg+: after the graph-seed
+        reveals of ``U1``), else ``None``."""
+        return dict(self._graph) if self._graph else None
 
     @property
     def survivors(self) -> tuple[int, ...]:
@@ -204,22 +234,25 @@ class Server:
         RemoteProtocolError, CryptoError
             The message does not fit the phase or failed validation; nothing changed.
         """
+        if m.peek_type(data) is m.MessageType.MASKED_INPUT:
+            # stays packed: unpacked chunk by chunk into the running sum
+            return self.handle(sender, m.decode_masked_input(data))
         return self.handle(sender, m.decode(data))
 
-    def handle(self, sender: int, msg: m.Message) -> Outgoing:
+    def handle(self, sender: int, msg: m.Message | m.MaskedInputView) -> Outgoing:
         """Like :meth:`receive` for an already decoded message."""
         if msg.session_id != self._config.session_id:
             raise DecodeError("message from another session")
         if msg.sender != sender or msg.recipient != m.SERVER_ID:
             raise DecodeError("header does not match the transport sender")
-        name = TRANSITIONS.get((self._phase, msg.TYPE))
-        if name is None:
+        step = TRANSITIONS[self._kind].get((self._phase, msg.TYPE))
+        if step is None:
             raise RemoteProtocolError(
                 f"{type(msg).__name__} does not fit phase {self._phase.value}; ignored"
             )
         if sender not in self._expected:
             raise RemoteProtocolError(f"client {sender} is not expected now (duplicate or dropped)")
-        handler: Callable[[int, Any], None] = getattr(self, name)
+        handler: Callable[[int, Any], None] = getattr(self, step.handler)
         handler(sender, msg)  # validates, then records; raises without changing state
         self._expected.discard(sender)
         if not self._expected:
@@ -234,7 +267,7 @@ class Server:
         LocalProtocolError
             In a phase that waits for nobody (FINALIZING, COMPLETED, ABORTED).
         """
-        if self._phase not in DEADLINES:
+        if self._phase not in DEADLINES[self._kind]:
             raise LocalProtocolError(f"no deadline in phase {self._phase.value}")
         return self._close()
 
@@ -258,7 +291,7 @@ class Server:
         LocalProtocolError
             Unless the phase is FINALIZING.
         """
-        if self._phase is not ServerPhase.FINALIZING:
+        if self._phase is not Phase.FINALIZING:
             raise LocalProtocolError(f"finalize() in phase {self._phase.value}")
         total = self._sum
         assert total is not None
@@ -280,7 +313,7 @@ class Server:
         self._result = total
         self._sum = None
         self._jobs = []
-        self._phase = ServerPhase.COMPLETED
+        self._phase = Phase.COMPLETED
         return total
 
     # -- message handlers (validate, then record) ------------------------------------
@@ -298,17 +331,43 @@ class Server:
                         c_pk=msg.c_pk,
                         s_pk=msg.s_pk,
                         commitment=msg.commitment,
+                        seed_commitment=msg.seed_commitment,
                     ),
                 )
             except CryptoError:
                 raise RemoteProtocolError("invalid advertise-keys signature") from None
         elif msg.signature:
             raise RemoteProtocolError("signature in a semi-honest round")
+        try:  # a low-order key would make every honest neighbour abort
+            kex.check_contributory(msg.c_pk)
+            kex.check_contributory(msg.s_pk)
+        except CryptoError:
+            raise RemoteProtocolError("low-order public key") from None
         if msg.c_pk == msg.s_pk or msg.c_pk in self._seen_keys or msg.s_pk in self._seen_keys:
             # a copied key would make honest neighbours abort; keep the copier out instead
             raise RemoteProtocolError("public key already advertised")
         self._seen_keys.update((msg.c_pk, msg.s_pk))
         self._keys[sender] = msg
+
+    def _on_seed_reveal(self, sender: int, msg: m.SeedReveal) -> None:
+        cfg = self._config
+        g = cm.seed_commitment(msg.reveal, session_id=cfg.session_id, client=sender)
+        if g != self._keys[sender].seed_commitment:
+            raise RemoteProtocolError("reveal does not open the seed commitment")
+        if cfg.security is SecurityMode.MALICIOUS:
+            try:
+                _sign.verify(
+                    cfg.identity_key(sender),
+                    msg.signature,
+                    cm.seed_reveal_signature_input(
+                        session_id=cfg.session_id, client=sender, view=self._seed_digest
+                    ),
+                )
+            except CryptoError:
+                raise RemoteProtocolError("invalid seed-reveal signature") from None
+        elif msg.signature:
+            raise RemoteProtocolError("signature in a semi-honest round")
+        self._reveals[sender] = m.Reveal(owner=sender, reveal=msg.reveal, signature=msg.signature)
 
     def _on_share_keys(self, sender: int, msg: m.ShareKeys) -> None:
         want = tuple(sorted(self._graph[sender].intersection(self._keys)))
@@ -317,18 +376,30 @@ class Server:
             raise RemoteProtocolError("share boxes must go to exactly N(u) ∩ U1")
         self._boxes_from[sender] = msg.boxes
 
-    def _on_masked_input(self, sender: int, msg: m.MaskedInput) -> None:
+    def _on_masked_input(self, sender: int, msg: m.MaskedInput | m.MaskedInputView) -> None:
         cfg = self._config
-        if msg.bits != cfg.bits or len(msg.vector) != cfg.length:
+        length = msg.length if isinstance(msg, m.MaskedInputView) else len(msg.vector)
+        if msg.bits != cfg.bits or length != cfg.length:
             raise RemoteProtocolError(
                 f"masked input must have bits={cfg.bits} and {cfg.length} elements"
             )
+        want = cm.view_digest(
+            session_id=cfg.session_id, client=sender, senders=self._senders_to[sender]
+        )
+        if msg.view != want:
+            # u masked with other neighbours than the boxes it was sent: its y_u would
+            # not cancel; refuse it (u becomes a dropout, its masks are rebuilt)
+            raise RemoteProtocolError("masked input was made with another U2 view")
         # range already checked by the decoder / message constructor
         acc = self._sum
         if acc is None:
             acc = cast(UIntArray, np.zeros(cfg.length, dtype=dtype_for_bits(cfg.bits)))
         # wraps mod 2^(8*itemsize); reduced mod 2^bits in finalize (2^bits divides it)
-        np.add(acc, msg.vector, out=acc)
+        if isinstance(msg, m.MaskedInputView):
+            for off, part in msg.chunks():
+                np.add(acc[off : off + len(part)], part, out=acc[off : off + len(part)])
+        else:
+            np.add(acc, msg.vector, out=acc)
         self._sum = acc
         self._masked.add(sender)
 
@@ -339,7 +410,10 @@ class Server:
                 cfg.identity_key(sender),
                 msg.signature,
                 cm.consistency_signature_input(
-                    session_id=cfg.session_id, client=sender, survivors=self._u3
+                    session_id=cfg.session_id,
+                    client=sender,
+                    survivors=self._u3,
+                    view=self._seed_digest,
                 ),
             )
         except CryptoError:
@@ -366,19 +440,32 @@ class Server:
     # -- closing rounds ----------------------------------------------------------------
 
     def _close(self) -> Outgoing:
-        name = DEADLINES[self._phase]
-        closer: Callable[[], Outgoing] = getattr(self, name)
-        return closer()
+        step = DEADLINES[self._kind][self._phase]
+        closer: Callable[[], Outgoing] = getattr(self, step.closer)
+        out = closer()
+        if self._phase is not Phase.ABORTED:
+            self._phase = step.next
+        return out
 
-    def _abort(self, reason: str, notify: Iterable[int]) -> Outgoing:
+    def _abort(self, code: AbortReason, reason: str, notify: Iterable[int]) -> Outgoing:
         cfg = self._config
-        self._phase = ServerPhase.ABORTED
+        self._phase = Phase.ABORTED
+        self._abort_code = code
         self._abort_reason = reason
         self._sum = None
         self._jobs = []
         self._expected = set()
         return [
-            (u, m.Abort(session_id=cfg.session_id, sender=m.SERVER_ID, recipient=u, reason=reason))
+            (
+                u,
+                m.Abort(
+                    session_id=cfg.session_id,
+                    sender=m.SERVER_ID,
+                    recipient=u,
+                    code=code,
+                    reason=reason,
+                ),
+            )
             for u in sorted(notify)
         ]
 
@@ -386,34 +473,92 @@ class Server:
         cfg = self._config
         u1 = sorted(self._keys)
         if len(u1) < cfg.threshold + 1:
-            return self._abort(f"only {len(u1)} clients advertised keys (t={cfg.threshold})", u1)
+            return self._abort(
+                AbortReason.TOO_FEW_KEYS,
+                f"only {len(u1)} clients advertised keys (t={cfg.threshold})",
+                u1,
+            )
+        self._expected = set(u1)
+        if cfg.protocol is ProtocolKind.SECAGG:
+            return self._send_keys(())
+        self._seed_view = tuple((u, self._keys[u].seed_commitment) for u in u1)
+        self._seed_digest = cm.seed_view_digest(session_id=cfg.session_id, entries=self._seed_view)
+        return [
+            (
+                u,
+                m.SeedRequest(
+                    session_id=cfg.session_id,
+                    sender=m.SERVER_ID,
+                    recipient=u,
+                    commitments=self._seed_view,
+                ),
+            )
+            for u in u1
+        ]
+
+    def _close_seed(self) -> Outgoing:
+        cfg = self._config
+        u1 = sorted(self._keys)
+        missing = [u for u in u1 if u not in self._reveals]
+        if missing:
+            # every client of U1 must reveal: a seed over a subset would let the server
+            # choose among subsets after seeing the reveals (protocols/secagg.md §2)
+            return self._abort(
+                AbortReason.SEED_REVEAL_MISSING,
+                f"{len(missing)} clients of U1 did not reveal their graph-seed part",
+                [u for u in u1 if u in self._reveals],
+            )
+        reveals = tuple(self._reveals[u] for u in u1)
+        key = cm.graph_key(
+            session_id=cfg.session_id,
+            graph_seed=cfg.graph_seed,
+            view=self._seed_digest,
+            reveals=[(x.owner, x.reveal) for x in reveals],
+        )
+        self._graph = all_neighbours(cfg, seed=key)
+        self._expected = set(u1)
+        return self._send_keys(reveals)
+
+    def _send_keys(self, reveals: tuple[m.Reveal, ...]) -> Outgoing:
+        cfg = self._config
         out: Outgoing = []
         # one KeyEntry per owner, shared by every broadcast that lists it
         entry = {
             v: m.KeyEntry(
-                owner=v, c_pk=k.c_pk, s_pk=k.s_pk, commitment=k.commitment, signature=k.signature
+                owner=v,
+                c_pk=k.c_pk,
+                s_pk=k.s_pk,
+                commitment=k.commitment,
+                seed_commitment=k.seed_commitment,
+                signature=k.signature,
             )
             for v, k in self._keys.items()
         }
-        for u in u1:
+        for u in sorted(self._keys):
             entries = tuple(entry[v] for v in sorted(self._graph[u].intersection(self._keys)))
             out.append(
                 (
                     u,
                     m.KeysBroadcast(
-                        session_id=cfg.session_id, sender=m.SERVER_ID, recipient=u, entries=entries
+                        session_id=cfg.session_id,
+                        sender=m.SERVER_ID,
+                        recipient=u,
+                        entries=entries,
+                        reveals=reveals,
                     ),
                 )
             )
-        self._expected = set(u1)
-        self._phase = ServerPhase.COLLECT_SHARES
         return out
 
     def _close_shares(self) -> Outgoing:
         cfg = self._config
         u2 = sorted(self._boxes_from)
         if len(u2) < cfg.threshold + 1:
-            return self._abort(f"only {len(u2)} clients shared keys (t={cfg.threshold})", u2)
+            return self._abort(
+                AbortReason.TOO_FEW_SHARES,
+                f"only {len(u2)} clients shared keys (t={cfg.threshold})",
+                u2,
+            )
         inbox: dict[int, list[tuple[int, bytes]]] = {u: [] for u in u2}
         for v in u2:  # ascending sender order
             for receiver, box in self._boxes_from[v]:
@@ -435,7 +580,6 @@ class Server:
             )
         self._boxes_from = {u: () for u in u2}  # boxes forwarded; keep only U2
         self._expected = set(u2)
-        self._phase = ServerPhase.COLLECT_MASKED
         return out
 
     def _holder_counts(self, among: set[int]) -> dict[int, int]:
@@ -448,16 +592,28 @@ class Server:
         u3 = set(self._masked)
         u3_sorted = tuple(sorted(u3))
         if len(u3) < t + 1:
-            return self._abort(f"only {len(u3)} masked inputs (t={t})", u3_sorted)
+            return self._abort(
+                AbortReason.TOO_FEW_MASKED_INPUTS,
+                f"only {len(u3)} masked inputs (t={t})",
+                u3_sorted,
+            )
         dropped = tuple(sorted(set(self._boxes_from) - u3))
         holders = self._holder_counts(u3)
         for u in u3_sorted:
             if holders.get(u, 0) < t:
-                return self._abort(f"client {u}'s self mask cannot be recovered", u3_sorted)
+                return self._abort(
+                    AbortReason.SELF_MASK_UNRECOVERABLE,
+                    f"client {u}'s self mask cannot be recovered",
+                    u3_sorted,
+                )
         masked_with = set(chain.from_iterable(self._senders_to[u] for u in u3))
         for v in dropped:
             if v in masked_with and holders.get(v, 0) < t:
-                return self._abort(f"dropped client {v}'s masks cannot be recovered", u3_sorted)
+                return self._abort(
+                    AbortReason.DROPPED_MASKS_UNRECOVERABLE,
+                    f"dropped client {v}'s masks cannot be recovered",
+                    u3_sorted,
+                )
         self._u3 = u3_sorted
         self._dropped = dropped
         self._u3_set = frozenset(u3_sorted)
@@ -466,7 +622,6 @@ class Server:
         self._share_kind_of.update(dict.fromkeys(u3_sorted, m.ShareKind.SELF_MASK))
         self._expected = set(u3)
         if cfg.security is SecurityMode.MALICIOUS:
-            self._phase = ServerPhase.COLLECT_SIGNATURES
             return [
                 (
                     u,
@@ -487,7 +642,9 @@ class Server:
         u4 = tuple(sorted(self._signatures))
         if len(u4) < cfg.signature_threshold:
             return self._abort(
-                f"only {len(u4)} consistency signatures (need {cfg.signature_threshold})", u4
+                AbortReason.TOO_FEW_SIGNATURES,
+                f"only {len(u4)} consistency signatures (need {cfg.signature_threshold})",
+                u4,
             )
         self._u4 = u4
         self._expected = set(u4)
@@ -496,7 +653,6 @@ class Server:
     def _send_unmasking(self, sigs: tuple[tuple[int, bytes], ...]) -> Outgoing:
         cfg = self._config
         self._expected = set(self._u4)
-        self._phase = ServerPhase.COLLECT_UNMASKING
         return [
             (
                 u,
@@ -520,10 +676,18 @@ class Server:
         dropped_needed = sorted({v for u in u3 for v in self._senders_to[u]} & set(self._dropped))
         for v in u3:
             if len(self._b_shares.get(v, ())) < t:
-                return self._abort(f"too few shares to remove client {v}'s self mask", u5)
+                return self._abort(
+                    AbortReason.MISSING_SELF_MASK_SHARES,
+                    f"too few shares to remove client {v}'s self mask",
+                    u5,
+                )
         for v in dropped_needed:
             if len(self._s_shares.get(v, ())) < t:
-                return self._abort(f"too few shares to rebuild dropped client {v}'s masks", u5)
+                return self._abort(
+                    AbortReason.MISSING_MASK_KEY_SHARES,
+                    f"too few shares to rebuild dropped client {v}'s masks",
+                    u5,
+                )
         jobs: list[tuple[bytes, int]] = []
         try:
             # every secret at once: shared (cached, derived) Lagrange coefficients
@@ -544,13 +708,16 @@ class Server:
                     raise ParameterError("public key mismatch")
                 dropped_keys[v] = kp
         except (ParameterError, CryptoError):
-            return self._abort("a reconstructed secret failed its check (a holder lied)", u5)
+            return self._abort(
+                AbortReason.RECONSTRUCTION_FAILED,
+                "a reconstructed secret failed its check (a holder lied)",
+                u5,
+            )
         jobs.extend(self._dropped_mask_jobs(dropped_keys))
         self._jobs = jobs
         self._b_shares = {}
         self._s_shares = {}
         self._expected = set()
-        self._phase = ServerPhase.FINALIZING
         return []
 
     def _dropped_mask_jobs(self, dropped_keys: dict[int, KeyPair]) -> list[tuple[bytes, int]]:

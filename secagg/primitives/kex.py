@@ -15,7 +15,14 @@ from secagg.errors import CryptoError, ParameterError
 from secagg.primitives.kdf import Field, derive
 from secagg.primitives.rand import RandomSource, SystemRandom
 
-__all__ = ["PUBLIC_KEY_BYTES", "KeyPair", "agree", "check_public_key", "derive_pairwise"]
+__all__ = [
+    "PUBLIC_KEY_BYTES",
+    "KeyPair",
+    "agree",
+    "check_contributory",
+    "check_public_key",
+    "derive_pairwise",
+]
 
 PUBLIC_KEY_BYTES = 32
 
@@ -25,6 +32,34 @@ def check_public_key(public: bytes) -> X25519PublicKey:
     if not isinstance(public, (bytes, bytearray)) or len(public) != PUBLIC_KEY_BYTES:
         raise ParameterError("an X25519 public key is exactly 32 bytes")
     return X25519PublicKey.from_public_bytes(bytes(public))
+
+
+#: A fixed, public scalar (any clamped scalar works): X25519 with a low-order or
+#: small-subgroup point yields the all-zero output for *every* clamped scalar, because
+#: clamping makes the scalar a multiple of the cofactor 8.  Built on first use, so that
+#: importing this module does not load OpenSSL's backend.
+_PROBE_SCALAR = bytes(range(1, 33))
+
+
+def check_contributory(public: bytes) -> None:
+    """Refuse an X25519 public key in the small subgroup (RFC 7748 §6.1).
+
+    Such a key (e.g. all zeros, or any of the other encodings of the points of
+    order 1, 2, 4 or 8, canonical or not) gives every party the all-zero shared
+    secret, so an honest peer's key agreement with it fails.
+
+    Raises
+    ------
+    CryptoError
+        If ``public`` is a low-order point.
+    ParameterError
+        If ``public`` is not 32 bytes.
+    """
+    pk = check_public_key(public)
+    try:
+        X25519PrivateKey.from_private_bytes(_PROBE_SCALAR).exchange(pk)
+    except ValueError:
+        raise CryptoError() from None
 
 
 @dataclass(frozen=True, slots=True, repr=False)

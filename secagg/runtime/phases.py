@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 
 from secagg.he.server import ServerPhase as HEServerPhase
-from secagg.masking.server import ServerPhase as MaskingServerPhase
+from secagg.masking.phase import Phase as MaskingPhase
 
 __all__ = ["Phase", "collecting_phase"]
 
@@ -25,6 +25,7 @@ class Phase(enum.Enum):
     """
 
     ADVERTISE_KEYS = "advertise-keys"
+    GRAPH_SEED = "graph-seed"  #: SecAgg+ (protocol v2): seed reveals, second step of round 0
     SHARE_KEYS = "share-keys"
     MASKED_INPUT = "masked-input"
     CONSISTENCY = "consistency"
@@ -42,19 +43,23 @@ class Phase(enum.Enum):
 
 _ORDER = {p: i for i, p in enumerate(Phase)}
 
-_MASKING: dict[MaskingServerPhase, Phase] = {
-    MaskingServerPhase.COLLECT_KEYS: Phase.ADVERTISE_KEYS,
-    MaskingServerPhase.COLLECT_SHARES: Phase.SHARE_KEYS,
-    MaskingServerPhase.COLLECT_MASKED: Phase.MASKED_INPUT,
-    MaskingServerPhase.COLLECT_SIGNATURES: Phase.CONSISTENCY,
-    MaskingServerPhase.COLLECT_UNMASKING: Phase.UNMASKING,
+#: secagg.masking's one phase enum -> the runtime's client-visible phase.  Protocol
+#: v2's SecAgg+ graph-seed step comes before share-keys: a client that advertised
+#: keys reveals its seed contribution even if it drops before share-keys.
+_MASKING: dict[MaskingPhase, Phase] = {
+    MaskingPhase.ADVERTISE_KEYS: Phase.ADVERTISE_KEYS,
+    MaskingPhase.GRAPH_SEED: Phase.GRAPH_SEED,
+    MaskingPhase.SHARE_KEYS: Phase.SHARE_KEYS,
+    MaskingPhase.MASKED_INPUT: Phase.MASKED_INPUT,
+    MaskingPhase.CONSISTENCY_CHECK: Phase.CONSISTENCY,
+    MaskingPhase.UNMASKING: Phase.UNMASKING,
 }
 _HE: dict[HEServerPhase, Phase] = {HEServerPhase.COLLECTING: Phase.MASKED_INPUT}
 
 
-def collecting_phase(server_phase: MaskingServerPhase | HEServerPhase) -> Phase | None:
+def collecting_phase(server_phase: MaskingPhase | HEServerPhase) -> Phase | None:
     """The phase whose client messages a server in ``server_phase`` waits for
     (``None``: it waits for no client — finalizing, completed or aborted)."""
-    if isinstance(server_phase, MaskingServerPhase):
+    if isinstance(server_phase, MaskingPhase):
         return _MASKING.get(server_phase)
     return _HE.get(server_phase)

@@ -19,6 +19,7 @@ import numpy as np
 
 from secagg.masking import _common as cm
 from secagg.masking import messages as m
+from secagg.masking.abort import AbortReason
 from secagg.masking.config import ProtocolKind, RoundConfig, SecurityMode
 from secagg.masking.graph import all_neighbours
 from secagg.primitives import shamir
@@ -34,6 +35,7 @@ __all__ = [
     "Round",
     "assert_nothing_secret_left",
     "make_round",
+    "predicted_graph",
     "recover_input",
     "revealed_shares",
 ]
@@ -69,6 +71,49 @@ class Recorder:
     def of_type(self, client: int, cls: type[m.Message]) -> list[m.Message]:
         return [x for x in self.sent_by(client) if isinstance(x, cls)]
 
+    def abort_codes(self) -> set[AbortReason]:
+        """The reason codes of every Abort the server sent (compared as values)."""
+        out = set()
+        for d, _, data in self.log:
+            if d == "to_client":
+                try:
+                    msg = m.decode(data)
+                except Exception:  # garbage injected by a hook
+                    continue
+                if isinstance(msg, m.Abort):
+                    out.add(msg.code)
+        return out
+
+
+def predicted_graph(
+    config: RoundConfig, rng: InsecureDeterministicRandom, u1: list[int] | None = None
+) -> dict[int, frozenset[int]]:
+    """The neighbour graph a round will use when every client draws from
+    ``rng.child("client/<id>")`` and ``u1`` (default: everyone) advertise keys.
+
+    SecAgg+ (protocol v2): the graph key comes from the graph-seed reveals of U1, the
+    4th 32-byte draw of each client (after c, s and b_u; ``protocols/secagg.md`` §3),
+    so a test that chooses dropouts by neighbourhood before the round replays those
+    draws here.
+    """
+    if config.protocol is ProtocolKind.SECAGG:
+        return all_neighbours(config)
+    ids = sorted(u1 if u1 is not None else config.clients)
+    reveals = {}
+    for u in ids:
+        src = rng.child(f"client/{u}")
+        src.random_bytes(96)  # c, s, b_u
+        reveals[u] = src.random_bytes(32)
+    sid = config.session_id
+    view = [(u, cm.seed_commitment(reveals[u], session_id=sid, client=u)) for u in ids]
+    key = cm.graph_key(
+        session_id=sid,
+        graph_seed=config.graph_seed,
+        view=cm.seed_view_digest(session_id=sid, entries=view),
+        reveals=list(reveals.items()),
+    )
+    return all_neighbours(config, seed=key)
+
 
 @dataclass
 class Round:
@@ -85,7 +130,8 @@ class Round:
         return self.config.threshold
 
     def neighbours(self) -> dict[int, frozenset[int]]:
-        return all_neighbours(self.config)
+        """The graph the round will use (SecAgg+: from the clients' seed reveals)."""
+        return predicted_graph(self.config, self.rng)
 
     def run(
         self,
@@ -299,5 +345,5 @@ class Manual:
                     self.to_server(u, reply)
                 except Exception as exc:
                     self.client_errors.setdefault(-u, exc)
-        if self.server.phase is phase and phase.value.startswith("collect"):
+        if self.server.phase is phase and self.server.collecting:
             self.outbox += [(r, m.encode(x)) for r, x in self.server.deadline_passed()]

@@ -18,7 +18,7 @@ import pytest
 
 from secagg.masking import _common as cm
 from secagg.masking import messages as m
-from secagg.masking.client import ClientPhase
+from secagg.masking.phase import Phase
 from secagg.primitives import aead
 from secagg.primitives.kex import KeyPair
 from secagg.primitives.rand import InsecureDeterministicRandom
@@ -141,7 +141,7 @@ def test_a2_malicious_mode_split_consistency_requests_are_caught() -> None:
             signatures=on_shrunk if in_b else on_u3,
         )
         assert run.to_client(u, m.encode(req)) == []
-        assert run.clients[u].phase is ClientPhase.ABORTED
+        assert run.clients[u].phase is Phase.ABORTED
     assert_nothing_secret_left(rnd.recorder, cfg.clients, t=t)
 
 
@@ -235,7 +235,7 @@ def test_a3_malicious_mode_key_substitution_aborts_before_any_share_leaves() -> 
     assert mitm.stolen == {}
     for u in rnd.config.clients:  # everybody saw a substituted key: nobody shared
         assert rnd.recorder.of_type(u, m.ShareKeys) == []
-        assert report.client_phases[u] == ClientPhase.ABORTED.value
+        assert report.client_phases[u] == Phase.ABORTED.value
         assert "CryptoError" in report.client_errors[u]
 
 
@@ -256,7 +256,7 @@ def test_a3_malicious_mode_any_substituted_advertised_field_aborts(field_name: s
 
     report = rnd.run(server_hook=hook)
     assert rnd.recorder.of_type(victim, m.ShareKeys) == []
-    assert report.client_phases[victim] == ClientPhase.ABORTED.value
+    assert report.client_phases[victim] == Phase.ABORTED.value
     assert victim not in report.survivors
     if not report.aborted:
         np.testing.assert_array_equal(report.total, rnd.expected_sum(report.survivors))
@@ -285,9 +285,7 @@ def test_a2_malicious_complete_graph_default_t_resists_alpha_n_colluders() -> No
     # With the default t (2t > k + A) the split cannot be certified on both sides;
     # the requests below carry what the server has, and honest clients must refuse.
     assert t == (n - 1 + len(corrupt)) // 2 + 1
-    assert not (
-        len(on_u3) >= cfg.signature_threshold and len(on_shrunk) >= cfg.signature_threshold
-    )
+    assert not (len(on_u3) >= cfg.signature_threshold and len(on_shrunk) >= cfg.signature_threshold)
     for u in [*honest, target]:
         in_b = u in group_b
         req = m.UnmaskingRequest(

@@ -18,7 +18,7 @@ import pytest
 
 from secagg.errors import CryptoError, DecodeError, RemoteProtocolError
 from secagg.masking import messages as m
-from secagg.masking.client import ClientPhase
+from secagg.masking.phase import Phase
 from secagg.sim import SecurityMode
 
 from ._harness import Manual, assert_nothing_secret_left, make_round
@@ -70,7 +70,7 @@ def test_a5_share_boxes_of_another_session_reheaded_fail_authentication(
     forged = dataclasses.replace(msg, session_id=cur.config.session_id)
     assert cur.to_client(u, m.encode(forged)) == []
     assert isinstance(cur.client_errors[u], CryptoError)
-    assert cur.clients[u].phase is ClientPhase.ABORTED
+    assert cur.clients[u].phase is Phase.ABORTED
     assert_nothing_secret_left(cur.rec, cur.config.clients, t=cur.round.t)
 
 
@@ -97,7 +97,7 @@ def test_a5_message_addressed_to_another_client_is_refused_unchanged() -> None:
     pending = _advance_until(run, m.MaskedInputRequest)
     assert run.to_client(3, pending[2]) == []
     assert isinstance(run.client_errors.pop(3), DecodeError)
-    assert run.clients[3].phase is ClientPhase.AWAIT_BOXES
+    assert run.clients[3].phase is Phase.SHARE_KEYS
     np.testing.assert_array_equal(_finish(run), run.round.expected_sum(run.config.clients))
 
 
@@ -113,7 +113,7 @@ def test_a5_boxes_readdressed_to_another_client_fail_authentication() -> None:
     )
     assert run.to_client(3, m.encode(forged)) == []
     assert isinstance(run.client_errors[3], CryptoError)
-    assert run.clients[3].phase is ClientPhase.ABORTED
+    assert run.clients[3].phase is Phase.ABORTED
 
 
 @pytest.mark.parametrize("cls", [m.KeysBroadcast, m.MaskedInputRequest])
@@ -125,7 +125,7 @@ def test_a5_earlier_round_replayed_to_client_aborts_it(cls: type[m.Message]) -> 
     _advance_until(run, later)
     assert run.to_client(1, earlier[1]) == []
     assert isinstance(run.client_errors[1], RemoteProtocolError)
-    assert run.clients[1].phase is ClientPhase.ABORTED
+    assert run.clients[1].phase is Phase.ABORTED
     assert run.rec.of_type(1, m.UnmaskingResponse) == []
 
 
@@ -134,7 +134,7 @@ def test_a5_replay_after_completion_is_refused() -> None:
     run.start()
     final = _advance_until(run, m.UnmaskingRequest)
     run.deliver()
-    assert run.clients[1].phase is ClientPhase.COMPLETED
+    assert run.clients[1].phase is Phase.COMPLETED
     assert run.to_client(1, final[1]) == []
     assert isinstance(run.client_errors[1], RemoteProtocolError)
     assert len(run.rec.of_type(1, m.UnmaskingResponse)) == 1
@@ -163,11 +163,11 @@ def test_a5_server_ignores_duplicates_other_sessions_and_impersonation() -> None
             run.to_server(u, reply)
     assert first is not None
     u, reply = first
-    before = run.server.sets, run.server.expected
+    before = run.server.sets, run.server.collecting
     with pytest.raises(RemoteProtocolError):  # duplicate: counted once
         run.server.receive(u, reply)
     with pytest.raises(DecodeError):  # another session
         run.server.receive(2, stale_masked[1])
     with pytest.raises(DecodeError):  # u's bytes presented as another client's
         run.server.receive(u % 5 + 1, reply)
-    assert (run.server.sets, run.server.expected) == before
+    assert (run.server.sets, run.server.collecting) == before

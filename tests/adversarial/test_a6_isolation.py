@@ -26,15 +26,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from secagg.masking import _common as cm
 from secagg.masking import messages as m
-from secagg.masking.client import ClientPhase
+from secagg.masking.abort import AbortReason
 from secagg.masking.config import RoundConfig
-from secagg.masking.graph import all_neighbours
+from secagg.masking.graph import all_neighbours, neighbours
 from secagg.masking.params import choose_parameters, log2_hypergeom_sf
+from secagg.masking.phase import Phase
 from secagg.primitives.rand import InsecureDeterministicRandom
 from secagg.sim import DropPhase, ProtocolKind, SecurityMode
 
-from ._harness import Manual, assert_nothing_secret_left, make_round, recover_input
+from ._harness import Manual, assert_nothing_secret_left, make_round
 
 N, K, T = 12, 6, 3
 TARGET = 5
@@ -58,6 +60,7 @@ def test_a6_dropping_all_but_t_minus_1_neighbours_aborts_before_unmasking() -> N
     gone = nb[: len(nb) - (T - 1)]
     report = rnd.run(dropouts={DropPhase.MASKED_INPUT: gone})
     assert report.aborted and report.total is None
+    assert rnd.recorder.abort_codes() == {AbortReason.SELF_MASK_UNRECOVERABLE}
     assert f"client {TARGET}'s self mask" in (report.abort_reason or "")
     for u in rnd.config.clients:
         assert rnd.recorder.of_type(u, m.UnmaskingResponse) == []
@@ -168,32 +171,116 @@ def _grind(cfg: RoundConfig, target: int, corrupt: set[int], tries: int) -> byte
     return None
 
 
-def test_a6_documents_that_a_server_choosing_graph_seed_can_surround_a_target() -> None:
-    """Known limitation (SECURITY.md): ``graph_seed`` is chosen by the server.  A
-    server that already colludes with some clients can try seeds until the target's
-    neighbourhood holds ``t`` of them, then rebuild the target's secrets from the
-    colluders' shares.  The σ of ``secagg_params.md`` assumes the permutation is
-    independent of the corrupt set (an honest server drawing the seed uniformly, or
-    a seed fixed before corruption, e.g. from a public beacon)."""
+def test_a6_a_ground_graph_seed_no_longer_surrounds_a_target() -> None:
+    """Fixed in protocol v2 (SECURITY.md "The graph seed").  In v1 the server ground
+    ``graph_seed`` until the target's neighbourhood held ``t`` colluders (< 2000 tries
+    at n = 20) and rebuilt the target's input from their shares.  In v2 the
+    permutation key is derived from every client's seed reveal, committed in round 0
+    and revealed only after the server fixed ``U1``: the ground seed does not
+    choose the graph, and the colluders hold fewer than ``t`` shares of the target."""
     rnd = make_round(20, protocol=ProtocolKind.SECAGG_PLUS, neighbors=6, threshold=3, seed=5)
     target, corrupt = 7, {1, 2, 3}
     seed = _grind(rnd.config, target, corrupt, tries=2000)
-    assert seed is not None
+    assert seed is not None  # the v1 attack's seed: surrounds the target in the config graph
     rnd.config = dataclasses.replace(rnd.config, graph_seed=seed)
     run = Manual(rnd)
     run.start()
-    while run.server.phase.value != "collect-unmasking":
+    while run.server.phase is not Phase.UNMASKING:
         run.deliver()
-    held = {
-        w: run.clients[w]._held[target]  # the colluders' own decrypted shares
-        for w in corrupt
-    }
-    x = recover_input(
-        rnd.recorder,
-        rnd.config,
-        target,
-        [(w, b) for w, (b, _) in held.items()],
-        [(w, s) for w, (_, s) in held.items()],
+    graph = run.server.graph
+    assert graph is not None and graph == rnd.neighbours()  # fixed by the reveals
+    assert graph != all_neighbours(rnd.config)  # not the ground one
+    held = [w for w in corrupt if target in run.clients[w]._held]
+    assert len(held) < rnd.t  # too few of the target's shares to rebuild b_u or s_u^SK
+    assert run.clients[target].phase is Phase.MASKED_INPUT
+
+
+def _surrounded(
+    cfg: RoundConfig, reveals: dict[int, bytes], target: int, corrupt: set[int]
+) -> bool:
+    sid = cfg.session_id
+    view = [
+        (u, cm.seed_commitment(r, session_id=sid, client=u)) for u, r in sorted(reveals.items())
+    ]
+    key = cm.graph_key(
+        session_id=sid,
+        graph_seed=cfg.graph_seed,
+        view=cm.seed_view_digest(session_id=sid, entries=view),
+        reveals=list(reveals.items()),
     )
-    np.testing.assert_array_equal(x, rnd.inputs[target])
-    assert run.clients[target].phase is ClientPhase.AWAIT_UNMASKING
+    return len(neighbours(cfg, target, seed=key) & corrupt) >= cfg.threshold
+
+
+@pytest.mark.parametrize(("n", "k", "t", "corrupt"), [(20, 6, 3, 3), (100, 8, 3, 5)])
+def test_a6_grinding_gets_one_graph_per_session_within_the_bound(
+    n: int, k: int, t: int, corrupt: int
+) -> None:
+    """What the v2 design lets a server try, at n = 20 and n = 100 (parameters weak on
+    purpose, so the bound is measurable): before the reveals it may choose
+    ``graph_seed``, ``U1`` and the colluders' contributions (10^3 choices here, ground
+    offline against the honest commitments, which hide the reveals); after them it
+    has no choice left — a subset of the reveals, a changed reveal or a second view is
+    refused by the clients, a missing reveal aborts.  So each *session* gives one
+    sample of the graph, and the surround rate over many sessions stays within the
+    binomial bound of the exact per-session probability ``p``, while v1 grinding
+    surrounded the target within one session."""
+    rnd = make_round(n, protocol=ProtocolKind.SECAGG_PLUS, neighbors=k, threshold=t, seed=9)
+    cfg = rnd.config
+    target = n
+    bad = set(range(1, corrupt + 1))
+    # exact per-session probability over a uniformly random permutation
+    tail = sum(
+        math.comb(corrupt, x) * math.comb(n - 1 - corrupt, k - x)
+        for x in range(t, min(corrupt, k) + 1)
+    )
+    p = tail / math.comb(n - 1, k)
+    src = InsecureDeterministicRandom(77, warn=False)
+    sessions = 400
+    hits = 0
+    for _ in range(sessions):
+        honest = {u: src.random_bytes(32) for u in cfg.clients if u not in bad}
+        # the server's best offline effort: among its own 10^3 / sessions choices of
+        # graph_seed and colluder reveals it cannot evaluate the graph (it lacks the
+        # honest reveals), so it commits to one; here, the first
+        grind_seed = src.random_bytes(32)
+        mine = {u: src.random_bytes(32) for u in bad}
+        trial = dataclasses.replace(cfg, graph_seed=grind_seed)
+        hits += _surrounded(trial, {**honest, **mine}, target, bad)
+    mean = sessions * p
+    assert hits <= mean + 6 * math.sqrt(mean) + 3, (hits, mean)
+    # v1 within ONE session: grinding graph_seed alone surrounds the target
+    assert _grind(cfg, target, bad, tries=int(50 / p)) is not None
+
+
+def test_a6_after_the_reveals_the_server_has_no_choice_left() -> None:
+    """A server that, having seen every reveal, shows the target a subset of them, a
+    changed reveal, or drops a revealer, gets a refusal or an abort — never a graph."""
+    for tamper in ("subset", "changed", "drop"):
+        rnd = make_round(20, protocol=ProtocolKind.SECAGG_PLUS, neighbors=6, threshold=3, seed=5)
+        run = Manual(rnd)
+        run.start()
+        while run.server.phase is not Phase.GRAPH_SEED:
+            run.deliver()
+        victim = 7
+
+        def rewrite(u: int, msg: m.Message) -> m.Message:
+            if u == victim and isinstance(msg, m.KeysBroadcast):
+                rv = list(msg.reveals)
+                if tamper == "subset":
+                    rv = rv[1:]
+                else:
+                    rv[0] = dataclasses.replace(rv[0], reveal=bytes(32))
+                return dataclasses.replace(msg, reveals=tuple(rv))
+            return msg
+
+        if tamper == "drop":
+            run.deliver(skip=[3])  # client 3 never reveals
+            while run.outbox:
+                run.deliver()
+            assert run.server.abort_code is AbortReason.SEED_REVEAL_MISSING
+            assert rnd.recorder.of_type(victim, m.ShareKeys) == []
+            continue
+        run.deliver()  # the reveals
+        run.deliver(rewrite=rewrite)
+        assert run.clients[victim].abort_code is AbortReason.BAD_SEED
+        assert rnd.recorder.of_type(victim, m.ShareKeys) == []  # no share left the target

@@ -1,16 +1,16 @@
-"""Known issue: a tampered U2 view in the MaskedInputRequest gives a wrong sum.
+"""Fixed in protocol v2: a tampered U2 view in the MaskedInputRequest no longer gives
+a wrong sum.
 
 If the share boxes forwarded to one client are truncated in transit (keeping at
 least ``t`` of them), that client masks only with the neighbours whose boxes it got,
-while the server believes the client masked with its whole U2 neighbourhood.  The
-pairwise masks then do not cancel and the server outputs a wrong sum without
-noticing — in both security modes, because server->client messages are not
-authenticated by the protocol (deployments run it over TLS, so only the server
-itself could do this, and a malicious server can always corrupt its own output).
-Found by ``tests/properties/test_stateful_malicious_server.py`` under a
-derandomized run.  The fix needs a protocol change (the client reports a digest of
-the U2 view it masked with in ``MaskedInput`` and the server excludes a mismatch),
-so it is pinned here with a strict xfail that flips when fixed.
+while the server believes it masked with its whole U2 neighbourhood; in v1 the
+pairwise masks then did not cancel and the server output a wrong sum without
+noticing (both modes; found by ``tests/properties/test_stateful_malicious_server.py``
+under a derandomized run, pinned here as a strict xfail until v2).  In v2 the client
+binds the digest of the senders it masked with into its MaskedInput
+(``protocols/secagg.md`` §3, ``view``); the server refuses a MaskedInput whose view
+differs from the boxes it forwarded, so the client counts as dropped and the round
+ends with the exact sum over the others.
 """
 
 from __future__ import annotations
@@ -21,17 +21,12 @@ import numpy as np
 import pytest
 
 from secagg.masking import messages as m
-from secagg.masking.server import ServerPhase
+from secagg.masking.phase import Phase
 from secagg.sim import ProtocolKind, SecurityMode
 
 from ._harness import Manual, make_round
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (known issue, SECURITY.md): a truncated MaskedInputRequest gives a silently "
-    "wrong sum; needs the client's U2 digest in MaskedInput",
-)
 @pytest.mark.parametrize("security", list(SecurityMode))
 def test_truncated_share_boxes_never_give_a_wrong_sum(security: SecurityMode) -> None:
     rnd = make_round(
@@ -51,9 +46,41 @@ def test_truncated_share_boxes_never_give_a_wrong_sum(security: SecurityMode) ->
             break
         run.deliver(rewrite=truncate)
     server = run.server
-    if server.phase is ServerPhase.FINALIZING:
+    assert victim in run.clients and victim not in server.survivors  # refused: a dropout
+    assert server.phase is Phase.FINALIZING
+    server.finalize()
+    assert server.phase is Phase.COMPLETED
+    np.testing.assert_array_equal(server.result, rnd.expected_sum(server.survivors))
+
+
+@pytest.mark.parametrize("security", list(SecurityMode))
+def test_truncation_whose_removed_sender_later_drops_gives_the_exact_sum(
+    security: SecurityMode,
+) -> None:
+    rnd = make_round(
+        8, protocol=ProtocolKind.SECAGG_PLUS, neighbors=6, security=security, length=3, seed=1
+    )
+    run = Manual(rnd)
+    run.start()
+    victim = 3
+    while run.server.phase is not Phase.MASKED_INPUT:
+        run.deliver()
+    (req,) = [m.decode(d) for u, d in run.outbox if u == victim]
+    assert isinstance(req, m.MaskedInputRequest)
+    removed = req.boxes[-1][0]  # the victim will not mask with it; it then drops
+
+    def truncate(u: int, msg: m.Message) -> m.Message:
+        if u == victim and isinstance(msg, m.MaskedInputRequest):
+            return dataclasses.replace(msg, boxes=msg.boxes[:-1])
+        return msg
+
+    run.deliver(rewrite=truncate, skip=[removed])
+    while run.outbox:
+        run.deliver(skip=[removed])
+    server = run.server
+    assert victim not in server.survivors and removed not in server.survivors
+    if server.phase is Phase.FINALIZING:
         server.finalize()
-    if server.phase is ServerPhase.COMPLETED:
         np.testing.assert_array_equal(server.result, rnd.expected_sum(server.survivors))
-    else:
-        assert server.phase is ServerPhase.ABORTED
+    else:  # a clean abort is the only other outcome
+        assert server.phase is Phase.ABORTED and server.result is None

@@ -10,6 +10,7 @@ import numpy as np
 from adversarial._harness import Manual, Round, make_round
 
 from secagg.masking import messages as m
+from secagg.masking.abort import AbortReason
 from secagg.masking.client import Client
 from secagg.masking.server import Server
 from secagg.sim import ProtocolKind, SecurityMode
@@ -73,7 +74,13 @@ def trace(security: SecurityMode, protocol: ProtocolKind = ProtocolKind.SECAGG) 
     assert run.server.phase.value == "finalizing" and not run.client_errors
     result = run.server.finalize()
     assert np.array_equal(result, rnd.expected_sum(rnd.config.clients))
-    abort = m.Abort(session_id=rnd.config.session_id, sender=0, recipient=1, reason="fuzz ✓")
+    abort = m.Abort(
+        session_id=rnd.config.session_id,
+        sender=0,
+        recipient=1,
+        code=AbortReason.TOO_FEW_SHARES,
+        reason="fuzz ✓",
+    )
     log = [*list(rnd.recorder.log), ("to_client", 1, m.encode(abort))]
     return Trace(round=rnd, log=log)
 
@@ -95,7 +102,7 @@ def server_snapshot(s: Server) -> tuple[object, ...]:
         s.phase,
         s.abort_reason,
         s.sets,
-        s.expected,
+        s.collecting,
         None if s._sum is None else s._sum.tobytes(),
         tuple(sorted(s._signatures.items())),
         tuple(sorted((k, tuple(v)) for k, v in s._b_shares.items())),

@@ -16,12 +16,13 @@ CI runs the default hypothesis profile; ``-m long`` runs the >= 10^5-input job.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 
 from secagg.errors import CryptoError, DecodeError, RemoteProtocolError, SecAggError
 from secagg.masking import messages as m
-from secagg.masking.client import ClientPhase
+from secagg.masking.phase import Phase
 from secagg.primitives.field import ELEMENT_BYTES, P, decode_element
 from secagg.sim import ProtocolKind, SecurityMode
 
@@ -39,10 +40,25 @@ HEADERS = sorted({d[:44] for d in ALL})  # version|type|round|session|sender|rec
 def check_decode(data: bytes) -> None:
     count()
     try:
+        head: m.MessageType | None = m.peek_type(data)
+    except DecodeError:
+        head = None
+    try:
+        packed: m.MaskedInputView | None = m.decode_masked_input(data)
+    except DecodeError:
+        packed = None
+    try:
         msg = m.decode(data)
     except DecodeError:
+        assert packed is None  # the packed path accepts exactly what decode accepts
         return
     assert m.encode(msg) == data
+    assert head is msg.TYPE
+    if isinstance(msg, m.MaskedInput):
+        assert packed is not None and packed.view == msg.view
+        assert np.array_equal(packed.to_message().vector, msg.vector)
+    else:
+        assert packed is None
 
 
 CODEC_INPUT = fuzz_input(ALL, HEADERS)
@@ -125,10 +141,10 @@ def check_client(case: int, data: bytes) -> None:
         return
     except (RemoteProtocolError, CryptoError):
         BENCH.drop(tr, u, fed)
-        if before[0] in (ClientPhase.COMPLETED, ClientPhase.ABORTED):
+        if before[0] in (Phase.COMPLETED, Phase.ABORTED):
             assert client_snapshot(c) == before  # terminal: refused, unchanged
         else:
-            assert c.phase is ClientPhase.ABORTED
+            assert c.phase is Phase.ABORTED
             assert c._held == {} and c._b is None  # secrets wiped
         return
     except SecAggError as exc:  # pragma: no cover - the property failing

@@ -17,19 +17,24 @@ from secagg.errors import InsecureConfigurationWarning, SecAggError
 from secagg.masking import messages as m
 from secagg.masking.client import Client
 from secagg.masking.config import ProtocolKind, RoundConfig, SecurityMode
-from secagg.masking.server import Server, ServerPhase
+from secagg.masking.phase import Phase
+from secagg.masking.server import Server
 from secagg.primitives.rand import InsecureDeterministicRandom
 from secagg.primitives.sign import SigningKey
 from secagg.sim.runtime import build_config, plaintext_sum
 
 COLLECTING = (
-    ServerPhase.COLLECT_KEYS,
-    ServerPhase.COLLECT_SHARES,
-    ServerPhase.COLLECT_MASKED,
-    ServerPhase.COLLECT_SIGNATURES,
-    ServerPhase.COLLECT_UNMASKING,
+    Phase.ADVERTISE_KEYS,
+    Phase.GRAPH_SEED,
+    Phase.SHARE_KEYS,
+    Phase.MASKED_INPUT,
+    Phase.CONSISTENCY_CHECK,
+    Phase.UNMASKING,
 )
+#: A client dropped "before round r" never sees a message of REPLY_ROUND >= r; the
+#: graph-seed request belongs to round 0 (a client that advertised keys reveals).
 REPLY_ROUND = {
+    m.MessageType.SEED_REQUEST: 0,
     m.MessageType.KEYS_BROADCAST: 1,
     m.MessageType.MASKED_INPUT_REQUEST: 2,
     m.MessageType.CONSISTENCY_REQUEST: 3,
@@ -108,7 +113,7 @@ class Harness:
     def drive(
         self,
         *,
-        stop: ServerPhase | None = None,
+        stop: Phase | None = None,
         hold: int | None = None,
         drops: dict[int, int] | None = None,
         rewrite: Rewrite | None = None,
@@ -156,6 +161,6 @@ class Harness:
                     self.errors[u] = exc
                     continue
                 to_server += [(u, r) for r in replies]
-        if finalize and self.server.phase is ServerPhase.FINALIZING:
+        if finalize and self.server.phase is Phase.FINALIZING:
             self.server.finalize()
         return None

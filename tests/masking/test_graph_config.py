@@ -117,3 +117,16 @@ def test_signature_threshold_is_majority() -> None:
         threshold=5,
     )
     assert cfg.signature_threshold == 6
+
+
+def test_odd_odd_harary_pairs_wrap_mod_n_as_the_spec_example_says() -> None:
+    """protocols/secagg.md §2: n = 5, k = 3 has the ring edges plus {0,3}, {1,4}, {2,0};
+    position 0 has degree k + 1, every other position degree k."""
+    from secagg.masking.graph import _harary_positions
+
+    adj = {p: _harary_positions(p, 5, 3) for p in range(5)}
+    ring = {frozenset({p, (p + 1) % 5}) for p in range(5)}
+    extra = {frozenset({0, 3}), frozenset({1, 4}), frozenset({2, 0})}
+    edges = {frozenset({p, q}) for p, qs in adj.items() for q in qs}
+    assert edges == ring | extra
+    assert [len(adj[p]) for p in range(5)] == [4, 3, 3, 3, 3]

@@ -14,9 +14,8 @@ import pytest
 
 from secagg.errors import CryptoError, DecodeError, RemoteProtocolError
 from secagg.masking import messages as m
-from secagg.masking.client import ClientPhase
 from secagg.masking.config import ProtocolKind, SecurityMode
-from secagg.masking.server import ServerPhase
+from secagg.masking.phase import Phase
 from secagg.primitives.kex import KeyPair
 
 from .masking_harness import Harness
@@ -36,7 +35,7 @@ def _revealed(h: Harness) -> dict[int, set[m.ShareKind]]:
 def _assert_refused(h: Harness, victims: set[int], err: type[Exception]) -> None:
     for u in victims:
         assert isinstance(h.errors.get(u), err), (u, h.errors.get(u))
-        assert h.clients[u].phase is ClientPhase.ABORTED
+        assert h.clients[u].phase is Phase.ABORTED
         assert m.MessageType.UNMASKING_RESPONSE not in h.sent_types(u)
     for kinds in _revealed(h).values():
         assert len(kinds) == 1  # never both shares of one client
@@ -54,21 +53,21 @@ def test_server_asks_for_both_shares_of_one_client() -> None:
 
     h.drive(rewrite=rewrite)
     _assert_refused(h, {u for u in h.config.clients}, RemoteProtocolError)
-    assert h.server.phase is ServerPhase.ABORTED
+    assert h.server.phase is Phase.ABORTED
     assert h.server.result is None
 
 
 def test_second_unmasking_request_is_refused() -> None:
     h = Harness.make(6, threshold=3)
     h.drive()
-    assert h.server.phase is ServerPhase.COMPLETED
+    assert h.server.phase is Phase.COMPLETED
     first = next(x for x in h.received[1] if isinstance(x, m.UnmaskingRequest))
     # now ask client 1 again, claiming client 2 dropped: it would reveal s_2's share
     survivors = tuple(v for v in first.survivors if v != 2)
     again = dataclasses.replace(first, survivors=survivors, dropped=(*first.dropped, 2))
     with pytest.raises(RemoteProtocolError):
         h.clients[1].receive(m.encode(again))
-    assert h.clients[1].phase is ClientPhase.COMPLETED
+    assert h.clients[1].phase is Phase.COMPLETED
     assert h.sent_types(1).count(m.MessageType.UNMASKING_RESPONSE) == 1
     assert _revealed(h)[2] == {m.ShareKind.SELF_MASK}
 
@@ -125,7 +124,7 @@ def test_different_survivor_sets_to_different_clients() -> None:
         )
         with pytest.raises((RemoteProtocolError, CryptoError)):
             h.clients[u].receive(m.encode(forged))
-        assert h.clients[u].phase is ClientPhase.ABORTED
+        assert h.clients[u].phase is Phase.ABORTED
         assert m.MessageType.UNMASKING_RESPONSE not in h.sent_types(u)
     assert m.ShareKind.MASK_KEY not in _revealed(h).get(1, set())
 
@@ -157,7 +156,7 @@ def test_fake_set_with_only_its_own_signatures_is_below_signature_threshold() ->
         )
         with pytest.raises(RemoteProtocolError):
             h.clients[u].receive(m.encode(req))
-        assert h.clients[u].phase is ClientPhase.ABORTED
+        assert h.clients[u].phase is Phase.ABORTED
     assert m.ShareKind.MASK_KEY not in _revealed(h).get(1, set())
 
 
@@ -184,7 +183,7 @@ def test_forged_or_swapped_public_keys_in_malicious_mode(attack: str) -> None:
     _assert_refused(h, {victim}, CryptoError)
     assert h.sent_types(victim) == [m.MessageType.ADVERTISE_KEYS]  # no shares were sent
     # the others finish without the victim
-    assert h.server.phase is ServerPhase.COMPLETED
+    assert h.server.phase is Phase.COMPLETED
     assert victim not in h.server.survivors
 
 
@@ -244,12 +243,12 @@ def test_replayed_messages_from_another_session() -> None:
     old = next(x for x in a.received[1] if isinstance(x, m.KeysBroadcast))
     with pytest.raises(DecodeError):
         b.clients[1].receive(m.encode(old))
-    assert b.clients[1].phase is ClientPhase.AWAIT_KEYS
+    assert b.clients[1].phase is Phase.ADVERTISE_KEYS
     # server side: B's server gets A's AdvertiseKeys from client 2
     adv = next(x for x in a.sent[2] if isinstance(x, m.AdvertiseKeys))
     with pytest.raises(DecodeError):
         b.server.receive(2, m.encode(adv))
-    assert 2 in b.server.expected and b.server.sets["U1"] == ()
+    assert 2 in b.server.collecting and b.server.sets["U1"] == ()
     # an unmasking request from session A never reaches B's clients' secrets
     req = next(x for x in a.received[3] if isinstance(x, m.UnmaskingRequest))
     with pytest.raises(DecodeError):
@@ -258,7 +257,7 @@ def test_replayed_messages_from_another_session() -> None:
 
 def test_lying_share_holder_aborts_instead_of_wrong_sum() -> None:
     h = Harness.make(5, threshold=3)
-    h.drive(stop=ServerPhase.COLLECT_UNMASKING, hold=1)
+    h.drive(stop=Phase.UNMASKING, hold=1)
     # deliver the other responses honestly first, then a corrupted one from 1
     held = next(x for x in h.sent[1] if isinstance(x, m.UnmaskingResponse))
     owner, kind, y = held.shares[0]
@@ -266,31 +265,31 @@ def test_lying_share_holder_aborts_instead_of_wrong_sum() -> None:
 
     bad = dataclasses.replace(held, shares=((owner, kind, (y + 1) % P), *held.shares[1:]))
     h.server.receive(1, m.encode(bad))
-    if h.server.phase is ServerPhase.COLLECT_UNMASKING:
+    if h.server.phase is Phase.UNMASKING:
         h.server.deadline_passed()
     # client 1 has the smallest id, so its share is among the t used: the check fires
-    assert h.server.phase is ServerPhase.ABORTED
+    assert h.server.phase is Phase.ABORTED
     assert h.server.result is None
 
 
 def test_server_keeps_out_a_client_that_copies_a_key() -> None:
     h = Harness.make(5, threshold=3)
-    h.drive(stop=ServerPhase.COLLECT_KEYS, hold=4)
+    h.drive(stop=Phase.ADVERTISE_KEYS, hold=4)
     copied = next(x for x in h.sent[1] if isinstance(x, m.AdvertiseKeys))
     mine = next(x for x in h.sent[4] if isinstance(x, m.AdvertiseKeys))
     bad = dataclasses.replace(mine, s_pk=copied.s_pk)
     with pytest.raises(RemoteProtocolError):
         h.server.receive(4, m.encode(bad))
-    assert 4 in h.server.expected and 4 not in h.server.sets["U1"]
+    assert 4 in h.server.collecting and 4 not in h.server.sets["U1"]
     h.server.receive(4, m.encode(mine))
-    assert h.server.phase is ServerPhase.COLLECT_SHARES
+    assert h.server.phase is Phase.SHARE_KEYS
 
 
 def test_invalid_advertise_signature_is_rejected_by_server() -> None:
     h = Harness.make(5, security=SecurityMode.MALICIOUS, threshold=3)
-    h.drive(stop=ServerPhase.COLLECT_KEYS, hold=2)
+    h.drive(stop=Phase.ADVERTISE_KEYS, hold=2)
     mine = next(x for x in h.sent[2] if isinstance(x, m.AdvertiseKeys))
     bad = dataclasses.replace(mine, signature=bytes(64))
     with pytest.raises(RemoteProtocolError):
         h.server.receive(2, m.encode(bad))
-    assert 2 in h.server.expected
+    assert 2 in h.server.collecting

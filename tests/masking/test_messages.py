@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 
 from secagg.errors import DecodeError, ParameterError
 from secagg.masking import messages as m
-from secagg.masking.client import ClientPhase
-from secagg.masking.config import SecurityMode
-from secagg.masking.server import ServerPhase
+from secagg.masking.abort import AbortReason
+from secagg.masking.config import ProtocolKind, SecurityMode
+from secagg.masking.phase import Phase
 
 from .masking_harness import Harness
 
@@ -22,13 +22,17 @@ SID = bytes(range(32))
 
 
 def _samples() -> list[m.Message]:
-    h = Harness.make(5, security=SecurityMode.MALICIOUS, threshold=3)
+    h = Harness.make(
+        5, protocol=ProtocolKind.SECAGG_PLUS, security=SecurityMode.MALICIOUS, threshold=3
+    )
     h.drive()
     out: dict[m.MessageType, m.Message] = {}
     for u in h.config.clients:
         for x in h.sent[u] + h.received[u]:
             out.setdefault(x.TYPE, x)
-    out[m.MessageType.ABORT] = m.Abort(session_id=SID, sender=0, recipient=3, reason="dropouts ✓")
+    out[m.MessageType.ABORT] = m.Abort(
+        session_id=SID, sender=0, recipient=3, code=AbortReason.TOO_FEW_KEYS, reason="dropouts ✓"
+    )
     assert set(out) == set(m.MessageType)
     return list(out.values())
 
@@ -39,12 +43,17 @@ SAMPLES = _samples()
 def _eq(a: m.Message, b: m.Message) -> bool:
     if isinstance(a, m.MaskedInput):
         assert isinstance(b, m.MaskedInput)
-        return (a.session_id, a.sender, a.recipient, a.bits) == (
-            b.session_id,
-            b.sender,
-            b.recipient,
-            b.bits,
-        ) and np.array_equal(a.vector, b.vector)
+        return (
+            (a.session_id, a.sender, a.recipient, a.bits)
+            == (
+                b.session_id,
+                b.sender,
+                b.recipient,
+                b.bits,
+            )
+            and a.view == b.view
+            and np.array_equal(a.vector, b.vector)
+        )
     return a == b
 
 
@@ -54,7 +63,7 @@ def test_round_trip(msg: m.Message) -> None:
     back = m.decode(data)
     assert type(back) is type(msg) and _eq(back, msg)
     assert m.encode(back) == data
-    assert data[:2] == b"\x00\x01" and data[2] == int(msg.TYPE)
+    assert data[:2] == b"\x00\x02" and data[2] == int(msg.TYPE)
 
 
 @pytest.mark.parametrize("msg", SAMPLES, ids=lambda x: type(x).__name__)
@@ -70,7 +79,7 @@ def test_every_truncation_and_extension_rejected(msg: m.Message) -> None:
 
 def test_header_fields_checked() -> None:
     data = bytearray(m.encode(SAMPLES[0]))
-    for pos, val in ((1, 2), (2, 99), (3, 7)):  # version, type, round
+    for pos, val in ((1, 1), (1, 3), (2, 99), (3, 7)):  # version (v1 refused), type, round
         bad = bytearray(data)
         bad[pos] = val
         with pytest.raises(DecodeError):
@@ -104,22 +113,69 @@ def test_unordered_or_zero_ids_rejected() -> None:
         m.decode(bytes(w))
 
 
+VIEW = bytes(range(100, 132))
+
+
 def test_masked_input_bounds() -> None:
     v = np.array([1, 2, 5], dtype=np.uint32)
     with pytest.raises(ParameterError):
-        m.MaskedInput(session_id=SID, sender=1, recipient=0, bits=2, vector=v)
+        m.MaskedInput(session_id=SID, sender=1, recipient=0, bits=2, vector=v, view=VIEW)
     with pytest.raises(ParameterError):
-        m.MaskedInput(session_id=SID, sender=1, recipient=0, bits=40, vector=v)
-    ok = m.encode(m.MaskedInput(session_id=SID, sender=1, recipient=0, bits=2, vector=v % 4))
+        m.MaskedInput(session_id=SID, sender=1, recipient=0, bits=40, vector=v, view=VIEW)
+    with pytest.raises(ParameterError):
+        m.MaskedInput(session_id=SID, sender=1, recipient=0, bits=2, vector=v % 4, view=b"x")
+    ok = m.encode(
+        m.MaskedInput(session_id=SID, sender=1, recipient=0, bits=2, vector=v % 4, view=VIEW)
+    )
+    # header 44 bytes, u8 bits, u64 length, view[32], then 3 elements x 2 bits = 1 byte
+    assert len(ok) == 44 + 1 + 8 + 32 + 1 and ok[-1] == 1 | 2 << 2 | 1 << 4
     bad = bytearray(ok)
-    bad[-1] = 9  # little-endian word 3 becomes 9 << 24 >= 2^2
+    bad[-1] |= 0x40  # a padding bit
     with pytest.raises(DecodeError):
         m.decode(bytes(bad))
+    with pytest.raises(DecodeError):
+        m.decode_masked_input(bytes(bad))
     lying_len = bytearray(ok)
     assert lying_len[44] == 2 and lying_len[52] == 3  # u8 bits, u64 length (45..52)
-    lying_len[52] = 4
+    lying_len[52] = 5  # 10 bits would need 2 bytes
     with pytest.raises(DecodeError):
         m.decode(bytes(lying_len))
+    lying_len[52] = 4  # 8 bits fit the byte: decodes, the padding now is element 3
+    assert len(m.decode(bytes(lying_len)).vector) == 4  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("bits", [1, 3, 8, 13, 16, 19, 31, 32, 33, 47, 64])
+def test_masked_input_packs_at_b_bits_and_streams(bits: int) -> None:
+    rng = np.random.default_rng(bits)
+    n = 1000 + bits
+    dt = np.uint32 if bits <= 32 else np.uint64
+    v = rng.integers(0, 2**bits, size=n, dtype=np.uint64).astype(dt)
+    msg = m.MaskedInput(session_id=SID, sender=7, recipient=0, bits=bits, vector=v, view=VIEW)
+    data = m.encode(msg)
+    assert len(data) == 44 + 1 + 8 + 32 + (n * bits + 7) // 8
+    view = m.decode_masked_input(data)
+    got = np.concatenate([part for _, part in view.chunks(64)])
+    np.testing.assert_array_equal(got, v)
+    np.testing.assert_array_equal(m.decode(data).vector, v)  # type: ignore[attr-defined]
+    prefix = m.masked_input_prefix(session_id=SID, sender=7, bits=bits, length=n, view=VIEW)
+    from secagg.encoding.bitpack import pack
+
+    assert prefix + b"".join(pack(v[a : a + 96], bits) for a in range(0, n, 96)) == data
+
+
+def test_peek_type_validates_the_header_only() -> None:
+    for msg in SAMPLES:
+        data = m.encode(msg)
+        assert m.peek_type(data) is msg.TYPE
+        assert m.peek_type(data[:44]) is msg.TYPE  # body not read
+    data = bytearray(m.encode(SAMPLES[0]))
+    for bad in (data[:43], b"\x00\x01" + data[2:], data[:2] + b"\x63" + data[3:]):
+        with pytest.raises(DecodeError):
+            m.peek_type(bytes(bad))
+    wrong_round = bytearray(data)
+    wrong_round[3] ^= 1
+    with pytest.raises(DecodeError):
+        m.peek_type(bytes(wrong_round))
 
 
 def test_direction_enforced() -> None:
@@ -133,7 +189,17 @@ def test_direction_enforced() -> None:
             c_pk=bytes(32),
             s_pk=bytes(32),
             commitment=bytes(32),
+            seed_commitment=bytes(32),
         )
+    for cls in (m.SeedRequest, m.SeedReveal):
+        with pytest.raises(ParameterError):  # wrong direction
+            kw = {"commitments": ()} if cls is m.SeedRequest else {"reveal": bytes(32)}
+            cls(
+                session_id=SID,
+                sender=1 if cls is m.SeedRequest else 0,
+                recipient=0 if cls is m.SeedRequest else 1,
+                **kw,
+            )
 
 
 def test_share_plaintext_round_trip() -> None:
@@ -146,17 +212,17 @@ def test_share_plaintext_round_trip() -> None:
 
 def test_garbled_bytes_leave_client_and_server_unchanged() -> None:
     h = Harness.make(5, threshold=3)
-    held = h.drive(stop=ServerPhase.COLLECT_SHARES, hold=2)
+    held = h.drive(stop=Phase.SHARE_KEYS, hold=2)
     assert held is not None
     raw = m.encode(held)
-    before = (h.server.phase, h.server.sets, h.server.expected)
-    for bad in (raw[:-3], raw[:10], b"", raw + b"x", b"\x00\x02" + raw[2:]):
+    before = (h.server.phase, h.server.sets, h.server.collecting)
+    for bad in (raw[:-3], raw[:10], b"", raw + b"x", b"\x00\x01" + raw[2:]):
         with pytest.raises(DecodeError):
             h.server.receive(2, bad)
-    assert (h.server.phase, h.server.sets, h.server.expected) == before
+    assert (h.server.phase, h.server.sets, h.server.collecting) == before
     c = h.clients[2]
-    assert c.phase is ClientPhase.AWAIT_BOXES
+    assert c.phase is Phase.SHARE_KEYS
     for bad in (b"", b"\x00\x01\x04", bytes(200)):
         with pytest.raises(DecodeError):
             c.receive(bad)
-    assert c.phase is ClientPhase.AWAIT_BOXES
+    assert c.phase is Phase.SHARE_KEYS

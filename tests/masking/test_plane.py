@@ -153,7 +153,7 @@ def test_bulk_box_decode_and_unsigned_entries():
         m.ShareKeys(session_id=SID, sender=1, recipient=0, boxes=((2, box[:-1]),))
     entries = tuple(
         m.KeyEntry(owner=v, c_pk=bytes([v]) * 32, s_pk=bytes([v + 1]) * 32,
-                   commitment=bytes(32), signature=sig)
+                   commitment=bytes(32), seed_commitment=bytes(32), signature=sig)
         for v, sig in ((2, b""), (4, b""), (6, b"s" * 64))
     )
     for ents in (entries[:2], entries):  # unsigned (bulk path) and mixed (general path)

@@ -33,7 +33,7 @@ from secagg.errors import SecAggError
 from secagg.masking import messages as m
 from secagg.masking.config import ProtocolKind, SecurityMode
 from secagg.masking.graph import all_neighbours
-from secagg.masking.server import ServerPhase
+from secagg.masking.phase import Phase
 
 from .masking_harness import Harness
 from .round_model import (
@@ -60,7 +60,7 @@ class DropoutMachine(RuleBasedStateMachine):
         security=st.sampled_from(list(SecurityMode)),
         seed=st.integers(0, 3),
         t_extra=st.integers(0, 2),
-        schedule=st.dictionaries(st.integers(1, 7), st.integers(0, 4), max_size=2),
+        schedule=st.dictionaries(st.integers(1, 7), st.integers(0, 5), max_size=2),
         drops=st.integers(0, 2),
     )
     def setup(
@@ -82,11 +82,11 @@ class DropoutMachine(RuleBasedStateMachine):
         self.nbrs = all_neighbours(self.h.config)
         self.drops_left = drops  # how many more clients the ``drop`` rule may take
         self.gone: set[int] = {u for u, r in schedule.items() if r == 0 and u in clients}
-        # client -> the round (1..4) before whose reply it leaves
+        # client -> the step (1..5, round_model) before whose reply it leaves
         self.leaves_at = {u: r for u, r in schedule.items() if r > 0}
         # what actually happened: the round before which each client stopped replying
         self.leave = {u: 0 if u in self.gone else NEVER for u in clients}
-        self.aborted_from: ServerPhase | None = None
+        self.aborted_from: Phase | None = None
         self.errors: list[tuple[int, str, SecAggError]] = []  # (client, where, error)
         self.to_server: list[tuple[int, m.Message]] = [
             (u, self.h.clients[u].start()) for u in clients if u not in self.gone
@@ -117,7 +117,7 @@ class DropoutMachine(RuleBasedStateMachine):
         h = self.h
         before = h.server.phase
         self._step()
-        if h.server.phase is ServerPhase.ABORTED and before is not ServerPhase.ABORTED:
+        if h.server.phase is Phase.ABORTED and before is not Phase.ABORTED:
             self.aborted_from = before
 
     def _step(self) -> None:
@@ -151,15 +151,15 @@ class DropoutMachine(RuleBasedStateMachine):
     @invariant()
     def sum_is_exact_or_nothing(self) -> None:
         s = self.h.server
-        if s.phase is ServerPhase.COMPLETED:
+        if s.phase is Phase.COMPLETED:
             assert s.result is not None
             np.testing.assert_array_equal(s.result, self.h.expected_sum(s.survivors))
             assert len(s.survivors) > self.h.config.threshold
         else:
             assert s.result is None
         if (
-            s.phase is ServerPhase.ABORTED
-            and self.aborted_from is not ServerPhase.COLLECT_UNMASKING
+            s.phase is Phase.ABORTED
+            and self.aborted_from is not Phase.UNMASKING
         ):
             # a clean abort: nobody was asked to unmask, so nobody revealed a share
             for u in self.h.config.clients:
@@ -184,15 +184,23 @@ class DropoutMachine(RuleBasedStateMachine):
         s = self.h.server
         assert s.phase in END_STATES, f"round stuck in {s.phase.value}"
         self.sum_is_exact_or_nothing()
-        want = predict(self.h.config, self.nbrs, self.leave)
-        assert s.phase is (ServerPhase.COMPLETED if want.completes else ServerPhase.ABORTED), (
+        # SecAgg+ (v2): the graph is fixed by U1's graph-seed reveals; every client
+        # that got that far derived the same neighbours as the server
+        graph = s.graph if self.h.config.protocol is ProtocolKind.SECAGG_PLUS else self.nbrs
+        for u, c in self.h.clients.items():
+            if graph is not None and c.neighbours:
+                assert c.neighbours == graph[u], u
+        want = predict(self.h.config, graph, self.leave)
+        assert s.phase is (Phase.COMPLETED if want.completes else Phase.ABORTED), (
             s.abort_reason,
             self.leave,
         )
         if want.completes:
             assert s.survivors == want.u3
-        else:  # aborted where the model says, not later
-            assert self.aborted_from is want.abort_phase, (s.abort_reason, self.leave)
+        else:  # aborted for the reason the model says (so not later)
+            assert s.abort_code is want.abort_code, (s.abort_reason, self.leave)
+            if not want.asked_to_unmask:
+                assert self.aborted_from is not Phase.UNMASKING
         for u, where, exc in self.errors:
             assert where == "client" and u in want.may_raise, (u, where, repr(exc), self.leave)
         CASES["runs"] += 1  # counted here: every counted run reached an end state

@@ -2,8 +2,9 @@
 
 Every server message is, at hypothesis' choice, delivered, dropped, delivered to
 the wrong client, replayed later, or rewritten (survivor and dropped sets replaced
-by arbitrary subsets, signatures dropped or shuffled) — any combination, over the
-whole round.  Only signatures cannot be forged.  All clients are honest.
+by arbitrary subsets, signatures dropped or shuffled; key entries, graph-seed
+reveals and forwarded share boxes truncated) — any combination, over the whole
+round.  Only signatures cannot be forged.  All clients are honest.
 
 Invariants after every step (what an honest client may put on the wire):
 
@@ -18,7 +19,8 @@ Teardown stops the tampering and drives the round to its end (every message
 delivered, deadlines passed, unmasking answered, finalize), so each run ends
 COMPLETED or ABORTED.  The model: a run in which nothing was tampered with must
 complete with every client in ``U3`` and raise no typed error anywhere; a tampered
-run may end either way but never with a wrong sum.  The runs per end state are
+run may end either way but only with the exact sum or a clean abort (a server
+reason, no output, no share revealed before the server asked for them).  The runs per end state are
 counted and floored: in the default profile at least 10% of runs complete a
 malicious-mode round, so a change that makes rounds abort early fails.
 """
@@ -39,14 +41,16 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from masking.round_model import END_STATES, predict, server_idle_step
+from masking.round_model import END_STATES, NEVER, predict, server_idle_step
 
 from secagg.errors import SecAggError
 from secagg.masking import messages as m
-from secagg.masking.client import Client, ClientPhase
+from secagg.masking.abort import AbortReason
+from secagg.masking.client import Client
 from secagg.masking.config import ProtocolKind, SecurityMode
 from secagg.masking.graph import all_neighbours
-from secagg.masking.server import Server, ServerPhase
+from secagg.masking.phase import TERMINAL, Phase
+from secagg.masking.server import Server
 from secagg.primitives.rand import InsecureDeterministicRandom
 from secagg.sim import build_config, plaintext_sum
 
@@ -65,6 +69,16 @@ CASES = {
 }
 #: floor on the share of runs that complete a malicious-mode round (issue 20)
 MIN_MALICIOUS_COMPLETED = 0.10
+#: the reasons an honest server gives (the client-side codes start at 32)
+SERVER_REASONS = frozenset(r for r in AbortReason if r < AbortReason.SERVER_ABORTED)
+#: the aborts that come after the UnmaskingRequests went out
+UNMASK_REASONS = frozenset(
+    {
+        AbortReason.MISSING_SELF_MASK_SHARES,
+        AbortReason.MISSING_MASK_KEY_SHARES,
+        AbortReason.RECONSTRUCTION_FAILED,
+    }
+)
 
 
 class MaliciousServerMachine(RuleBasedStateMachine):
@@ -149,10 +163,14 @@ class MaliciousServerMachine(RuleBasedStateMachine):
             )
         if isinstance(msg, m.KeysBroadcast):
             keep = data.draw(st.integers(0, len(msg.entries)))
-            return dataclasses.replace(msg, entries=tuple(msg.entries[:keep]))
-        # Truncating a MaskedInputRequest's boxes gives a wrong sum (known issue,
-        # SECURITY.md): pinned by adversarial/test_u2_view_tampering.py (strict xfail),
-        # so this machine keeps testing everything else.
+            kept = data.draw(st.integers(0, len(msg.reveals)))  # v2: graph-seed reveals
+            return dataclasses.replace(
+                msg, entries=tuple(msg.entries[:keep]), reveals=tuple(msg.reveals[:kept])
+            )
+        if isinstance(msg, m.MaskedInputRequest):
+            # v2: a truncated U2 view makes the client a dropout (exact sum or abort)
+            keep = data.draw(st.integers(0, len(msg.boxes)))
+            return dataclasses.replace(msg, boxes=tuple(msg.boxes[:keep]))
         return msg
 
     def _deliver(self, u: int, data: bytes) -> None:
@@ -206,7 +224,7 @@ class MaliciousServerMachine(RuleBasedStateMachine):
             elif action == "rewrite":
                 assert data is not None
                 raw = m.encode(self._rewrite(m.decode(raw), data))
-            if self.clients[u].phase in (ClientPhase.COMPLETED, ClientPhase.ABORTED):
+            if self.clients[u].phase in TERMINAL:
                 continue  # a finished client has closed its connection
             self._deliver(u, raw)
         if self.server.phase is phase and not self.outbox:
@@ -229,13 +247,23 @@ class MaliciousServerMachine(RuleBasedStateMachine):
         malicious = self.cfg.security is SecurityMode.MALICIOUS
         if not self.tampered:
             # the model: nobody left, nothing tampered -> completes with everyone, no error
-            leave = dict.fromkeys(self.cfg.clients, 5)
-            want = predict(self.cfg, self.nbrs, leave)
+            leave = dict.fromkeys(self.cfg.clients, NEVER)
+            want = predict(self.cfg, s.graph, leave)
             assert want.completes and want.u3 == self.cfg.clients
-            assert s.phase is ServerPhase.COMPLETED, s.abort_reason
+            assert s.phase is Phase.COMPLETED, s.abort_reason
             assert s.survivors == want.u3
             assert not self.errors, [(u, w, repr(e)) for u, w, e in self.errors]
-        completed = s.phase is ServerPhase.COMPLETED
+        else:
+            # a tampered run (truncated key/seed/box lists included): the exact sum
+            # over the server's U3 (output_exact_or_none), or a clean abort — a
+            # server-side reason, no output, and no share revealed unless the server
+            # got as far as asking for them
+            if s.phase is Phase.ABORTED:
+                assert s.abort_code in SERVER_REASONS, s.abort_code
+                assert s.result is None
+                if s.abort_code not in UNMASK_REASONS:
+                    assert not any(self.responses.values())
+        completed = s.phase is Phase.COMPLETED
         CASES["runs"] += 1  # counted here: every counted run reached an end state
         CASES["completed" if completed else "aborted"] += 1
         CASES["tampered"] += self.tampered
@@ -253,7 +281,8 @@ class MaliciousServerMachine(RuleBasedStateMachine):
             assert len(self.responses[u]) <= 1
             for req, resp in zip(self.answered[u], self.responses[u], strict=True):
                 assert len(req.survivors) >= t
-                assert len(self.nbrs[u] & set(req.survivors)) >= t
+                own = self.clients[u].neighbours or self.nbrs[u]  # v2: SecAgg+ from reveals
+                assert len(own & set(req.survivors)) >= t
                 owners = [o for o, _, _ in resp.shares]
                 assert len(owners) == len(set(owners))
                 for owner, kind, _ in resp.shares:
@@ -267,9 +296,9 @@ class MaliciousServerMachine(RuleBasedStateMachine):
     @invariant()
     def output_exact_or_none(self) -> None:
         s = self.server
-        if s.phase is ServerPhase.FINALIZING:
+        if s.phase is Phase.FINALIZING:
             s.finalize()
-        if s.phase is ServerPhase.COMPLETED:
+        if s.phase is Phase.COMPLETED:
             np.testing.assert_array_equal(
                 s.result, plaintext_sum(self.inputs, s.survivors, self.cfg.bits)
             )

@@ -31,15 +31,16 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from masking.round_model import NEVER, predict
+from masking.round_model import COLLECTS, LAST_STEP, NEVER, predict
 from masking.round_model import REPLY_ROUND as MODEL_REPLY_ROUND
 
 from secagg.errors import SecAggError
 from secagg.masking import messages as m
-from secagg.masking.client import Client, ClientPhase
+from secagg.masking.client import Client
 from secagg.masking.config import ProtocolKind, SecurityMode
 from secagg.masking.graph import all_neighbours
-from secagg.masking.server import Server, ServerPhase
+from secagg.masking.phase import TERMINAL, Phase
+from secagg.masking.server import Server
 from secagg.primitives.prg import dtype_for_bits
 from secagg.primitives.rand import InsecureDeterministicRandom
 from secagg.sim import build_config, plaintext_sum
@@ -104,7 +105,7 @@ class RoundMachine(RuleBasedStateMachine):
         self.sent: dict[int, list[m.Message]] = {u: [] for u in self.cfg.clients}
         self.outbox: list[tuple[int, bytes]] = []
         self.errors: list[tuple[int, str, SecAggError]] = []  # (client, where, error)
-        self.aborted_in: ServerPhase | None = None
+        self.aborted_in: Phase | None = None
         for u, c in self.clients.items():
             if self.leave[u] >= 1:
                 self._to_server(u, c.start())
@@ -120,39 +121,36 @@ class RoundMachine(RuleBasedStateMachine):
             self.errors.append((u, "server", exc))
         self._note(phase)
 
-    def _note(self, before: ServerPhase) -> None:
-        if self.server.phase is ServerPhase.ABORTED and self.aborted_in is None:
+    def _note(self, before: Phase) -> None:
+        if self.server.phase is Phase.ABORTED and self.aborted_in is None:
             self.aborted_in = before
 
     def _done(self) -> bool:
         return (
             self.server.phase
             in (
-                ServerPhase.FINALIZING,
-                ServerPhase.COMPLETED,
-                ServerPhase.ABORTED,
+                Phase.FINALIZING,
+                Phase.COMPLETED,
+                Phase.ABORTED,
             )
             and not self.outbox
         )
 
     def _next_round(self) -> int:
-        """The reply round of the next server messages (5: nothing left to answer)."""
+        """The reply step of the next server messages (NEVER: nothing left to answer)."""
         if self.outbox:
-            return min(5, REPLY_ROUND[m.MessageType(self.outbox[0][1][2])])
-        return {
-            ServerPhase.COLLECT_KEYS: 1,
-            ServerPhase.COLLECT_SHARES: 2,
-            ServerPhase.COLLECT_MASKED: 3,
-            ServerPhase.COLLECT_SIGNATURES: 4,
-        }.get(self.server.phase, 5)
+            return min(NEVER, REPLY_ROUND[m.MessageType(self.outbox[0][1][2])])
+        if self.server.phase in COLLECTS:
+            return COLLECTS[self.server.phase] + 1  # what its close will ask for
+        return NEVER
 
     @precondition(lambda self: not self._done())
-    @rule(who=st.integers(1, 10), when=st.integers(0, 3))
+    @rule(who=st.integers(1, 10), when=st.integers(0, 4))
     def leave_before(self, who: int, when: int) -> None:
-        """Client ``who`` stops replying before a round that has not been asked yet."""
+        """Client ``who`` stops replying before a step that has not been asked yet."""
         first = self._next_round()
-        if who in self.leave and first <= 4:
-            self.leave[who] = min(self.leave[who], min(4, first + when))
+        if who in self.leave and first <= LAST_STEP:
+            self.leave[who] = min(self.leave[who], min(LAST_STEP, first + when))
 
     @precondition(lambda self: not self._done())
     @rule()
@@ -163,7 +161,7 @@ class RoundMachine(RuleBasedStateMachine):
             for u, data in box:
                 if self.leave[u] <= REPLY_ROUND[m.MessageType(data[2])]:
                     continue  # gone: it never sees the message
-                if self.clients[u].phase in (ClientPhase.COMPLETED, ClientPhase.ABORTED):
+                if self.clients[u].phase in TERMINAL:
                     continue  # a finished client has closed its connection
                 try:
                     replies = self.clients[u].receive(data)
@@ -172,7 +170,7 @@ class RoundMachine(RuleBasedStateMachine):
                     continue
                 for x in replies:
                     self._to_server(u, x)
-        if self.server.phase is phase and phase.value.startswith("collect"):
+        if self.server.phase is phase and phase in COLLECTS:
             self.outbox += [(r, m.encode(x)) for r, x in self.server.deadline_passed()]
             self._note(phase)
 
@@ -184,7 +182,7 @@ class RoundMachine(RuleBasedStateMachine):
 
     @invariant()
     def no_output_before_the_end_and_never_both_shares(self) -> None:
-        if self.server.phase is not ServerPhase.COMPLETED:
+        if self.server.phase is not Phase.COMPLETED:
             assert self.server.result is None
         seen: dict[int, set[m.ShareKind]] = {}
         for msgs in self.sent.values():
@@ -201,29 +199,36 @@ class RoundMachine(RuleBasedStateMachine):
                 break
             self.step()
         s = self.server
-        if s.phase is ServerPhase.FINALIZING:
+        if s.phase is Phase.FINALIZING:
             s.finalize()
-        want = predict(self.cfg, self.nbrs, self.leave)
+        # SecAgg+ (v2): the graph is fixed by U1's graph-seed reveals; every client
+        # that got that far derived the same neighbours as the server
+        graph = s.graph if self.cfg.protocol is ProtocolKind.SECAGG_PLUS else self.nbrs
+        for u, c in self.clients.items():
+            if graph is not None and c.neighbours:
+                assert c.neighbours == graph[u], u
+        want = predict(self.cfg, graph, self.leave)
         completes, u3 = want.completes, want.u3
         # no error swallowed: the server never raises on an honest client, and a
         # client raises only where the model says it must refuse to go on
         for u, where, exc in self.errors:
             assert where == "client" and u in want.may_raise, (u, where, repr(exc), self.leave)
-        assert s.phase is (ServerPhase.COMPLETED if completes else ServerPhase.ABORTED), (
+        assert s.phase is (Phase.COMPLETED if completes else Phase.ABORTED), (
             s.abort_reason,
             self.leave,
         )
         CASES["runs"] += 1  # counted here: every counted run reached an end state
         CASES["completed" if completes else "aborted"] += 1
         CASES["with_dropouts"] += any(r < NEVER for r in self.leave.values())
-        if not completes:  # aborted where the model says, not later
-            assert self.aborted_in is want.abort_phase, (s.abort_reason, self.leave)
+        if not completes:  # aborted for the reason the model says (so not later)
+            assert s.abort_code is want.abort_code, (s.abort_reason, self.leave)
         if completes:
             assert s.survivors == u3
             np.testing.assert_array_equal(s.result, plaintext_sum(self.inputs, u3, self.cfg.bits))
         else:
             assert s.result is None
-            if self.aborted_in is not ServerPhase.COLLECT_UNMASKING:
+            if not want.asked_to_unmask:
+                assert self.aborted_in is not Phase.UNMASKING
                 for msgs in self.sent.values():
                     assert not any(isinstance(x, m.UnmaskingResponse) for x in msgs)
 

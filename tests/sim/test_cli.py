@@ -63,6 +63,7 @@ def test_simulate_json(extra: list[str], capsys: pytest.CaptureFixture[str]) -> 
     assert out["survivors"] == out["sets"]["U3"]
     assert set(out["client_cpu_s"]) == {
         "advertise_keys",
+        "graph_seed",  # protocol v2: the SecAgg+ seed reveals (0 for the complete graph)
         "share_keys",
         "masked_input",
         "consistency",

@@ -54,7 +54,9 @@ def test_secure_sum_exact(protocol: ProtocolKind, bits: int) -> None:
     assert "client_cpu_s" in res.stats and "server_cpu_s" in res.stats
 
 
-@pytest.mark.parametrize("phase", list(DropPhase))
+@pytest.mark.parametrize(
+    "phase", [p for p in DropPhase if p is not DropPhase.GRAPH_SEED]  # v2: a drop there aborts
+)
 @pytest.mark.parametrize("security", list(SecurityMode))
 def test_secure_sum_with_dropouts(phase: DropPhase, security: SecurityMode) -> None:
     xs = _inputs(10, 5, 16, start=3)
