@@ -488,3 +488,46 @@ def test_a8_seal_itself_accepts_the_poisoned_ciphertexts(ckks, bfv) -> None:  # 
             planted + load(raw_ctx, honest)
         with pytest.raises(DecodeError):
             ctx.load(bad, ciphertexts=1)
+
+
+@pytest.mark.parametrize("first", [True, False], ids=["poisoner-first", "poisoner-last"])
+def test_a8_he_sum_treats_a_rejected_upload_as_its_senders_dropout(
+    ckks, monkeypatch: pytest.MonkeyPatch, first: bool
+) -> None:  # type: ignore[no-untyped-def]
+    """Through the runtime (``he_sum``, one RoundDriver loop): a registered client
+    whose validly signed first chunk carries a poisoned SEAL ciphertext (NaN scale) is
+    a dropout blamed on it alone; its later chunks are not taken, and the others' sum
+    comes out as if it had never sent."""
+    from secagg.runtime import he_sum
+
+    bad = 1 if first else 4
+    honest_chunks = HEClient._chunks
+
+    def chunks(self: HEClient, arr: np.ndarray):  # type: ignore[no-untyped-def]
+        for j, data in enumerate(honest_chunks(self, arr)):
+            if self.client_id == bad and j == 0:
+                env = decode_envelope(data)
+                n_ct = self._session.chunk_ciphertexts(0)
+                poison = rewrite_seal_fields(
+                    env.payload, ciphertexts=n_ct, compr=2, scale=float("nan")
+                )
+                data = _resign(data, self._key, payload=poison)
+            yield data
+
+    monkeypatch.setattr(HEClient, "_chunks", chunks)
+    xs = {i: _x(i) for i in (1, 2, 3, 4)}
+    length = ckks.params.slots + 5  # two chunks of one ciphertext each
+    xs = {i: np.resize(x, length) for i, x in xs.items()}
+    res = he_sum(
+        xs,
+        scheme=ckks.params.scheme,
+        keys=ckks,
+        max_ciphertexts_per_chunk=1,
+        rng=InsecureDeterministicRandom(7, warn=False),
+    )
+    assert not res.aborted
+    assert res.contributors == tuple(i for i in (1, 2, 3, 4) if i != bad)
+    assert set(res.rejected) == {bad}
+    assert f"client {bad}" in res.rejected[bad] and "chunk 0" in res.rejected[bad]
+    want = sum(xs[i] for i in res.contributors)
+    np.testing.assert_allclose(res.sum, want, atol=res.error_bound)
