@@ -319,7 +319,17 @@ def test_config_codec_round_trips_and_refuses_garbage() -> None:
 
 def test_frame_limits_follow_the_config() -> None:
     small, big = _config([1, 2, 3], length=10), _config([1, 2, 3], length=10_000)
-    assert max_message_bytes(big, m.MessageType.MASKED_INPUT) == 44 + 9 + 40_000
+    # wire v2: header, bits, length, the U2-view digest, then ceil(m*b/8) packed bytes
+    assert max_message_bytes(big, m.MessageType.MASKED_INPUT) == 44 + 1 + 8 + 32 + 40_000
+    odd = RoundConfig.create(
+        session_id=os.urandom(32),
+        clients=[1, 2, 3],
+        bits=20,
+        length=1001,
+        protocol=ProtocolKind.SECAGG,
+        threshold=2,
+    )
+    assert max_message_bytes(odd, m.MessageType.MASKED_INPUT) == 44 + 41 + (1001 * 20 + 7) // 8
     assert server_frame_limit(big, m.MessageType.MASKED_INPUT) > server_frame_limit(
         small, m.MessageType.MASKED_INPUT
     )
@@ -329,6 +339,165 @@ def test_frame_limits_follow_the_config() -> None:
     inputs = _inputs([1, 2, 3], 10)
     c = Client(config=small, client_id=1, input_vector=inputs[1])
     assert len(m.encode(c.start())) <= max_message_bytes(small, m.MessageType.ADVERTISE_KEYS)
+
+
+def _upto(kind: m.MessageType, cfg: RoundConfig, msg: m.Message) -> None:
+    assert msg.TYPE is kind
+    assert len(m.encode(msg)) <= max_message_bytes(cfg, kind), kind.name
+
+
+@pytest.mark.parametrize("protocol", list(ProtocolKind))
+@pytest.mark.parametrize("security", list(SecurityMode))
+def test_every_v2_message_of_a_full_round_fits_its_frame_limit(
+    protocol: ProtocolKind, security: SecurityMode
+) -> None:
+    """Drive the sans-IO parties through a whole round (SeedRequest/SeedReveal in
+    SecAgg+, signatures in malicious mode); every message fits the transport's limit
+    for its type, and the transport expects the reply type the core sends."""
+    from secagg.masking.phase import Phase
+    from secagg.masking.server import Server
+    from secagg.net.framing import CLIENT_TYPES, SERVER_TYPES, reply_type
+    from secagg.primitives.sign import SigningKey
+
+    ids = [1, 2, 3, 4, 5, 6]
+    keys = {u: SigningKey.generate() for u in ids}
+    malicious = security is SecurityMode.MALICIOUS
+    cfg = RoundConfig.create(
+        session_id=os.urandom(32),
+        clients=ids,
+        bits=13,
+        length=37,
+        protocol=protocol,
+        security=security,
+        neighbors=4 if protocol is ProtocolKind.SECAGG_PLUS else None,
+        threshold=None if malicious else 2,
+        graph_seed=os.urandom(32),
+        identity_keys={u: k.public for u, k in keys.items()} if malicious else None,
+    )
+    assert set(CLIENT_TYPES) | set(SERVER_TYPES) == set(m.MessageType)
+    inputs = {u: np.arange(37, dtype=np.uint32) % (1 << 13) for u in ids}
+    clients = {
+        u: Client(
+            config=cfg,
+            client_id=u,
+            input_vector=inputs[u],
+            identity_key=keys[u] if malicious else None,
+        )
+        for u in ids
+    }
+    server = Server(config=cfg)
+    pending = {u: c.start() for u, c in clients.items()}
+    expected: dict[int, m.MessageType | None] = dict.fromkeys(ids, reply_type(None))
+    seen: set[m.MessageType] = set()
+    while server.phase not in (Phase.FINALIZING, Phase.ABORTED):
+        out: list[tuple[int, m.Message]] = []
+        for u, msg in pending.items():
+            assert msg.TYPE is expected[u]
+            _upto(msg.TYPE, cfg, msg)
+            seen.add(msg.TYPE)
+            out += server.receive(u, m.encode(msg))  # the last one closes the phase
+        pending = {}
+        for u, msg in out:
+            _upto(msg.TYPE, cfg, msg)
+            seen.add(msg.TYPE)
+            expected[u] = reply_type(msg.TYPE)
+            (reply,) = clients[u].handle(msg)
+            pending[u] = reply
+    assert not pending
+    assert server.phase is Phase.FINALIZING
+    assert all(c.phase is Phase.COMPLETED for c in clients.values())
+    want = {
+        m.MessageType.ADVERTISE_KEYS,
+        m.MessageType.KEYS_BROADCAST,
+        m.MessageType.SHARE_KEYS,
+        m.MessageType.MASKED_INPUT_REQUEST,
+        m.MessageType.MASKED_INPUT,
+        m.MessageType.UNMASKING_REQUEST,
+        m.MessageType.UNMASKING_RESPONSE,
+    }
+    if protocol is ProtocolKind.SECAGG_PLUS:
+        want |= {m.MessageType.SEED_REQUEST, m.MessageType.SEED_REVEAL}
+    if malicious:
+        want |= {m.MessageType.CONSISTENCY_REQUEST, m.MessageType.CONSISTENCY_SIGNATURE}
+    assert seen == want
+
+
+def test_the_abort_with_its_reason_code_fits_the_client_limit() -> None:
+    from secagg.masking.abort import AbortReason
+
+    cfg = _config([1, 2, 3])
+    abort = m.Abort(
+        session_id=cfg.session_id,
+        sender=m.SERVER_ID,
+        recipient=1,
+        code=max(AbortReason),
+        reason="\u00e9" * (m.MAX_REASON_BYTES // 2),
+    )
+    assert len(m.encode(abort)) == max_message_bytes(cfg, m.MessageType.ABORT)
+    assert 1 + len(m.encode(abort)) <= client_frame_limit(cfg)
+
+
+def test_the_streamed_masked_input_is_the_v2_packed_encoding() -> None:
+    """What the network client writes for its MaskedInput equals ``encode`` (packed at
+    b bits, with the view digest) and the core's ``masked_input_stream``."""
+    from secagg.net.client import _stream_masked
+
+    ids = [1, 2, 3]
+    cfg = RoundConfig.create(
+        session_id=os.urandom(32),
+        clients=ids,
+        bits=11,
+        length=1003,
+        protocol=ProtocolKind.SECAGG,
+        threshold=2,
+    )
+    inputs = {u: (np.arange(1003, dtype=np.uint32) * u) % (1 << 11) for u in ids}
+    clients = {u: Client(config=cfg, client_id=u, input_vector=inputs[u]) for u in ids}
+    from secagg.masking.server import Server
+
+    server = Server(config=cfg)
+    out: list[tuple[int, m.Message]] = []
+    for u, c in clients.items():
+        out += server.receive(u, m.encode(c.start()))
+    while True:  # keys, then boxes
+        replies = {u: clients[u].handle(msg)[0] for u, msg in out}
+        if replies[1].TYPE is m.MessageType.MASKED_INPUT:
+            break
+        out = []
+        for u, msg in replies.items():
+            out += server.receive(u, m.encode(msg))
+    masked = replies[1]
+    assert isinstance(masked, m.MaskedInput)
+
+    class Sink:
+        def __init__(self) -> None:
+            self.data = bytearray()
+
+        def write(self, b: bytes) -> None:
+            self.data += b
+
+        async def drain(self) -> None:
+            return None
+
+    sink = Sink()
+    points: list[str] = []
+    size = asyncio.run(_stream_masked(sink, masked, 1.0, points.append, 96))  # type: ignore[arg-type]
+    head, body = bytes(sink.data[:5]), bytes(sink.data[5:])
+    assert head == struct.pack(">IB", 1 + size, FrameKind.MESSAGE)
+    assert body == m.encode(masked) == b"".join(clients[1].masked_input_stream(96))
+    assert size == max_message_bytes(cfg, m.MessageType.MASKED_INPUT)
+    assert len(points) == -(-1003 // 96)
+    with pytest.raises(ParameterError, match="multiple of 8"):
+        asyncio.run(
+            run_client(
+                host="127.0.0.1",
+                port=1,
+                ssl_context=ssl.create_default_context(),
+                client_id=1,
+                input_vector=inputs[1],
+                stream_chunk=100,
+            )
+        )
 
 
 # -- complete rounds -------------------------------------------------------------------------
@@ -444,6 +613,30 @@ def test_bad_frames_close_that_connection_only(ca: dict[str, Path], case: str) -
     assert 5 in r.pool.cut
 
 
+def test_a_seed_reveal_over_its_limit_is_cut_and_the_secagg_plus_round_aborts(
+    ca: dict[str, Path],
+) -> None:
+    """The server's limit follows the reply it awaits: after a SeedRequest only a
+    SeedReveal-sized frame is read (an upload-sized one is refused unread)."""
+    ids = [1, 2, 3, 4, 5]
+    cfg = _config(ids, length=2000)
+    with NetRound(ca, cfg, [1, 2, 3, 4]) as r:
+        s = _raw(ca["dir"], r.addr, 5)
+        got = _hello(s)
+        me = Client(config=got, client_id=5, input_vector=r.inputs[5])
+        _send_frame(s, FrameKind.MESSAGE, m.encode(me.start()))
+        kind, body = _read_frame(s)
+        assert kind == FrameKind.MESSAGE and m.peek_type(body) is m.MessageType.SEED_REQUEST
+        limit = server_frame_limit(cfg, m.MessageType.SEED_REVEAL)
+        assert limit < server_frame_limit(cfg, m.MessageType.MASKED_INPUT)
+        s.sendall(struct.pack(">IB", limit + 1, FrameKind.MESSAGE) + b"\0" * 64)
+        assert _error_code_or_closed(s) == ErrorCode.TOO_LARGE
+        s.close()
+    assert r.outcome.aborted and r.outcome.result is None
+    assert "graph-seed" in (r.outcome.abort_reason or "")
+    assert all(isinstance(v, AbortedError) for v in r.results.values()), r.results
+
+
 def test_slowloris_is_cut_at_the_deadline_as_a_dropout(ca: dict[str, Path]) -> None:
     ids = [1, 2, 3, 4, 5]
     honest = [1, 2, 3, 4]
@@ -481,7 +674,7 @@ def test_a_client_that_stops_mid_upload_is_cut_and_dropped(ca: dict[str, Path]) 
                     client_id=5,
                     input_vector=inputs[5],
                     checkpoint=stall,
-                    stream_chunk=100,
+                    stream_chunk=104,
                 )
             except Exception as exc:
                 return exc
@@ -566,11 +759,35 @@ def test_sigkilled_clients_give_an_exact_sum_or_a_clean_abort() -> None:
         join_timeout=15.0,
         client_procs=2,
         crash_points=["hello", "boxes", "upload:0", "unmasking"],
-        stream_chunk=50,
+        stream_chunk=48,
     )
     assert rep["killed_by_sigkill"] == 2
     assert rep["aborted"] or rep["exact"] is True
     assert not rep["aborted"], rep["abort_reason"]
+
+
+def test_a_client_killed_before_its_seed_reveal_aborts_secagg_plus_cleanly() -> None:
+    """v2 commit-reveal: a client of U1 that dies after the SeedRequest arrived never
+    reveals its graph-seed part, so the round aborts (code SEED_REVEAL_MISSING) and
+    every other client is told; nothing is summed."""
+    from secagg.net.simulate import simulate_net
+
+    rep = simulate_net(
+        clients=5,
+        length=40,
+        crash=0.2,
+        seed=3,
+        phase_timeout=3.0,
+        join_timeout=15.0,
+        client_procs=2,
+        crash_points=["seed"],
+    )
+    assert rep["killed_by_sigkill"] == 1
+    assert rep["aborted"] and rep["exact"] is None and rep["survivors"] == 0
+    assert "graph-seed" in rep["abort_reason"]
+    (dead,) = rep["crashed"]
+    others = [s for u, s in rep["client_status"].items() if u != dead]
+    assert len(others) == 4 and all("SEED_REVEAL_MISSING" in s for s in others), others
 
 
 def test_same_seed_same_sum_and_transcript_as_the_inprocess_engine() -> None:

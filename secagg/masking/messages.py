@@ -381,7 +381,7 @@ def _check_boxes(boxes: Sequence[tuple[int, bytes]], what: str) -> tuple[tuple[i
             break
         prev = i
     else:
-        return fast  # type: ignore[return-value]
+        return fast
     out = tuple((int(i), b) for i, b in boxes)
     _check_sorted_ids([i for i, _ in out], what)
     for _, b in out:

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from secagg.encoding import bitpack
 from secagg.errors import (
     AbortedError,
     DecodeError,
@@ -36,8 +37,9 @@ from secagg.errors import (
     SecAggError,
 )
 from secagg.masking import messages as m
-from secagg.masking.client import Client, ClientPhase
+from secagg.masking.client import Client
 from secagg.masking.config import RoundConfig
+from secagg.masking.phase import Phase
 from secagg.net.framing import (
     HELLO_LIMIT,
     ConnectionLostError,
@@ -60,12 +62,13 @@ from secagg.primitives.sign import SigningKey
 
 __all__ = ["ClientOutcome", "run_client", "run_client_sync"]
 
-#: Elements per streamed chunk of the masked input (1 MiB of uint32).
+#: Elements per streamed chunk of the masked input (a multiple of 8, so every chunk
+#: but the last packs into whole bytes at any bit width; 1 MiB at 32 bits).
 STREAM_CHUNK = 1 << 18
 
 #: ``(point)`` called at named points of the round (fault injection in simulations):
-#: "connected", "hello", "advertised", "keys", "boxes", "upload:<i>", "uploaded",
-#: "consistency", "unmasking", "answered".
+#: "connected", "hello", "advertised", "seed" (SecAgg+: the SeedRequest arrived),
+#: "keys", "boxes", "upload:<i>", "uploaded", "consistency", "unmasking", "answered".
 Checkpoint = Callable[[str], None]
 
 
@@ -90,15 +93,21 @@ async def _stream_masked(
     checkpoint: Checkpoint | None,
     chunk: int,
 ) -> int:
-    """Write one MESSAGE frame holding ``msg``: header and prefix, then the words in chunks."""
+    """Write one MESSAGE frame holding ``msg``: header and prefix, then the packed vector
+    ``chunk`` elements at a time (wire version 2: ``bits`` bits per element).
+
+    The bytes equal ``m.encode(msg)`` (and :meth:`Client.masked_input_stream`), but
+    only one packed chunk exists at a time next to the masked vector the client
+    already holds; the masks are not computed a second time.
+    """
+    vec, bits = msg.vector, msg.bits
     prefix = m.masked_input_prefix(
-        session_id=msg.session_id, sender=msg.sender, bits=msg.bits, length=len(msg.vector)
+        session_id=msg.session_id, sender=msg.sender, bits=bits, length=len(vec), view=msg.view
     )
-    vec = msg.vector.astype(msg.vector.dtype.newbyteorder("<"), copy=False)
-    size = len(prefix) + vec.nbytes
+    size = len(prefix) + bitpack.packed_size(len(vec), bits)
     await _send(writer, frame_header(FrameKind.MESSAGE, size) + prefix, idle)
     for i, start in enumerate(range(0, len(vec), chunk)):
-        writer.write(vec[start : start + chunk].tobytes())
+        writer.write(bitpack.pack(vec[start : start + chunk], bits))
         await asyncio.wait_for(writer.drain(), idle)
         if checkpoint is not None:
             checkpoint(f"upload:{i}")
@@ -143,6 +152,8 @@ async def run_client(
         first one (both from HELLO).
     checkpoint:
         Called at named points of the round (fault injection).
+    stream_chunk:
+        Elements per piece of the streamed masked input; a positive multiple of 8.
     observer:
         Sees every byte string this client writes to the TLS stream (tests).
 
@@ -161,9 +172,18 @@ async def run_client(
         The config failed the policy (the client sent ERROR 6 and nothing else).
     RemoteProtocolError
         The server violated the protocol (the client aborted).
+    ParameterError
+        A bad input vector or ``stream_chunk`` (raised before connecting).
     """
     if not isinstance(input_vector, np.ndarray) or input_vector.ndim != 1:
         raise ParameterError("input_vector must be a 1-D numpy array")
+    if (
+        isinstance(stream_chunk, bool)
+        or not isinstance(stream_chunk, int)
+        or stream_chunk < 8
+        or stream_chunk % 8
+    ):
+        raise ParameterError("stream_chunk must be a positive multiple of 8")
     if policy is None:
         bits = {np.dtype(np.uint32): 32, np.dtype(np.uint64): 64}.get(input_vector.dtype)
         if bits is None:
@@ -354,7 +374,7 @@ async def _round(
                 done = decode_done(body)
                 if done.status is DoneStatus.ABORTED:
                     raise AbortedError(f"the server aborted the round: {done.reason}")
-                if client.phase is not ClientPhase.COMPLETED:
+                if client.phase is not Phase.COMPLETED:
                     raise RemoteProtocolError(
                         f"DONE before this client finished (phase {client.phase.value})"
                     )
@@ -372,7 +392,7 @@ async def _round(
             except SecAggError as exc:
                 await refuse(ErrorCode.REJECTED, str(exc))
                 raise
-            if client.phase is ClientPhase.ABORTED:
+            if client.phase is Phase.ABORTED:
                 raise AbortedError(client.abort_reason or "the server aborted the round")
             for reply in replies:
                 if isinstance(reply, m.MaskedInput):
@@ -385,7 +405,7 @@ async def _round(
                     await _send(writer, frame_header(FrameKind.MESSAGE, size) + data, idle)
                 sent += size
                 frames_sent += 5 + size
-            if client.phase is ClientPhase.COMPLETED and checkpoint is not None:
+            if client.phase is Phase.COMPLETED and checkpoint is not None:
                 checkpoint("answered")
     except (TimeoutError, asyncio.TimeoutError):
         raise ConnectionLostError(
@@ -398,6 +418,7 @@ async def _round(
 
 
 _POINT = {
+    int(m.MessageType.SEED_REQUEST): "seed",
     int(m.MessageType.KEYS_BROADCAST): "keys",
     int(m.MessageType.MASKED_INPUT_REQUEST): "boxes",
     int(m.MessageType.CONSISTENCY_REQUEST): "consistency",

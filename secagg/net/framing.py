@@ -10,15 +10,20 @@ import asyncio
 import enum
 import struct
 from dataclasses import dataclass
+from typing import Any
 
+from secagg.encoding import bitpack
 from secagg.errors import DecodeError, RemoteProtocolError
 from secagg.masking import messages as m
-from secagg.masking.config import RoundConfig
-from secagg.primitives.field import ELEMENT_BYTES
+from secagg.masking.abort import AbortReason
+from secagg.masking.config import ProtocolKind, RoundConfig
 
 __all__ = [
+    "CLIENT_TYPES",
+    "HEADER_BYTES",
     "HELLO_LIMIT",
     "MAX_REASON_BYTES",
+    "SERVER_TYPES",
     "TRANSPORT_VERSION",
     "ConnectionLostError",
     "Done",
@@ -36,7 +41,6 @@ __all__ = [
     "encode_hello",
     "frame_header",
     "max_message_bytes",
-    "peek_type",
     "read_body",
     "read_frame",
     "read_header",
@@ -50,7 +54,6 @@ HELLO_LIMIT = 1 << 23
 MAX_REASON_BYTES = 1024
 _ERROR_LIMIT = 1 + 2 + MAX_REASON_BYTES
 _DONE_LIMIT = 1 + 1 + 2 + MAX_REASON_BYTES
-HEADER_BYTES = 2 + 1 + 1 + 32 + 4 + 4
 _LEN = struct.Struct(">I")
 
 
@@ -107,11 +110,23 @@ _T = m.MessageType
 #: What the server accepts after each request it sent (None = after HELLO).
 _REPLY = {
     None: _T.ADVERTISE_KEYS,
+    _T.SEED_REQUEST: _T.SEED_REVEAL,
     _T.KEYS_BROADCAST: _T.SHARE_KEYS,
     _T.MASKED_INPUT_REQUEST: _T.MASKED_INPUT,
     _T.CONSISTENCY_REQUEST: _T.CONSISTENCY_SIGNATURE,
     _T.UNMASKING_REQUEST: _T.UNMASKING_RESPONSE,
 }
+
+#: Messages a server sends / a client sends (every type is in exactly one).
+SERVER_TYPES = (
+    _T.SEED_REQUEST,
+    _T.KEYS_BROADCAST,
+    _T.MASKED_INPUT_REQUEST,
+    _T.CONSISTENCY_REQUEST,
+    _T.UNMASKING_REQUEST,
+    _T.ABORT,
+)
+CLIENT_TYPES = tuple(t for t in _T if t not in SERVER_TYPES)
 
 
 def reply_type(request: m.MessageType | None) -> m.MessageType | None:
@@ -119,35 +134,125 @@ def reply_type(request: m.MessageType | None) -> m.MessageType | None:
     return _REPLY.get(request)
 
 
+@dataclass(frozen=True, slots=True)
+class _Sizes:
+    """Encoded sizes measured with :func:`secagg.masking.messages.encode` itself.
+
+    ``*_base`` is a message with empty lists, ``*_item`` what one more list item
+    adds; a signature is counted wherever the wire allows one (malicious mode), so
+    the limits hold in every security mode.
+    """
+
+    header: int
+    advertise: int
+    seed_reveal: int
+    seed_request_base: int
+    seed_request_item: int
+    broadcast_base: int
+    broadcast_reveal: int
+    broadcast_entry: int
+    boxes_base: int
+    box: int
+    masked_prefix: int
+    consistency_signature: int
+    ids_base: int
+    id_item: int
+    unmasking_request_base: int
+    signer: int
+    response_base: int
+    share: int
+    abort: int
+
+
+def _measure() -> _Sizes:
+    sid, key, sig = bytes(m.SESSION_BYTES), b"\x01" * m.KEY_BYTES, b"\x02" * m.SIGNATURE_BYTES
+    up: dict[str, Any] = {"session_id": sid, "sender": 1, "recipient": m.SERVER_ID}
+    down: dict[str, Any] = {"session_id": sid, "sender": m.SERVER_ID, "recipient": 1}
+
+    def size(msg: m.Message) -> int:
+        return len(m.encode(msg))
+
+    entry = m.KeyEntry(
+        owner=1, c_pk=key, s_pk=key, commitment=key, seed_commitment=key, signature=sig
+    )
+    reveal = m.Reveal(owner=1, reveal=key, signature=sig)
+    box = (1, b"\x03" * m.BOX_BYTES)
+    broadcast_base = size(m.KeysBroadcast(entries=(), reveals=(), **down))
+    boxes_base = size(m.ShareKeys(boxes=(), **up))
+    ids_base = size(m.ConsistencyRequest(survivors=(), **down))
+    unmasking_base = size(m.UnmaskingRequest(survivors=(), dropped=(), signatures=(), **down))
+    response_base = size(m.UnmaskingResponse(shares=(), **up))
+    seed_request_base = size(m.SeedRequest(commitments=(), **down))
+    prefix = m.masked_input_prefix(
+        session_id=sid, sender=1, bits=8, length=1, view=bytes(m.VIEW_BYTES)
+    )
+    return _Sizes(
+        header=size(m.ConsistencySignature(signature=sig, **up)) - m.SIGNATURE_BYTES,
+        advertise=size(
+            m.AdvertiseKeys(
+                c_pk=key, s_pk=key, commitment=key, seed_commitment=key, signature=sig, **up
+            )
+        ),
+        seed_reveal=size(m.SeedReveal(reveal=key, signature=sig, **up)),
+        seed_request_base=seed_request_base,
+        seed_request_item=size(m.SeedRequest(commitments=((1, key),), **down)) - seed_request_base,
+        broadcast_base=broadcast_base,
+        broadcast_reveal=size(m.KeysBroadcast(entries=(), reveals=(reveal,), **down))
+        - broadcast_base,
+        broadcast_entry=size(m.KeysBroadcast(entries=(entry,), reveals=(), **down))
+        - broadcast_base,
+        boxes_base=boxes_base,
+        box=size(m.ShareKeys(boxes=(box,), **up)) - boxes_base,
+        masked_prefix=len(prefix),
+        consistency_signature=size(m.ConsistencySignature(signature=sig, **up)),
+        ids_base=ids_base,
+        id_item=size(m.ConsistencyRequest(survivors=(1,), **down)) - ids_base,
+        unmasking_request_base=unmasking_base,
+        signer=size(m.UnmaskingRequest(survivors=(), dropped=(), signatures=((1, sig),), **down))
+        - unmasking_base,
+        response_base=response_base,
+        share=size(m.UnmaskingResponse(shares=((1, m.ShareKind.SELF_MASK, 0),), **up))
+        - response_base,
+        abort=size(m.Abort(code=next(iter(AbortReason)), reason="x" * m.MAX_REASON_BYTES, **down)),
+    )
+
+
+_SIZES = _measure()
+#: Bytes of the SecAgg message header (the same for every type).
+HEADER_BYTES = _SIZES.header
+
+
 def max_message_bytes(config: RoundConfig, kind: m.MessageType) -> int:
-    """The largest encoded message of type ``kind`` in a round of ``config``."""
-    h, n, k = HEADER_BYTES, config.n, config.degree
-    width = 4 if config.bits <= 32 else 8
+    """The largest encoded message of type ``kind`` in a round of ``config``.
+
+    ``n`` clients, at most ``k = config.degree`` neighbours, vectors of
+    ``config.length`` elements packed at ``config.bits`` bits (wire version 2).
+    """
+    z, n, k = _SIZES, config.n, config.degree
+    plus = config.protocol is ProtocolKind.SECAGG_PLUS
     sizes = {
-        _T.ADVERTISE_KEYS: h + 96 + 1 + 64,
-        _T.SHARE_KEYS: h + 4 + k * (4 + m.BOX_BYTES),
-        _T.MASKED_INPUT: h + 1 + 8 + config.length * width,
-        _T.CONSISTENCY_SIGNATURE: h + 64,
-        _T.UNMASKING_RESPONSE: h + 4 + k * (4 + 1 + ELEMENT_BYTES),
-        _T.KEYS_BROADCAST: h + 4 + k * (4 + 96 + 1 + 64),
-        _T.MASKED_INPUT_REQUEST: h + 4 + k * (4 + m.BOX_BYTES),
-        _T.CONSISTENCY_REQUEST: h + 4 + 4 * n,
-        _T.UNMASKING_REQUEST: h + 4 + 4 * n + 4 + 4 * n + 4 + n * (4 + 64),
-        _T.ABORT: h + 4 + m.MAX_REASON_BYTES,
+        _T.ADVERTISE_KEYS: z.advertise,
+        _T.SEED_REQUEST: z.seed_request_base + n * z.seed_request_item,
+        _T.SEED_REVEAL: z.seed_reveal,
+        _T.KEYS_BROADCAST: z.broadcast_base
+        + (n * z.broadcast_reveal if plus else 0)
+        + k * z.broadcast_entry,
+        _T.SHARE_KEYS: z.boxes_base + k * z.box,
+        _T.MASKED_INPUT_REQUEST: z.boxes_base + k * z.box,
+        _T.MASKED_INPUT: z.masked_prefix + bitpack.packed_size(config.length, config.bits),
+        _T.CONSISTENCY_REQUEST: z.ids_base + n * z.id_item,
+        _T.CONSISTENCY_SIGNATURE: z.consistency_signature,
+        # survivors and dropped are disjoint subsets of U2: n ids between them
+        _T.UNMASKING_REQUEST: z.unmasking_request_base + n * (z.id_item + z.signer),
+        _T.UNMASKING_RESPONSE: z.response_base + k * z.share,
+        _T.ABORT: z.abort,
     }
     return sizes[kind]
 
 
 def client_frame_limit(config: RoundConfig) -> int:
     """Largest frame (kind + payload) a client accepts after HELLO."""
-    server_types = (
-        _T.KEYS_BROADCAST,
-        _T.MASKED_INPUT_REQUEST,
-        _T.CONSISTENCY_REQUEST,
-        _T.UNMASKING_REQUEST,
-        _T.ABORT,
-    )
-    return max(_DONE_LIMIT, _ERROR_LIMIT, *(1 + max_message_bytes(config, t) for t in server_types))
+    return max(_DONE_LIMIT, _ERROR_LIMIT, *(1 + max_message_bytes(config, t) for t in SERVER_TYPES))
 
 
 def server_frame_limit(config: RoundConfig, expected: m.MessageType | None) -> int:
@@ -155,24 +260,6 @@ def server_frame_limit(config: RoundConfig, expected: m.MessageType | None) -> i
     if expected is None:
         return _ERROR_LIMIT
     return max(_ERROR_LIMIT, 1 + max_message_bytes(config, expected))
-
-
-def peek_type(data: bytes | bytearray | memoryview) -> m.MessageType:
-    """The type code of an encoded SecAgg message (header only; the body is not parsed).
-
-    Raises
-    ------
-    DecodeError
-        Shorter than a header, another wire version or an unknown type.
-    """
-    if len(data) < HEADER_BYTES:
-        raise DecodeError("message shorter than its header")
-    if int.from_bytes(bytes(data[:2]), "big") != m.WIRE_VERSION:
-        raise DecodeError("unsupported wire version")
-    try:
-        return m.MessageType(data[2])
-    except ValueError:
-        raise DecodeError(f"unknown message type {data[2]}") from None
 
 
 def frame_header(kind: FrameKind, payload_len: int) -> bytes:

@@ -40,6 +40,7 @@ from secagg.masking import messages as m
 from secagg.masking.config import RoundConfig
 from secagg.net.certs import client_id_from_certificate
 from secagg.net.framing import (
+    CLIENT_TYPES,
     ConnectionLostError,
     DoneStatus,
     ErrorCode,
@@ -50,7 +51,6 @@ from secagg.net.framing import (
     encode_error,
     encode_hello,
     frame_header,
-    peek_type,
     read_body,
     read_header,
     reply_type,
@@ -409,16 +409,7 @@ class NetClientPool:
         self.client_errors: dict[int, str] = {}
         self.stats: dict[int, ConnectionStats] = {}
         self.hello_bytes = len(self._hello)
-        self._max_frame = max(
-            server_frame_limit(config, t)
-            for t in (
-                m.MessageType.ADVERTISE_KEYS,
-                m.MessageType.SHARE_KEYS,
-                m.MessageType.MASKED_INPUT,
-                m.MessageType.CONSISTENCY_SIGNATURE,
-                m.MessageType.UNMASKING_RESPONSE,
-            )
-        )
+        self._max_frame = max(server_frame_limit(config, t) for t in CLIENT_TYPES)
 
     async def _open(self) -> None:
         self._slots = asyncio.Semaphore(self._srv.upload_slots)
@@ -535,7 +526,7 @@ class NetClientPool:
         gen = self._gen
         self._waiting = {}
         sends = []
-        types = {peek_type(d) for d in batch.values()}
+        types = {m.peek_type(d) for d in batch.values()}
         if batch and m.MessageType.ABORT not in types:
             # a connected client the server does not continue with had its message
             # rejected: cut it (ERROR 7) rather than leave it waiting
@@ -548,7 +539,7 @@ class NetClientPool:
             conn = self.conns.get(cid)
             if conn is None or conn.closed:
                 continue
-            rep = reply_type(peek_type(data))
+            rep = reply_type(m.peek_type(data))
             conn.expected = rep
             if rep is not None:
                 self._waiting[cid] = rep
@@ -656,7 +647,7 @@ class NetClientPool:
                 conn.holds_slot = True
             body = await read_body(conn.reader, size, idle_timeout=idle)
             try:
-                got = peek_type(body)
+                got = m.peek_type(body)
             except DecodeError as exc:
                 raise TransportError(str(exc), ErrorCode.MALFORMED) from None
             if got is not expected:

@@ -58,6 +58,8 @@ CRASH_POINTS = (
     "answered",
 )
 _MALICIOUS_POINTS = ("consistency",)
+#: SecAgg+ only: the SeedRequest arrived (the client has not revealed its seed part).
+_SECAGG_PLUS_POINTS = ("seed",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,13 +252,14 @@ def simulate_net(
         A directory already holding a CA, ``server`` and every client's
         certificate (default: a fresh one in a temporary directory).
     stream_chunk:
-        Elements per upload chunk (default: the vector in 4 chunks when some
-        client may crash mid-upload, else the client default).
+        Elements per upload chunk, a positive multiple of 8 (default: the vector
+        in about 4 chunks when some client may crash mid-upload, else the client
+        default).
 
     Raises
     ------
     ParameterError
-        On bad sizes or fractions.
+        On bad sizes, fractions or ``stream_chunk``.
     """
     from secagg.net.server import NetServer
     from secagg.net.tls import server_context
@@ -266,6 +269,13 @@ def simulate_net(
         raise ParameterError("clients must be >= 2 and length >= 1")
     if not 0.0 <= crash <= 1.0:
         raise ParameterError("crash must be a fraction in [0, 1]")
+    if stream_chunk is not None and (
+        isinstance(stream_chunk, bool)
+        or not isinstance(stream_chunk, int)
+        or stream_chunk < 8
+        or stream_chunk % 8
+    ):
+        raise ParameterError("stream_chunk must be a positive multiple of 8 (packed chunks)")
     wall0 = time.perf_counter()
     rng: RandomSource
     if seed is not None:
@@ -293,8 +303,10 @@ def simulate_net(
         points = list(CRASH_POINTS)
         if security is SecurityMode.MALICIOUS:
             points += list(_MALICIOUS_POINTS)
+        if protocol is ProtocolKind.SECAGG_PLUS:
+            points += list(_SECAGG_PLUS_POINTS)
         if chunk is None:
-            chunk = max(4, math.ceil(length / 4))
+            chunk = 8 * max(1, math.ceil(length / 32))  # about 4 chunks, each a multiple of 8
         points += [f"upload:{i}" for i in range(math.ceil(length / chunk) - 1)]
     if chunk is None:
         from secagg.net.client import STREAM_CHUNK
