@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from secagg import __version__
 from secagg.errors import SecAggError
@@ -28,8 +30,43 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line on stderr (exit code 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {_one_line(message)} (see {self.prog} --help)\n")
+
+
+class _DefaultsFormatter(argparse.HelpFormatter):
+    """Append ``(default: X)`` to every option whose default is a value.
+
+    ``None`` and ``False`` are left out (the help text says what an unset option
+    means), and so is a help text that already names its default.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            not _shows_default(action)
+            or not (action.option_strings or action.nargs in ("?", "*"))
+            or "default" in text.lower()
+            or re.search(rf"\({re.escape(str(default))}[);,:]", text)
+        ):
+            return text
+        return f"{text} (default: %(default)s)" if text else "(default: %(default)s)"
+
+
+def _shows_default(action: argparse.Action) -> bool:
+    return action.default not in (None, False, argparse.SUPPRESS)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
 def _available() -> dict[str, object]:
-    mods = {}
+    mods: dict[str, object] = {}
     for name, (modname, _) in COMMANDS.items():
         try:
             mods[name] = importlib.import_module(modname)
@@ -41,29 +78,47 @@ def _available() -> dict[str, object]:
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="secagg",
         description="Privacy-preserving aggregation for federated learning of LLMs.",
+        formatter_class=_DefaultsFormatter,
     )
     parser.add_argument("--version", action="version", version=f"secagg {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     mods = _available()
     for name, mod in mods.items():
-        p = sub.add_parser(name, help=COMMANDS[name][1], description=COMMANDS[name][1])
+        p = sub.add_parser(
+            name,
+            help=COMMANDS[name][1],
+            description=COMMANDS[name][1],
+            formatter_class=_DefaultsFormatter,
+        )
         mod.add_arguments(p)  # type: ignore[attr-defined]
+        for action in p._actions:  # an option without help text still shows its default
+            if action.help is None and action.option_strings and _shows_default(action):
+                action.help = "(default: %(default)s)"
     return parser, mods
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``secagg``; returns the exit code.
+
+    0 on success; 2 on a usage error or input the library refuses, with exactly one
+    line on stderr (``secagg <command>: error: ...``) and no traceback.
+    """
     parser, mods = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # usage error (2, one line printed), --help or --version (0)
+        return exc.code if isinstance(exc.code, int) else 2
     if args.command is None:
         parser.print_help()
         return 0
     try:
         return int(mods[args.command].run(args))  # type: ignore[attr-defined]
     except SecAggError as exc:
-        print(f"secagg {args.command}: error: {exc}", file=sys.stderr)
+        # one line, no traceback: the message names what was wrong
+        print(f"secagg {args.command}: error: {_one_line(str(exc))}", file=sys.stderr)
         return 2
 
 

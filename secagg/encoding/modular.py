@@ -26,7 +26,12 @@ def check_in_range(vec: npt.NDArray[np.generic], bits: int) -> UIntArray:
     """Validate that ``vec`` is a 1-D array of the dtype for ``bits`` with values < 2^bits."""
     dt = dtype_for_bits(bits)
     if not isinstance(vec, np.ndarray) or vec.ndim != 1 or vec.dtype != dt:
-        raise ParameterError(f"expected a 1-D {np.dtype(dt).name} array for b={bits}")
+        got = (
+            f"a {vec.ndim}-D {vec.dtype} array"
+            if isinstance(vec, np.ndarray)
+            else f"a {type(vec).__module__}.{type(vec).__qualname__}".replace("builtins.", "")
+        )
+        raise ParameterError(f"expected a 1-D {np.dtype(dt).name} array for b={bits}, got {got}")
     if bits < 8 * np.dtype(dt).itemsize and len(vec) and int(vec.max()) >> bits:
         raise ParameterError(f"values must be < 2^{bits}")
     return vec  # type: ignore[return-value]

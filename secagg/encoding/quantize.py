@@ -50,8 +50,8 @@ class QuantizationSpec:
     max_clients:
         Largest number of clients whose inputs are ever summed.
     bits:
-        Modulus exponent.  Must be at least ``bits_for_sum(value_bits, max_clients)``;
-        ``None`` picks that minimum.
+        Modulus exponent.  Must be at least ``bits_for_sum(value_bits, max_clients)``
+        and at most 64; ``0`` (the default) picks that minimum.
     """
 
     clip: float

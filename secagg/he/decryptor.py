@@ -128,7 +128,8 @@ class HEDecryptor:
         LocalProtocolError
             If chunks are missing.
         RemoteProtocolError
-            BFV only: a slot decodes outside ``[0, t/2)`` — some client sent
+            An aggregate chunk from the server does not decrypt under this key, or
+            (BFV only) a slot decodes outside ``[0, t/2)`` — some client sent
             out-of-range values (the sum is then not trustworthy).
         """
         s = self._session
@@ -136,7 +137,12 @@ class HEDecryptor:
             raise LocalProtocolError(
                 f"have {len(self._chunks)} of {s.chunk_count} aggregate chunks"
             )
-        parts = [self._ctx.decrypt(self._chunks[j]).T.reshape(-1) for j in range(s.chunk_count)]
+        try:  # our context can decrypt (checked in __init__): a failure is the server's chunk
+            parts = [
+                self._ctx.decrypt(self._chunks[j]).T.reshape(-1) for j in range(s.chunk_count)
+            ]
+        except LocalProtocolError as exc:
+            raise RemoteProtocolError(f"the server's aggregate does not decrypt: {exc}") from None
         values = np.concatenate(parts)[: s.vector_length]
         if s.params.scheme is Scheme.BFV and values.size and int(values.min()) < 0:
             raise RemoteProtocolError("aggregate out of range: a client sent out-of-range values")

@@ -130,7 +130,13 @@ class Client:
             policy.check(config)  # refuse before anything exists to send
         if client_id not in config.clients:
             raise ParameterError(f"client {client_id} is not registered in this round")
-        check_in_range(input_vector, config.bits)
+        try:
+            check_in_range(input_vector, config.bits)
+        except ParameterError as exc:
+            raise ParameterError(
+                f"input_vector: {exc}; encode float updates with QuantizationSpec.quantize "
+                "or the scheme API (secagg.runtime.schemes.MaskedClientHalf.encode)"
+            ) from None
         if len(input_vector) != config.length:
             raise ParameterError(
                 f"input has {len(input_vector)} elements, expected {config.length}"

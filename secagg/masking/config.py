@@ -196,6 +196,11 @@ class RoundConfig:
     ) -> RoundConfig:
         """Build a config, filling ``neighbors``/``threshold`` with safe defaults.
 
+        Only ``neighbors`` and ``threshold`` are defaulted.  SecAgg+ (the default
+        ``protocol``) still needs ``graph_seed``: 32 fresh random bytes from the
+        server, e.g. ``os.urandom(32)`` (the empty default is refused for SecAgg+
+        and is right only for SecAgg); ``session_id`` (32 bytes) must be fresh per round.
+
         SecAgg+ defaults come from :func:`secagg.masking.params.choose_parameters`
         (Bell et al.; corrupt fraction 0.05, dropout fraction 0.33, 2^-40 / 2^-20)
         for the given security mode; SecAgg (complete graph) uses

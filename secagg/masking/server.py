@@ -233,7 +233,14 @@ class Server:
             transport sender; nothing changed.
         RemoteProtocolError, CryptoError
             The message does not fit the phase or failed validation; nothing changed.
+        LocalProtocolError
+            ``data`` is a decoded message object (pass it to :meth:`handle`), not bytes.
         """
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise LocalProtocolError(
+                f"receive() takes the encoded bytes, got {type(data).__name__}; "
+                "pass a decoded message to handle()"
+            )
         if m.peek_type(data) is m.MessageType.MASKED_INPUT:
             # stays packed: unpacked chunk by chunk into the running sum
             return self.handle(sender, m.decode_masked_input(data))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import enum
 import math
+import time
 from typing import Any, TypeVar
 
 import numpy as np
@@ -29,6 +30,7 @@ from secagg.primitives.rand import (
     SystemRandom,
     random_unit_float64,
 )
+from secagg.sim.report import SCHEMA
 
 __all__ = ["run"]
 
@@ -134,7 +136,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if dropped:
         kwargs["dropouts"] = {phase: dropped}
 
+    wall0 = time.perf_counter()
     report: dict[str, Any] = {
+        "schema": SCHEMA,
+        "family": "dp",
         "protocol": protocol.value,
         "security": security.value,
         "engine": engine,
@@ -142,12 +147,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "transcript_digest": None,
         "clients": n,
         "length": dim,
+        "bits": bits,
+        "neighbors": getattr(args, "neighbors", None),  # the round's own values once it ran
+        "threshold": getattr(args, "threshold", None),
         "dropout": dropout,
-        "drop_phase": phase.value,
-        "dropped": dropped,
+        "dropped_before": phase.value if dropped else None,
+        "dropped": len(dropped),
+        "survivors": 0,
+        "aborted": False,
+        "abort_reason": None,
+        "exact": None,  # a noisy mean by design: judge it by dp.rmse_vs_true_mean
+        "correct": None,
+        "client_cpu_total_s": None,
+        "server_cpu_total_s": None,
+        "total_cpu_s": None,
+        "bytes_per_client_upload": None,
+        "wall_s": 0.0,
         "seed": seed_arg,
         "randomness": randomness,
-        "bits": bits,
+        "stats": {},
         "dp": {
             "mechanism": mech.value,
             "epsilon_target": float(eps_target),
@@ -174,6 +192,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     except AbortedError as exc:
         report.update(aborted=True, abort_reason=str(exc), survivors=0)
         report["dp"]["epsilon_realized"] = None
+        report["wall_s"] = time.perf_counter() - wall0
         return report
 
     m = len(agg.survivors)
@@ -187,14 +206,26 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     err = agg.mean - true_mean
     expected_rmse = math.sqrt(m * params.local_stddev**2) / (params.scale * m)
     res = agg.result
+    stats = {k: v for k, v in res.stats.items() if isinstance(v, (int, float, str, bool))}
+    client_cpu = stats.get("client_cpu_total_s")
+    server_cpu = stats.get("server_cpu_total_s")
     report.update(
         aborted=False,
         abort_reason=None,
         survivors=m,
         workers=res.workers,
         transcript_digest=res.transcript_digest,
+        neighbors=stats.get("neighbors"),
+        threshold=stats.get("threshold"),
+        client_cpu_total_s=client_cpu,
+        server_cpu_total_s=server_cpu,
+        total_cpu_s=(
+            client_cpu + server_cpu
+            if isinstance(client_cpu, (int, float)) and isinstance(server_cpu, (int, float))
+            else None
+        ),
         bytes_per_client_upload=res.bytes_per_client_upload,
-        stats={k: v for k, v in res.stats.items() if isinstance(v, (int, float, str, bool))},
+        stats=stats,
     )
     report["dp"].update(
         epsilon_realized=params.epsilon(delta=delta, rounds=rounds, sampling_rate=q, survivors=m),
@@ -204,4 +235,5 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         rmse_vs_unclipped_mean=float(np.sqrt(np.mean((agg.mean - raw_mean) ** 2))),
         true_mean_rms=float(np.sqrt(np.mean(true_mean**2))),
     )
+    report["wall_s"] = time.perf_counter() - wall0
     return report

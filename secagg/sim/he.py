@@ -11,7 +11,7 @@ in ``[-clip, clip]``, BFV uniform integers in ``[0, 2^value_bits)``.
 checks, so an overflowing choice is refused with the reason.
 
 Dropouts (``--dropout F``, the same selection as the masking simulator): with
-``--drop-phase share-keys|masked-input`` the dropped clients never upload; with
+``--drop-before share-keys|masked-input`` the dropped clients never upload; with
 ``consistency|unmasking`` they had already uploaded, and HE needs nothing more
 from them, so they stay in the sum.
 
@@ -42,6 +42,7 @@ from secagg.primitives.rand import (
     random_uint64,
     random_unit_float64,
 )
+from secagg.sim.report import SCHEMA
 
 __all__ = ["check_key_holder_inbox", "run"]
 
@@ -86,6 +87,11 @@ def _params(scheme: Scheme, preset: Preset, n: int, bits: int | None) -> HEParam
     return params
 
 
+def _get(args: argparse.Namespace, name: str, default: Any) -> Any:
+    value = getattr(args, name, None)
+    return default if value is None else value
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run one simulated HE round; returns the JSON-serialisable report.
 
@@ -108,14 +114,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         else (Preset.CKKS_4096 if scheme is Scheme.CKKS else Preset.BFV_4096)
     )
     custody = KeyCustody(getattr(args, "custody", None) or KeyCustody.SEPARATE_DECRYPTOR.value)
-    n = int(getattr(args, "clients", 100) or 100)
-    length = int(getattr(args, "length", 1000) or 1000)
-    dropout = float(getattr(args, "dropout", 0.0) or 0.0)
-    drop_phase = getattr(args, "drop_phase", None) or "masked-input"
+    # an unset flag takes its default; a set one is used as given (0 is refused, not replaced)
+    n = int(_get(args, "clients", 100))
+    length = int(_get(args, "length", 1000))
+    dropout = float(_get(args, "dropout", 0.0))
+    drop_phase = str(_get(args, "drop_phase", "masked-input"))
     seed = getattr(args, "seed", None)
     bits = getattr(args, "bits", None)
     if n < 2 or length < 1:
-        raise ParameterError("--clients must be >= 2 and --length >= 1")
+        raise ParameterError(f"--clients must be >= 2 and --length >= 1 (got {n} and {length})")
+    if not 0.0 <= dropout < 1.0:
+        raise ParameterError(f"--dropout must be in [0, 1) (got {dropout})")
     params = _params(scheme, preset, n, bits)
     rng: RandomSource
     if seed is not None:
@@ -168,14 +177,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         expected = np.sum([inputs[u] for u in res.contributors], axis=0)
         if scheme is Scheme.BFV:
             exact = bool(res.total is not None and np.array_equal(res.total, expected))
-        else:
+        else:  # CKKS is approximate: judged by within_error_bound, never "exact"
             max_abs_error = float(np.max(np.abs(res.sum - expected)))
-            exact = False
     ct_mem = 2 * params.poly_modulus_degree * (len(params.coeff_mod_bit_sizes) - 1) * 8
     client_total = float(res.timings["client_encrypt_s"])
     server_total = float(res.timings["server_s"])
+    within = None if max_abs_error is None else bool(max_abs_error <= res.error_bound)
     return {
+        "schema": SCHEMA,
+        "family": "he",
         "protocol": protocol,
+        "security": None,
         "engine": res.engine,
         "workers": res.workers,
         "transcript_digest": res.transcript_digest,
@@ -190,17 +202,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "threshold": None,
         "min_contributors": 2,
         "dropout": dropout,
-        "drop_phase": drop_phase,
+        "dropped_before": drop_phase if dropped else None,
         "dropped": len(dropped),
         "survivors": 0 if res.aborted else len(survivors),
         "aborted": res.aborted,
         "abort_reason": res.abort_reason,
         "exact": exact,
+        "correct": exact if scheme is Scheme.BFV else within,
         "max_abs_error": max_abs_error,
         "error_bound": res.error_bound if not res.aborted else None,
-        "within_error_bound": (
-            None if max_abs_error is None else bool(max_abs_error <= res.error_bound)
-        ),
+        "within_error_bound": within,
         "client_cpu_s": {"encrypt": client_total / max(1, len(survivors))},
         "server_cpu_s": {"aggregate": server_total},
         "client_cpu_total_s": client_total,

@@ -426,6 +426,12 @@ def _check_args(args: argparse.Namespace, kind: AggregatorKind) -> None:
     """Flag combinations and ranges that need no model: one-line errors, exit 2."""
     if args.samples < 0:
         raise ParameterError("--samples must be >= 0")
+    if args.compare == "plain" and kind is AggregatorKind.PLAIN:
+        raise ParameterError(
+            "--compare plain with --aggregator plain would train the plain baseline twice"
+        )
+    if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise ParameterError(f"--out {args.out}: exists and is not a directory")
     if args.threads < 0:
         raise ParameterError("--threads must be >= 0")
     if args.dp is not None and kind not in (AggregatorKind.SECAGG, AggregatorKind.SECAGG_PLUS):

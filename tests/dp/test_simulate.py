@@ -36,7 +36,7 @@ def test_simulate_reports_privacy_and_error(mech: str) -> None:
     r = run(ns(dp=mech))
     json.dumps(r)  # serialisable
     dp = r["dp"]
-    assert not r["aborted"] and r["survivors"] == 18 and len(r["dropped"]) == 2
+    assert not r["aborted"] and r["survivors"] == 18 and r["dropped"] == 2
     assert dp["mechanism"] == mech and dp["bits_per_coordinate"] == 20 and dp["delta"] == 1e-6
     assert dp["epsilon_realized"] <= dp["epsilon_calibrated"] <= 2.0
     assert dp["epsilon_calibrated"] > 1.99

@@ -244,3 +244,22 @@ def test_every_party_refuses_a_context_of_another_key(keys, bfv_keys):
                  signing_key=rnd.server_key)
     with pytest.raises(ParameterError, match="does not belong"):
         HEDecryptor(session=rnd.session, secret_context=bfv_keys.secret_context)
+
+
+def test_an_aggregate_that_does_not_decrypt_is_the_servers_fault(keys, monkeypatch):
+    # HEContext.decrypt raises LocalProtocolError for a tensor it cannot decrypt; the
+    # decryptor's own context can decrypt, so there the fault lies with the server
+    rnd = make_round(keys, n=3, length=100)
+    for i in (1, 2):
+        for e in rnd.clients[i].encrypt(_x(i, 100)):
+            rnd.server.receive(e)
+    dec = HEDecryptor(session=rnd.session, secret_context=keys.secret_context)
+    for a in rnd.server.finalize():
+        dec.receive(a)
+
+    def refuse(self, t):
+        raise LocalProtocolError("cannot decrypt this tensor here: linked to another context")
+
+    monkeypatch.setattr(HEContext, "decrypt", refuse)
+    with pytest.raises(RemoteProtocolError, match="does not decrypt"):
+        dec.result()

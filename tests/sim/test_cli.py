@@ -103,3 +103,15 @@ def test_simulate_rejects_bad_parameters(capsys: pytest.CaptureFixture[str]) -> 
     rc = main(["simulate", "--clients", "5", "--threshold", "9", "--protocol", "secagg"])
     assert rc == 2
     assert "threshold" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("engine", ["inprocess", "processes"])
+def test_unseeded_simulation_checks_the_inputs_it_summed(engine, capsys):
+    # without --seed the protocol draws from os.urandom; the exactness check must
+    # still regenerate the very inputs the clients used (it once reported exact=false)
+    rc = main(["simulate", "--clients", "8", "--length", "33", "--dropout", "0.25",
+               "--engine", engine, "--workers", "2", "--json", "-"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["seed"] is None and out["aborted"] is False
+    assert out["exact"] is True and out["correct"] is True

@@ -137,3 +137,20 @@ def test_dp_flag_runs_and_is_reported(tmp_path: Path) -> None:
     assert "distributed DP" in rep["aggregator"] and rep["rounds"][1]["survivors"] == 2
     assert main(["train", *TINY, "--aggregator", "plain", "--dp", "ddgauss", "--seed", "1",
                  "--out", str(tmp_path / "x")]) == 2
+
+
+def test_out_on_a_file_and_plain_vs_plain_are_one_line_errors(tmp_path, capsys) -> None:
+    """Newcomer items: ``--out`` on an existing file used to raise FileExistsError
+    with a traceback; ``--compare plain --aggregator plain`` trained the baseline twice."""
+    f = tmp_path / "a-file"
+    f.write_text("not a folder")
+    assert main(["train", "--rounds", "1", "--seed", "1", "--no-progress", "--out", str(f)]) == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) == 1 and "exists and is not a directory" in err[0]
+    assert f.read_text() == "not a folder"
+    out = tmp_path / "run"
+    assert main(["train", "--rounds", "1", "--seed", "1", "--no-progress", "--aggregator", "plain",
+                 "--compare", "plain", "--out", str(out)]) == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) == 1 and "baseline twice" in err[0]
+    assert not out.exists()
