@@ -1,4 +1,4 @@
-"""``secagg bench [prg|mask|server|round|scale|keys|he|dp|net|all] [--quick] [--json PATH]``.
+"""``secagg bench [prg|mask|server|round|scale|keys|he|dp|net|flower|all] [--quick] [--json PATH]``.
 
 Each benchmark lives in ``secagg.bench.<name>`` with ``run(quick: bool) -> dict``
 (and optionally ``markdown(result) -> str``).  A benchmark whose module does not
