@@ -25,6 +25,7 @@ __all__ = [
     "MissingExtraError",
     "ParameterError",
     "PolicyError",
+    "RejectedUploadError",
     "RemoteProtocolError",
     "SecAggError",
 ]
@@ -53,6 +54,20 @@ class DecodeError(RemoteProtocolError, ValueError):
 class PolicyError(RemoteProtocolError):
     """The server proposed a round this client's policy refuses; the client sends
     nothing (to the server it is a dropout)."""
+
+
+class RejectedUploadError(DecodeError):
+    """An authenticated upload failed validation; the blame is on ``sender`` only.
+
+    Raised by a party that has verified who sent the bytes (e.g. the HE server,
+    after the envelope signature) and then found the content invalid.  The
+    receiving party's state is unchanged: the round goes on without the upload.
+    """
+
+    def __init__(self, message: str, *, sender: int, chunk_index: int) -> None:
+        super().__init__(f"upload of client {sender}, chunk {chunk_index}: {message}")
+        self.sender = sender
+        self.chunk_index = chunk_index
 
 
 class CryptoError(SecAggError):

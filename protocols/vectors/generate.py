@@ -8,9 +8,13 @@ Run from the repository root::
 Every input is fixed in this script (seeds are SHA-256 of a readable label, keys
 come from RFC 7748 / RFC 8032 where those exist), so the output depends only on
 the definitions in ``protocols/primitives.md``.  Outputs are computed with
-``secagg.primitives``; ``tests/primitives/test_vectors.py`` checks them again, and
-``tests/primitives/test_prg_independent.py`` re-derives the PRG vectors directly on
-``cryptography``'s Cipher and HKDF APIs.
+``secagg.primitives``; ``tests/primitives/test_vectors_kat.py`` checks the library
+against them, ``tests/primitives/test_prg_independent.py`` re-derives the PRG
+vectors and ``tests/primitives/test_vectors_independent.py`` every other file
+(KDF labels, AEAD associated data and box layout, the ``rand`` stream and
+``randbelow``, X25519, Ed25519 with the RFC 7748 / RFC 8032 literals pinned, and
+Shamir on plain integers) directly on ``cryptography``'s APIs, written from
+``protocols/primitives.md`` without importing ``secagg``.
 
 Conventions in the JSON: byte strings are lowercase hex; field elements and
 Z_{2^b} elements are *decimal strings* (64-bit and 257-bit values do not survive

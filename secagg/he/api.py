@@ -53,6 +53,10 @@ class HESumResult:
     timings:
         CPU seconds: ``keygen_s``, ``client_encrypt_s`` (all clients),
         ``server_s``, ``decrypt_s``; and ``wall_s``.
+    rejected:
+        Client id -> why the server rejected its authenticated upload
+        (:class:`~secagg.errors.RejectedUploadError`): each is a dropout of the
+        round, blamed on that client alone (the others' sum is unaffected).
     """
 
     sum: npt.NDArray[np.float64] | None
@@ -72,11 +76,13 @@ class HESumResult:
     transcript_digest: str = ""
     engine: str = "inprocess"
     workers: int = 1
+    rejected: Mapping[int, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.aborted != (self.sum is None):
             raise ParameterError("sum is None exactly when the round aborted")
         object.__setattr__(self, "timings", types.MappingProxyType(dict(self.timings)))
+        object.__setattr__(self, "rejected", types.MappingProxyType(dict(self.rejected)))
 
     @property
     def mean(self) -> npt.NDArray[np.float64] | None:

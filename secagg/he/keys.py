@@ -255,6 +255,41 @@ def _check_matches(ctx: Any, params: HEParams) -> None:
         raise DecodeError("the TenSEAL context does not have the declared parameters")
 
 
+def _first_parms_id(ctx: Any) -> bytes:
+    """The ``parms_id`` of the context's first data level, as SEAL serializes it."""
+    try:
+        words = [int(w) for w in ctx.seal_context().data.first_parms_id()]
+    except Exception:
+        raise DecodeError("cannot read the context's parms_id") from None
+    if len(words) != 4:
+        raise DecodeError("unexpected parms_id layout")
+    return struct.pack("<4Q", *words)
+
+
+def _check_loaded_ciphertexts(t: Any, params: HEParams, parms_id: bytes) -> bool:
+    """Whether every SEAL ciphertext TenSEAL loaded into ``t`` has fresh metadata.
+
+    Re-checks, on the objects SEAL built, what :mod:`secagg.he.payload` checked on
+    the bytes: level (``parms_id``), NTT form, two polynomials, ``N``, ``L`` and
+    the exact scale.  Any mismatch means the payload check and SEAL disagree.
+    """
+    ckks = params.scheme is Scheme.CKKS
+    scale = 2.0**params.scale_bits if ckks else 1.0
+    data_primes = len(params.coeff_mod_bit_sizes) - 1
+    want = list(struct.unpack("<4Q", parms_id))
+    for ct in t.ciphertext():
+        if not (
+            [int(w) for w in ct.parms_id()] == want
+            and bool(ct.is_ntt_form()) is ckks
+            and int(ct.size()) == 2
+            and int(ct.poly_modulus_degree()) == params.poly_modulus_degree
+            and int(ct.coeff_modulus_size()) == data_primes
+            and float(ct.scale) == scale
+        ):
+            return False
+    return True
+
+
 def _secret_only_bytes(ctx: Any) -> bytes:
     return _tenseal_bytes(ctx, public_key=False, secret_key=True)
 
@@ -318,7 +353,7 @@ class HEContext:
     ciphertexts (``protocols/he_sum.md`` §4).
     """
 
-    __slots__ = ("_ctx", "encryption", "key_id", "kind", "params")
+    __slots__ = ("_ctx", "_parms_id", "encryption", "key_id", "kind", "params")
 
     def __init__(
         self,
@@ -334,6 +369,7 @@ class HEContext:
         self.kind = kind
         self.encryption = encryption
         self._ctx = ctx
+        self._parms_id = _first_parms_id(ctx)
 
     @classmethod
     def from_bytes(
@@ -410,6 +446,14 @@ class HEContext:
         return cls(params=params, key_id=key_id, kind=got, ctx=ctx, encryption=encryption)
 
     @property
+    def parms_id(self) -> bytes:
+        """SEAL's ``parms_id`` of the first data level (32 bytes, 4 little-endian u64).
+
+        Every ciphertext of the round carries it (``he_envelope.md`` §4.1).
+        """
+        return self._parms_id
+
+    @property
     def can_decrypt(self) -> bool:
         return bool(self._ctx.has_secret_key())
 
@@ -436,32 +480,41 @@ class HEContext:
     def load(self, payload: bytes, *, ciphertexts: int) -> Any:
         """Deserialize a batched tensor and check it has ``ciphertexts`` columns.
 
+        Every ciphertext is validated, the first one a server loads included:
+        any two tensors this method returns can be added.
+
         Raises
         ------
         DecodeError
             If the bytes are not exactly a TenSEAL batched tensor of
-            ``ciphertexts`` SEAL ciphertexts (:mod:`secagg.he.payload`, checked
-            before TenSEAL sees them), if TenSEAL cannot parse it under this
-            context, or shape/scale differ.
+            ``ciphertexts`` SEAL ciphertexts, each with the metadata of a fresh
+            encryption under this context — level, NTT form, size, ``N``, number
+            of primes, exact scale, reduced coefficients (:mod:`secagg.he.payload`,
+            checked before TenSEAL sees them, and the SEAL state re-read after
+            loading) — if TenSEAL cannot parse it under this context, or
+            shape/scale differ.
         """
         p = self.params
         # TenSEAL trusts the protobuf message and can crash the process on a
         # malformed one: only the exact layout its serializer emits gets through.
-        validate_tensor_payload(payload, p, ciphertexts=ciphertexts)
+        validate_tensor_payload(payload, p, ciphertexts=ciphertexts, parms_id=self._parms_id)
         ts = _ts()
         try:
             if p.scheme is Scheme.CKKS:
                 t = ts.ckks_tensor_from(self._ctx, payload)
-                scale_ok = math.isclose(float(t.scale()), 2.0**p.scale_bits, rel_tol=1e-9)
+                scale_ok = float(t.scale()) == 2.0**p.scale_bits
             else:
                 t = ts.bfv_tensor_from(self._ctx, payload)
                 scale_ok = True
             shape = list(t.shape)
+            seal_ok = _check_loaded_ciphertexts(t, p, self._parms_id)
         except Exception:  # TenSEAL/protobuf/SEAL raise assorted types
             raise DecodeError("payload is not a ciphertext tensor for this context") from None
         expected = [] if ciphertexts == 1 else [ciphertexts]
         if shape != expected or not scale_ok:
             raise DecodeError(f"payload holds shape {shape}, expected [{ciphertexts}] ciphertexts")
+        if not seal_ok or len(t.ciphertext()) != ciphertexts:
+            raise DecodeError("a loaded ciphertext does not have the round's SEAL metadata")
         return t
 
     @staticmethod

@@ -9,6 +9,11 @@ The server is built from a PUBLIC context envelope; :class:`HEContext` refuses
 one that holds a secret key, so nothing the server holds can decrypt.  Every
 envelope is fully validated (decode, header, signature, duplicate, payload
 deserialization) before the state changes; a bad one raises and changes nothing.
+Every ciphertext — the first upload's included, which becomes the running sum
+without an addition — is checked to carry exactly a fresh ciphertext's SEAL
+metadata (:meth:`HEContext.load`), so no upload can plant a running sum that
+refuses the honest uploads after it; a signed upload that fails is blamed on its
+sender alone (:class:`~secagg.errors.RejectedUploadError`).
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ from typing import Any
 
 from secagg.errors import (
     AbortedError,
+    DecodeError,
     LocalProtocolError,
     ParameterError,
+    RejectedUploadError,
     RemoteProtocolError,
 )
 from secagg.he.envelope import EnvelopeKind, decode_envelope, encode_envelope
@@ -145,8 +152,13 @@ class HEServer:
 
         Raises
         ------
+        RejectedUploadError
+            The envelope is validly signed by a registered client but its payload
+            is not a ciphertext tensor for this round (malformed bytes, or SEAL
+            metadata — level, NTT form, size, scale — other than a fresh
+            encryption's).  Names the sender; nothing changed, the round goes on.
         DecodeError
-            Malformed envelope or payload.
+            Malformed envelope.
         RemoteProtocolError
             Wrong round/parameters/key, not a client chunk, unknown sender,
             duplicate chunk, or the round is closed.
@@ -167,15 +179,21 @@ class HEServer:
         cid, j = env.sender, env.chunk_index
         if cid in self._contributors or j in self._pending.get(cid, {}):
             raise RemoteProtocolError(f"duplicate chunk {j} from client {cid}")
-        tensor = self._ctx.load(env.payload, ciphertexts=s.chunk_ciphertexts(j))
+        try:
+            tensor = self._ctx.load(env.payload, ciphertexts=s.chunk_ciphertexts(j))
+        except DecodeError as exc:
+            raise RejectedUploadError(str(exc), sender=cid, chunk_index=j) from None
         chunks = {**self._pending.get(cid, {}), j: tensor}
         if len(chunks) < s.chunk_count:
             self._pending[cid] = chunks
         else:
-            new_sums = [
-                chunks[i] if cur is None else HEContext.add(cur, chunks[i])
-                for i, cur in enumerate(self._sums)
-            ]
+            try:
+                new_sums = [
+                    chunks[i] if cur is None else HEContext.add(cur, chunks[i])
+                    for i, cur in enumerate(self._sums)
+                ]
+            except DecodeError as exc:  # unreachable after load's checks; still blamed
+                raise RejectedUploadError(str(exc), sender=cid, chunk_index=j) from None
             # every check passed and every addition succeeded: commit
             self._sums = new_sums
             self._pending.pop(cid, None)

@@ -498,7 +498,10 @@ def he_sum(
     -------
     secagg.he.api.HESumResult
         ``aborted=True`` (and no sum) when fewer than ``min_contributors``
-        clients complete their upload.
+        clients complete their upload.  A client whose authenticated upload the
+        server rejects (:class:`~secagg.errors.RejectedUploadError`, e.g. a
+        ciphertext with forged SEAL metadata) is a dropout: it is listed in
+        ``rejected``, none of its chunks is summed, and the round goes on.
 
     Raises
     ------
@@ -604,6 +607,8 @@ def he_sum(
         "server_peak_ciphertexts": server.peak_ciphertexts, "timings": timings,
         "transcript_digest": out.transcript_digest, "engine": out.engine,
         "workers": out.workers,
+        # a RejectedUploadError is its sender's dropout: blamed on it, the round goes on
+        "rejected": party.rejected,
     }
     if out.aborted or out.result is None:
         return HESumResult(sum=None, total=None, count=0, contributors=(), aborted=True,

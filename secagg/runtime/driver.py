@@ -50,6 +50,8 @@ from secagg.errors import (
     DecodeError,
     LocalProtocolError,
     ParameterError,
+    RejectedUploadError,
+    RemoteProtocolError,
     SecAggError,
 )
 from secagg.masking import messages as m
@@ -198,10 +200,18 @@ class HEServerParty:
         self._closed = False
         self._aggregate: Any = None
         self._abort: str | None = None
+        self._rejected: dict[int, str] = {}
 
     @property
     def collecting(self) -> Phase | None:
         return None if self._closed else collecting_phase(self.server.phase)
+
+    @property
+    def rejected(self) -> Mapping[int, str]:
+        """Clients whose authenticated upload the server rejected
+        (:class:`~secagg.errors.RejectedUploadError`), with why: each is a dropout of
+        this round, blamed on it alone."""
+        return dict(self._rejected)
 
     @property
     def finalizing(self) -> bool:
@@ -235,7 +245,16 @@ class HEServerParty:
         raw = bytes(data)
         if decode_envelope(raw).sender != sender:
             raise DecodeError("envelope sender does not match the transport sender")
-        self.server.receive(raw)
+        if sender in self._rejected:
+            # a dropout since its rejected upload: none of its later chunks is taken
+            raise RemoteProtocolError(f"client {sender} dropped: an upload was rejected")
+        try:
+            self.server.receive(raw)
+        except RejectedUploadError as exc:
+            # signed by ``sender`` (checked above and by the server): blame it alone,
+            # treat it as a dropout; the server's state is unchanged and the round goes on
+            self._rejected[exc.sender] = str(exc)
+            raise
         return []
 
     def deadline_passed(self) -> Outgoing:

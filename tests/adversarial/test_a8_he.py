@@ -22,7 +22,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from secagg.errors import CryptoError, DecodeError, RemoteProtocolError, SecAggError
+from secagg.errors import (
+    CryptoError,
+    DecodeError,
+    RejectedUploadError,
+    RemoteProtocolError,
+    SecAggError,
+)
 
 tenseal = pytest.importorskip("tenseal")
 
@@ -154,7 +160,7 @@ def test_a8_tampering_replay_and_garbage_leave_the_sum_exact(ckks) -> None:  # t
     assert _refused_unchanged(rnd.server, forged) is CryptoError
     # a malicious client signs garbage as its payload
     junk = _resign(envs[2], rnd.signing[2], payload=b"\x00" * 64)
-    assert _refused_unchanged(rnd.server, junk) is DecodeError
+    assert _refused_unchanged(rnd.server, junk) is RejectedUploadError  # a DecodeError naming 2
     # the payload of client 3 moved into client 2's envelope (re-signed by 2)
     moved = _resign(envs[2], rnd.signing[2], payload=decode_envelope(envs[3]).payload)
     rnd.server.receive(moved)  # a valid ciphertext: client 2 chose to send x_3
@@ -291,4 +297,237 @@ def test_a8_hostile_payload_from_a_registered_client_is_refused_not_fatal(preset
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, f"the server process died with rc={res.returncode}"
-    assert res.stdout.strip() == "DecodeError"
+    assert res.stdout.strip() == "RejectedUploadError"  # a DecodeError naming the sender
+
+
+# --------------------------------------------------- first-upload poisoning (issue 14.3)
+#
+# A registered client signs a chunk whose SEAL ciphertexts carry metadata that SEAL's
+# own loader accepts but that no fresh encryption has: another CKKS scale (3·2^31,
+# NaN, ±inf, negative) or, in BFV, the NTT-form flag set.  Before the fix the server
+# took the first complete upload unchecked as its running sum and then refused every
+# honest upload (the addition fails) and blamed its honest sender; the round aborted,
+# or released only attacker data.  Each case below failed on the old code (the
+# poisoned upload was accepted, then ``receive`` of the first honest upload raised
+# DecodeError).
+
+#: ``Ciphertext::save_members``: parms_id, is_ntt_form, size, N, L, scale, correction.
+_CT_META = "<32sBQQQdQ"
+
+
+def _zstd() -> object:
+    """The zstd library TenSEAL ships (what SEAL itself compresses with)."""
+    import ctypes
+    import importlib.util
+
+    lib = ctypes.CDLL(importlib.util.find_spec("_tenseal_cpp").origin)  # type: ignore[union-attr]
+    size_t, buf = ctypes.c_size_t, ctypes.c_void_p
+    lib.ZSTD_compressBound.restype = size_t
+    lib.ZSTD_compressBound.argtypes = [size_t]
+    lib.ZSTD_compress.restype = size_t
+    lib.ZSTD_compress.argtypes = [buf, size_t, ctypes.c_char_p, size_t, ctypes.c_int]
+    lib.ZSTD_decompress.restype = size_t
+    lib.ZSTD_decompress.argtypes = [buf, size_t, ctypes.c_char_p, size_t]
+    return lib
+
+
+def _zstd_compress(raw: bytes) -> bytes:
+    import ctypes
+
+    lib = _zstd()
+    cap = lib.ZSTD_compressBound(len(raw))  # type: ignore[attr-defined]
+    dst = ctypes.create_string_buffer(cap)
+    got = lib.ZSTD_compress(dst, cap, raw, len(raw), 3)  # type: ignore[attr-defined]
+    assert got < cap
+    return dst.raw[:got]
+
+
+def _zstd_decompress(body: bytes) -> bytes:
+    import ctypes
+
+    cap = 1 << 24
+    dst = ctypes.create_string_buffer(cap)
+    got = _zstd().ZSTD_decompress(dst, cap, body, len(body))  # type: ignore[attr-defined]
+    assert got < cap
+    return dst.raw[:got]
+
+
+def _varint(v: int) -> bytes:
+    out = bytearray()
+    while True:
+        b, v = v & 0x7F, v >> 7
+        out.append(b | (0x80 if v else 0))
+        if not v:
+            return bytes(out)
+
+
+def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        b = buf[pos]
+        pos += 1
+        value |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return value, pos
+
+
+def rewrite_seal_fields(payload: bytes, *, ciphertexts: int, compr: int, **fields: object) -> bytes:
+    """``payload`` (a genuine TenSEAL tensor) with ``fields`` of every SEAL
+    ciphertext overwritten and re-serialized as SEAL would (compression mode
+    ``compr``: 0 none, 2 zstd); the protobuf framing stays exactly TenSEAL's.
+
+    ``fields``: any of ``ntt``, ``size``, ``scale``, ``correction``, ``parms_id``.
+    Written from the SEAL 4 format alone (no secagg code), so it runs unchanged
+    against the code before the fix.
+    """
+    import struct
+
+    out = bytearray()
+    pos = 0
+    if ciphertexts >= 2:  # the packed shape field
+        length, body = _read_varint(payload, 1)
+        out += payload[: body + length]
+        pos = body + length
+    for _ in range(ciphertexts):
+        assert payload[pos] == 0x12
+        length, start = _read_varint(payload, pos + 1)
+        old = payload[start : start + length]
+        assert old[:2] == b"\x5e\xa1" and old[5] in (0, 2)
+        raw = bytearray(old[16:] if old[5] == 0 else _zstd_decompress(old[16:]))
+        pid, ntt, size, n, moduli, scale, corr = struct.unpack_from(_CT_META, raw, 0)
+        struct.pack_into(
+            _CT_META,
+            raw,
+            0,
+            fields.get("parms_id", pid),
+            fields.get("ntt", ntt),
+            fields.get("size", size),
+            n,
+            moduli,
+            fields.get("scale", scale),
+            fields.get("correction", corr),
+        )
+        body = bytes(raw) if compr == 0 else _zstd_compress(bytes(raw))
+        new = old[:5] + bytes([compr]) + old[6:8] + struct.pack("<Q", 16 + len(body)) + body
+        out += b"\x12" + _varint(len(new)) + new
+        pos = start + length
+    return bytes(out + payload[pos:])
+
+
+_POISON = [
+    ("CKKS", {"scale": 3.0 * 2.0**31}),
+    ("CKKS", {"scale": float("nan")}),
+    ("CKKS", {"scale": float("inf")}),
+    ("CKKS", {"scale": float("-inf")}),
+    ("CKKS", {"scale": -(2.0**31)}),
+    ("BFV", {"ntt": 1}),
+]
+
+
+@pytest.mark.parametrize("compr", [0, 2], ids=["uncompressed", "zstd"])
+@pytest.mark.parametrize(
+    ("scheme", "fields"), _POISON, ids=[f"{s}-{next(iter(f.items()))}" for s, f in _POISON]
+)
+def test_a8_first_upload_poisoning_is_blamed_on_its_sender_and_the_round_goes_on(
+    ckks, bfv, scheme: str, fields: dict[str, object], compr: int
+) -> None:  # type: ignore[no-untyped-def]
+    keys = ckks if scheme == "CKKS" else bfv
+    rnd = _round(keys, n=4)
+    s = rnd.session
+
+    def x(i: int) -> np.ndarray:
+        return _x(i) if scheme == "CKKS" else (np.arange(LENGTH) * i) % 11
+
+    (honest1,) = rnd.clients[1].encrypt(x(1))
+    poisoned = rewrite_seal_fields(
+        decode_envelope(honest1).payload,
+        ciphertexts=s.chunk_ciphertexts(0),
+        compr=compr,
+        **fields,
+    )
+    # SEAL itself loads the poisoned tensor: only our checks stand in the way
+    attack = _resign(honest1, rnd.signing[1], payload=poisoned)
+    before = rnd.server.state_digest()
+    with pytest.raises(RejectedUploadError) as info:
+        rnd.server.receive(attack)  # the very first upload of the round
+    assert info.value.sender == 1 and info.value.chunk_index == 0
+    assert isinstance(info.value, DecodeError)
+    assert rnd.server.state_digest() == before and rnd.server.count == 0
+    for i in (2, 3, 4):  # every honest upload after it is accepted
+        for e in rnd.clients[i].encrypt(x(i)):
+            rnd.server.receive(e)
+    agg = rnd.server.finalize()
+    dec = HEDecryptor(session=s, secret_context=keys.secret_context)
+    for a in agg:
+        dec.receive(a)
+    res = dec.result()
+    assert res.contributors == (2, 3, 4)
+    want = x(2) + x(3) + x(4)
+    if scheme == "CKKS":
+        np.testing.assert_allclose(res.values, want, atol=s.params.ckks_error_bound(3))
+    else:
+        np.testing.assert_array_equal(res.values, want)
+
+
+def test_a8_seal_itself_accepts_the_poisoned_ciphertexts(ckks, bfv) -> None:  # type: ignore[no-untyped-def]
+    """The attack above is real: TenSEAL/SEAL load every poisoned payload, and adding
+    an honest ciphertext to it fails — so the checks in secagg/he/payload.py (not
+    SEAL) are what keeps it out of the running sum."""
+    for scheme, fields in _POISON:
+        keys = ckks if scheme == "CKKS" else bfv
+        ctx = HEContext.from_bytes(keys.public_context, kind=ContextKind.PUBLIC)
+        p = keys.params
+        block = np.zeros((p.slots, 1), dtype=np.float64 if scheme == "CKKS" else np.int64)
+        honest = HEContext.serialize(ctx.encrypt_columns(block))
+        bad = rewrite_seal_fields(honest, ciphertexts=1, compr=2, **fields)
+        raw_ctx = ctx.tenseal_context()
+        load = tenseal.ckks_tensor_from if scheme == "CKKS" else tenseal.bfv_tensor_from
+        planted = load(raw_ctx, bad)  # SEAL accepts it
+        with pytest.raises(Exception):
+            planted + load(raw_ctx, honest)
+        with pytest.raises(DecodeError):
+            ctx.load(bad, ciphertexts=1)
+
+
+@pytest.mark.parametrize("first", [True, False], ids=["poisoner-first", "poisoner-last"])
+def test_a8_he_sum_treats_a_rejected_upload_as_its_senders_dropout(
+    ckks, monkeypatch: pytest.MonkeyPatch, first: bool
+) -> None:  # type: ignore[no-untyped-def]
+    """Through the runtime (``he_sum``, one RoundDriver loop): a registered client
+    whose validly signed first chunk carries a poisoned SEAL ciphertext (NaN scale) is
+    a dropout blamed on it alone; its later chunks are not taken, and the others' sum
+    comes out as if it had never sent."""
+    from secagg.runtime import he_sum
+
+    bad = 1 if first else 4
+    honest_chunks = HEClient._chunks
+
+    def chunks(self: HEClient, arr: np.ndarray):  # type: ignore[no-untyped-def]
+        for j, data in enumerate(honest_chunks(self, arr)):
+            if self.client_id == bad and j == 0:
+                env = decode_envelope(data)
+                n_ct = self._session.chunk_ciphertexts(0)
+                poison = rewrite_seal_fields(
+                    env.payload, ciphertexts=n_ct, compr=2, scale=float("nan")
+                )
+                data = _resign(data, self._key, payload=poison)
+            yield data
+
+    monkeypatch.setattr(HEClient, "_chunks", chunks)
+    xs = {i: _x(i) for i in (1, 2, 3, 4)}
+    length = ckks.params.slots + 5  # two chunks of one ciphertext each
+    xs = {i: np.resize(x, length) for i, x in xs.items()}
+    res = he_sum(
+        xs,
+        scheme=ckks.params.scheme,
+        keys=ckks,
+        max_ciphertexts_per_chunk=1,
+        rng=InsecureDeterministicRandom(7, warn=False),
+    )
+    assert not res.aborted
+    assert res.contributors == tuple(i for i in (1, 2, 3, 4) if i != bad)
+    assert set(res.rejected) == {bad}
+    assert f"client {bad}" in res.rejected[bad] and "chunk 0" in res.rejected[bad]
+    want = sum(xs[i] for i in res.contributors)
+    np.testing.assert_allclose(res.sum, want, atol=res.error_bound)

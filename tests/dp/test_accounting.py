@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -22,13 +23,20 @@ from secagg.dp.accounting import (
 )
 from secagg.errors import ParameterError
 
-opacus_rdp = pytest.importorskip("opacus.accountants.analysis.rdp")
 ORDERS = [a for a in DEFAULT_ORDERS if a <= 256]  # Opacus overflows to NaN far above
 RTOL = 1e-6
 
 
+@pytest.fixture
+def opacus_rdp() -> Any:
+    """Opacus's RDP analysis (the independent reference); skips only the tests using it."""
+    return pytest.importorskip("opacus.accountants.analysis.rdp")
+
+
 @pytest.mark.parametrize(("q", "z", "steps"), [(0.01, 1.1, 1000), (0.1, 0.8, 50), (1.0, 2.0, 10)])
-def test_sampled_gaussian_rdp_matches_opacus(q: float, z: float, steps: int) -> None:
+def test_sampled_gaussian_rdp_matches_opacus(
+    opacus_rdp: Any, q: float, z: float, steps: int
+) -> None:
     ours = steps * sampled_gaussian_rdp(ORDERS, sampling_rate=q, noise_multiplier=z)
     theirs = np.asarray(opacus_rdp.compute_rdp(q=q, noise_multiplier=z, steps=steps, orders=ORDERS))
     assert np.allclose(ours, theirs, rtol=RTOL, atol=0)
@@ -37,7 +45,7 @@ def test_sampled_gaussian_rdp_matches_opacus(q: float, z: float, steps: int) -> 
     assert math.isclose(e1, float(e2), rel_tol=RTOL)
 
 
-def test_ddgauss_equals_gaussian_when_tau_vanishes() -> None:
+def test_ddgauss_equals_gaussian_when_tau_vanishes(opacus_rdp: Any) -> None:
     """σ ≥ 10 makes τ ≈ 10·m·e^{−π²·100} = 0 in float64: the distributed discrete
     Gaussian's ε over T rounds (q = 1) equals the Gaussian mechanism's ε with noise
     multiplier sqrt(m)·σ/Δ₂, computed by Opacus's accountant."""

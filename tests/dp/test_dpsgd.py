@@ -9,24 +9,35 @@ from __future__ import annotations
 import copy
 import math
 import warnings
+from typing import Any
 
 import pytest
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-peft = pytest.importorskip("peft")
-pytest.importorskip("opacus")
-
-from secagg.dp.dpsgd import (  # noqa: E402
+from secagg.dp.dpsgd import (
     AccountantKind,
     DPSGDConfig,
     GradSampleMode,
     make_private,
 )
-from secagg.errors import InsecureConfigurationWarning, ParameterError  # noqa: E402
+from secagg.errors import InsecureConfigurationWarning, ParameterError
 
 B, T, N = 4, 12, 32
 LR = 0.5
+
+# Bound by the ``stack`` fixture: only the tests that train a model need them.
+torch: Any = None
+transformers: Any = None
+peft: Any = None
+
+
+@pytest.fixture
+def stack() -> None:
+    """torch, transformers, peft and opacus — skips only the tests that use it."""
+    global torch, transformers, peft
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    peft = pytest.importorskip("peft")
+    pytest.importorskip("opacus")
 
 
 def tiny_lora_model(seed: int = 0):
@@ -76,6 +87,7 @@ def plain_sgd_step(model, batch) -> None:
     opt.step()
 
 
+@pytest.mark.usefixtures("stack")
 @pytest.mark.parametrize("mode", list(GradSampleMode))
 def test_dp_step_without_noise_equals_plain_sgd_on_lora(mode: GradSampleMode) -> None:
     ids, loader = data()
@@ -116,6 +128,7 @@ def test_dp_step_without_noise_equals_plain_sgd_on_lora(mode: GradSampleMode) ->
             assert torch.equal(p1, p2), n1
 
 
+@pytest.mark.usefixtures("stack")
 def test_clipping_bounds_the_update() -> None:
     """Noise 0, C = 1e-3: the averaged clipped gradient has norm ≤ C, so the step ≤ lr·C."""
     ids, loader = data()
@@ -134,6 +147,7 @@ def test_clipping_bounds_the_update() -> None:
     assert 0 < step <= LR * 1e-3 * (1 + 1e-4)
 
 
+@pytest.mark.usefixtures("stack")
 @pytest.mark.parametrize("acc", list(AccountantKind))
 def test_epsilon_per_round_grows(acc: AccountantKind) -> None:
     _, loader = data(n=12)
@@ -159,7 +173,8 @@ def test_epsilon_per_round_grows(acc: AccountantKind) -> None:
     assert math.isclose(eps[1].epsilon, pt.engine.get_epsilon(1e-5))
 
 
-def test_config_validation_and_secure_rng() -> None:
+def test_config_validation() -> None:
+    """Pure validation: needs none of the deep-learning stack."""
     for kw in (
         dict(max_grad_norm=0.0, noise_multiplier=1.0),
         dict(max_grad_norm=1.0, noise_multiplier=-1.0),
@@ -169,17 +184,26 @@ def test_config_validation_and_secure_rng() -> None:
     ):
         with pytest.raises(ParameterError):
             DPSGDConfig(**kw)
+
+
+@pytest.mark.usefixtures("stack")
+def test_default_noise_comes_from_our_csprng() -> None:
     # no torchcsprng needed: the default noise comes from our CSPRNG
     _, loader = data()
     model = tiny_lora_model()
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
     with warnings.catch_warnings():
         warnings.simplefilter("error", InsecureConfigurationWarning)
-        pt = make_private(model=model, optimizer=opt, data_loader=loader,
-                          config=DPSGDConfig(max_grad_norm=1.0, noise_multiplier=1.0))
+        pt = make_private(
+            model=model,
+            optimizer=opt,
+            data_loader=loader,
+            config=DPSGDConfig(max_grad_norm=1.0, noise_multiplier=1.0),
+        )
     assert type(pt.optimizer).__name__.startswith("Csprng")
 
 
+@pytest.mark.usefixtures("stack")
 def test_only_lora_parameters_get_per_sample_gradients() -> None:
     ids, loader = data()
     model = tiny_lora_model()

@@ -12,12 +12,12 @@ import math
 import numpy as np
 import pytest
 
+import secagg.sim as sim
 from secagg.dp.distributed import DDPParams, DDPRound, Mechanism
 from secagg.errors import AbortedError
 from secagg.primitives.rand import InsecureDeterministicRandom, random_unit_float64
 from secagg.runtime import dp_secure_mean
 
-sim = pytest.importorskip("secagg.sim")
 Z = 5.0
 
 

@@ -8,8 +8,6 @@ import json
 import pytest
 
 from secagg.errors import ParameterError
-
-pytest.importorskip("secagg.sim")
 from secagg.sim.dp import run
 
 

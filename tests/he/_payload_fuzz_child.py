@@ -91,7 +91,7 @@ def fuzz(case: tuple[str, int, bytes]) -> None:
     STATS["examples"] += 1
     params = Preset(name).params
     try:
-        _real_validate(data, params, ciphertexts=k)
+        _real_validate(data, params, ciphertexts=k, parms_id=CTXS[name].parms_id)
     except DecodeError:
         STATS["rejected"] += 1
         structural = True
@@ -116,7 +116,7 @@ def fuzz(case: tuple[str, int, bytes]) -> None:
 
 if __name__ == "__main__":
     for _name, k, data in VALID:  # the genuine payloads pass
-        _real_validate(data, Preset(_name).params, ciphertexts=k)
+        _real_validate(data, Preset(_name).params, ciphertexts=k, parms_id=CTXS[_name].parms_id)
     if SEED != "-":
         fuzz = seed(int(SEED))(fuzz)
     fuzz()

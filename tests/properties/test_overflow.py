@@ -21,7 +21,9 @@ from hypothesis import strategies as st
 
 from secagg.encoding.quantize import QuantizationSpec
 from secagg.errors import ParameterError
+from secagg.he import HEParams, Preset, Scheme, generate_keys
 from secagg.primitives.rand import InsecureDeterministicRandom
+from secagg.runtime import he_sum
 from secagg.sim import DropPhase, ProtocolKind, secure_sum_floats
 
 
@@ -113,10 +115,10 @@ def test_more_clients_than_max_clients_are_refused() -> None:
         secure_sum_floats({u: np.zeros(2) for u in range(1, 5)}, spec=spec)
 
 
-tenseal = pytest.importorskip("tenseal")
-
-from secagg.he import HEParams, Preset, Scheme, generate_keys  # noqa: E402
-from secagg.runtime import he_sum  # noqa: E402
+@pytest.fixture
+def tenseal() -> object:
+    """TenSEAL — skips only the tests that encrypt (the parameter rules need none)."""
+    return pytest.importorskip("tenseal")
 
 
 def _tightest_bfv(max_clients: int) -> HEParams:
@@ -135,9 +137,8 @@ def _tightest_bfv(max_clients: int) -> HEParams:
 
 
 @pytest.mark.parametrize("max_clients", [2, 5])
-def test_bfv_sum_at_the_tightest_admitted_width_is_exact(max_clients: int) -> None:
+def test_bfv_one_bit_above_the_tightest_width_is_refused(max_clients: int) -> None:
     params = _tightest_bfv(max_clients)
-    top = (1 << params.value_bits) - 1
     with pytest.raises(ParameterError):  # one bit more would reach t/2
         HEParams(
             scheme=Scheme.BFV,
@@ -147,6 +148,13 @@ def test_bfv_sum_at_the_tightest_admitted_width_is_exact(max_clients: int) -> No
             max_clients=max_clients,
             value_bits=params.value_bits + 1,
         )
+
+
+@pytest.mark.usefixtures("tenseal")
+@pytest.mark.parametrize("max_clients", [2, 5])
+def test_bfv_sum_at_the_tightest_admitted_width_is_exact(max_clients: int) -> None:
+    params = _tightest_bfv(max_clients)
+    top = (1 << params.value_bits) - 1
     keys = generate_keys(params)
     inputs = {
         u: np.array([top, top, 0, top - 1], dtype=np.int64) for u in range(1, max_clients + 1)
@@ -165,6 +173,7 @@ def test_bfv_sum_at_the_tightest_admitted_width_is_exact(max_clients: int) -> No
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("tenseal")
 def test_bfv_preset_sum_of_1000_top_values_is_exact() -> None:
     params = Preset.BFV_4096.params
     top = (1 << params.value_bits) - 1
