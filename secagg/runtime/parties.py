@@ -27,7 +27,12 @@ from secagg.masking import messages as m
 from secagg.masking.client import Client
 from secagg.masking.config import ProtocolKind, RoundConfig, SecurityMode
 from secagg.primitives.prg import dtype_for_bits
-from secagg.primitives.rand import InsecureDeterministicRandom, RandomSource, SystemRandom
+from secagg.primitives.rand import (
+    AesCtrRandom,
+    InsecureDeterministicRandom,
+    RandomSource,
+    SystemRandom,
+)
 from secagg.primitives.sign import SigningKey
 
 __all__ = [
@@ -87,17 +92,26 @@ class RngRecipe:
 
     seed: bytes | None
     label: str = "root"
+    #: fresh-entropy recipe only: build an :class:`AesCtrRandom` (keyed from
+    #: ``os.urandom`` inside the worker) instead of a :class:`SystemRandom`
+    fast: bool = False
 
     @classmethod
     def of(cls, src: RandomSource) -> RngRecipe:
         """The recipe of ``src`` (a SystemRandom or an InsecureDeterministicRandom)."""
         if isinstance(src, SystemRandom):
             return cls(None, "")
+        if isinstance(src, AesCtrRandom):
+            # its children are keyed with fresh OS entropy: nothing secret is shipped,
+            # the worker keys its own generator from os.urandom
+            return cls(None, "", fast=True)
         if isinstance(src, InsecureDeterministicRandom):
             # the seeded source's child() is a function of (seed, label) only
             return cls(src._seed, src._label)
         raise ParameterError(
-            f"randomness of type {type(src).__name__} cannot be shipped to pool workers"
+            f"randomness of type {type(src).__name__} cannot be shipped to pool workers "
+            "(use SystemRandom, AesCtrRandom or, for reproducible simulations, "
+            "InsecureDeterministicRandom)"
         )
 
     def child(self, label: str) -> RngRecipe:
@@ -107,7 +121,7 @@ class RngRecipe:
 
     def build(self) -> RandomSource:
         if self.seed is None:
-            return SystemRandom()
+            return AesCtrRandom() if self.fast else SystemRandom()
         return InsecureDeterministicRandom(self.seed, self.label, warn=False)
 
 
