@@ -183,3 +183,12 @@ def test_out_on_a_file_and_plain_vs_plain_are_one_line_errors(tmp_path, capsys) 
     err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
     assert len(err) == 1 and "baseline twice" in err[0]
     assert not out.exists()
+
+
+def test_unseeded_secure_run_completes(tmp_path: Path) -> None:
+    """The main job's path: no --seed, so secrets come from AesCtrRandom (it used to be
+    refused by the runtime's pool after round 0)."""
+    out = tmp_path / "unseeded"
+    assert main(["train", *TINY, "--out", str(out), "--samples", "0"]) == 0
+    rep = _report(out)
+    assert rep["rounds"][1]["survivors"] == 2 and not rep["rounds"][1].get("aborted")
