@@ -29,6 +29,7 @@ from secagg.primitives.sign import SigningKey
 from secagg.runtime.driver import (
     HEServerParty,
     Hooks,
+    LightSecAggServerParty,
     Listener,
     MaskingServerParty,
     RoundDriver,
@@ -38,6 +39,7 @@ from secagg.runtime.parties import (
     ArrayInputs,
     ClientFactory,
     HEClientFactory,
+    LightSecAggClientFactory,
     MaskingClientFactory,
     RngRecipe,
 )
@@ -53,6 +55,7 @@ __all__ = [
     "dp_secure_mean",
     "he_sum",
     "make_pool",
+    "run_lightsecagg_round",
     "run_masking_round",
     "secure_sum",
     "secure_sum_floats",
@@ -226,6 +229,42 @@ def run_masking_round(
                                                 ray_address=ray_address)
     try:
         driver = RoundDriver(MaskingServerParty(cfg), p, clients=cfg.clients,
+                             phase_timeout=phase_timeout, hooks=hooks, listener=listener,
+                             unmask_threads=unmask_threads, measure_memory=measure_memory,
+                             digest=digest)
+        return driver.run()
+    finally:
+        if own:
+            p.close()
+
+
+def run_lightsecagg_round(
+    factory: LightSecAggClientFactory,
+    *,
+    engine: str = "inprocess",
+    workers: int | None = None,
+    ray_address: str | None = None,
+    pool: ClientPool | None = None,
+    dropouts: Mapping[int, Phase] | None = None,
+    hooks: Hooks | None = None,
+    listener: Listener | None = None,
+    phase_timeout: float | None = None,
+    unmask_threads: int = 1,
+    measure_memory: bool = False,
+    digest: bool = True,
+) -> RoundOutcome:
+    """One LightSecAgg round of ``factory.config`` on an engine (or a given pool,
+    which the caller then closes) — the same :class:`RoundDriver` as every scheme."""
+    cfg = factory.config
+    if hooks is None:
+        hooks = Hooks(drop_before=dict(dropouts or {}))
+    elif dropouts:
+        raise ParameterError("give dropouts or hooks, not both")
+    own = pool is None
+    p = pool if pool is not None else make_pool(engine, factory, workers=workers,
+                                                ray_address=ray_address)
+    try:
+        driver = RoundDriver(LightSecAggServerParty(cfg), p, clients=cfg.clients,
                              phase_timeout=phase_timeout, hooks=hooks, listener=listener,
                              unmask_threads=unmask_threads, measure_memory=measure_memory,
                              digest=digest)

@@ -19,7 +19,8 @@ The driver owns the server party and moves bytes between it and a
 The driver never parses a message body: it sees bytes, client ids and the phase
 the server says it is collecting (:func:`secagg.runtime.phases.collecting_phase`).
 Server parties are adapted to one small interface, :class:`ServerParty`
-(:class:`MaskingServerParty` for SecAgg / SecAgg+, :class:`HEServerParty` for HE).
+(:class:`MaskingServerParty` for SecAgg / SecAgg+, :class:`LightSecAggServerParty`
+for LightSecAgg, :class:`HEServerParty` for HE).
 
 Memory: a server party returns its outgoing messages *unencoded* (a broadcast
 shares one key entry object among all the messages that list it; a forwarded box
@@ -54,6 +55,10 @@ from secagg.errors import (
     RemoteProtocolError,
     SecAggError,
 )
+from secagg.lightsecagg import messages as lm
+from secagg.lightsecagg.config import LightSecAggConfig
+from secagg.lightsecagg.server import Server as LightServer
+from secagg.lightsecagg.server import ServerPhase as LightServerPhase
 from secagg.masking import messages as m
 from secagg.masking.config import RoundConfig
 from secagg.masking.server import Server, ServerPhase
@@ -64,6 +69,7 @@ __all__ = [
     "CHUNK_PER_WORKER",
     "HEServerParty",
     "Hooks",
+    "LightSecAggServerParty",
     "Listener",
     "MaskingServerParty",
     "PhaseStats",
@@ -175,6 +181,58 @@ class MaskingServerParty:
 
     def sets(self) -> Mapping[str, tuple[int, ...]]:
         return self.server.sets
+
+
+class LightSecAggServerParty:
+    """:class:`~secagg.lightsecagg.server.Server` behind :class:`ServerParty`
+    (phases: keys, coded shares, masked inputs, aggregate-mask responses)."""
+
+    def __init__(self, config: LightSecAggConfig) -> None:
+        self.server = LightServer(config=config)
+
+    @property
+    def collecting(self) -> Phase | None:
+        return collecting_phase(self.server.phase)
+
+    @property
+    def finalizing(self) -> bool:
+        return self.server.phase is LightServerPhase.FINALIZING
+
+    @property
+    def aborted(self) -> bool:
+        return self.server.aborted
+
+    @property
+    def abort_reason(self) -> str | None:
+        return self.server.abort_reason
+
+    @property
+    def survivors(self) -> tuple[int, ...]:
+        return self.server.survivors
+
+    @property
+    def result(self) -> Any:
+        return self.server.result
+
+    @property
+    def running_sum_bytes(self) -> int:
+        return self.server.running_sum_bytes
+
+    def receive(self, sender: int, data: bytes | memoryview) -> Outgoing:
+        return list(self.server.receive(sender, data))
+
+    def deadline_passed(self) -> Outgoing:
+        return list(self.server.deadline_passed())
+
+    def encode(self, message: Any) -> bytes:
+        return lm.encode(message)
+
+    def finalize(self, map_fn: MapFn) -> list[tuple[str, int, bytes]]:
+        self.server.finalize(map_fn)
+        return []
+
+    def sets(self) -> Mapping[str, tuple[int, ...]]:
+        return self.server.sets()
 
 
 class HEServerParty:

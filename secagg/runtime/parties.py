@@ -23,6 +23,9 @@ import numpy as np
 import numpy.typing as npt
 
 from secagg.errors import ParameterError
+from secagg.lightsecagg import messages as lm
+from secagg.lightsecagg.client import Client as LightClient
+from secagg.lightsecagg.config import LightSecAggConfig
 from secagg.masking import messages as m
 from secagg.masking.client import Client
 from secagg.masking.config import ProtocolKind, RoundConfig, SecurityMode
@@ -42,6 +45,7 @@ __all__ = [
     "GeneratedInputs",
     "HEClientFactory",
     "InputSource",
+    "LightSecAggClientFactory",
     "MaskingClientFactory",
     "RngRecipe",
     "ShiftedInputs",
@@ -286,6 +290,59 @@ class MaskingClientFactory:
             input_vector=self.inputs.get(client),
             rng=self.rng.child(f"client/{client}").build(),
             identity_key=SigningKey.from_private_bytes(raw) if raw is not None else None,
+        ))
+
+
+# -- LightSecAgg clients -------------------------------------------------------------
+
+
+class _LightParty:
+    __slots__ = ("_client",)
+
+    def __init__(self, client: LightClient) -> None:
+        self._client = client
+
+    def start(self) -> list[bytes]:
+        return [lm.encode(self._client.start())]
+
+    def receive(self, data: bytes) -> list[bytes]:
+        return [lm.encode(r) for r in self._client.receive(data)]
+
+    @property
+    def state(self) -> str:
+        return self._client.phase.value
+
+
+class LightSecAggClientFactory:
+    """Creates LightSecAgg clients (:class:`~secagg.lightsecagg.client.Client`).
+
+    Parameters
+    ----------
+    config:
+        The round configuration (a frozen dataclass of plain values: it pickles).
+    inputs:
+        Each client's input (an :class:`InputSource`), integers in ``[0, 2^bits)``.
+    rng:
+        Client ``u`` draws its X25519 key and round secret from
+        ``rng.child("lightsecagg-client/<u>")``.
+    """
+
+    kind = "lightsecagg"
+
+    def __init__(self, *, config: LightSecAggConfig, inputs: InputSource,
+                 rng: RngRecipe) -> None:
+        if not isinstance(config, LightSecAggConfig):
+            raise ParameterError("config must be a LightSecAggConfig")
+        self.config = config
+        self.inputs = inputs
+        self.rng = rng
+
+    def make(self, client: int) -> ClientParty:
+        return _LightParty(LightClient(
+            config=self.config,
+            client_id=client,
+            input_vector=self.inputs.get(client),
+            rng=self.rng.child(f"lightsecagg-client/{client}").build(),
         ))
 
 

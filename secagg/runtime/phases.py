@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 
 from secagg.he.server import ServerPhase as HEServerPhase
+from secagg.lightsecagg.server import ServerPhase as LightServerPhase
 from secagg.masking.phase import Phase as MaskingPhase
 
 __all__ = ["Phase", "collecting_phase"]
@@ -55,11 +56,23 @@ _MASKING: dict[MaskingPhase, Phase] = {
     MaskingPhase.UNMASKING: Phase.UNMASKING,
 }
 _HE: dict[HEServerPhase, Phase] = {HEServerPhase.COLLECTING: Phase.MASKED_INPUT}
+#: LightSecAgg: keys, coded shares, masked inputs, aggregate-mask responses (no
+#: consistency phase: the protocol is semi-honest).
+_LIGHT: dict[LightServerPhase, Phase] = {
+    LightServerPhase.COLLECT_KEYS: Phase.ADVERTISE_KEYS,
+    LightServerPhase.COLLECT_SHARES: Phase.SHARE_KEYS,
+    LightServerPhase.COLLECT_MASKED: Phase.MASKED_INPUT,
+    LightServerPhase.COLLECT_UNMASK: Phase.UNMASKING,
+}
 
 
-def collecting_phase(server_phase: MaskingPhase | HEServerPhase) -> Phase | None:
+def collecting_phase(
+    server_phase: MaskingPhase | HEServerPhase | LightServerPhase,
+) -> Phase | None:
     """The phase whose client messages a server in ``server_phase`` waits for
     (``None``: it waits for no client — finalizing, completed or aborted)."""
     if isinstance(server_phase, MaskingPhase):
         return _MASKING.get(server_phase)
+    if isinstance(server_phase, LightServerPhase):
+        return _LIGHT.get(server_phase)
     return _HE.get(server_phase)

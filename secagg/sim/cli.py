@@ -1,6 +1,7 @@
 """``secagg simulate``: one aggregation round with dropouts, as JSON.
 
-``--protocol secagg|secagg+`` runs the masking state machines;
+``--protocol secagg|secagg+`` runs the masking state machines, ``--protocol lightsecagg``
+:func:`secagg.sim.lightsecagg.run`;
 ``--protocol he-ckks|he-bfv`` is :func:`secagg.sim.he.run` and ``--dp
 ddgauss|skellam`` :func:`secagg.sim.dp.run` (each returns the JSON dict).  Every
 round runs on the engine ``--engine`` names (in-process threads, forked worker
@@ -20,8 +21,8 @@ from typing import Any
 
 __all__ = ["add_arguments", "run", "simulate_masking"]
 
-_PROTOCOLS = ("secagg", "secagg+", "he-ckks", "he-bfv")
-_DROP_PHASES = ("share-keys", "masked-input", "consistency", "unmasking")
+_PROTOCOLS = ("secagg", "secagg+", "lightsecagg", "he-ckks", "he-bfv")
+_DROP_PHASES = ("advertise-keys", "share-keys", "masked-input", "consistency", "unmasking")
 #: Runs with at least this many client x element products show a progress bar.
 _PROGRESS_WORK = 10**7
 
@@ -98,7 +99,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_int_at_least(1),
         default=None,
         metavar="T",
-        help="Shamir threshold (default: chosen with k)",
+        help="Shamir threshold (default: chosen with k); lightsecagg: privacy threshold T "
+        "(default: N // 4)",
+    )
+    parser.add_argument(
+        "--target",
+        type=_int_at_least(2),
+        default=None,
+        metavar="U",
+        help="lightsecagg: responses the server decodes from, T < U <= N - D "
+        "(default: max(T + 1, ceil(N / 2)))",
     )
     parser.add_argument(
         "--bits",
@@ -270,6 +280,8 @@ def run(args: argparse.Namespace) -> int:
         for flag, value in (("--preset", args.preset), ("--custody", args.custody)):
             if value is not None:
                 raise ParameterError(f"{flag} applies to he-ckks/he-bfv, not {args.protocol}")
+    if args.protocol == "lightsecagg" and (args.dp != "none" or args.engine == "net"):
+        raise ParameterError("lightsecagg runs without --dp, on inprocess/processes/ray")
     _check_json_path(args.json)
     if args.engine == "net":
         result = _simulate_net(args)
@@ -279,6 +291,10 @@ def run(args: argparse.Namespace) -> int:
         from secagg.sim import dp
 
         result = dp.run(args)
+    elif args.protocol == "lightsecagg":
+        from secagg.sim import lightsecagg
+
+        result = lightsecagg.run(args)
     elif args.protocol in ("he-ckks", "he-bfv"):
         from secagg.sim import he
 
