@@ -64,6 +64,8 @@ TRANSITIONS: dict[tuple[ClientPhase, m.MessageType], tuple[str, ClientPhase]] = 
     (_C.AWAIT_KEYS, _T.ABORT): ("_on_abort", _C.ABORTED),
     (_C.AWAIT_SHARES, _T.ABORT): ("_on_abort", _C.ABORTED),
     (_C.AWAIT_UNMASK, _T.ABORT): ("_on_abort", _C.ABORTED),
+    # the server may still fail to decode after this client answered
+    (_C.COMPLETED, _T.ABORT): ("_on_abort", _C.ABORTED),
 }
 _TERMINAL = (_C.COMPLETED, _C.ABORTED)
 
@@ -160,7 +162,8 @@ class Client:
         cfg = self.config
         if msg.session_id != cfg.session_id or msg.receiver != self.id or msg.sender != m.SERVER:
             raise DecodeError("message is not for this client in this session")
-        if self._phase is ClientPhase.INIT or self._phase in _TERMINAL:
+        if self._phase is ClientPhase.INIT or self._phase is ClientPhase.ABORTED or (
+                self._phase is ClientPhase.COMPLETED and msg.TYPE is not m.MessageType.ABORT):
             raise LocalProtocolError(f"no message is expected in phase {self._phase.value}")
         entry = TRANSITIONS.get((self._phase, msg.TYPE))
         if entry is None:

@@ -56,47 +56,51 @@ def check_elements(a: npt.NDArray[Any], *, what: str = "elements") -> Elements:
     return a.astype(np.uint64, copy=False)
 
 
-def inverse(a: Elements) -> Elements:
-    """Elementwise ``a^(p-2) mod p`` (Fermat), vectorized.
+def inverse(a: Elements, *, prime: int = P) -> Elements:
+    """Elementwise ``a^(p-2) mod p`` (Fermat), vectorized (``prime < 2^32``: another
+    prime only for the small-field tests).
 
     Raises
     ------
     ParameterError
         If any element is zero (not invertible).
     """
-    a = np.asarray(a, dtype=np.uint64) % _P64
+    q = np.uint64(prime)
+    a = np.asarray(a, dtype=np.uint64) % q
     if a.size and not a.all():
         raise ParameterError("zero has no inverse (two evaluation points coincide)")
     result = np.ones_like(a)
     base = a.copy()
-    e = P - 2
+    e = prime - 2
     while e:
         if e & 1:
-            result = result * base % _P64
-        base = base * base % _P64
+            result = result * base % q
+        base = base * base % q
         e >>= 1
     out: Elements = result
     return out
 
 
-def lagrange_matrix(src: Sequence[int], dst: Sequence[int]) -> Elements:
+def lagrange_matrix(src: Sequence[int], dst: Sequence[int], *, prime: int = P) -> Elements:
     """``M[j, i] = l_i(dst[j])``: the Lagrange basis on the points ``src`` evaluated
     at ``dst`` — so ``M @ values_at_src = values_at_dst`` for every polynomial of
     degree ``< len(src)``.
 
     Computed in barycentric form: ``l_i(x) = w_i * prod_l (x - src_l) / (x - src_i)``
     with ``w_i = 1 / prod_{l != i} (src_i - src_l)``; ``dst`` and ``src`` must be
-    disjoint and each free of repeats.
+    disjoint and each free of repeats.  ``prime`` (``< 2^32``) is ``p`` except in
+    the small-field tests.
 
     Raises
     ------
     ParameterError
         On repeated points, points outside ``[0, p)``, or a point in both lists.
     """
+    q = np.uint64(prime)
     s = np.asarray(list(src), dtype=np.int64)
     d = np.asarray(list(dst), dtype=np.int64)
     for name, v in (("src", s), ("dst", d)):
-        if v.ndim != 1 or (v.size and (int(v.min()) < 0 or int(v.max()) >= P)):
+        if v.ndim != 1 or (v.size and (int(v.min()) < 0 or int(v.max()) >= prime)):
             raise ParameterError(f"{name} points must lie in [0, p)")
         if len(set(v.tolist())) != len(v):
             raise ParameterError(f"{name} points repeat")
@@ -108,24 +112,24 @@ def lagrange_matrix(src: Sequence[int], dst: Sequence[int]) -> Elements:
     # w_i: prod over l != i of (src_i - src_l)
     w = np.ones(k, dtype=np.uint64)
     for idx in range(k):
-        diff = (su[idx] + _P64 - su) % _P64  # src_i - src_l
+        diff = (su[idx] + q - su) % q  # src_i - src_l
         diff[idx] = 1
-        w[idx] = _prod(diff)
-    winv = inverse(w)
+        w[idx] = _prod(diff, prime)
+    winv = inverse(w, prime=prime)
     # full product at every dst point
     full = np.ones(len(du), dtype=np.uint64)
     for idx in range(k):
-        full = full * ((du - su[idx] + _P64) % _P64) % _P64
-    diffs = (du[:, None] + _P64 - su[None, :]) % _P64  # (x_j - src_i)
-    m: Elements = full[:, None] * inverse(diffs) % _P64
-    m = m * winv[None, :] % _P64
+        full = full * ((du + q - su[idx]) % q) % q
+    diffs = (du[:, None] + q - su[None, :]) % q  # (x_j - src_i)
+    m: Elements = full[:, None] * inverse(diffs, prime=prime) % q
+    m = m * winv[None, :] % q
     return m
 
 
-def _prod(v: Elements) -> np.uint64:
-    acc = np.uint64(1)
+def _prod(v: Elements, prime: int) -> int:
+    acc = 1
     for x in v.tolist():
-        acc = np.uint64(int(acc) * x % P)
+        acc = acc * int(x) % prime
     return acc
 
 

@@ -313,7 +313,7 @@ class Server:
         if total.size and int(total.max()) > bound:
             self._abort("the sum exceeds what |U3| valid inputs can add up to", ())
             return None
-        res = (total & np.uint64((1 << cfg.bits) - 1)).astype(np.uint32)
+        res: np.ndarray[Any, Any] = (total & np.uint64((1 << cfg.bits) - 1)).astype(np.uint32)
         self._result = res
         self._phase = ServerPhase.COMPLETED
         return res
