@@ -25,7 +25,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "secagg"
-RNG_FREE = ("primitives", "encoding")
+RNG_FREE = ("primitives", "encoding", "lightsecagg")
 CORE = ("primitives", "encoding", "masking", "lightsecagg", "he", "dp")
 FORBIDDEN_IN_CORE = ("socket", "asyncio", "http", "torch", "tenseal")
 ABOVE_CORE = ("runtime", "net", "sim", "train", "integrations", "bench")
