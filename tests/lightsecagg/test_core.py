@@ -43,7 +43,7 @@ def _ref_lagrange(src, dst, prime):
 
 @given(st.data())
 def test_lagrange_matrix_equals_the_textbook_formula(data):
-    prime = data.draw(st.sampled_from(SMALL_PRIMES + (P,)))
+    prime = data.draw(st.sampled_from((*SMALL_PRIMES, P)))
     k = data.draw(st.integers(1, min(8, prime // 2)))
     pts = data.draw(st.lists(st.integers(0, min(prime - 1, 10**6)), min_size=k + 2,
                              max_size=k + 4, unique=True))
@@ -128,7 +128,7 @@ def test_round_sum_is_exact_with_any_dropout_pattern_that_leaves_u(n, data):
 
 
 def test_fewer_than_u_responses_abort_and_reveal_nothing():
-    cfg, xs, clients, server = make_round(8, 50, privacy=2, target=5)
+    _cfg, _xs, clients, server = make_round(8, 50, privacy=2, target=5)
     # 4 of the 8 survivors of the masked-input phase never answer the unmask request
     run(clients, server, {1: 3, 2: 3, 3: 3, 4: 3})
     assert server.phase is ServerPhase.ABORTED and server.aborted
@@ -142,7 +142,7 @@ def test_fewer_than_u_responses_abort_and_reveal_nothing():
 
 @pytest.mark.parametrize("stage", [0, 1, 2])
 def test_too_few_at_any_earlier_phase_aborts_and_tells_the_rest(stage):
-    cfg, xs, clients, server = make_round(6, 10, privacy=1, target=4)
+    _cfg, _xs, clients, server = make_round(6, 10, privacy=1, target=4)
     run(clients, server, {1: stage, 2: stage, 3: stage})
     assert server.aborted and server.result is None
     told = [c for u, c in clients.items() if u > 3]
@@ -150,7 +150,7 @@ def test_too_few_at_any_earlier_phase_aborts_and_tells_the_rest(stage):
 
 
 def test_transition_table_every_pair_outside_it_aborts_the_client():
-    cfg, xs, clients, server = make_round(4, 5, privacy=1, target=2)
+    cfg, _xs, _clients, _server = make_round(4, 5, privacy=1, target=2)
     sid = cfg.session_id
     samples = {
         m.MessageType.KEYS_BROADCAST: m.KeysBroadcast(session_id=sid, sender=0, receiver=1,
@@ -192,13 +192,13 @@ def test_config_bounds():
 def test_aborted_round_outcome_type():
     # the scheme halves' contract: an abort is an AbortedError upstream, here data
     assert issubclass(AbortedError, Exception)
-    cfg, xs, clients, server = make_round(3, 4, privacy=1, target=2)
+    _cfg, _xs, clients, server = make_round(3, 4, privacy=1, target=2)
     run(clients, server, {1: 0, 2: 0})
     assert server.aborted
 
 
 def test_coded_share_boxes_are_bound_to_sender_and_receiver():
-    cfg, xs, clients, server = make_round(4, 6, privacy=1, target=3)
+    cfg, _xs, _clients, _server = make_round(4, 6, privacy=1, target=3)
     ad12 = dv.box_ad(session_id=cfg.session_id, sender=1, receiver=2)
     ad21 = dv.box_ad(session_id=cfg.session_id, sender=2, receiver=1)
     assert ad12 != ad21

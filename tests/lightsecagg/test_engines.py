@@ -51,7 +51,7 @@ def _setup(n: int = 12, length: int = 300, bits: int = 16):
 
 
 def test_drops_before_every_phase_inprocess_and_processes_agree():
-    cfg, factory, expected = _setup()
+    _cfg, factory, expected = _setup()
     outs = {e: run_lightsecagg_round(factory, engine=e, workers=2, dropouts=DROPS)
             for e in ("inprocess", "processes")}
     for out in outs.values():
@@ -64,7 +64,7 @@ def test_drops_before_every_phase_inprocess_and_processes_agree():
 
 
 def test_too_many_drops_abort_through_the_driver():
-    cfg, factory, _ = _setup()
+    _cfg, factory, _ = _setup()
     drops = {u: Phase.UNMASKING for u in range(1, 10)}  # 3 responses < U = 4
     out = run_lightsecagg_round(factory, dropouts=drops)
     assert out.aborted and out.result is None and out.survivors == ()
@@ -77,7 +77,7 @@ def test_ray_engine_same_digest():
     import ray
     from ray.cluster_utils import Cluster
 
-    cfg, factory, expected = _setup()
+    _cfg, factory, expected = _setup()
     want = run_lightsecagg_round(factory, dropouts=DROPS)
     c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     try:

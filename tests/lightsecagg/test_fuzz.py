@@ -36,7 +36,7 @@ def _mutate(data: bytes, draw) -> bytes:
 def _prepared(phase_index: int):
     """A server waiting in phase ``phase_index`` with client 1's valid message for it
     held back, and every client's state after the previous phase."""
-    cfg, xs, clients, server = make_round(4, 6, privacy=1, target=3, seed=9)
+    cfg, _xs, clients, server = make_round(4, 6, privacy=1, target=3, seed=9)
     held: bytes | None = None
     out: list[tuple[int, m.Message]] = []
     frames = {u: m.encode(c.start()) for u, c in clients.items()}
@@ -65,7 +65,7 @@ def _snapshot(server):
 
 @given(st.integers(0, 3), st.data())
 def test_server_rejects_fuzzed_client_messages_without_changing_state(phase_index, data):
-    cfg, clients, server, held, _ = _prepared(phase_index)
+    _cfg, _clients, server, held, _ = _prepared(phase_index)
     bad = _mutate(held, data.draw)
     before = _snapshot(server)
     try:
@@ -81,7 +81,7 @@ def test_server_rejects_fuzzed_client_messages_without_changing_state(phase_inde
 
 @given(st.integers(0, 3), st.data())
 def test_server_rejects_a_message_in_the_wrong_name(phase_index, data):
-    cfg, clients, server, held, _ = _prepared(phase_index)
+    _cfg, _clients, server, held, _ = _prepared(phase_index)
     sender = data.draw(st.sampled_from((2, 3, 4, 99)))  # header says 1
     before = _snapshot(server)
     try:
@@ -95,7 +95,7 @@ def test_server_rejects_a_message_in_the_wrong_name(phase_index, data):
 
 @given(st.integers(0, 2), st.data())
 def test_client_rejects_fuzzed_server_messages_with_typed_errors(phase_index, data):
-    cfg, clients, server, held, out = _prepared(phase_index)
+    _cfg, clients, server, held, out = _prepared(phase_index)
     # the server message client 2 is waiting for in this phase
     out = server.receive(1, held)  # close the phase: the server's next messages
     msgs = dict(out)
@@ -115,7 +115,7 @@ def test_client_rejects_fuzzed_server_messages_with_typed_errors(phase_index, da
 
 
 def test_duplicate_and_out_of_phase_messages_are_refused():
-    cfg, clients, server, held, _ = _prepared(2)
+    _cfg, _clients, server, held, _ = _prepared(2)
     server.receive(1, held)
     assert server.phase is ServerPhase.COLLECT_UNMASK
     try:

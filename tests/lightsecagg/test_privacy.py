@@ -47,7 +47,7 @@ def test_t_colluders_view_is_independent_of_an_honest_mask(prime, n, t, u):
 def test_without_padding_t_colluders_would_learn_the_mask():
     """The check above is not vacuous: with the padding forced to zero (FedML's
     bug) one colluder's share determines a mask value."""
-    prime, n, t, u = 11, 4, 1, 2
+    prime, n, _t, u = 11, 4, 1, 2
     alphas = [u + i + 1 for i in range(n)]
     enc = lagrange_matrix(range(1, u + 1), alphas, prime=prime).astype(np.int64)
     views = {z: int(enc[0, 0] * z % prime) for z in range(prime)}
