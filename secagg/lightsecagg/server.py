@@ -20,7 +20,7 @@ Rules of this file:
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -36,7 +36,7 @@ from secagg.lightsecagg.config import LightSecAggConfig
 from secagg.lightsecagg.field import Elements, P, matmul
 from secagg.primitives.kex import check_public_key
 
-__all__ = ["NEXT", "TRANSITIONS", "Server", "ServerPhase"]
+__all__ = ["NEXT", "TRANSITIONS", "Server", "ServerPhase", "decode_aggregate_mask"]
 
 _P64 = np.uint64(P)
 Outgoing = list[tuple[int, m.Message]]
@@ -292,19 +292,7 @@ class Server:
         if self._phase is not ServerPhase.FINALIZING:
             raise LocalProtocolError(f"finalize() in phase {self._phase.value}")
         cfg = self.config
-        responders = tuple(sorted(self._responses))[: cfg.target]
-        dec = dv.decoding_matrix(cfg.target, cfg.privacy,
-                                 tuple(cfg.alpha(u) for u in responders))
-        resp = np.stack([self._responses[u] for u in responders])
-        big_l = cfg.piece_length
-        ranges = [(a, min(big_l, a + _DECODE_COLUMNS)) for a in range(0, big_l, _DECODE_COLUMNS)]
-        pieces = np.empty((cfg.pieces, big_l), dtype=np.uint64)
-
-        def job(r: tuple[int, int]) -> None:
-            pieces[:, r[0]:r[1]] = matmul(dec, np.ascontiguousarray(resp[:, r[0]:r[1]]))
-
-        list((map_fn or map)(job, ranges))
-        zsum = pieces.reshape(-1)[: cfg.length]
+        zsum = decode_aggregate_mask(cfg, self._responses, map_fn)
         assert self._sum is not None
         total = (self._sum + _P64 - zsum) % _P64
         self._sum = None
@@ -317,3 +305,32 @@ class Server:
         self._result = res
         self._phase = ServerPhase.COMPLETED
         return res
+
+
+def decode_aggregate_mask(config: LightSecAggConfig, responses: Mapping[int, Elements],
+                          map_fn: MapFn | None = None) -> Elements:
+    """``sum_{u in U3} z_u`` (``m`` elements) from the unmasking responses of the ``U``
+    smallest responder ids: one ``(U-T) x U`` by ``U x L`` product over GF(p), cut
+    into column ranges mapped with ``map_fn`` — the same work whatever the dropouts.
+
+    Raises
+    ------
+    LocalProtocolError
+        With fewer than ``U`` responses or a response of the wrong length.
+    """
+    cfg = config
+    responders = tuple(sorted(responses))[: cfg.target]
+    big_l = cfg.piece_length
+    if len(responders) < cfg.target or any(len(responses[u]) != big_l for u in responders):
+        raise LocalProtocolError("decoding needs U responses of L elements")
+    dec = dv.decoding_matrix(cfg.target, cfg.privacy, tuple(cfg.alpha(u) for u in responders))
+    resp = np.stack([responses[u] for u in responders])
+    ranges = [(a, min(big_l, a + _DECODE_COLUMNS)) for a in range(0, big_l, _DECODE_COLUMNS)]
+    pieces = np.empty((cfg.pieces, big_l), dtype=np.uint64)
+
+    def job(r: tuple[int, int]) -> None:
+        pieces[:, r[0]:r[1]] = matmul(dec, np.ascontiguousarray(resp[:, r[0]:r[1]]))
+
+    list((map_fn or map)(job, ranges))
+    out: Elements = pieces.reshape(-1)[: cfg.length]
+    return out
