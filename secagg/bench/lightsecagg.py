@@ -16,7 +16,8 @@ Server unmasking, per ``(n, m)`` and dropout rate ``d`` in {10%, 30%, 50%}:
   bytes: 1.6 GB at n = 100, m = 10^6), more than this shared machine holds.
 
 Self-checks: both results equal the plaintext sum.  Ratios only; wall-clock times
-on a loaded machine are noisy (best of ``repeat``).
+on a loaded machine are noisy (best of ``repeat``, the three dropout rates of one
+size timed round-robin so that load drifts hit them alike).
 
 Client cost (CPU per client, bytes up/down per client): one real round of each
 protocol through the runtime's :class:`~secagg.runtime.driver.RoundDriver` (in
@@ -55,7 +56,7 @@ def _light_config(n: int, m: int, bits: int) -> LightSecAggConfig:
                              length=m, privacy=t, target=n - d, dropout=d)
 
 
-def _light_unmask(n: int, m: int, dropout: float, reps: int) -> dict[str, Any]:
+def _light_prepare(n: int, m: int, dropout: float) -> dict[str, Any]:
     bits = 16 if n <= 500 else 8
     cfg = _light_config(n, m, bits)
     survivors = n - round(dropout * n)
@@ -73,39 +74,43 @@ def _light_unmask(n: int, m: int, dropout: float, reps: int) -> dict[str, Any]:
         survivors * ((1 << bits) - 1) + 1)
     zsum = coeffs[: cfg.pieces].reshape(-1)[:m]
     masked = (x_sum + zsum) % np.uint64(P)
-    best = math.inf
-    exact = True
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        z = decode_aggregate_mask(cfg, responses)
-        total = (masked + np.uint64(P) - z) % np.uint64(P)
-        best = min(best, time.perf_counter() - t0)
-        exact &= bool(np.array_equal(total, x_sum))
-    return {"aborted": False, "unmask_s": best, "exact": exact, "T": cfg.privacy,
+    state = {"cfg": cfg, "responses": responses, "masked": masked, "x_sum": x_sum}
+    return {"aborted": False, "unmask_s": math.inf, "exact": True, "_state": state,
+            "T": cfg.privacy,
             "U": cfg.target, "D": cfg.dropout, "L": big_l,
             "client_upload_bytes": (2 * _HEADER + 4 + 4 * m + 4 + (n - 1) * (8 + 4 * big_l + 28)
                                     + _HEADER + 4 + 4 * big_l + _HEADER + 32)}
 
 
-def _secagg_plus_unmask(n: int, m: int, dropout: float, reps: int) -> dict[str, Any]:
+def _light_time(cell: dict[str, Any]) -> None:
+    st = cell["_state"]
+    t0 = time.perf_counter()
+    z = decode_aggregate_mask(st["cfg"], st["responses"])
+    total = (st["masked"] + np.uint64(P) - z) % np.uint64(P)
+    cell["unmask_s"] = min(cell["unmask_s"], time.perf_counter() - t0)
+    cell["exact"] &= bool(np.array_equal(total, st["x_sum"]))
+
+
+def _plus_time(cell: dict[str, Any]) -> None:
     import copy
 
+    srv = copy.deepcopy(cell["_server"])
+    t0 = time.perf_counter()
+    total = srv.finalize(None)
+    cell["unmask_s"] = min(cell["unmask_s"], time.perf_counter() - t0)
+    cell["exact"] &= bool(np.array_equal(total, cell["_expected"]))
+
+
+def _secagg_plus_prepare(n: int, m: int, dropout: float) -> dict[str, Any]:
     from secagg.bench.server import finalizing_server
 
     try:
         server, expected, dropped = finalizing_server(n, m, dropout=dropout)
     except SecAggError as exc:
         return {"aborted": True, "reason": str(exc)}
-    best = math.inf
-    exact = True
-    for _ in range(reps):
-        srv = copy.deepcopy(server)
-        t0 = time.perf_counter()
-        total = srv.finalize(None)
-        best = min(best, time.perf_counter() - t0)
-        exact &= bool(np.array_equal(total, expected))
     cfg = server.config
-    return {"aborted": False, "unmask_s": best, "exact": exact, "dropped": dropped,
+    return {"aborted": False, "unmask_s": math.inf, "exact": True, "_server": server,
+            "_expected": expected, "dropped": dropped,
             "k": cfg.degree, "t": cfg.threshold, "mask_jobs": len(server.mask_jobs)}
 
 
@@ -159,7 +164,7 @@ def run(quick: bool = False, *, sizes: tuple[tuple[int, int], ...] | None = None
     sizes:
         Override the ``(n, m)`` pairs of the unmasking comparison.
     repeat:
-        Best-of-N (default 3, quick 1).
+        Best-of-N, interleaved over the dropout rates (default 5, quick 1).
 
     Raises
     ------
@@ -167,14 +172,22 @@ def run(quick: bool = False, *, sizes: tuple[tuple[int, int], ...] | None = None
         If ``repeat < 1`` or a size is too small.
     """
     sizes = sizes or (((20, 10**4),) if quick else ((100, 10**6), (500, 10**5)))
-    reps = repeat if repeat is not None else (1 if quick else 3)
+    reps = repeat if repeat is not None else (1 if quick else 5)
     if reps < 1 or any(n < 4 or m < 1 for n, m in sizes):
         raise ParameterError("need repeat >= 1, n >= 4, m >= 1")
     rows: list[dict[str, Any]] = []
     for n, m in sizes:
-        for d in DROPOUTS:
-            light = _light_unmask(n, m, d, reps)
-            plus = _secagg_plus_unmask(n, m, d, reps)
+        cells = [(d, _light_prepare(n, m, d), _secagg_plus_prepare(n, m, d)) for d in DROPOUTS]
+        for _ in range(reps):  # interleaved: load drifts hit every dropout rate alike
+            for _d, light, plus in cells:
+                if not light["aborted"]:
+                    _light_time(light)
+                if not plus["aborted"]:
+                    _plus_time(plus)
+        for d, light, plus in cells:
+            for cell in (light, plus):
+                for k in [k for k in cell if k.startswith("_")]:
+                    del cell[k]
             ratio = (plus["unmask_s"] / light["unmask_s"]
                      if not light["aborted"] and not plus["aborted"] else None)
             rows.append({"n": n, "m": m, "dropout": d, "lightsecagg": light, "secagg+": plus,
