@@ -29,12 +29,13 @@ from secagg.errors import (
     DecodeError,
     LocalProtocolError,
     RemoteProtocolError,
+    SecAggError,
 )
 from secagg.lightsecagg import _derive as dv
 from secagg.lightsecagg import messages as m
 from secagg.lightsecagg.config import LightSecAggConfig
 from secagg.lightsecagg.field import Elements, P, matmul
-from secagg.primitives.kex import check_public_key
+from secagg.primitives.kex import check_contributory
 
 __all__ = ["NEXT", "TRANSITIONS", "Server", "ServerPhase", "decode_aggregate_mask"]
 
@@ -186,9 +187,9 @@ class Server:
 
     def _on_key(self, sender: int, msg: m.AdvertiseKey) -> None:
         try:
-            check_public_key(msg.public_key)
-        except Exception:
-            raise RemoteProtocolError("not an X25519 public key") from None
+            check_contributory(msg.public_key)  # a low-order key would abort every peer
+        except SecAggError:
+            raise RemoteProtocolError("not a usable X25519 public key") from None
         self._keys[sender] = msg.public_key
 
     def _on_shares(self, sender: int, msg: m.CodedShares) -> None:

@@ -124,3 +124,20 @@ def test_duplicate_and_out_of_phase_messages_are_refused():
         pass
     else:
         raise AssertionError("a masked input outside its phase was accepted")
+
+
+def test_server_refuses_a_low_order_key_so_no_honest_peer_aborts():
+    _cfg, _clients, server, held, _ = _prepared(0)
+    adv = m.decode(held)
+    for bad in (bytes(32), bytes([1]) + bytes(31)):  # order-1/2 points
+        forged = m.encode(m.AdvertiseKey(session_id=adv.session_id, sender=1, receiver=0,
+                                         public_key=bad))
+        try:
+            server.receive(1, forged)
+        except SecAggError:
+            pass
+        else:
+            raise AssertionError("a low-order key was accepted")
+    assert server.sets()["U1"] == (2, 3, 4)
+    server.receive(1, held)  # the real key is still welcome
+    assert server.phase is ServerPhase.COLLECT_SHARES
