@@ -5,7 +5,8 @@ Flags reused from the masking simulation: ``--threshold`` is the privacy
 threshold ``T``, ``--bits`` the input width (default: the largest the overflow
 rule ``N (2^bits - 1) < 2^31 - 1`` allows, at most 24); ``--target`` is ``U``
 (default ``max(T + 1, ceil(N / 2))``) and ``D = N - U``.  Inputs are drawn inside
-the workers from ``rng.child("input/<u>")``; the exactness check regenerates the
+the workers from ``child("input/<u>")`` of a seeded source (the ``--seed`` one, else a
+fresh random seed used for inputs only); the exactness check regenerates the
 survivors' inputs here.
 """
 
@@ -62,8 +63,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         session_id=rng.child("server").random_bytes(32), clients=ids, bits=bits,
         length=length, privacy=args.threshold, target=getattr(args, "target", None))
     recipe = RngRecipe.of(rng)
-    factory = LightSecAggClientFactory(config=cfg, inputs=GeneratedInputs(recipe, bits, length),
-                                       rng=recipe)
+    # simulation inputs come from a seeded source even without --seed, so that the
+    # exactness check can regenerate them (client secrets still come from ``rng``)
+    in_src: RandomSource = (rng if args.seed is not None else InsecureDeterministicRandom(
+        SystemRandom().random_bytes(32), "inputs", warn=False))
+    in_recipe = RngRecipe.of(in_src)
+    factory = LightSecAggClientFactory(
+        config=cfg, inputs=GeneratedInputs(in_recipe, bits, length), rng=recipe)
     dropped = choose_dropouts(ids, args.dropout, rng.child("dropouts"))
     dropouts = {Phase(args.drop_phase): dropped} if dropped else None
     workers = args.workers or os.cpu_count() or 1
@@ -81,7 +87,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if out.result is not None and not out.aborted:
         acc = np.zeros(length, dtype=np.uint64)
         for u in out.survivors:
-            acc += generate_input(rng.child(f"input/{u}"), bits, length)
+            acc += generate_input(in_src.child(f"input/{u}"), bits, length)
         exact = bool(np.array_equal(out.result, acc % (1 << bits)))
     stats = {p.key: s for p, s in out.phases.items()}
     client_cpu = {p: (stats[p].client_cpu_s / stats[p].client_steps

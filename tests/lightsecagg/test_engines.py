@@ -102,3 +102,13 @@ def test_cli_simulate_lightsecagg(phase):
     d = json.loads(res.stdout)
     assert d["protocol"] == "lightsecagg" and d["exact"] is True and not d["aborted"]
     assert d["dropped"] == 2 and d["survivors"] == (10 if phase == "unmasking" else 8)
+
+
+def test_cli_simulate_without_a_seed_is_exact():
+    cmd = [sys.executable, "-c", "import secagg.cli as c; c.main()", "simulate", "--protocol",
+           "lightsecagg", "--clients", "6", "--length", "16", "--json", "-"]
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120,
+                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert res.returncode == 0, res.stderr
+    d = json.loads(res.stdout)
+    assert d["exact"] is True and d["seed"] is None
