@@ -31,6 +31,7 @@ from secagg.runtime.parties import (
     generate_input,
 )
 from secagg.runtime.phases import Phase
+from secagg.sim.report import SCHEMA
 from secagg.sim.runtime import PHASES, choose_dropouts
 
 __all__ = ["run"]
@@ -95,38 +96,45 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     server_cpu = {p: (stats[p].server_cpu_s if p in stats else 0.0) for p in PHASES}
     server_cpu["unmasking"] += out.finalize_cpu_s
     client_total = sum(s.client_cpu_s for s in out.phases.values())
+    server_total = sum(server_cpu.values())
     return {
+        "schema": SCHEMA,
+        "family": "lightsecagg",
         "protocol": "lightsecagg",
         "security": "semi-honest",
         "engine": out.engine,
         "workers": out.workers,
+        "transcript_digest": out.transcript_digest,
         "clients": n,
         "length": length,
         "bits": bits,
-        "privacy_T": cfg.privacy,
-        "target_U": cfg.target,
-        "dropout_tolerance_D": cfg.dropout,
-        "threshold": cfg.privacy,
+        "neighbors": None,
+        "threshold": None,
         "dropout": args.dropout,
-        "drop_phase": args.drop_phase,
+        "dropped_before": args.drop_phase if dropped else None,
         "dropped": len(dropped),
         "survivors": len(out.survivors) if not out.aborted else 0,
         "aborted": out.aborted,
         "abort_reason": out.abort_reason,
         "exact": exact,
-        "transcript_digest": out.transcript_digest,
+        "correct": exact,
+        "client_cpu_total_s": client_total,
+        "server_cpu_total_s": server_total,
+        "total_cpu_s": client_total + server_total,
+        "bytes_per_client_upload": out.bytes_to_server / n,
+        "wall_s": time.perf_counter() - wall0,
+        "seed": args.seed,
+        "privacy_T": cfg.privacy,
+        "target_U": cfg.target,
+        "dropout_tolerance_D": cfg.dropout,
         "client_cpu_s": client_cpu,
         "server_cpu_s": server_cpu,
         "client_cpu_per_client_s": client_total / n,
-        "server_cpu_total_s": sum(server_cpu.values()),
-        "bytes_per_client_upload": out.bytes_to_server / n,
         "bytes_per_client_download": out.bytes_to_clients / n,
         "server_peak_mb": out.server_peak_mb,
+        "phase_wall_s": {p: s.wall_s for p, s in stats.items()},
+        "round_wall_s": out.wall_s,
+        "sets": {k: len(v) for k, v in out.sets.items()},
         "server_rejections": len(out.server_rejections),
         "client_errors": len(out.client_errors),
-        "phase_wall_s": {p: s.wall_s for p, s in stats.items()},
-        "wall_s": time.perf_counter() - wall0,
-        "round_wall_s": out.wall_s,
-        "seed": args.seed,
-        "sets": {k: len(v) for k, v in out.sets.items()},
     }

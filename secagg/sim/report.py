@@ -1,9 +1,10 @@
 """The one JSON schema of ``secagg simulate`` and its human summary.
 
 Every protocol (``secagg``, ``secagg+``, ``he-ckks``, ``he-bfv``, and either under
-``--dp``) on every engine returns a dict that :func:`check_report` accepts: the
+``--dp``; ``lightsecagg``) on every engine returns a dict that :func:`check_report` accepts: the
 common keys of :data:`COMMON` with the same meaning and type everywhere, plus the
-keys of its family (:data:`FAMILY`: ``masking``, ``he``, ``dp`` or ``net``) and nothing
+keys of its family (:data:`FAMILY`: ``masking``, ``he``, ``dp``, ``net`` or
+``lightsecagg``) and nothing
 else.  ``schema`` carries :data:`SCHEMA` (bump the number when a key changes
 meaning or type, or is removed).  benchmarks/README.md documents every key.
 
@@ -112,6 +113,21 @@ FAMILY: dict[str, dict[str, tuple[type, ...]]] = {
         "certs_s": (*_NUM, _NONE),
         "round_wall_s": (*_NUM, _NONE),
     },
+    "lightsecagg": {  # LightSecAgg: threshold and neighbors are None; its own N, T, U, D
+        "privacy_T": (int,),
+        "target_U": (int,),
+        "dropout_tolerance_D": (int,),
+        "client_cpu_s": (dict,),
+        "server_cpu_s": (dict,),
+        "client_cpu_per_client_s": _NUM,
+        "bytes_per_client_download": _NUM,
+        "server_peak_mb": (*_NUM, _NONE),
+        "phase_wall_s": (dict,),
+        "round_wall_s": _NUM,
+        "sets": (dict,),
+        "server_rejections": (int,),
+        "client_errors": (int,),
+    },
     "dp": {
         "randomness": (str,),
         "dp": (dict,),
@@ -124,6 +140,8 @@ def family_of(protocol: str, dp: str | None = None) -> str:
     """The report family of a protocol (and ``--dp`` choice)."""
     if dp not in (None, "none"):
         return "dp"
+    if protocol == "lightsecagg":
+        return "lightsecagg"
     return "he" if protocol.startswith("he-") else "masking"
 
 
@@ -180,6 +198,9 @@ def summary(res: dict[str, Any]) -> str:
         what = f"{res['dp']['mechanism']} distributed DP over {res['protocol']}"
     elif fam == "net":
         what = f"{res['protocol']} over mutual TLS ({res['client_processes']} client processes)"
+    elif fam == "lightsecagg":
+        what = (f"lightsecagg, T={res['privacy_T']} U={res['target_U']} "
+                f"D={res['dropout_tolerance_D']}")
     else:
         what = res["protocol"]
     if res["neighbors"] is not None:

@@ -112,3 +112,14 @@ def test_cli_simulate_without_a_seed_is_exact():
     assert res.returncode == 0, res.stderr
     d = json.loads(res.stdout)
     assert d["exact"] is True and d["seed"] is None
+
+
+@pytest.mark.parametrize("extra", [["--dp", "ddgauss"], ["--engine", "net"],
+                                   ["--security", "malicious"]])
+def test_cli_refuses_what_lightsecagg_does_not_do(extra):
+    cmd = [sys.executable, "-c", "import sys, secagg.cli as c; sys.exit(c.main())",
+           "simulate", "--protocol", "lightsecagg", "--clients", "6", "--length", "8", *extra]
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120,
+                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    assert "lightsecagg" in res.stderr or "semi-honest" in res.stderr
