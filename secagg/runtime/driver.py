@@ -132,107 +132,86 @@ class ServerParty(Protocol):
     def sets(self) -> Mapping[str, tuple[int, ...]]: ...
 
 
-class MaskingServerParty:
+class _DelegatingParty:
+    """What the masking and LightSecAgg servers share behind :class:`ServerParty`:
+    a sans-IO server with ``phase``, ``aborted``, ``survivors``, ``result``,
+    ``running_sum_bytes``, ``receive``, ``deadline_passed`` and ``finalize``.
+    Subclasses name the server's finalizing phase, its codec and its sets."""
+
+    server: Any
+    _FINALIZING: Any
+
+    @property
+    def collecting(self) -> Phase | None:
+        return collecting_phase(self.server.phase)
+
+    @property
+    def finalizing(self) -> bool:
+        return bool(self.server.phase is self._FINALIZING)
+
+    @property
+    def aborted(self) -> bool:
+        return bool(self.server.aborted)
+
+    @property
+    def abort_reason(self) -> str | None:
+        reason: str | None = self.server.abort_reason
+        return reason
+
+    @property
+    def survivors(self) -> tuple[int, ...]:
+        return tuple(self.server.survivors)
+
+    @property
+    def result(self) -> Any:
+        return self.server.result
+
+    @property
+    def running_sum_bytes(self) -> int:
+        return int(self.server.running_sum_bytes)
+
+    def receive(self, sender: int, data: bytes | memoryview) -> Outgoing:
+        return list(self.server.receive(sender, data))
+
+    def deadline_passed(self) -> Outgoing:
+        return list(self.server.deadline_passed())
+
+    def finalize(self, map_fn: MapFn) -> list[tuple[str, int, bytes]]:
+        self.server.finalize(map_fn)
+        return []
+
+
+class MaskingServerParty(_DelegatingParty):
     """:class:`~secagg.masking.server.Server` behind :class:`ServerParty`."""
+
+    _FINALIZING = ServerPhase.FINALIZING
 
     def __init__(self, config: RoundConfig) -> None:
         self.server = Server(config=config)
 
-    @property
-    def collecting(self) -> Phase | None:
-        return collecting_phase(self.server.phase)
-
-    @property
-    def finalizing(self) -> bool:
-        return self.server.phase is ServerPhase.FINALIZING
-
-    @property
-    def aborted(self) -> bool:
-        return self.server.aborted
-
-    @property
-    def abort_reason(self) -> str | None:
-        return self.server.abort_reason
-
-    @property
-    def survivors(self) -> tuple[int, ...]:
-        return self.server.survivors
-
-    @property
-    def result(self) -> Any:
-        return self.server.result
-
-    @property
-    def running_sum_bytes(self) -> int:
-        return self.server.running_sum_bytes
-
-    def receive(self, sender: int, data: bytes | memoryview) -> Outgoing:
-        return list(self.server.receive(sender, data))
-
-    def deadline_passed(self) -> Outgoing:
-        return list(self.server.deadline_passed())
-
     def encode(self, message: Any) -> bytes:
         return m.encode(message)
 
-    def finalize(self, map_fn: MapFn) -> list[tuple[str, int, bytes]]:
-        self.server.finalize(map_fn)
-        return []
-
     def sets(self) -> Mapping[str, tuple[int, ...]]:
-        return self.server.sets
+        sets: Mapping[str, tuple[int, ...]] = self.server.sets
+        return sets
 
 
-class LightSecAggServerParty:
+class LightSecAggServerParty(_DelegatingParty):
     """:class:`~secagg.lightsecagg.server.Server` behind :class:`ServerParty`
     (phases: keys, coded shares, masked inputs, aggregate-mask responses)."""
+
+    _FINALIZING = LightServerPhase.FINALIZING
 
     def __init__(self, config: LightSecAggConfig) -> None:
         self.server = LightServer(config=config)
 
-    @property
-    def collecting(self) -> Phase | None:
-        return collecting_phase(self.server.phase)
-
-    @property
-    def finalizing(self) -> bool:
-        return self.server.phase is LightServerPhase.FINALIZING
-
-    @property
-    def aborted(self) -> bool:
-        return self.server.aborted
-
-    @property
-    def abort_reason(self) -> str | None:
-        return self.server.abort_reason
-
-    @property
-    def survivors(self) -> tuple[int, ...]:
-        return self.server.survivors
-
-    @property
-    def result(self) -> Any:
-        return self.server.result
-
-    @property
-    def running_sum_bytes(self) -> int:
-        return self.server.running_sum_bytes
-
-    def receive(self, sender: int, data: bytes | memoryview) -> Outgoing:
-        return list(self.server.receive(sender, data))
-
-    def deadline_passed(self) -> Outgoing:
-        return list(self.server.deadline_passed())
-
     def encode(self, message: Any) -> bytes:
         return lm.encode(message)
 
-    def finalize(self, map_fn: MapFn) -> list[tuple[str, int, bytes]]:
-        self.server.finalize(map_fn)
-        return []
-
     def sets(self) -> Mapping[str, tuple[int, ...]]:
-        return self.server.sets()
+        sets: Mapping[str, tuple[int, ...]] = self.server.sets()
+        return sets
 
 
 class HEServerParty:
