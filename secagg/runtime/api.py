@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +34,7 @@ from secagg.runtime.driver import (
     MaskingServerParty,
     RoundDriver,
     RoundOutcome,
+    ServerParty,
 )
 from secagg.runtime.parties import (
     ArrayInputs,
@@ -202,6 +203,43 @@ class _Observe(Listener):
         self._observer(direction, client, bytes(data))
 
 
+def _drive(
+    party: ServerParty,
+    factory: Any,
+    clients: Sequence[int],
+    *,
+    engine: str,
+    workers: int | None,
+    ray_address: str | None,
+    pool: ClientPool | None,
+    dropouts: Mapping[int, Phase] | None,
+    hooks: Hooks | None,
+    listener: Listener | None,
+    phase_timeout: float | None,
+    unmask_threads: int,
+    measure_memory: bool,
+    digest: bool,
+) -> RoundOutcome:
+    """Run ``party`` against ``factory``'s clients on an engine (or a given pool, which
+    the caller then closes) with the one :class:`RoundDriver`."""
+    if hooks is None:
+        hooks = Hooks(drop_before=dict(dropouts or {}))
+    elif dropouts:
+        raise ParameterError("give dropouts or hooks, not both")
+    own = pool is None
+    p = pool if pool is not None else make_pool(engine, factory, workers=workers,
+                                                ray_address=ray_address)
+    try:
+        driver = RoundDriver(party, p, clients=clients,
+                             phase_timeout=phase_timeout, hooks=hooks, listener=listener,
+                             unmask_threads=unmask_threads, measure_memory=measure_memory,
+                             digest=digest)
+        return driver.run()
+    finally:
+        if own:
+            p.close()
+
+
 def run_masking_round(
     factory: MaskingClientFactory,
     *,
@@ -220,22 +258,11 @@ def run_masking_round(
     """One SecAgg / SecAgg+ round of ``factory.config`` on an engine (or a given pool,
     which the caller then closes)."""
     cfg = factory.config
-    if hooks is None:
-        hooks = Hooks(drop_before=dict(dropouts or {}))
-    elif dropouts:
-        raise ParameterError("give dropouts or hooks, not both")
-    own = pool is None
-    p = pool if pool is not None else make_pool(engine, factory, workers=workers,
-                                                ray_address=ray_address)
-    try:
-        driver = RoundDriver(MaskingServerParty(cfg), p, clients=cfg.clients,
-                             phase_timeout=phase_timeout, hooks=hooks, listener=listener,
-                             unmask_threads=unmask_threads, measure_memory=measure_memory,
-                             digest=digest)
-        return driver.run()
-    finally:
-        if own:
-            p.close()
+    return _drive(MaskingServerParty(cfg), factory, cfg.clients, engine=engine,
+                  workers=workers, ray_address=ray_address, pool=pool, dropouts=dropouts,
+                  hooks=hooks, listener=listener, phase_timeout=phase_timeout,
+                  unmask_threads=unmask_threads, measure_memory=measure_memory,
+                  digest=digest)
 
 
 def run_lightsecagg_round(
@@ -256,22 +283,11 @@ def run_lightsecagg_round(
     """One LightSecAgg round of ``factory.config`` on an engine (or a given pool,
     which the caller then closes) — the same :class:`RoundDriver` as every scheme."""
     cfg = factory.config
-    if hooks is None:
-        hooks = Hooks(drop_before=dict(dropouts or {}))
-    elif dropouts:
-        raise ParameterError("give dropouts or hooks, not both")
-    own = pool is None
-    p = pool if pool is not None else make_pool(engine, factory, workers=workers,
-                                                ray_address=ray_address)
-    try:
-        driver = RoundDriver(LightSecAggServerParty(cfg), p, clients=cfg.clients,
-                             phase_timeout=phase_timeout, hooks=hooks, listener=listener,
-                             unmask_threads=unmask_threads, measure_memory=measure_memory,
-                             digest=digest)
-        return driver.run()
-    finally:
-        if own:
-            p.close()
+    return _drive(LightSecAggServerParty(cfg), factory, cfg.clients, engine=engine,
+                  workers=workers, ray_address=ray_address, pool=pool, dropouts=dropouts,
+                  hooks=hooks, listener=listener, phase_timeout=phase_timeout,
+                  unmask_threads=unmask_threads, measure_memory=measure_memory,
+                  digest=digest)
 
 
 def _check_inputs(inputs: Mapping[int, np.ndarray], bits: int) -> int:
