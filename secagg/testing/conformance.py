@@ -59,7 +59,6 @@ from secagg.testing.rounds import (
     play_round,
     predict,
     reference_clients,
-    reproducible_rng,
 )
 
 __all__ = [
@@ -107,7 +106,7 @@ class PartyProcess:
 
     def __init__(self, command: str, role: str, *, timeout: float = 20.0) -> None:
         self.command, self.role, self.timeout = command, role, timeout
-        self._err: IO[bytes] = tempfile.TemporaryFile()
+        self._err: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
         self.proc = subprocess.Popen(  # noqa: S602 - the user's own command line
             command, shell=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=self._err, text=True, bufsize=1,
@@ -376,7 +375,7 @@ def _generated(name: str, sess: _Session, strategy: Any,
             strategy, fails,
             settings=hyp.settings(max_examples=budget, database=None, deadline=None,
                                   suppress_health_check=list(hyp.HealthCheck)),
-            random=random.Random(seed),
+            random=random.Random(seed),  # noqa: S311 - search order, not a secret
         )
     except hyp.errors.NoSuchExample:
         return CheckResult(name, True, sess.rounds - start_rounds, time.monotonic() - t0,
@@ -439,7 +438,7 @@ def run_conformance(command: str, role: str, *, budget: int = 40, seed: int = 0,
     results: list[CheckResult] = []
 
     @st.composite
-    def seated(draw: st.DrawFn, **kw: Any) -> dict[str, Any]:
+    def seated(draw: st.DrawFn, /, **kw: Any) -> dict[str, Any]:
         case = draw(gen.rounds(policy, **kw))
         return {"round": case, "target": draw(st.sampled_from(list(case.config.clients)))}
 

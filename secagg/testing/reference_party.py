@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import TextIO
+from typing import TextIO, cast
 
 import numpy as np
 
 from secagg.errors import SecAggError
 from secagg.masking.client import Client
 from secagg.masking.config import RoundConfig
-from secagg.primitives.prg import dtype_for_bits
+from secagg.primitives.prg import UIntArray, dtype_for_bits
 from secagg.primitives.sign import SigningKey
 from secagg.testing.rounds import LocalClient, LocalServer, ServerStep, Step, reproducible_rng
 
@@ -71,7 +71,7 @@ def make_client(f: dict[str, str]) -> LocalClient:
     """The client a ``round`` line describes (see ``protocols/conformance.md``)."""
     cfg = RoundConfig.from_bytes(bytes.fromhex(f["config"]))
     values = [int(v) for v in f["input"].split(",")] if f.get("input") else []
-    x = np.array(values, dtype=dtype_for_bits(cfg.bits))
+    x = cast(UIntArray, np.array(values, dtype=dtype_for_bits(cfg.bits)))
     ident = f.get("identity", "-")
     return LocalClient(Client(
         config=cfg,

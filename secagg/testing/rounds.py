@@ -20,7 +20,7 @@ import dataclasses
 import enum
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, cast
 
 import numpy as np
 
@@ -190,7 +190,8 @@ def predict(config: RoundConfig, inputs: Mapping[int, UIntArray], schedule: Sche
     return Expected(completes=True, survivors=u3, total=exact_sum(config, inputs, u3))
 
 
-def exact_sum(config: RoundConfig, inputs: Mapping[int, UIntArray], ids: Sequence[int]) -> UIntArray:
+def exact_sum(config: RoundConfig, inputs: Mapping[int, UIntArray],
+              ids: Sequence[int]) -> UIntArray:
     """``Σ_{u∈ids} x_u mod 2^b`` in Python integers (no overflow to trust)."""
     dt = dtype_for_bits(config.bits)
     mod = 1 << config.bits
@@ -198,7 +199,7 @@ def exact_sum(config: RoundConfig, inputs: Mapping[int, UIntArray], ids: Sequenc
     for u in ids:
         for i, v in enumerate(inputs[u].tolist()):
             acc[i] += int(v)
-    return np.array([a % mod for a in acc], dtype=dt)
+    return cast(UIntArray, np.array([a % mod for a in acc], dtype=dt))
 
 
 def _model(config: RoundConfig, leave: Mapping[int, int]) -> tuple[bool, tuple[int, ...]]:

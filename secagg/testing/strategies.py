@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from secagg._extras import require
-from secagg.errors import PolicyError
+from secagg.errors import ParameterError, PolicyError
 from secagg.masking.config import ProtocolKind, RoundConfig, SecurityMode
 from secagg.masking.policy import ClientPolicy
 from secagg.primitives.prg import UIntArray, dtype_for_bits
@@ -84,7 +84,7 @@ def accepted_parameters(policy: ClientPolicy, n: int, protocol: ProtocolKind,
         for t in range(2, k + 1):
             try:
                 cfg = RoundConfig.create(
-                    session_id=bytes(32), clients=range(1, n + 1), bits=policy.min_bits,
+                    session_id=bytes(32), clients=list(range(1, n + 1)), bits=policy.min_bits,
                     length=policy.min_length, protocol=protocol, security=security,
                     neighbors=k, threshold=t,
                     graph_seed=bytes(32) if protocol is ProtocolKind.SECAGG_PLUS else b"",
@@ -92,7 +92,7 @@ def accepted_parameters(policy: ClientPolicy, n: int, protocol: ProtocolKind,
                     if security is SecurityMode.MALICIOUS else None,
                 )
                 policy.check(cfg)
-            except (PolicyError, ValueError, Exception):  # noqa: BLE001 - any refusal
+            except (PolicyError, ParameterError):
                 continue
             out.append((k, t))
     return tuple(out)
@@ -138,11 +138,11 @@ def inputs_for(draw: st.DrawFn, config: RoundConfig) -> dict[int, UIntArray]:
     top = (1 << config.bits) - 1
     elem = st.one_of(st.just(0), st.just(top), st.integers(0, top))
     dt = dtype_for_bits(config.bits)
-    return {
-        u: np.array(draw(st.lists(elem, min_size=config.length, max_size=config.length)),
-                    dtype=dt)
-        for u in config.clients
-    }
+    out: dict[int, UIntArray] = {}
+    for u in config.clients:
+        values = draw(st.lists(elem, min_size=config.length, max_size=config.length))
+        out[u] = cast(UIntArray, np.array(values, dtype=dt))
+    return out
 
 
 def mutations(*, must_refuse: bool = False) -> st.SearchStrategy[Mutation]:
