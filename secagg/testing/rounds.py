@@ -55,6 +55,7 @@ __all__ = [
     "mutate",
     "play_round",
     "predict",
+    "predict_leaves",
     "reference_clients",
     "reproducible_rng",
 ]
@@ -184,7 +185,7 @@ def predict(config: RoundConfig, inputs: Mapping[int, UIntArray], schedule: Sche
     implementation that completes it anyway is wrong, as is one that aborts a
     round that must complete).
     """
-    ok, u3 = _model(config, schedule.leaves(config))
+    ok, u3 = predict_leaves(config, schedule.leaves(config))
     if not ok:
         return Expected(completes=False, survivors=(), total=None)
     return Expected(completes=True, survivors=u3, total=exact_sum(config, inputs, u3))
@@ -202,7 +203,11 @@ def exact_sum(config: RoundConfig, inputs: Mapping[int, UIntArray],
     return cast(UIntArray, np.array([a % mod for a in acc], dtype=dt))
 
 
-def _model(config: RoundConfig, leave: Mapping[int, int]) -> tuple[bool, tuple[int, ...]]:
+def predict_leaves(config: RoundConfig,
+                   leave: Mapping[int, int]) -> tuple[bool, tuple[int, ...]]:
+    """``(completes, U3)`` from ``leave[u]``, the round before which ``u`` leaves
+    (0: never advertises; 1..4: before ShareKeys / MaskedInput / Consistency /
+    Unmasking; 5: never)."""
     nbrs = all_neighbours(config)
     t = config.threshold
     malicious = config.security is SecurityMode.MALICIOUS
