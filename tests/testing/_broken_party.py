@@ -18,11 +18,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from secagg.masking import _common, _plane  # noqa: E402
-from secagg.masking import client as client_mod  # noqa: E402
-from secagg.masking import messages as m  # noqa: E402
-from secagg.primitives.kdf import info_prefix  # noqa: E402
-from secagg.testing import reference_party  # noqa: E402
+from secagg.masking import _common, _plane
+from secagg.masking import client as client_mod
+from secagg.masking import messages as m
+from secagg.primitives.kdf import info_prefix
+from secagg.testing import reference_party
 
 
 def wrong_kdf_label() -> None:
