@@ -401,7 +401,7 @@ def _describe(case: Any) -> dict[str, Any]:
     return out
 
 
-def run_conformance(command: str, role: str, *, budget: int = 40, seed: int = 0,
+def run_conformance(command: str, role: str, *, budget: int = 100, seed: int = 0,
                     checks: tuple[str, ...] | None = None, timeout: float = 20.0,
                     time_limit: float = 600.0, policy: ClientPolicy | None = None,
                     ) -> list[CheckResult]:
@@ -529,8 +529,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     who = parser.add_mutually_exclusive_group(required=True)
     who.add_argument("--client", metavar="CMD", help="command that starts an outside client")
     who.add_argument("--server", metavar="CMD", help="command that starts an outside server")
-    parser.add_argument("--budget", type=int, default=40,
-                        help="generated rounds per generated check (default 40)")
+    parser.add_argument("--budget", type=int, default=100,
+                        help="generated rounds per generated check (default 100)")
     parser.add_argument("--seed", type=int, default=0, help="search seed (default 0)")
     parser.add_argument("--check", action="append", choices=sorted(CHECKS),
                         help="run only this check (repeatable)")
