@@ -137,7 +137,7 @@ def main() -> int:
         run_state_machine_as_test(MyTransport, settings=settings(
             max_examples=args.examples, stateful_step_count=6, deadline=None,
             suppress_health_check=list(HealthCheck), database=None))
-    except Exception as exc:  # noqa: BLE001 - the shrunk failure, or a group of them
+    except Exception as exc:  # the shrunk failure, or a group of them
         first = getattr(exc, "exceptions", [exc])[0]
         print(f"caught a bug in my transport: {str(first).splitlines()[0][:300]}")
         return 1
