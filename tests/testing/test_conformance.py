@@ -101,3 +101,20 @@ def test_default_budget_run_of_our_client(capsys) -> None:  # type: ignore[no-un
     print(f"\nconformance (client, default budget): {doc['rounds']} rounds, "
           f"{doc['seconds']} s")
     assert rc == 0 and doc["passed"]
+
+
+def test_hypothesis_parts_name_the_extra_when_missing() -> None:
+    import subprocess
+
+    code = (
+        "import sys; sys.modules['hypothesis'] = None\n"
+        "import secagg.testing as t\n"
+        "assert t.predict and t.play_round\n"
+        "try:\n"
+        "    t.SecureSumMachine\n"
+        "except Exception as e:\n"
+        "    print(type(e).__name__, e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=ROOT).stdout
+    assert "MissingExtraError" in out and "secagg[test]" in out
