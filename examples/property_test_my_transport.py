@@ -20,6 +20,7 @@ import struct
 import sys
 
 from hypothesis import HealthCheck, settings
+from hypothesis import Phase as HypPhase
 from hypothesis.stateful import run_state_machine_as_test
 
 from secagg.errors import SecAggError
@@ -32,11 +33,13 @@ from secagg.runtime.phases import Phase
 from secagg.testing import Outcome, RoundCase, SecureSumMachine, mutate
 from secagg.testing.rounds import reproducible_rng
 
-ASKS = {m.MessageType.KEYS_BROADCAST: Phase.SHARE_KEYS,
+ASKS = {m.MessageType.SEED_REQUEST: Phase.GRAPH_SEED,
+        m.MessageType.KEYS_BROADCAST: Phase.SHARE_KEYS,
         m.MessageType.MASKED_INPUT_REQUEST: Phase.MASKED_INPUT,
         m.MessageType.CONSISTENCY_REQUEST: Phase.CONSISTENCY,
         m.MessageType.UNMASKING_REQUEST: Phase.UNMASKING}
 SENDS = {m.MessageType.ADVERTISE_KEYS: Phase.ADVERTISE_KEYS,
+         m.MessageType.SEED_REVEAL: Phase.GRAPH_SEED,
          m.MessageType.SHARE_KEYS: Phase.SHARE_KEYS,
          m.MessageType.MASKED_INPUT: Phase.MASKED_INPUT,
          m.MessageType.CONSISTENCY_SIGNATURE: Phase.CONSISTENCY,
@@ -131,12 +134,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--examples", type=int, default=20)
     ap.add_argument("--bug", action="store_true", help="break the framing of long frames")
+    ap.add_argument("--no-shrink", action="store_true", help="report the first failure found")
     args = ap.parse_args()
     MyTransport.bug = args.bug
     try:
         run_state_machine_as_test(MyTransport, settings=settings(
             max_examples=args.examples, stateful_step_count=6, deadline=None,
-            suppress_health_check=list(HealthCheck), database=None))
+            suppress_health_check=list(HealthCheck), database=None,
+            phases=[HypPhase.generate] if args.no_shrink else list(HypPhase)))
     except Exception as exc:  # the shrunk failure, or a group of them
         first = getattr(exc, "exceptions", [exc])[0]
         print(f"caught a bug in my transport: {str(first).splitlines()[0][:300]}")

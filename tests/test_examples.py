@@ -63,5 +63,6 @@ def test_property_test_my_transport() -> None:
     assert "never a wrong sum" in out
     proc = subprocess.run(
         [sys.executable, str(EXAMPLES / "property_test_my_transport.py"), "--bug",
-         "--examples", "10"], capture_output=True, text=True, timeout=300, check=False)
+         "--examples", "10", "--no-shrink"],
+        capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 1 and "caught a bug in my transport" in proc.stdout

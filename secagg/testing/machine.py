@@ -27,7 +27,7 @@ from secagg._extras import require
 from secagg.masking.policy import ClientPolicy
 from secagg.primitives.prg import UIntArray
 from secagg.runtime.phases import Phase
-from secagg.testing.rounds import Expected, Schedule, predict
+from secagg.testing.rounds import Expected, Schedule, predict, reference_graph
 
 require("hypothesis", "test")
 from hypothesis import strategies as st  # noqa: E402
@@ -50,11 +50,17 @@ class Outcome:
         The sum (``None`` unless completed).
     survivors:
         The survivor set ``U3`` your server reported (``None``: not checked).
+    graph:
+        SecAgg+ (protocol v2): ``N(u)`` as the seed reveals fixed it (``None``: the
+        machine recomputes it, which assumes client ``u`` drew its randomness from
+        ``reproducible_rng(case.seed, "client/<u>")``, as ``RngRecipe(case.seed)``
+        does in :mod:`secagg.runtime`).
     """
 
     completed: bool
     total: UIntArray | None = None
     survivors: tuple[int, ...] | None = None
+    graph: dict[int, frozenset[int]] | None = None
 
 
 class SecureSumMachine(RuleBasedStateMachine):
@@ -126,8 +132,10 @@ class SecureSumMachine(RuleBasedStateMachine):
     def run(self) -> None:
         """Run the round as scheduled and compare with the oracle."""
         c = self._case()
-        want = predict(c.config, c.inputs, c.schedule)
         got = self.run_round(c)
+        graph = got.graph or reference_graph(c.config, c.inputs, c.seed, c.identity,
+                                             c.schedule)
+        want = predict(c.config, c.inputs, c.schedule, graph=graph)
         self.rounds_run += 1
         self.last = (want, got)
         self._check(c, want, got)

@@ -24,10 +24,10 @@ from typing import Protocol, cast
 
 import numpy as np
 
-from secagg.errors import DecodeError, SecAggError
+from secagg.errors import DecodeError, ParameterError, SecAggError
 from secagg.masking import messages as m
 from secagg.masking.client import Client
-from secagg.masking.config import RoundConfig, SecurityMode
+from secagg.masking.config import ProtocolKind, RoundConfig, SecurityMode
 from secagg.masking.graph import all_neighbours
 from secagg.masking.server import Server, ServerPhase
 from secagg.primitives.kex import KeyPair
@@ -57,11 +57,13 @@ __all__ = [
     "predict",
     "predict_leaves",
     "reference_clients",
+    "reference_graph",
     "reproducible_rng",
 ]
 
 #: The phase a server message asks its recipient to answer (``None``: abort notice).
 _ASKS: dict[m.MessageType, Phase | None] = {
+    m.MessageType.SEED_REQUEST: Phase.GRAPH_SEED,
     m.MessageType.KEYS_BROADCAST: Phase.SHARE_KEYS,
     m.MessageType.MASKED_INPUT_REQUEST: Phase.MASKED_INPUT,
     m.MessageType.CONSISTENCY_REQUEST: Phase.CONSISTENCY,
@@ -71,6 +73,7 @@ _ASKS: dict[m.MessageType, Phase | None] = {
 #: ``leave`` rounds of the model: the phase a client misses first -> round number.
 _LEAVE = {
     Phase.ADVERTISE_KEYS: 0,
+    Phase.GRAPH_SEED: 1,  # SecAgg+ (v2): advertised, never revealed -> the round aborts
     Phase.SHARE_KEYS: 1,
     Phase.MASKED_INPUT: 2,
     Phase.CONSISTENCY: 3,
@@ -177,15 +180,28 @@ class Expected:
     total: UIntArray | None  #: ``Σ_{u∈U3} x_u mod 2^b`` when it completes
 
 
-def predict(config: RoundConfig, inputs: Mapping[int, UIntArray], schedule: Schedule) -> Expected:
+def predict(config: RoundConfig, inputs: Mapping[int, UIntArray], schedule: Schedule, *,
+            graph: Mapping[int, frozenset[int]] | None = None) -> Expected:
     """The oracle: whether the round must complete, its survivors and exact sum.
 
     A round completes iff every threshold check of ``protocols/secagg.md`` §4
     passes for the sets the schedule leaves; otherwise it must abort (and an
     implementation that completes it anyway is wrong, as is one that aborts a
     round that must complete).
+
+    ``graph`` is ``N(u)`` of the round.  The complete graph follows from the
+    config; a SecAgg+ graph (protocol v2) from the clients' seed reveals, so pass
+    the one the round fixed (:attr:`RoundRecord.graph`; with reproducible client
+    randomness :func:`reference_graph` recomputes it).  A SecAgg+ client that
+    advertised keys and drops before the graph-seed step makes the round abort.
     """
-    ok, u3 = predict_leaves(config, schedule.leaves(config))
+    if config.protocol is ProtocolKind.SECAGG_PLUS and any(
+        p is Phase.GRAPH_SEED for u, p in schedule.drops.items() if u in config.clients
+    ):
+        return Expected(completes=False, survivors=(), total=None)
+    if graph is None and config.protocol is ProtocolKind.SECAGG_PLUS:
+        raise ParameterError("a SecAgg+ round needs the graph its seed reveals fixed")
+    ok, u3 = predict_leaves(config, schedule.leaves(config), graph=graph)
     if not ok:
         return Expected(completes=False, survivors=(), total=None)
     return Expected(completes=True, survivors=u3, total=exact_sum(config, inputs, u3))
@@ -203,12 +219,14 @@ def exact_sum(config: RoundConfig, inputs: Mapping[int, UIntArray],
     return cast(UIntArray, np.array([a % mod for a in acc], dtype=dt))
 
 
-def predict_leaves(config: RoundConfig,
-                   leave: Mapping[int, int]) -> tuple[bool, tuple[int, ...]]:
+def predict_leaves(config: RoundConfig, leave: Mapping[int, int], *,
+                   graph: Mapping[int, frozenset[int]] | None = None,
+                   ) -> tuple[bool, tuple[int, ...]]:
     """``(completes, U3)`` from ``leave[u]``, the round before which ``u`` leaves
     (0: never advertises; 1..4: before ShareKeys / MaskedInput / Consistency /
     Unmasking; 5: never)."""
-    nbrs = all_neighbours(config)
+    known = dict(graph) if graph is not None else all_neighbours(config)
+    nbrs = {u: frozenset(known.get(u, ())) for u in config.clients}
     t = config.threshold
     malicious = config.security is SecurityMode.MALICIOUS
     u1 = {u for u in config.clients if leave[u] >= 1}
@@ -430,6 +448,7 @@ class RoundRecord:
     attack_delivered: int = 0
     errors: list[str] = field(default_factory=list)  #: protocol-level findings
     mutated_steps: list[int] = field(default_factory=list)  #: target step index of mutants
+    graph: dict[int, frozenset[int]] | None = None  #: ``N(u)`` as the round fixed it
 
 
 def play_round(
@@ -453,8 +472,17 @@ def play_round(
     """
     sched = schedule or Schedule()
     rec = RoundRecord()
-    holder_of = (frozenset(all_neighbours(config)[target])
-                 if target is not None and target in config.clients else frozenset())
+
+    def holders() -> frozenset[int]:
+        """``N(target)``: the owners whose shares the target holds."""
+        if target is None or target not in config.clients:
+            return frozenset()
+        if config.protocol is ProtocolKind.SECAGG:
+            return frozenset(all_neighbours(config)[target])
+        if isinstance(server, LocalServer) and server.server.graph:
+            return frozenset(server.server.graph.get(target, ()))
+        c = clients.get(target)
+        return frozenset(c.client.neighbours) if isinstance(c, LocalClient) else frozenset()
     gone: set[int] = set()
 
     def log(direction: str, u: int, data: bytes, note: str) -> None:
@@ -535,7 +563,7 @@ def play_round(
             frames: list[bytes] = [data]
             hostile: int | None = None
             if attack is not None and r == target:
-                frames, hostile = _attack_frames(attack, data, r, holder_of, config.threshold)
+                frames, hostile = _attack_frames(attack, data, r, holders(), config.threshold)
             if to_target is not None and r == target and asked in to_target:
                 frames = [mutate(data, to_target[asked]), data]
                 rec.mutated_steps.append(len(rec.client_steps.get(r, [])))
@@ -558,7 +586,36 @@ def play_round(
             done = to_server(u, phase, frames_up, outbox)
         if not done and not outbox:
             continue
+    rec.graph = _graph_of(config, clients, server)
     return rec
+
+
+def _graph_of(config: RoundConfig, clients: Mapping[int, ClientEndpoint],
+              server: ServerEndpoint) -> dict[int, frozenset[int]] | None:
+    """The round's graph as our reference parties learnt it (``None``: unknown)."""
+    if config.protocol is ProtocolKind.SECAGG:
+        return all_neighbours(config)
+    if isinstance(server, LocalServer) and server.server.graph:
+        return {u: frozenset(v) for u, v in server.server.graph.items()}
+    out: dict[int, set[int]] = {}
+    for u, c in clients.items():
+        if isinstance(c, LocalClient):
+            for v in c.client.neighbours:
+                out.setdefault(u, set()).add(v)
+                out.setdefault(v, set()).add(u)
+    return {u: frozenset(v) for u, v in out.items()} if out else None
+
+
+def reference_graph(config: RoundConfig, inputs: Mapping[int, UIntArray], seed: bytes,
+                    identity: Mapping[int, bytes], schedule: Schedule | None = None,
+                    ) -> dict[int, frozenset[int]] | None:
+    """The graph a round fixes when client ``u`` draws from
+    ``reproducible_rng(seed, "client/<u>")``: replayed with our reference parties."""
+    if config.protocol is ProtocolKind.SECAGG:
+        return all_neighbours(config)
+    rec = play_round(config, reference_clients(config, inputs, seed, identity),
+                     LocalServer(config), schedule)
+    return rec.graph
 
 
 def expected_matches(rec: RoundRecord, want: Expected) -> list[str]:
