@@ -140,7 +140,7 @@ def main() -> int:
     try:
         run_state_machine_as_test(MyTransport, settings=settings(
             max_examples=args.examples, stateful_step_count=6, deadline=None,
-            suppress_health_check=list(HealthCheck), database=None,
+            suppress_health_check=list(HealthCheck), database=None, derandomize=True,
             phases=[HypPhase.generate] if args.no_shrink else list(HypPhase)))
     except Exception as exc:  # the shrunk failure, or a group of them
         first = getattr(exc, "exceptions", [exc])[0]
