@@ -27,6 +27,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "certs": ("secagg.net.cli_certs", "a development CA and certificates for serve/client"),
     "serve": ("secagg.net.cli_serve", "run aggregation rounds as a mutual-TLS server"),
     "client": ("secagg.net.cli_client", "take part in aggregation rounds over mutual TLS"),
+    "conformance": ("secagg.testing.conformance",
+                    "check an outside client or server against the reference (extra: test)"),
 }
 
 

@@ -56,3 +56,13 @@ def test_federated_lora_secagg() -> None:
     assert "LoRA parameters travel per client" in out
     first, last = map(float, re.search(r"val loss ([\d.]+) -> ([\d.]+)", out).groups())
     assert last < first
+
+
+def test_property_test_my_transport() -> None:
+    out = _run("property_test_my_transport.py", "--examples", "5")
+    assert "never a wrong sum" in out
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / "property_test_my_transport.py"), "--bug",
+         "--examples", "10", "--no-shrink"],
+        capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 1 and "caught a bug in my transport" in proc.stdout
