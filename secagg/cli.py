@@ -60,7 +60,8 @@ class _DefaultsFormatter(argparse.HelpFormatter):
 
 
 def _shows_default(action: argparse.Action) -> bool:
-    return action.default not in (None, False, argparse.SUPPRESS)
+    d = action.default  # identity: 0 and 0.0 are defaults worth showing (0 == False)
+    return d is not None and d is not False and d != argparse.SUPPRESS
 
 
 def _one_line(text: str) -> str:

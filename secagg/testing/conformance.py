@@ -543,12 +543,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     who.add_argument("--client", metavar="CMD", help="command that starts an outside client")
     who.add_argument("--server", metavar="CMD", help="command that starts an outside server")
     parser.add_argument("--budget", type=int, default=100,
-                        help="generated rounds per generated check (default 100)")
-    parser.add_argument("--seed", type=int, default=0, help="search seed (default 0)")
+                        help="generated rounds per generated check")
+    parser.add_argument("--seed", type=int, default=0, help="search seed")
     parser.add_argument("--check", action="append", choices=sorted(CHECKS),
                         help="run only this check (repeatable)")
     parser.add_argument("--timeout", type=float, default=20.0,
-                        help="seconds the party may take per command (default 20)")
+                        help="seconds the party may take per command")
     parser.add_argument("--json", metavar="PATH", default=None,
                         help="write the JSON report here ('-': stdout after the table)")
 
