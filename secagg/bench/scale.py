@@ -46,32 +46,13 @@ from secagg.runtime.driver import Listener, PhaseStats
 from secagg.runtime.parties import MaskingClientFactory, RngRecipe, ShiftedInputs
 from secagg.runtime.phases import Phase
 from secagg.runtime.pool import ProcessPool
+from secagg.runtime.rss import PeakRSS
 from secagg.sim import DropPhase, choose_dropouts, plaintext_sum
 
 __all__ = ["PHASES", "building_blocks", "run", "run_parallel_round"]
 
 #: Phase keys, in protocol order (as in :data:`secagg.sim.runtime.PHASES`).
 PHASES = tuple(p.key for p in Phase)
-
-
-def _status_kb(field: str) -> int:
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def _reset_peak_rss() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
 
 
 class _Say(Listener):
@@ -143,8 +124,7 @@ def run_parallel_round(
                                    rng=RngRecipe.of(src))
 
     load0 = os.getloadavg()
-    rss0_kb = _status_kb("VmRSS")
-    rss_reset = _reset_peak_rss()
+    rss = PeakRSS()
     wall0 = time.perf_counter()
     pool = make_pool(engine, factory, workers=workers, ray_address=ray_address)
     pool_start_s = time.perf_counter() - wall0
@@ -157,7 +137,7 @@ def run_parallel_round(
     finally:
         pool.close()
     wall = time.perf_counter() - wall0
-    server_peak_kb = _status_kb("VmHWM")
+    server_peak_rss_mb = rss.peak_mb()
     survivors = out.survivors
     exact = False
     if out.result is not None and not out.aborted:
@@ -209,8 +189,8 @@ def run_parallel_round(
         "bytes_per_surviving_client_upload": float(np.mean(survivor_up)),
         "expansion_note": "mean bytes sent by a client in U3 (all phases) / (m * b / 8)",
         "input_bytes_per_client": length * width,
-        "server_peak_rss_mb": (server_peak_kb - rss0_kb) / 1024 if rss_reset else None,
-        "server_baseline_rss_mb": rss0_kb / 1024,
+        "server_peak_rss_mb": server_peak_rss_mb,
+        "server_baseline_rss_mb": rss.baseline_kb / 1024,
         "server_running_sum_bytes": length * width,
         "worker_peak_rss_mb": ([k / 1024 for k in pool.peak_rss_kb]
                                if isinstance(pool, ProcessPool) else None),

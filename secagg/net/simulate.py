@@ -76,28 +76,6 @@ class ClientSpec:
     stream_chunk: int
 
 
-def _status_kb(field: str) -> int:
-    """A ``/proc/self/status`` field in kB (0 where there is no procfs)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def _reset_peak_rss() -> bool:
-    """Reset VmHWM to the current RSS (Linux ``clear_refs`` 5)."""
-    try:
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
-
-
 def _quiet_rng(seed: bytes) -> InsecureDeterministicRandom:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", InsecureConfigurationWarning)
@@ -264,6 +242,7 @@ def simulate_net(
     from secagg.net.server import NetServer
     from secagg.net.tls import server_context
     from secagg.runtime.api import build_config
+    from secagg.runtime.rss import PeakRSS
 
     if clients < 2 or length < 1:
         raise ParameterError("clients must be >= 2 and length >= 1")
@@ -362,8 +341,7 @@ def simulate_net(
                     p.start()
                     procs.append((p, out, group))
 
-            rss0_kb = _status_kb("VmRSS")
-            rss_reset = _reset_peak_rss()
+            rss = PeakRSS()
             outcome, pool = server.run_round(
                 cfg,
                 phase_timeout=phase_timeout,
@@ -372,7 +350,7 @@ def simulate_net(
                 on_open=spawn,
             )
             round_wall = time.perf_counter() - round_t0
-            peak_rss_mb = (_status_kb("VmHWM") - rss0_kb) / 1024 if rss_reset else None
+            peak_rss_mb = rss.peak_mb()
         finally:
             server.close()
             for p, _, _ in procs:

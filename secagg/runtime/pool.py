@@ -34,6 +34,7 @@ import numpy as np
 
 from secagg.errors import LocalProtocolError, ParameterError, SecAggError
 from secagg.runtime.parties import ClientFactory, ClientParty
+from secagg.runtime.rss import status_kb
 
 __all__ = ["ClientPool", "EngineError", "InProcessPool", "ProcessPool", "Reply", "remaining"]
 
@@ -179,17 +180,6 @@ class InProcessPool:
 _BATCH = 16  #: requests per pipe message to a worker
 
 
-def _status_kb(field: str) -> int:
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
 def _write_frame(conn: Connection, payload: bytes) -> None:
     """``u64`` length, then the payload, written straight to the pipe."""
     fd = conn.fileno()
@@ -273,7 +263,7 @@ def _worker(conn_in: Connection, conn_out: Connection, factory: ClientFactory) -
                 parties[u] = party
             _write_frame(conn_out, _pack(epoch, reply))
     with contextlib.suppress(OSError):
-        _write_frame(conn_out, _pack(0, Reply(0, [], float(_status_kb("VmHWM")), "peak")))
+        _write_frame(conn_out, _pack(0, Reply(0, [], float(status_kb("VmHWM")), "peak")))
     conn_out.close()
 
 

@@ -379,26 +379,6 @@ def _net_report(res: dict[str, Any]) -> dict[str, Any]:
     return {**common, **{k: v for k, v in res.items() if k not in common}}
 
 
-def _status_kb(field: str) -> int:
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def _reset_peak_rss() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
-
-
 def simulate_masking(args: argparse.Namespace) -> dict[str, Any]:
     """The masking (SecAgg / SecAgg+) simulation behind ``secagg simulate``.
 
@@ -428,6 +408,7 @@ def simulate_masking(args: argparse.Namespace) -> dict[str, Any]:
         RngRecipe,
         generate_input,
     )
+    from secagg.runtime.rss import PeakRSS
     from secagg.sim.runtime import PHASES, DropPhase, build_config, choose_dropouts
 
     n, length = args.clients, args.length
@@ -444,8 +425,7 @@ def simulate_masking(args: argparse.Namespace) -> dict[str, Any]:
             rng = InsecureDeterministicRandom(args.seed)
     else:
         rng = SystemRandom()
-    rss0_kb = _status_kb("VmRSS")
-    rss_reset = _reset_peak_rss()
+    rss = PeakRSS()
     wall0 = time.perf_counter()
     ids = list(range(1, n + 1))
     cfg, idkeys = build_config(
@@ -501,7 +481,7 @@ def simulate_masking(args: argparse.Namespace) -> dict[str, Any]:
         if bits < 8 * np.dtype(dt).itemsize:
             np.bitwise_and(acc, dt((1 << bits) - 1), out=acc)
         exact = bool(np.array_equal(out.result, acc))
-    peak_kb = _status_kb("VmHWM")
+    peak_rss_mb = rss.peak_mb()
     stats = {p.key: s for p, s in out.phases.items()}
     client_cpu = {
         p: (
@@ -547,7 +527,7 @@ def simulate_masking(args: argparse.Namespace) -> dict[str, Any]:
         "bytes_per_client_upload": out.bytes_to_server / n,
         "bytes_per_client_download": out.bytes_to_clients / n,
         "server_peak_mb": out.server_peak_mb,
-        "server_peak_rss_mb": (peak_kb - rss0_kb) / 1024 if rss_reset else None,
+        "server_peak_rss_mb": peak_rss_mb,
         "memory_note": (
             "server_peak_mb: tracemalloc peak of the server's O(m) steps; "
             "server_peak_rss_mb: this process's peak RSS above its RSS before the round "
