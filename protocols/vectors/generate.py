@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import hashlib
-import json
 import platform
 import sys
 from collections.abc import Sequence
@@ -38,9 +37,12 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
+if str(HERE) not in sys.path:  # the sibling _files helper, also when loaded by tests
+    sys.path.insert(0, str(HERE))
 
 import cryptography  # noqa: E402
 import numpy as np  # noqa: E402
+from _files import write_or_check  # noqa: E402
 
 import secagg  # noqa: E402
 from secagg.errors import CryptoError  # noqa: E402
@@ -451,31 +453,13 @@ GENERATORS = {
 }
 
 
-def _strip_date(doc: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in doc.items() if k != "date"}
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--check", action="store_true", help="verify the files instead of writing")
     ap.add_argument("--out", type=Path, default=HERE, help="output directory")
     args = ap.parse_args(argv)
-    bad = 0
-    for name, fn in GENERATORS.items():
-        doc = fn()
-        path = args.out / name
-        if args.check:
-            old = json.loads(path.read_text()) if path.exists() else {}
-            old.pop("library_versions", None)
-            new = dict(doc)
-            new.pop("library_versions", None)
-            if _strip_date(old) != _strip_date(new):
-                print(f"{name}: differs from a fresh generation")
-                bad += 1
-            continue
-        path.write_text(json.dumps(doc, indent=1) + "\n")
-        print(f"wrote {path} ({path.stat().st_size} bytes)")
-    return 1 if bad else 0
+    docs = {args.out / name: fn() for name, fn in GENERATORS.items()}
+    return write_or_check(docs, check=args.check)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import sys
 import warnings
 from pathlib import Path
@@ -34,8 +33,11 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+if str(HERE) not in sys.path:  # the sibling _files helper, also when loaded by tests
+    sys.path.insert(0, str(HERE))
 
 import numpy as np  # noqa: E402
+from _files import write_or_check  # noqa: E402
 
 from secagg.errors import InsecureConfigurationWarning  # noqa: E402
 from secagg.lightsecagg import Client, LightSecAggConfig, Server  # noqa: E402
@@ -176,26 +178,11 @@ def build_round() -> dict[str, Any]:
     }
 
 
-def _stable(doc: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in doc.items() if k != "date"}
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="exit 1 if a file would change")
     args = ap.parse_args(argv)
-    docs = {OUT: build_primitives(), OUT_ROUND: build_round()}
-    if args.check:
-        bad = [p.name for p, d in docs.items()
-               if not p.exists() or _stable(json.loads(p.read_text())) != _stable(d)]
-        if bad:
-            print(f"would change: {', '.join(bad)}", file=sys.stderr)
-            return 1
-        return 0
-    for p, d in docs.items():
-        p.write_text(json.dumps(d, indent=1) + "\n")
-        print(f"wrote {p}")
-    return 0
+    return write_or_check({OUT: build_primitives(), OUT_ROUND: build_round()}, check=args.check)
 
 
 if __name__ == "__main__":

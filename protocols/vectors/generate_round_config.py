@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import hashlib
-import json
 import struct
 import sys
 from pathlib import Path
@@ -32,6 +31,10 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
+if str(HERE) not in sys.path:  # the sibling _files helper, also when loaded by tests
+    sys.path.insert(0, str(HERE))
+
+from _files import write_or_check  # noqa: E402
 
 from secagg import __version__  # noqa: E402
 from secagg.masking import messages as m  # noqa: E402
@@ -197,24 +200,11 @@ def build() -> dict[str, Any]:
     }
 
 
-def _stable(doc: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in doc.items() if k != "date"}
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--check", action="store_true", help="exit 1 if the file would change")
+    ap.add_argument("--check", action="store_true", help="exit 1 if a file would change")
     args = ap.parse_args(argv)
-    doc = build()
-    if args.check:
-        old = json.loads(OUT.read_text())
-        if _stable(old) != _stable(doc):
-            print(f"{OUT.name} would change", file=sys.stderr)
-            return 1
-        return 0
-    OUT.write_text(json.dumps(doc, indent=1) + "\n")
-    print(f"wrote {OUT} ({len(doc['cases'])} cases, {len(doc['rejects'])} rejects)")
-    return 0
+    return write_or_check({OUT: build()}, check=args.check)
 
 
 if __name__ == "__main__":

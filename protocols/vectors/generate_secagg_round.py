@@ -12,10 +12,10 @@ graph seed (``child("server")``), each client its identity key
 c key pair, s key pair, b_u, the graph-seed contribution r_u, Shamir coefficients,
 AEAD nonces — in that order of use; ``protocols/secagg.md`` §3); the inputs; who
 drops.  Protocol version 2: the round includes the SecAgg+ graph-seed step
-(SeedRequest / SeedReveal) and packed masked inputs.  The output lists every wire message of the round in
-delivery order (hex), the survivors and the sum.  ``tests/masking/test_vectors.py``
-regenerates the round and compares every byte, and independently replays the
-recorded client messages into a fresh server.
+(SeedRequest / SeedReveal) and packed masked inputs.  The output lists every wire
+message of the round in delivery order (hex), the survivors and the sum.
+``tests/masking/test_vectors.py`` regenerates the round and compares every byte,
+and independently replays the recorded client messages into a fresh server.
 
 Conventions: bytes as lowercase hex; Z_{2^b} elements as decimal strings.
 """
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import sys
 import warnings
 from pathlib import Path
@@ -34,8 +33,11 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
+if str(HERE) not in sys.path:  # the sibling _files helper, also when loaded by tests
+    sys.path.insert(0, str(HERE))
 
 import numpy as np  # noqa: E402
+from _files import write_or_check  # noqa: E402
 
 from secagg import __version__  # noqa: E402
 from secagg.errors import InsecureConfigurationWarning  # noqa: E402
@@ -139,24 +141,11 @@ def build() -> dict[str, Any]:
     }
 
 
-def _stable(doc: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in doc.items() if k != "date"}
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--check", action="store_true", help="exit 1 if the file would change")
+    ap.add_argument("--check", action="store_true", help="exit 1 if a file would change")
     args = ap.parse_args(argv)
-    doc = build()
-    if args.check:
-        old = json.loads(OUT.read_text())
-        if _stable(old) != _stable(doc):
-            print(f"{OUT.name} would change", file=sys.stderr)
-            return 1
-        return 0
-    OUT.write_text(json.dumps(doc, indent=1) + "\n")
-    print(f"wrote {OUT} ({len(doc['messages'])} messages)")
-    return 0
+    return write_or_check({OUT: build()}, check=args.check)
 
 
 if __name__ == "__main__":

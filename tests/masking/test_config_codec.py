@@ -87,8 +87,7 @@ def _independent_parse(data: bytes) -> dict[str, Any]:
 
 
 def test_vector_file_is_what_the_generator_writes() -> None:
-    gen = _generator()
-    assert gen._stable(gen.build()) == gen._stable(DOC)
+    assert _generator().main(["--check"]) == 0  # a fresh generation equals the file
     assert DOC["protocol_version"] and DOC["wire_version"] == m.WIRE_VERSION
 
 
