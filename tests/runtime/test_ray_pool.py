@@ -5,6 +5,10 @@ address (a stale ``ray_current_cluster`` file does not matter) and shut down at
 the end.  Clients land on both nodes; the round is exact and its transcript
 digest equals the in-process one; an actor killed mid-round turns its clients
 into dropouts of that phase.
+
+In the default suite (small sizes; the module costs ≈ 30 s, most of it the
+cluster start): the developers' guide asks for a real Ray cluster under test, not
+only the error paths.
 """
 
 from __future__ import annotations
@@ -28,8 +32,6 @@ from secagg.runtime import (  # noqa: E402
 from secagg.runtime.ray_pool import RayPool  # noqa: E402
 
 from ._rounds import TWO_PHASE_DROPS, masking_setup  # noqa: E402
-
-pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
