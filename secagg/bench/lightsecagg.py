@@ -23,11 +23,12 @@ Size: n = 100 and n = 500 at m = 10^6 (the issue's sizes).  An earlier version r
 n = 500 at m = 10^5 only, on the belief that the SecAgg+ set-up round did not fit this
 box at 10^6.  Measured here: memory is not the limit — the inputs are views into one
 shared buffer (:func:`secagg.bench.mask.shifted_inputs`), each masked input is added
-to the server's running sum as it arrives, and one 50%-dropout cell (set-up and
-``finalize``) peaks at ≈ 150 MB RSS.  Time is: the set-up masks every surviving
-client's full vector against its ``k = 64`` neighbours (≈ 30 s CPU per cell at 50%
-dropout, more at 10%), so the whole benchmark takes minutes, not seconds (it reports
-each cell's set-up seconds and the process's peak RSS above its start).
+to the server's running sum as it arrives; one 50%-dropout cell (set-up and
+``finalize``) peaked at 143 MiB RSS, the whole benchmark at 478 MiB.  Time is: the
+set-up masks every surviving client's full vector against its ``k = 64`` neighbours
+(the 50% cell's set-up plus one ``finalize`` took 31 s of CPU; the 10% cell masks
+1.8x the clients), so the benchmark takes minutes (about 200 s of CPU in all; it
+reports each cell's set-up seconds, its wall time and the peak RSS above its start).
 
 Client cost (CPU per client, bytes up/down per client): one real round of each
 protocol through the runtime's :class:`~secagg.runtime.driver.RoundDriver` (in
