@@ -20,6 +20,7 @@ scheme        client half                            server half
 ============  =====================================  ======================================
 plain         :class:`PlainClientHalf` (INSECURE)    :class:`PlainServerHalf`
 secagg(+)     :class:`MaskedClientHalf`              :class:`MaskedServerHalf`
+lightsecagg   :class:`LightSecAggClientHalf`         :class:`LightSecAggServerHalf`
 secagg(+)+DP  :class:`DPMaskedClientHalf`            :class:`DPMaskedServerHalf`
 he-ckks/bfv   :class:`HEClientHalf`                  :class:`HEServerHalf`
 ============  =====================================  ======================================
@@ -65,6 +66,10 @@ from secagg.he.keys import HEContext
 from secagg.he.params import HEParams, Scheme
 from secagg.he.server import HEServer
 from secagg.he.session import HESession
+from secagg.lightsecagg.client import Client as LightClient
+from secagg.lightsecagg.config import LightSecAggConfig, max_bits
+from secagg.lightsecagg.server import Server as LightServer
+from secagg.lightsecagg.server import ServerPhase as LightServerPhase
 from secagg.masking.client import Client
 from secagg.masking.config import MAX_CLIENT_ID, ProtocolKind, RoundConfig, SecurityMode
 from secagg.masking.policy import ClientPolicy
@@ -80,6 +85,8 @@ __all__ = [
     "FloatAggregate",
     "HEClientHalf",
     "HEServerHalf",
+    "LightSecAggClientHalf",
+    "LightSecAggServerHalf",
     "MaskedClientHalf",
     "MaskedServerHalf",
     "PlainClientHalf",
@@ -101,6 +108,7 @@ class SchemeKind(enum.Enum):
     SECAGG_PLUS = "secagg+"
     HE_CKKS = "he-ckks"
     HE_BFV = "he-bfv"
+    LIGHTSECAGG = "lightsecagg"
 
     @property
     def secure(self) -> bool:
@@ -200,6 +208,25 @@ class SumOutcome:
         total = server.result
         if server.phase is not ServerPhase.COMPLETED or total is None:
             raise ParameterError("the masking server has not finished the round")
+        return cls(total=total, survivors=server.survivors)
+
+    @classmethod
+    def of_lightsecagg_server(cls, server: LightServer) -> SumOutcome:
+        """The outcome of a finished :class:`secagg.lightsecagg.Server` (after
+        ``finalize()``, or aborted).
+
+        Raises
+        ------
+        ParameterError
+            If the server has not finished the round.
+        """
+        if not isinstance(server, LightServer):
+            raise ParameterError("server must be a secagg.lightsecagg.Server")
+        if server.aborted:
+            return cls.abort(server.abort_reason or "aborted")
+        total = server.result
+        if server.phase is not LightServerPhase.COMPLETED or total is None:
+            raise ParameterError("the LightSecAgg server has not finished the round")
         return cls(total=total, survivors=server.survivors)
 
 
@@ -579,6 +606,169 @@ class MaskedServerHalf(_MaskedServer, ServerHalf):
         self.min_survivors = _check_min(min_survivors)
         self.bits = spec.bits
         self.encoded_length = self.length
+
+    def decode(self, outcome: SumOutcome) -> FloatAggregate:
+        total = self._usable(outcome, self.length)
+        count = len(outcome.survivors)
+        fsum = _quantized_sum(total, count, self.spec, self.bits)
+        return FloatAggregate(sum=fsum, count=count, survivors=outcome.survivors)
+
+
+# ---------------------------------------------------------------------------
+# LightSecAgg (one-shot recovery of the survivors' aggregate mask)
+
+
+def _check_light_spec(spec: QuantizationSpec) -> QuantizationSpec:
+    spec = _check_spec(spec)
+    if spec.bits > 30:
+        raise ParameterError(
+            f"LightSecAgg sums inputs of at most 30 bits in GF(2^31 - 1); this quantization "
+            f"needs {spec.bits} (value_bits {spec.value_bits} for {spec.max_clients} clients)"
+        )
+    return spec
+
+
+def _check_light_config(config: LightSecAggConfig, bits: int, length: int) -> None:
+    if not isinstance(config, LightSecAggConfig):
+        raise ParameterError("config must be a LightSecAggConfig")
+    if config.bits != bits or config.length != length:
+        raise ParameterError(
+            f"the round is for {config.length} values of {config.bits} bits; this scheme "
+            f"sends {length} values of {bits} bits"
+        )
+
+
+class LightSecAggClientHalf(ClientHalf):
+    """LightSecAgg client: the masked halves' quantization (clip to ``[-clip, clip]``,
+    stochastic rounding to ``value_bits``, words in ``[0, 2^bits)`` with
+    ``bits = spec.bits``); ``party(...)`` builds the
+    :class:`secagg.lightsecagg.Client` that masks them in GF(2^31 - 1).
+
+    The round's overflow rule ``N (2^bits - 1) < 2^31 - 1`` bounds the cohort:
+    :meth:`LightSecAggServerHalf.round_config` refuses a larger one.
+
+    Parameters
+    ----------
+    spec:
+        The :class:`QuantizationSpec` every party uses (``spec.bits <= 30``).
+    length:
+        Update length.
+    """
+
+    kind = SchemeKind.LIGHTSECAGG
+
+    def __init__(self, *, spec: QuantizationSpec, length: int) -> None:
+        self.spec = _check_light_spec(spec)
+        self.length = _check_length(length)
+        self.bits = spec.bits
+        self.encoded_length = self.length
+
+    def encode(self, update: npt.ArrayLike, rng: RandomSource | None = None) -> UIntArray:
+        return self.spec.quantize(_check_update(update, self.length), rng)
+
+    def clipped_fraction(self, update: npt.ArrayLike) -> float:
+        arr = _check_update(update, self.length)
+        return float(np.mean(np.abs(arr) > self.spec.clip))
+
+    def party(
+        self,
+        config: LightSecAggConfig,
+        *,
+        client_id: int,
+        encoded: UIntArray,
+        rng: RandomSource | None = None,
+    ) -> LightClient:
+        """The :class:`secagg.lightsecagg.Client` that sends ``encoded`` in the round
+        ``config``.
+
+        Raises
+        ------
+        ParameterError
+            ``config`` is for another bit width or length, or the client id or input
+            does not fit it.
+        """
+        _check_light_config(config, self.bits, self.encoded_length)
+        return LightClient(config=config, client_id=client_id, input_vector=encoded, rng=rng)
+
+
+class LightSecAggServerHalf(ServerHalf):
+    """LightSecAgg server side: the exact sum of the quantized updates (the round's
+    result, ``Σ x_u mod 2^bits``) → their float sum, with the masked halves'
+    range check (a total no ``count`` valid encodings can reach aborts).
+
+    Parameters
+    ----------
+    spec, length:
+        As for :class:`LightSecAggClientHalf`.
+    min_survivors:
+        Fewest survivors released (default 1; the round's target ``U`` already
+        bounds it from below).
+    """
+
+    kind = SchemeKind.LIGHTSECAGG
+
+    def __init__(self, *, spec: QuantizationSpec, length: int, min_survivors: int = 1) -> None:
+        self.spec = _check_light_spec(spec)
+        self.length = _check_length(length)
+        self.min_survivors = _check_min(min_survivors)
+        self.bits = spec.bits
+        self.encoded_length = self.length
+
+    def round_config(
+        self,
+        *,
+        clients: Sequence[int],
+        rng: RandomSource | None = None,
+        privacy: int | None = None,
+        target: int | None = None,
+        dropout: int | None = None,
+    ) -> LightSecAggConfig:
+        """A fresh :class:`LightSecAggConfig` for this scheme (session id drawn from
+        ``rng``); ``None`` picks :func:`secagg.lightsecagg.default_lightsecagg_parameters`
+        (``T = max(1, N // 4)``, ``U = max(T + 1, ceil(N / 2))``, ``D = N - U``).
+
+        Raises
+        ------
+        ParameterError
+            ``T < U <= N - D`` violated, or the cohort breaks the overflow rule
+            ``N (2^bits - 1) < 2^31 - 1`` for this spec's ``bits``.
+        """
+        ids = list(clients)
+        self.check_cohort(len(ids))
+        src = rng if rng is not None else SystemRandom()
+        return LightSecAggConfig.create(
+            session_id=src.random_bytes(32), clients=ids, bits=self.bits,
+            length=self.encoded_length, privacy=privacy, target=target, dropout=dropout,
+        )
+
+    def check_cohort(self, n: int) -> None:
+        """Refuse a cohort of ``n`` clients that breaks the overflow rule
+        ``N (2^bits - 1) < 2^31 - 1`` at this spec's ``bits``.
+
+        Raises
+        ------
+        ParameterError
+            If it does (the message names the widest ``bits`` that ``n`` allows).
+        """
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ParameterError("the cohort must be a positive number of clients")
+        if n * ((1 << self.bits) - 1) >= (1 << 31) - 1:
+            raise ParameterError(
+                f"LightSecAgg's overflow rule N (2^bits - 1) < 2^31 - 1 fails for N = {n} "
+                f"clients at {self.bits} bits (at most {max_bits(n)} bits for N = {n}; "
+                f"bits = value_bits + ceil(log2 N)): lower the value bits or the cohort"
+            )
+
+    def party(self, config: LightSecAggConfig) -> LightServer:
+        """The :class:`secagg.lightsecagg.Server` of the round ``config``.
+
+        Raises
+        ------
+        ParameterError
+            ``config`` is for another bit width or length.
+        """
+        _check_light_config(config, self.bits, self.encoded_length)
+        return LightServer(config=config)
 
     def decode(self, outcome: SumOutcome) -> FloatAggregate:
         total = self._usable(outcome, self.length)

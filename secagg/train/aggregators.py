@@ -29,6 +29,14 @@ Implementations
 * :class:`HEAggregator` (``he-ckks`` / ``he-bfv``) — homomorphic summation
   (:class:`~secagg.runtime.schemes.HEClientHalf` / ``HEServerHalf``; TenSEAL; a
   separate decryptor sees only the aggregate).
+* :class:`LightSecAggAggregator` (``lightsecagg``) — LightSecAgg (So et al., MLSys
+  2022; :class:`~secagg.runtime.schemes.LightSecAggClientHalf` / ``ServerHalf``): the
+  masked halves' quantization, one mask per client whose Lagrange-coded pieces go to
+  the others; the server decodes the survivors' aggregate mask from any ``U``
+  responses.  Per round, with ``N`` the sampled cohort: privacy threshold
+  ``T = max(1, N // 4)`` unless given, target ``U = max(T + 1, ceil(N / 2))`` unless
+  given — lowered to the fewest survivors the loop plans for (``min_survivors``) when
+  that is smaller — and dropout tolerance ``D = N - U``.  Semi-honest (SECURITY.md).
 * :class:`DPMaskedAggregator` — ``secagg`` / ``secagg+`` with user-level distributed
   DP (:class:`~secagg.runtime.schemes.DPMaskedClientHalf` / ``DPMaskedServerHalf``):
   clients add discrete noise before masking.
@@ -64,8 +72,17 @@ from secagg.encoding.quantize import QuantizationSpec
 from secagg.errors import AbortedError, ParameterError
 from secagg.he.keys import HEKeys, generate_keys
 from secagg.he.params import Preset, Scheme
+from secagg.lightsecagg.config import LightSecAggConfig, default_lightsecagg_parameters
 from secagg.primitives.rand import RandomSource, SystemRandom
-from secagg.runtime.api import SumResult, he_sum, secure_sum
+from secagg.runtime.api import (
+    SumResult,
+    drop_schedule,
+    he_sum,
+    run_lightsecagg_round,
+    secure_sum,
+)
+from secagg.runtime.driver import Listener, RoundOutcome
+from secagg.runtime.parties import ArrayInputs, LightSecAggClientFactory, RngRecipe
 from secagg.runtime.phases import Phase as DropPhase
 from secagg.runtime.schemes import (
     ClientHalf,
@@ -74,6 +91,8 @@ from secagg.runtime.schemes import (
     FloatAggregate,
     HEClientHalf,
     HEServerHalf,
+    LightSecAggClientHalf,
+    LightSecAggServerHalf,
     MaskedClientHalf,
     MaskedServerHalf,
     PlainClientHalf,
@@ -93,9 +112,11 @@ __all__ = [
     "DropTiming",
     "HEAggregator",
     "InsecurePlainAggregator",
+    "LightSecAggAggregator",
     "MaskedAggregator",
     "Observer",
     "available_kinds",
+    "lightsecagg_parameters",
     "make_aggregator",
 ]
 
@@ -214,6 +235,10 @@ class ClientEngine(Protocol):
                    dropouts: Mapping[DropPhase, Collection[int]] | None,
                    rng: RandomSource, observer: Any = None) -> SumResult: ...
 
+    def lightsecagg_round(self, config: LightSecAggConfig, recipe: RngRecipe, *,
+                          dropouts: Mapping[DropPhase, Collection[int]] | None,
+                          observer: Any = None) -> RoundOutcome: ...
+
 
 def _check_ids(
     clients: Collection[int], dropped: Collection[int]
@@ -261,7 +286,7 @@ class Aggregator(abc.ABC):
         """
         raise ParameterError(
             f"aggregator {self.kind.value!r} does not run on --engine {engine.engine} "
-            f"(wired there: plain, secagg, secagg+)"
+            f"(wired there: plain, secagg, secagg+, lightsecagg)"
         )
 
     @property
@@ -584,6 +609,238 @@ class MaskedAggregator(Aggregator):
         )
 
 
+def lightsecagg_parameters(
+    cohort: int, *, privacy: int | None = None, target: int | None = None,
+    min_survivors: int | None = None,
+) -> tuple[int, int, int]:
+    """``(T, U, D)`` of a LightSecAgg round over ``cohort`` sampled clients.
+
+    ``T`` defaults to ``max(1, N // 4)``; ``U`` to ``max(T + 1, ceil(N / 2))``, lowered
+    to ``min_survivors`` (the fewest survivors the run plans for) when that is smaller;
+    ``D = N - U`` (every dropout the target allows).
+
+    Raises
+    ------
+    ParameterError
+        ``T < U <= N - D`` cannot hold, or a given ``U`` exceeds ``min_survivors``
+        (every round with the planned dropouts would abort).
+    """
+    if isinstance(cohort, bool) or not isinstance(cohort, int) or cohort < 2:
+        raise ParameterError("LightSecAgg needs at least 2 clients per round")
+    t0, u0, _ = default_lightsecagg_parameters(cohort)
+    t = t0 if privacy is None else privacy
+    if isinstance(t, bool) or not isinstance(t, int) or t < 1:
+        raise ParameterError(f"LightSecAgg's privacy threshold T must be >= 1 (got {t})")
+    floor = cohort if min_survivors is None else min_survivors
+    if target is None:
+        u = max(t + 1, min(u0, floor))
+    else:
+        u = target
+        if isinstance(u, bool) or not isinstance(u, int):
+            raise ParameterError("LightSecAgg's target U must be an integer")
+        if u > floor:
+            raise ParameterError(
+                f"LightSecAgg target U={u} > N - D = {floor}: with {cohort - floor} of the "
+                f"{cohort} sampled clients dropping each round, no round reaches U responses"
+            )
+    if not t < u <= cohort:
+        raise ParameterError(
+            f"LightSecAgg needs T < U <= N - D; got T={t}, U={u}, N={cohort}"
+            + ("" if target is not None else " (raise the cohort or lower T)")
+        )
+    if u > floor:
+        raise ParameterError(
+            f"LightSecAgg needs U={u} > T={t} responses but only {floor} of the {cohort} "
+            "sampled clients survive a round: lower --dropout or T, or raise --per-round"
+        )
+    return t, u, cohort - u
+
+
+class LightSecAggAggregator(Aggregator):
+    """LightSecAgg with the halves of :mod:`secagg.runtime.schemes`, every message
+    through the wire codec and the runtime's :class:`~secagg.runtime.driver.RoundDriver`
+    (in process, or with the client parties on ``--engine ray``'s actors).
+
+    Parameters
+    ----------
+    spec:
+        Quantization, as for :class:`MaskedAggregator` (``spec.bits <= 30`` and the
+        overflow rule ``N (2^bits - 1) < 2^31 - 1`` for the cohort ``N``).
+    privacy, target:
+        ``T`` and ``U`` (see :func:`lightsecagg_parameters`); ``None``: derived from
+        each round's cohort.
+    min_survivors:
+        The fewest survivors the run plans for (bounds the default ``U``).
+    rng:
+        Source of every secret (default :class:`SystemRandom`).  Round ``r`` uses
+        ``rng.child("aggregation/<r>")``: client ``u`` quantizes with its
+        ``child("quantize/<u>")``; the round's session id comes from
+        ``child("lightsecagg").child("server")`` and client ``u``'s secrets from
+        ``child("lightsecagg").child("lightsecagg-client/<u>")``.
+    observer, drop_timing:
+        As for :class:`MaskedAggregator` (``share-keys``: a dropped client stops
+        before sending its coded shares; ``masked-input``: after, before its masked
+        input — the server then decodes without it).
+
+    Raises
+    ------
+    ParameterError
+        Bad parameters.
+
+    Security notes
+    --------------
+    LightSecAgg is a **semi-honest** protocol: a server that lies about who
+    survived is not detected (SECURITY.md §LightSecAgg).
+    """
+
+    kind = AggregatorKind.LIGHTSECAGG
+    engines = ("inprocess", "ray")
+
+    def __init__(
+        self,
+        *,
+        spec: QuantizationSpec,
+        privacy: int | None = None,
+        target: int | None = None,
+        min_survivors: int | None = None,
+        rng: RandomSource | None = None,
+        observer: Observer | None = None,
+        drop_timing: DropTiming = DropTiming.BEFORE_MASKED_INPUT,
+    ) -> None:
+        if not isinstance(drop_timing, DropTiming):
+            raise ParameterError("drop_timing must be a DropTiming")
+        if not isinstance(spec, QuantizationSpec):
+            raise ParameterError("spec must be a QuantizationSpec")
+        # refuse what no round of the largest cohort can run, before any training
+        LightSecAggServerHalf(spec=spec, length=1).check_cohort(spec.max_clients)
+        lightsecagg_parameters(spec.max_clients, privacy=privacy, target=target,
+                               min_survivors=min_survivors)
+        self.kind = AggregatorKind.LIGHTSECAGG
+        self.spec = spec
+        self.privacy = privacy
+        self.target = target
+        self.min_survivors = min_survivors
+        self._rng: RandomSource = rng if rng is not None else SystemRandom()
+        self._observer = observer
+        self._drop_timing = drop_timing
+        self._calls = 0
+        self._last: tuple[int, int, int] | None = None
+
+    @property
+    def description(self) -> str:
+        s = self.spec
+        if self._last is not None:
+            t, u, d = self._last
+        else:  # what a round of the full cohort will use
+            t, u, d = lightsecagg_parameters(s.max_clients, privacy=self.privacy,
+                                             target=self.target,
+                                             min_survivors=self.min_survivors)
+        tud = f"N={u + d}, T={t}, U={u}, D={d}; "
+        return (
+            f"lightsecagg (coded masks over GF(2^31-1), one-shot recovery; {tud}quantized: "
+            f"clip ±{s.clip:g}, {s.value_bits} value bits, step {s.step:.3g}, sum mod "
+            f"2^{s.bits} for up to {s.max_clients} clients; semi-honest)"
+        )
+
+    def _round(
+        self, ids: tuple[int, ...], drop: frozenset[int], length: int,
+        encoded: Mapping[int, npt.NDArray[Any]] | None, engine: ClientEngine | None,
+        rng: RandomSource,
+    ) -> tuple[SumOutcome, RoundOutcome, LightSecAggConfig]:
+        if len(ids) > self.spec.max_clients:
+            raise ParameterError(
+                f"{len(ids)} clients exceed the quantization spec's max_clients="
+                f"{self.spec.max_clients}"
+            )
+        floor = None if self.min_survivors is None else min(self.min_survivors, len(ids))
+        t, u, d = lightsecagg_parameters(len(ids), privacy=self.privacy, target=self.target,
+                                         min_survivors=floor)
+        server = LightSecAggServerHalf(spec=self.spec, length=length)
+        src = rng.child("lightsecagg")
+        cfg = server.round_config(clients=ids, rng=src.child("server"), privacy=t, target=u,
+                                  dropout=d)
+        self._last = (t, u, d)
+        phase = (DropPhase.SHARE_KEYS if self._drop_timing is DropTiming.BEFORE_SHARING
+                 else DropPhase.MASKED_INPUT)
+        dropouts = {phase: sorted(drop)} if drop else None
+        recipe = RngRecipe.of(src)
+        if engine is None:
+            assert encoded is not None
+            factory = LightSecAggClientFactory(config=cfg, inputs=ArrayInputs(dict(encoded)),
+                                               rng=recipe)
+            out = run_lightsecagg_round(
+                factory, workers=1, dropouts=drop_schedule(dropouts, None),
+                listener=_Observe(self._observer) if self._observer is not None else None,
+            )
+        else:  # the encoded updates and the client parties live on the engine's workers
+            out = engine.lightsecagg_round(cfg, recipe, dropouts=dropouts,
+                                           observer=self._observer)
+        if out.aborted or out.result is None:
+            return SumOutcome.abort(out.abort_reason or "aborted"), out, cfg
+        return SumOutcome(total=np.asarray(out.result), survivors=out.survivors), out, cfg
+
+    def _finish(self, outcome: SumOutcome, out: RoundOutcome, cfg: LightSecAggConfig,
+                length: int, clipped: float, t0: float) -> AggregateResult:
+        client_cpu = sum(s.client_cpu_s for s in out.phases.values())
+        server_cpu = sum(s.server_cpu_s for s in out.phases.values()) + out.finalize_cpu_s
+        return _result(
+            LightSecAggServerHalf(spec=self.spec, length=length),
+            outcome,
+            bytes_per_client_upload=out.bytes_to_server / cfg.n,
+            clipped_fraction=clipped,
+            phase_seconds={"aggregate": time.perf_counter() - t0,
+                           "client_cpu_total_s": client_cpu,
+                           "server_cpu_total_s": server_cpu, "wall_s": out.wall_s},
+        )
+
+    def aggregate(
+        self, updates: Mapping[int, npt.ArrayLike], *, dropped: Collection[int] = ()
+    ) -> AggregateResult:
+        ups, drop = _check_updates(updates, dropped)
+        self._calls += 1
+        t0 = time.perf_counter()
+        rng = _round_rng(self._rng, self._calls)
+        length = next(iter(ups.values())).size
+        ids = tuple(sorted(ups))
+        if len(ids) > self.spec.max_clients:
+            raise ParameterError(
+                f"{len(ids)} clients exceed the quantization spec's max_clients="
+                f"{self.spec.max_clients}"
+            )
+        client = LightSecAggClientHalf(spec=self.spec, length=length)
+        encoded, clipped = _encode_all(client, ups, rng, "quantize")
+        outcome, out, cfg = self._round(ids, drop, length, encoded, None, rng)
+        return self._finish(outcome, out, cfg, length, clipped, t0)
+
+    def aggregate_on(
+        self, engine: ClientEngine, clients: Collection[int], *, length: int,
+        dropped: Collection[int] = (),
+    ) -> AggregateResult:
+        ids, drop = _check_ids(clients, dropped)
+        if len(ids) > self.spec.max_clients:
+            raise ParameterError(
+                f"{len(ids)} clients exceed the quantization spec's max_clients="
+                f"{self.spec.max_clients}"
+            )
+        self._calls += 1
+        t0 = time.perf_counter()
+        rng = _round_rng(self._rng, self._calls)
+        client = LightSecAggClientHalf(spec=self.spec, length=length)
+        clipped = engine.encode(client, rng, "quantize")  # on the clients' workers
+        outcome, out, cfg = self._round(ids, drop, length, None, engine, rng)
+        return self._finish(outcome, out, cfg, length, _mean_clipped(clipped, ids), t0)
+
+
+class _Observe(Listener):
+    """The driver's frames, as the aggregators' ``observer(direction, id, bytes)``."""
+
+    def __init__(self, observer: Observer) -> None:
+        self._observer = observer
+
+    def on_frame(self, direction: str, client: int, data: bytes | memoryview) -> None:
+        self._observer(direction, client, bytes(data))
+
+
 class HEAggregator(Aggregator):
     """Homomorphic summation (TenSEAL CKKS or BFV) with the HE halves of
     :mod:`secagg.runtime.schemes`, run in process by :func:`secagg.runtime.he_sum`.
@@ -875,6 +1132,8 @@ def make_aggregator(
     drop_timing: DropTiming = DropTiming.BEFORE_MASKED_INPUT,
     dp: DPSettings | None = None,
     min_survivors: int | None = None,
+    privacy: int | None = None,
+    target: int | None = None,
 ) -> Aggregator:
     """The aggregator for ``kind`` with the quantization the loop uses.
 
@@ -895,7 +1154,11 @@ def make_aggregator(
         When dropped clients stop replying in the masking protocols.
     dp, min_survivors:
         Distributed DP over secagg/secagg+ (noise calibrated to ``min_survivors``,
-        default ``max_clients``); ``None`` = no DP.
+        default ``max_clients``); ``None`` = no DP.  For lightsecagg,
+        ``min_survivors`` bounds the default target ``U``.
+    privacy, target:
+        lightsecagg only: ``T`` and ``U`` (:func:`lightsecagg_parameters`; ``None``
+        derives them from the cohort).
 
     Raises
     ------
@@ -907,6 +1170,8 @@ def make_aggregator(
         raise ParameterError("kind must be an AggregatorKind")
     if kind is AggregatorKind.PLAIN:
         return InsecurePlainAggregator(observer=observer)
+    if (privacy is not None or target is not None) and kind is not AggregatorKind.LIGHTSECAGG:
+        raise ParameterError("privacy (T) and target (U) are LightSecAgg's parameters")
     if not _backend_ok(kind):
         raise ParameterError(
             f"aggregator {kind.value!r} is not available: install the extra: "
@@ -919,6 +1184,12 @@ def make_aggregator(
             kind=kind, dp=dp, max_clients=max_clients,
             min_survivors=max_clients if min_survivors is None else min_survivors,
             rng=rng, observer=observer, drop_timing=drop_timing,
+        )
+    if kind is AggregatorKind.LIGHTSECAGG:
+        spec = QuantizationSpec(clip=clip, value_bits=value_bits, max_clients=max_clients)
+        return LightSecAggAggregator(
+            spec=spec, privacy=privacy, target=target, min_survivors=min_survivors, rng=rng,
+            observer=observer, drop_timing=drop_timing,
         )
     if kind in (AggregatorKind.SECAGG, AggregatorKind.SECAGG_PLUS):
         spec = QuantizationSpec(clip=clip, value_bits=value_bits, max_clients=max_clients)

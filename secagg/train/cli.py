@@ -7,13 +7,16 @@ matplotlib are loaded inside :func:`run`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import datetime as _dt
 import json
 import math
 import platform
 import sys
+import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,7 @@ import numpy as np
 
 from secagg import __version__
 from secagg._extras import require
+from secagg.encoding.quantize import QuantizationSpec
 from secagg.errors import InsecureConfigurationWarning, ParameterError
 from secagg.primitives.rand import (
     AesCtrRandom,
@@ -29,11 +33,13 @@ from secagg.primitives.rand import (
     SystemRandom,
     randbelow,
 )
+from secagg.runtime.schemes import LightSecAggServerHalf
 from secagg.train.aggregators import (
     AggregatorKind,
     DPSettings,
     DropTiming,
     available_kinds,
+    lightsecagg_parameters,
     make_aggregator,
 )
 from secagg.train.checkpoint import Checkpoint, check_compatible
@@ -80,12 +86,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="fraction of sampled clients that drop before sending their update (0)")
     g.add_argument("--drop-phase", choices=[d.value for d in DropTiming],
                    default=DropTiming.BEFORE_MASKED_INPUT.value,
-                   help="secagg/secagg+: when dropped clients stop replying (masked-input)")
+                   help="secagg/secagg+/lightsecagg: when dropped clients stop replying "
+                   "(masked-input)")
     g.add_argument("--compare", choices=["plain"], default=None,
                    help="also train the insecure plain baseline with the same seed and plot both")
     g.add_argument("--server-lr", type=float, default=_DEFAULTS.server_lr,
                    help="server learning rate on the mean update (1.0)")
-    q = parser.add_argument_group("quantization (secagg, secagg+, he-bfv; --clip also he-ckks)")
+    ls = parser.add_argument_group(
+        "lightsecagg (N = --per-round clients per round; D = N - U dropouts tolerated)")
+    ls.add_argument("--threshold", type=int, default=None, metavar="T",
+                    help="privacy threshold T: colluding clients that, with the server, learn "
+                    "nothing beyond the aggregate (default max(1, N // 4))")
+    ls.add_argument("--target", type=int, default=None, metavar="U",
+                    help="responses the server decodes the aggregate mask from, T < U <= N - "
+                    "(clients --dropout drops per round) (default max(T + 1, ceil(N / 2)), "
+                    "lowered to the planned survivors)")
+    q = parser.add_argument_group(
+        "quantization (secagg, secagg+, lightsecagg, he-bfv; --clip also he-ckks)")
     q.add_argument("--clip", type=float, default=0.05,
                    help="clip every update coordinate to [-clip, clip] (0.05)")
     q.add_argument("--value-bits", type=int, default=16, help="bits per quantized value (16)")
@@ -279,6 +296,8 @@ def _train_with_progress(
         drop_timing=DropTiming(args.drop_phase),
         dp=dp,
         min_survivors=min_survivors,
+        **({"privacy": args.threshold, "target": args.target}
+           if kind is AggregatorKind.LIGHTSECAGG else {}),
     )
     sampling = InsecureDeterministicRandom(cfg.seed, "train/sampling", warn=False)
     progress = rich_progress.Progress(
@@ -329,6 +348,7 @@ def _train_with_progress(
         if rec.round:
             stats += f" surv {rec.survivors} up {_fmt_bytes(rec.bytes_per_client_upload)}"
             progress.update(task, advance=1, stats=stats)
+            progress.update(clients, visible=False)
         else:
             progress.update(task, stats=stats)
 
@@ -340,10 +360,25 @@ def _train_with_progress(
             f"Poisson sampling, noise from "
             f"{'torch (INSECURE)' if local_dp.insecure_rng else 'our AES-CTR CSPRNG'})"
         )
+    def on_client(rnd: int, done: int, total: int) -> None:
+        # the second bar: this round's clients as they finish local training
+        if done < total:
+            what = f"  round {rnd}: local training"
+        else:
+            what = f"  round {rnd}: aggregating ({agg.kind.value})"
+        if done == 0:  # a new round: its own elapsed time
+            progress.reset(clients, total=total, description=what, visible=True)
+        else:
+            progress.update(clients, description=what, completed=done, total=total,
+                            visible=True)
+
     with progress:
         task = progress.add_task(label, total=cfg.rounds, stats="building model…")
+        clients = progress.add_task("  clients", total=cfg.per_round, visible=False,
+                                    stats="")
         return run_training(
             cfg, agg, sampling_rng=sampling, on_round=on_round, on_start=on_start,
+            on_client=on_client if show_bar else None,
             device=args.device, local_dp=local_dp, secret_rng=secret_rng,
             checkpoint_dir=checkpoint_dir, fingerprint=fingerprint, resume=resume,
             engine=args.engine, workers=args.workers, ray_address=args.ray_address,
@@ -433,6 +468,8 @@ def _fingerprint(args: argparse.Namespace, cfg: TrainConfig, kind: AggregatorKin
         },
         "deterministic_secrets": deterministic,
     }
+    if kind is AggregatorKind.LIGHTSECAGG:  # absent for the other kinds: old checkpoints match
+        fp["lightsecagg"] = {"threshold": args.threshold, "target": args.target}
     out: dict[str, Any] = json.loads(json.dumps(fp))
     return out
 
@@ -470,6 +507,13 @@ def _check_args(args: argparse.Namespace, kind: AggregatorKind) -> None:
         raise ParameterError("--dp-bits must be in [2, 62]")
     if args.insecure_rng and not args.dp_sgd:
         raise ParameterError("--insecure-rng only applies to --dp-sgd")
+    if kind is AggregatorKind.LIGHTSECAGG:
+        _check_lightsecagg(args)
+    elif args.threshold is not None or args.target is not None:
+        raise ParameterError(
+            f"--threshold and --target are LightSecAgg's T and U (--aggregator lightsecagg), "
+            f"not {kind.value}'s"
+        )
     if args.engine == "inprocess" and (args.workers is not None or args.ray_address):
         raise ParameterError("--workers and --ray-address are for --engine ray")
     if args.workers is not None and args.workers < 1:
@@ -478,10 +522,11 @@ def _check_args(args: argparse.Namespace, kind: AggregatorKind) -> None:
         if args.dp_sgd:
             raise ParameterError(f"--dp-sgd does not run on --engine {args.engine} yet")
         if args.dp is not None or kind not in (AggregatorKind.PLAIN, AggregatorKind.SECAGG,
-                                               AggregatorKind.SECAGG_PLUS):
+                                               AggregatorKind.SECAGG_PLUS,
+                                               AggregatorKind.LIGHTSECAGG):
             raise ParameterError(
-                f"--engine {args.engine} runs --aggregator plain, secagg or secagg+ "
-                f"without --dp (got {kind.value}{' --dp' if args.dp else ''})"
+                f"--engine {args.engine} runs --aggregator plain, secagg, secagg+ or "
+                f"lightsecagg without --dp (got {kind.value}{' --dp' if args.dp else ''})"
             )
         require("ray", "ray")
     if args.allow_noise_dominated and args.dp is None:
@@ -491,6 +536,48 @@ def _check_args(args: argparse.Namespace, kind: AggregatorKind) -> None:
                          max_grad_norm=args.max_grad_norm, delta=args.delta,
                          insecure_rng=args.insecure_rng)
     resolve_device(args.device)
+
+
+def _lightsecagg_json(args: argparse.Namespace, cfg: TrainConfig) -> dict[str, Any]:
+    """The report's LightSecAgg parameters: what was asked and what every round used."""
+    n = cfg.per_round
+    t, u, d = lightsecagg_parameters(n, privacy=args.threshold, target=args.target,
+                                     min_survivors=n - dropout_count(n, cfg.dropout))
+    return {"threshold_flag": args.threshold, "target_flag": args.target,
+            "clients_N": n, "privacy_T": t, "target_U": u, "dropout_tolerance_D": d}
+
+
+@contextlib.contextmanager
+def _hf_progress_bars(enabled: bool) -> Iterator[None]:
+    """Hugging Face's tqdm bars (\"Writing model shards\") on or off for the block;
+    the previous setting is restored."""
+    hf_logging = require("transformers.utils.logging", "train")
+    was = hf_logging.is_progress_bar_enabled()
+    if was and not enabled:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was and not enabled:
+            hf_logging.enable_progress_bar()
+
+
+def _check_lightsecagg(args: argparse.Namespace) -> None:
+    """LightSecAgg's T, U and bit width for the per-round cohort, before any model is
+    built (:func:`secagg.train.aggregators.lightsecagg_parameters`)."""
+    n = args.per_round
+    if not isinstance(n, int) or n < 2:
+        raise ParameterError(f"--aggregator lightsecagg needs --per-round >= 2 (got {n})")
+    if not (math.isfinite(args.dropout) and 0 <= args.dropout < 1):
+        return  # TrainConfig reports a bad --dropout
+    spec = QuantizationSpec(clip=args.clip, value_bits=args.value_bits, max_clients=n) \
+        if math.isfinite(args.clip) and args.clip > 0 else None
+    if spec is None:
+        return  # the aggregator reports a bad --clip
+    LightSecAggServerHalf(spec=spec, length=1).check_cohort(n)
+    survivors = n - dropout_count(n, args.dropout)
+    lightsecagg_parameters(n, privacy=args.threshold, target=args.target,
+                           min_survivors=survivors)
 
 
 def _load_resume(folder: Path, name: str) -> Checkpoint | None:
@@ -509,6 +596,7 @@ def run(args: argparse.Namespace) -> int:
         Bad flags, an unavailable aggregator, unusable data/model paths, a DP plan
         that is refused, or a ``--resume`` folder from another configuration.
     """
+    wall0 = time.perf_counter()
     rich_console = require("rich.console", "train")
     rich_table = require("rich.table", "train")
     kind = AggregatorKind(args.aggregator)
@@ -633,9 +721,12 @@ def run(args: argparse.Namespace) -> int:
     console.print(f"data: {res.corpus_source}")
     console.print(
         f"validation loss {first:.3f} → {last:.3f} (perplexity "
-        f"{res.rounds[0].val_perplexity:.1f} → {res.rounds[-1].val_perplexity:.1f}); "
-        f"{res.seconds:.1f} s"
+        f"{res.rounds[0].val_perplexity:.1f} → {res.rounds[-1].val_perplexity:.1f})"
     )
+    wall_total = time.perf_counter() - wall0
+    console.print("wall time: " + ", ".join(f"{label} {r.seconds:.1f} s" for label, r in runs)
+                  + f"; total {wall_total:.1f} s (set-up and every run)",
+                  markup=False, highlight=False)
     report: dict[str, Any] = {
         "command": "secagg train",
         "config": {
@@ -650,6 +741,8 @@ def run(args: argparse.Namespace) -> int:
                 "allow_noise_dominated": args.allow_noise_dominated,
             },
             "dp_sgd": fp_main["dp_sgd"],
+            "lightsecagg": _lightsecagg_json(args, cfg) if kind is AggregatorKind.LIGHTSECAGG
+            else None,
             "compare": args.compare,
             "deterministic_secrets": deterministic,
             "device": resolve_device(args.device),
@@ -666,6 +759,7 @@ def run(args: argparse.Namespace) -> int:
         "engine": res.engine,
         "workers": res.workers,
         "seconds": res.seconds,
+        "seconds_total": wall_total,
         "initial_val_loss": first,
         "final_val_loss": last,
         "rounds": [r.to_json() for r in res.rounds],
@@ -718,8 +812,9 @@ def run(args: argparse.Namespace) -> int:
         console.print("[bold]samples from the final model[/bold] (↵ marks a newline):")
         for line in lines:
             console.print("  " + line.replace("\n", " ↵ "), markup=False, highlight=False)
-    saved = save_pretrained(res.loaded, out, seed=cfg.seed, spec=cfg.spec,
-                            model_path=cfg.model_path)
+    with _hf_progress_bars(show_bar and sys.stderr.isatty()):  # off a TTY: no tqdm lines
+        saved = save_pretrained(res.loaded, out, seed=cfg.seed, spec=cfg.spec,
+                                model_path=cfg.model_path)
     report["saved_model"] = {k: str(v) for k, v in saved.items()}
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     _write_metrics_csv(out / "metrics.csv", runs)

@@ -27,16 +27,17 @@ exactly the streams the in-process path uses, so the round's transcript, the sum
 and the final model are the same as with ``--engine inprocess``.  Unseeded
 sources (the default, secret) are replaced in the actors by ``os.urandom``.
 
-Needs the ``ray`` extra.  Schemes wired here: ``plain`` and ``secagg`` /
-``secagg+``; the others, and DP-SGD in local training, refuse ``--engine ray``
-with a :class:`~secagg.errors.ParameterError` before anything starts.
+Needs the ``ray`` extra.  Schemes wired here: ``plain``, ``secagg`` / ``secagg+``
+and ``lightsecagg`` (its client parties run on the actors the same way); HE,
+``--dp`` and DP-SGD in local training refuse ``--engine ray`` with a
+:class:`~secagg.errors.ParameterError` before anything starts.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -44,6 +45,7 @@ import numpy.typing as npt
 
 from secagg._extras import require
 from secagg.errors import ParameterError
+from secagg.lightsecagg.config import LightSecAggConfig
 from secagg.masking.config import ProtocolKind, SecurityMode
 from secagg.primitives.rand import InsecureDeterministicRandom, RandomSource
 from secagg.runtime.api import (
@@ -51,10 +53,16 @@ from secagg.runtime.api import (
     build_config,
     drop_schedule,
     masking_sum_result,
+    run_lightsecagg_round,
     run_masking_round,
 )
-from secagg.runtime.driver import Listener
-from secagg.runtime.parties import ArrayInputs, MaskingClientFactory, RngRecipe
+from secagg.runtime.driver import Listener, RoundOutcome
+from secagg.runtime.parties import (
+    ArrayInputs,
+    LightSecAggClientFactory,
+    MaskingClientFactory,
+    RngRecipe,
+)
 from secagg.runtime.phases import Phase
 from secagg.runtime.pool import EngineError
 from secagg.runtime.ray_pool import RayPool, _Shard, connect
@@ -102,20 +110,21 @@ class _TrainShard(_Shard):
     def ready(self) -> tuple[str, int]:
         return self.where()
 
-    def train(self, round: int, vector: npt.NDArray[np.float64], clients: Sequence[int]
-              ) -> dict[int, tuple[float, float]]:
-        """Train ``clients`` from ``vector``; keep their updates here; return each
-        one's (mean loss, update norm)."""
+    def begin(self, round: int, vector: npt.NDArray[np.float64]) -> bool:
+        """Start round ``round`` from the global weights ``vector`` (drops what the
+        last round kept)."""
         self._updates, self._encoded, self._factory, self._parties = {}, {}, None, {}
         t = self.trainer
         t.global_vector = np.asarray(vector, dtype=np.float64)
         t._round = round
-        out = {}
-        for c in clients:
-            delta, loss = t.local_update(c)
-            self._updates[c] = delta
-            out[c] = (loss, float(np.linalg.norm(delta)))
-        return out
+        return True
+
+    def train_client(self, client: int) -> tuple[int, float, float]:
+        """Train ``client`` from this round's weights; keep its update here; return
+        (client, mean loss, update norm)."""
+        delta, loss = self.trainer.local_update(client)
+        self._updates[client] = delta
+        return client, loss, float(np.linalg.norm(delta))
 
     def encode(self, half: Any, recipe: RngRecipe | None, label: str) -> dict[int, float]:
         """Encode every kept update with the client half (randomness
@@ -133,7 +142,7 @@ class _TrainShard(_Shard):
         """The plain scheme's uploads (INSECURE baseline: the update in the clear)."""
         return {c: half.payload(self._encoded[c]) for c in clients if c in self._encoded}
 
-    def set_factory(self, factory: MaskingClientFactory) -> bool:
+    def set_factory(self, factory: MaskingClientFactory | LightSecAggClientFactory) -> bool:
         """This round's client recipe, with the inputs kept here."""
         factory.inputs = ArrayInputs(self._encoded)
         self._factory, self._parties = factory, {}
@@ -225,23 +234,34 @@ class RayTrainEngine:
         except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as exc:
             raise EngineError(f"a training actor died: {exc}") from None
 
-    def train(self, round: int, vector: npt.NDArray[np.float64], clients: Collection[int]
+    def train(self, round: int, vector: npt.NDArray[np.float64], clients: Collection[int],
+              *, progress: Callable[[int, int], None] | None = None,
               ) -> dict[int, tuple[float, float]]:
         """Local training of ``clients`` from ``vector`` (shipped once through the
         object store); returns client -> (mean loss, update norm).  The updates stay
-        on the actors.
+        on the actors.  One task per client (an actor runs its own in order), so
+        ``progress(done, total)`` is called as each one finishes.
 
         Raises
         ------
         EngineError
             If an actor dies (the round cannot be trained).
         """
-        ref = self._ray.put(np.ascontiguousarray(vector, dtype=np.float64))
+        ray = self._ray
+        ref = ray.put(np.ascontiguousarray(vector, dtype=np.float64))
         per = self._by_actor(clients)
+        self._get([a.begin.remote(round, ref) for a in self.actors])  # every actor: no stale state
+        pending = [self.actors[w].train_client.remote(c) for w, cs in per.items() for c in cs]
+        total = len(pending)
         out: dict[int, tuple[float, float]] = {}
-        for part in self._get([self.actors[w].train.remote(round, ref, cs)
-                               for w, cs in per.items()]):
-            out.update(part)
+        if progress is not None:
+            progress(0, total)
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            for c, loss, norm in self._get(ready):
+                out[c] = (loss, norm)
+            if progress is not None:
+                progress(len(out), total)
         return out
 
     def encode(self, half: Any, rng: RandomSource | None, label: str) -> dict[int, float]:
@@ -298,6 +318,29 @@ class RayTrainEngine:
         # an actor that died mid-round took its clients with it: dropouts of that phase
         # (the round is exact over the survivors or aborts); the next train() fails
         return masking_sum_result(out, cfg)
+
+    def lightsecagg_round(
+        self,
+        config: LightSecAggConfig,
+        recipe: RngRecipe,
+        *,
+        dropouts: Mapping[Phase, Collection[int]] | None,
+        observer: Any = None,
+    ) -> RoundOutcome:
+        """One LightSecAgg round of ``config`` over the encoded updates kept on the
+        actors, whose client parties run there (client ``u``'s secrets from
+        ``recipe.child("lightsecagg-client/<u>")``, as in process); the RoundDriver
+        runs here."""
+        if not isinstance(config, LightSecAggConfig):
+            raise ParameterError("config must be a LightSecAggConfig")
+        factory = LightSecAggClientFactory(config=config, inputs=ArrayInputs({}), rng=recipe)
+        self._get([a.set_factory.remote(factory) for a in self.actors])
+        pool = RayPool.hosted(self.actors, {c: self.owner(c) for c in config.clients})
+        return run_lightsecagg_round(
+            factory, pool=pool, dropouts=drop_schedule(dropouts, None),
+            listener=_Observe(observer) if observer is not None else None,
+            unmask_threads=min(2, os.cpu_count() or 1),
+        )
 
     def close(self) -> None:
         ray = self._ray

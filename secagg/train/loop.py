@@ -369,6 +369,9 @@ class FederatedTrainer:
         self.engine: RayTrainEngine | None = None
         #: set by the caller (``on_start``) when the aggregator adds user-level DP
         self.user_dp: UserDPAccountant | None = None
+        #: ``on_client(round, done, total)`` after each sampled client's local training
+        #: (set by :func:`run_training`; progress display only)
+        self.on_client: Callable[[int, int, int], None] | None = None
         tok = self.loaded.tokenizer
         self.streams: dict[int, TokenStream] = {
             i + 1: tokenize(pieces, tok) for i, pieces in enumerate(self.corpus.clients)
@@ -484,7 +487,8 @@ class FederatedTrainer:
         if self.engine is not None:
             # the clients train, encode and mask on the engine's workers; the update
             # never comes here (only each client's loss and update norm do)
-            out = self.engine.train(self._round, self.global_vector, sampled)
+            out = self.engine.train(self._round, self.global_vector, sampled,
+                                    progress=self._client_done)
             losses = [out[cid][0] for cid in sampled]
             t1 = time.perf_counter()
             stats = _UpdateStats.of_norms({c: out[c][1] for c in sampled}, dropped)
@@ -493,10 +497,12 @@ class FederatedTrainer:
         else:
             updates: dict[int, npt.NDArray[np.float64]] = {}
             losses = []
-            for cid in sampled:
+            self._client_done(0, len(sampled))
+            for i, cid in enumerate(sampled):
                 delta, loss = self.local_update(cid)
                 updates[cid] = delta
                 losses.append(loss)
+                self._client_done(i + 1, len(sampled))
             t1 = time.perf_counter()
             stats = _UpdateStats(updates, dropped, _l2_clip(aggregator))
             res = aggregator.aggregate(updates, dropped=dropped)
@@ -540,6 +546,10 @@ class FederatedTrainer:
             phase_seconds=phases,
             **dp,
         )
+
+    def _client_done(self, done: int, total: int) -> None:
+        if self.on_client is not None:
+            self.on_client(self._round, done, total)
 
     def fast_forward(self, rounds: int) -> None:
         """Advance to after round ``rounds`` without training: replays the client and
@@ -639,6 +649,7 @@ def run_training(
     corpus: FederatedCorpus | None = None,
     on_round: Callable[[RoundRecord], None] | None = None,
     on_start: Callable[[FederatedTrainer], None] | None = None,
+    on_client: Callable[[int, int, int], None] | None = None,
     device: str = "cpu",
     local_dp: LocalDPSGDConfig | None = None,
     secret_rng: RandomSource | None = None,
@@ -668,6 +679,10 @@ def run_training(
     on_start:
         Called with the :class:`FederatedTrainer` before round 0 (plan and check
         what depends on the model, e.g. user-level DP; set ``trainer.user_dp``).
+    on_client:
+        Called as ``on_client(round, done, total)`` when a round's local training
+        starts (``done = 0``) and after each sampled client finished it, here or on
+        the engine's workers (a progress display; it must not raise).
     device, local_dp, secret_rng:
         See :class:`FederatedTrainer`.
     checkpoint_dir, fingerprint:
@@ -700,7 +715,7 @@ def run_training(
     if engine not in aggregator.engines:
         raise ParameterError(
             f"aggregator {aggregator.kind.value!r} does not run on --engine {engine} "
-            f"(wired there: plain, secagg, secagg+ without --dp)"
+            f"(wired there: plain, secagg, secagg+ without --dp, lightsecagg)"
         )
     if engine != "inprocess" and local_dp is not None:
         raise ParameterError(f"DP-SGD in local training does not run on --engine {engine} yet")
@@ -709,6 +724,7 @@ def run_training(
         config, sampling_rng=sampling_rng, corpus=corpus, device=device,
         local_dp=local_dp, secret_rng=secret_rng,
     )
+    trainer.on_client = on_client
     try:
         if engine == "ray":
             trainer.engine = RayTrainEngine(config, trainer.corpus, workers=workers,

@@ -44,7 +44,8 @@ def test_masked_aggregator_is_client_halves_protocol_server_half(kind: SchemeKin
 
 def test_aggregator_kind_is_the_scheme_vocabulary() -> None:
     assert AggregatorKind is SchemeKind
-    assert [k.value for k in SchemeKind] == ["plain", "secagg", "secagg+", "he-ckks", "he-bfv"]
+    assert [k.value for k in SchemeKind] == ["plain", "secagg", "secagg+", "he-ckks", "he-bfv",
+                                         "lightsecagg"]
 
 
 def test_importing_the_halves_loads_no_optional_dependency() -> None:

@@ -26,13 +26,16 @@ def _run(cfg: TrainConfig, kind: AggregatorKind, frames: list, **engine):  # typ
 
 
 @pytest.mark.slow  # ~60 s here: a fresh local Ray and a model built in every actor
-def test_ray_engine_gives_the_inprocess_model_and_transcript(tiny_config: TrainConfig) -> None:
+@pytest.mark.parametrize("kind", [AggregatorKind.SECAGG_PLUS, AggregatorKind.LIGHTSECAGG])
+def test_ray_engine_gives_the_inprocess_model_and_transcript(
+    tiny_config: TrainConfig, kind: AggregatorKind
+) -> None:
     ray = pytest.importorskip("ray")
     cfg = dataclasses.replace(tiny_config, clients=4, per_round=4, dropout=0.25)
     local_frames: list = []
-    local = _run(cfg, AggregatorKind.SECAGG_PLUS, local_frames)
+    local = _run(cfg, kind, local_frames)
     remote_frames: list = []
-    remote = _run(cfg, AggregatorKind.SECAGG_PLUS, remote_frames, engine="ray", workers=2)
+    remote = _run(cfg, kind, remote_frames, engine="ray", workers=2)
     assert not ray.is_initialized()  # the engine shut down the Ray it started
     assert (local.engine, local.workers) == ("inprocess", 1)
     assert (remote.engine, remote.workers) == ("ray", 2)
