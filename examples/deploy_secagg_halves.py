@@ -28,7 +28,8 @@ from secagg.masking import messages as m
 from secagg.masking.client import Client
 from secagg.masking.config import RoundConfig, SecurityMode
 from secagg.masking.policy import ClientPolicy
-from secagg.masking.server import Server, ServerPhase
+from secagg.masking.server import Server
+from secagg.phase import Phase
 from secagg.runtime.schemes import MaskedClientHalf, MaskedServerHalf, SchemeKind, SumOutcome
 
 KIND = SchemeKind.SECAGG_PLUS
@@ -38,7 +39,7 @@ def transport(server: Server, parties: dict[int, Client], silent: set[int]) -> N
     """Deliver every message as bytes; ``silent`` clients vanish after sharing their
     keys (before their masked input); a phase waiting for them ends by deadline."""
     pending = [r for u, p in parties.items() for r in server.receive(u, m.encode(p.start()))]
-    done = (ServerPhase.FINALIZING, ServerPhase.COMPLETED, ServerPhase.ABORTED)
+    done = (Phase.FINALIZING, Phase.COMPLETED, Phase.ABORTED)
     while pending or server.phase not in done:
         if not pending:  # nobody else will answer: the phase deadline passes
             pending = server.deadline_passed()
@@ -51,7 +52,7 @@ def transport(server: Server, parties: dict[int, Client], silent: set[int]) -> N
             for reply in parties[cid].receive(m.encode(msg)):
                 replies += server.receive(cid, m.encode(reply))
         pending = replies
-    if server.phase is ServerPhase.FINALIZING:
+    if server.phase is Phase.FINALIZING:
         server.finalize()
 
 

@@ -129,6 +129,7 @@ def _secagg_plus_prepare(n: int, m: int, dropout: float) -> dict[str, Any]:
 
 
 def _client_costs(n: int, m: int) -> dict[str, Any]:
+    from secagg.phase import Phase
     from secagg.runtime.api import run_lightsecagg_round, run_masking_round
     from secagg.runtime.parties import (
         GeneratedInputs,
@@ -136,7 +137,6 @@ def _client_costs(n: int, m: int) -> dict[str, Any]:
         MaskingClientFactory,
         RngRecipe,
     )
-    from secagg.runtime.phases import Phase
     from secagg.sim.runtime import build_config
 
     with warnings.catch_warnings():

@@ -26,8 +26,9 @@ from secagg.he.params import (
     coeff_modulus_primes,
     resolve_params,
 )
-from secagg.he.server import HEServer, ServerPhase
+from secagg.he.server import HEServer
 from secagg.he.session import HESession
+from secagg.phase import Phase
 
 __all__ = [
     "DECRYPTOR_ID",
@@ -47,9 +48,9 @@ __all__ = [
     "HESumResult",
     "KeyCustody",
     "Observer",
+    "Phase",
     "Preset",
     "Scheme",
-    "ServerPhase",
     "coeff_modulus_primes",
     "decode_envelope",
     "encode_envelope",

@@ -7,22 +7,20 @@ starts threads; :mod:`secagg.sim` drives it in-process.
 """
 
 from secagg.masking.abort import AbortReason
-from secagg.masking.client import Client, ClientPhase
+from secagg.masking.client import Client
 from secagg.masking.config import ProtocolKind, RoundConfig, SecurityMode, default_parameters
-from secagg.masking.phase import Phase
 from secagg.masking.policy import ClientPolicy
-from secagg.masking.server import Server, ServerPhase
+from secagg.masking.server import Server
+from secagg.phase import Phase
 
 __all__ = [
     "AbortReason",
     "Client",
-    "ClientPhase",
     "ClientPolicy",
     "Phase",
     "ProtocolKind",
     "RoundConfig",
     "SecurityMode",
     "Server",
-    "ServerPhase",
     "default_parameters",
 ]

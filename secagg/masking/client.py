@@ -2,7 +2,7 @@
 
 Rules of this file (h11 style):
 
-* The round's one phase enum (:class:`~secagg.masking.phase.Phase`) and one
+* The project's one phase enum (:class:`~secagg.phase.Phase`) and one
   transition table per security mode (:data:`TRANSITIONS`):
   ``(phase, message type) -> (handler, next phase)``.  A server message whose type
   is not in the table for the current phase is a protocol violation: the client
@@ -48,27 +48,10 @@ from secagg.primitives.kex import KeyPair
 from secagg.primitives.prg import CHUNK_ELEMENTS, UIntArray, apply_masks
 from secagg.primitives.rand import RandomSource, SystemRandom
 
-__all__ = ["TRANSITIONS", "Client", "ClientPhase"]
+__all__ = ["TRANSITIONS", "Client"]
 
 #: The client's transition table: mode -> (phase, message type) -> handler, next phase.
 TRANSITIONS: Mapping[Kind, Mapping[tuple[Phase, m.MessageType], Transition]] = CLIENT_TRANSITIONS
-
-
-class ClientPhase:
-    """Deprecated spellings of :class:`~secagg.masking.phase.Phase` for the client.
-
-    Kept only until the runtime and simulations switch to ``Phase``; new code uses
-    ``Phase``.  (``AWAIT_UNMASKING`` has no single equivalent: a client waits for the
-    UnmaskingRequest in MASKED_INPUT in semi-honest mode and in CONSISTENCY_CHECK in
-    malicious mode.)
-    """
-
-    INIT = Phase.INIT
-    AWAIT_KEYS = Phase.ADVERTISE_KEYS
-    AWAIT_BOXES = Phase.SHARE_KEYS
-    AWAIT_CONSISTENCY = Phase.MASKED_INPUT
-    COMPLETED = Phase.COMPLETED
-    ABORTED = Phase.ABORTED
 
 
 @lru_cache(maxsize=8)

@@ -2,12 +2,12 @@
 
 Rules of this file:
 
-* The round's one phase enum (:class:`~secagg.masking.phase.Phase`) and, per
+* The project's one phase enum (:class:`~secagg.phase.Phase`) and, per
   security mode, one transition table (:data:`TRANSITIONS`, ``(phase, message
   type) -> handler``) plus one table of what closes each phase and which phase
   follows (:data:`DEADLINES`); both are data, read by :meth:`Server.handle` and
-  :meth:`Server.deadline_passed`.  :attr:`Server.collecting` says whom the
-  current phase still waits for.
+  :meth:`Server.deadline_passed`.  :attr:`Server.collecting` says which
+  phase's client messages it waits for, :attr:`Server.awaiting` from whom.
 * A client message that does not fit the phase, is a duplicate, comes from a
   client not in the current set, or fails validation raises
   :class:`RemoteProtocolError` (or :class:`DecodeError`) and changes nothing;
@@ -60,27 +60,10 @@ from secagg.primitives import sign as _sign
 from secagg.primitives.kex import KeyPair
 from secagg.primitives.prg import UIntArray, apply_masks, dtype_for_bits
 
-__all__ = ["DEADLINES", "TRANSITIONS", "UNMASK_RANGE_ELEMENTS", "Phase", "Server", "ServerPhase"]
+__all__ = ["DEADLINES", "TRANSITIONS", "UNMASK_RANGE_ELEMENTS", "Phase", "Server"]
 
 #: Elements per chunk range handed to the ``map`` function in :meth:`Server.finalize`.
 UNMASK_RANGE_ELEMENTS = 1 << 18
-
-
-class ServerPhase:
-    """Deprecated spellings of :class:`~secagg.masking.phase.Phase` for the server.
-
-    Kept only until the runtime and simulations switch to ``Phase``; new code uses
-    ``Phase``.
-    """
-
-    COLLECT_KEYS = Phase.ADVERTISE_KEYS
-    COLLECT_SHARES = Phase.SHARE_KEYS
-    COLLECT_MASKED = Phase.MASKED_INPUT
-    COLLECT_SIGNATURES = Phase.CONSISTENCY_CHECK
-    COLLECT_UNMASKING = Phase.UNMASKING
-    FINALIZING = Phase.FINALIZING
-    COMPLETED = Phase.COMPLETED
-    ABORTED = Phase.ABORTED
 
 
 #: mode -> (phase, message type) -> handler (the phase does not change on a message).
@@ -173,14 +156,15 @@ class Server:
         return self._abort_code
 
     @property
-    def collecting(self) -> frozenset[int]:
-        """Client ids whose message the current phase still waits for (empty in
+    def collecting(self) -> Phase | None:
+        """The phase whose client messages the server waits for (``None`` in
         FINALIZING, COMPLETED and ABORTED)."""
-        return frozenset(self._expected)
+        return None if self._phase.round is None else self._phase
 
     @property
-    def expected(self) -> frozenset[int]:
-        """Deprecated name of :attr:`collecting`."""
+    def awaiting(self) -> frozenset[int]:
+        """Client ids whose message the current phase still waits for (empty in
+        FINALIZING, COMPLETED and ABORTED)."""
         return frozenset(self._expected)
 
     @property

@@ -29,11 +29,11 @@ from secagg.masking import messages as m
 from secagg.masking.client import Client
 from secagg.masking.config import ProtocolKind, RoundConfig, SecurityMode
 from secagg.masking.graph import all_neighbours
-from secagg.masking.server import Server, ServerPhase
+from secagg.masking.server import Server
+from secagg.phase import Phase
 from secagg.primitives.kex import KeyPair
 from secagg.primitives.prg import UIntArray, dtype_for_bits
 from secagg.primitives.rand import InsecureDeterministicRandom, RandomSource
-from secagg.runtime.phases import Phase
 
 __all__ = [
     "ATTACKS_NEEDING_MALICIOUS_MODE",
@@ -383,15 +383,15 @@ class LocalServer:
     def _after(self, out: list[tuple[int, m.Message]]) -> ServerStep:
         s = self.server
         msgs = tuple((r, m.encode(x)) for r, x in out)
-        if s.phase is ServerPhase.FINALIZING:
+        if s.phase is Phase.FINALIZING:
             total = s.finalize()
             return ServerStep("completed", msgs, "", tuple(int(v) for v in total.tolist()))
-        if s.phase is ServerPhase.ABORTED:
+        if s.phase is Phase.ABORTED:
             return ServerStep("aborted", msgs, s.abort_reason or "")
         return ServerStep("ok", msgs)
 
     def deliver(self, sender: int, data: bytes) -> ServerStep:
-        if self.server.phase in (ServerPhase.COMPLETED, ServerPhase.ABORTED):
+        if self.server.phase in (Phase.COMPLETED, Phase.ABORTED):
             return ServerStep("refused", (), "round is over")
         try:
             out = self.server.receive(sender, data)

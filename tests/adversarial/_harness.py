@@ -27,7 +27,7 @@ from secagg.primitives.field import element_to_secret
 from secagg.primitives.kex import KeyPair
 from secagg.primitives.prg import UIntArray, apply_masks, dtype_for_bits
 from secagg.primitives.rand import InsecureDeterministicRandom
-from secagg.sim import DropPhase, RoundReport, build_config, plaintext_sum, run_round
+from secagg.sim import Phase, RoundReport, build_config, plaintext_sum, run_round
 
 __all__ = [
     "Manual",
@@ -138,7 +138,7 @@ class Round:
         *,
         server_hook: Callable[[int, m.Message], m.Message | bytes | None] | None = None,
         client_hook: Callable[[int, m.Message], m.Message | bytes | None] | None = None,
-        dropouts: Mapping[DropPhase, Collection[int]] | None = None,
+        dropouts: Mapping[Phase, Collection[int]] | None = None,
     ) -> RoundReport:
         return run_round(
             self.inputs,
@@ -345,5 +345,5 @@ class Manual:
                     self.to_server(u, reply)
                 except Exception as exc:
                     self.client_errors.setdefault(-u, exc)
-        if self.server.phase is phase and self.server.collecting:
+        if self.server.phase is phase and self.server.awaiting:
             self.outbox += [(r, m.encode(x)) for r, x in self.server.deadline_passed()]

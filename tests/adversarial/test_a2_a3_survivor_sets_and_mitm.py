@@ -18,7 +18,7 @@ import pytest
 
 from secagg.masking import _common as cm
 from secagg.masking import messages as m
-from secagg.masking.phase import Phase
+from secagg.phase import Phase
 from secagg.primitives import aead
 from secagg.primitives.kex import KeyPair
 from secagg.primitives.rand import InsecureDeterministicRandom

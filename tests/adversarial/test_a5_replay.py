@@ -18,7 +18,7 @@ import pytest
 
 from secagg.errors import CryptoError, DecodeError, RemoteProtocolError
 from secagg.masking import messages as m
-from secagg.masking.phase import Phase
+from secagg.phase import Phase
 from secagg.sim import SecurityMode
 
 from ._harness import Manual, assert_nothing_secret_left, make_round
@@ -163,11 +163,11 @@ def test_a5_server_ignores_duplicates_other_sessions_and_impersonation() -> None
             run.to_server(u, reply)
     assert first is not None
     u, reply = first
-    before = run.server.sets, run.server.collecting
+    before = run.server.sets, run.server.awaiting
     with pytest.raises(RemoteProtocolError):  # duplicate: counted once
         run.server.receive(u, reply)
     with pytest.raises(DecodeError):  # another session
         run.server.receive(2, stale_masked[1])
     with pytest.raises(DecodeError):  # u's bytes presented as another client's
         run.server.receive(u % 5 + 1, reply)
-    assert (run.server.sets, run.server.collecting) == before
+    assert (run.server.sets, run.server.awaiting) == before

@@ -32,9 +32,9 @@ from secagg.masking.abort import AbortReason
 from secagg.masking.config import RoundConfig
 from secagg.masking.graph import all_neighbours, neighbours
 from secagg.masking.params import choose_parameters, log2_hypergeom_sf
-from secagg.masking.phase import Phase
+from secagg.phase import ROUND_PHASES, Phase
 from secagg.primitives.rand import InsecureDeterministicRandom
-from secagg.sim import DropPhase, ProtocolKind, SecurityMode
+from secagg.sim import ProtocolKind, SecurityMode
 
 from ._harness import Manual, assert_nothing_secret_left, make_round, predicted_graph
 
@@ -58,7 +58,7 @@ def test_a6_dropping_all_but_t_minus_1_neighbours_aborts_before_unmasking() -> N
     rnd = _round()
     nb = sorted(rnd.neighbours()[TARGET])
     gone = nb[: len(nb) - (T - 1)]
-    report = rnd.run(dropouts={DropPhase.MASKED_INPUT: gone})
+    report = rnd.run(dropouts={Phase.MASKED_INPUT: gone})
     assert report.aborted and report.total is None
     assert rnd.recorder.abort_codes() == {AbortReason.SELF_MASK_UNRECOVERABLE}
     assert f"client {TARGET}'s self mask" in (report.abort_reason or "")
@@ -70,7 +70,7 @@ def test_a6_with_exactly_t_surviving_neighbours_only_the_sum_is_output() -> None
     rnd = _round()
     nb = sorted(rnd.neighbours()[TARGET])
     gone = nb[: len(nb) - T]
-    report = rnd.run(dropouts={DropPhase.MASKED_INPUT: gone})
+    report = rnd.run(dropouts={Phase.MASKED_INPUT: gone})
     assert not report.aborted
     assert len(report.survivors) >= T + 1 and TARGET in report.survivors
     np.testing.assert_array_equal(report.total, rnd.expected_sum(report.survivors))
@@ -103,16 +103,16 @@ def test_a6_server_claiming_neighbours_dropped_is_refused_by_the_target(
 
 
 @settings(max_examples=30, deadline=None)
-@given(st.sets(st.integers(1, N), max_size=N), st.sampled_from(list(DropPhase)))
+@given(st.sets(st.integers(1, N), max_size=N), st.sampled_from(list(ROUND_PHASES)))
 def test_a6_every_unmasking_client_saw_t_surviving_neighbours(
-    dropped: set[int], phase: DropPhase
+    dropped: set[int], phase: Phase
 ) -> None:
     rnd = _round()
     report = rnd.run(dropouts={phase: dropped})
     # SecAgg+ v2: the graph comes from U1's reveals, so U1 without the clients that
     # never advertised keys
     u1 = [
-        u for u in rnd.config.clients if phase is not DropPhase.ADVERTISE_KEYS or u not in dropped
+        u for u in rnd.config.clients if phase is not Phase.ADVERTISE_KEYS or u not in dropped
     ]
     # (with |U1| <= t the round aborts at the keys: no graph, and none is read below)
     nbrs = predicted_graph(rnd.config, rnd.rng, u1) if len(u1) > T else {}
@@ -132,7 +132,7 @@ def test_a6_t_minus_1_corrupt_neighbours_cannot_isolate_the_target() -> None:
     nb = sorted(rnd.neighbours()[TARGET])
     corrupt = nb[: T - 1]
     gone = [w for w in nb if w not in corrupt][: len(nb) - T]  # keep exactly t neighbours
-    report = rnd.run(dropouts={DropPhase.MASKED_INPUT: gone})
+    report = rnd.run(dropouts={Phase.MASKED_INPUT: gone})
     assert not report.aborted
     honest = [u for u in rnd.config.clients if u not in corrupt]
     # corrupt holders hand the server both of their shares of the target

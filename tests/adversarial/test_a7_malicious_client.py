@@ -18,7 +18,7 @@ import pytest
 from secagg.masking import _common as cm
 from secagg.masking import messages as m
 from secagg.masking.abort import AbortReason
-from secagg.masking.phase import Phase
+from secagg.phase import Phase
 from secagg.primitives import aead
 from secagg.primitives.field import P
 from secagg.primitives.rand import InsecureDeterministicRandom
@@ -112,7 +112,7 @@ def test_a7_inconsistent_shares_sealed_correctly_abort_at_reconstruction(drop_ba
 def test_a7_lying_holder_in_unmasking_aborts_or_is_unused(
     security: SecurityMode, kind: m.ShareKind
 ) -> None:
-    from secagg.sim import DropPhase
+    from secagg.sim import Phase
 
     rnd = make_round(8, security=security)
 
@@ -122,7 +122,7 @@ def test_a7_lying_holder_in_unmasking_aborts_or_is_unused(
         )
 
     report = rnd.run(
-        client_hook=_as(m.UnmaskingResponse, lie), dropouts={DropPhase.MASKED_INPUT: [7]}
+        client_hook=_as(m.UnmaskingResponse, lie), dropouts={Phase.MASKED_INPUT: [7]}
     )
     assert report.aborted  # BAD=4 is among the t smallest holders of someone
     assert rnd.recorder.abort_codes() == {AbortReason.RECONSTRUCTION_FAILED}

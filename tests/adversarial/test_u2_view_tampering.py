@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from secagg.masking import messages as m
-from secagg.masking.phase import Phase
+from secagg.phase import Phase
 from secagg.sim import ProtocolKind, SecurityMode
 
 from ._harness import Manual, make_round

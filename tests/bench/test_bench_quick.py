@@ -19,7 +19,7 @@ from secagg.bench import mask, scale, server
 from secagg.bench import round as round_bench
 from secagg.errors import ParameterError
 from secagg.masking.config import ProtocolKind
-from secagg.sim import DropPhase
+from secagg.phase import ROUND_PHASES, Phase
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -88,7 +88,7 @@ def test_raw_range_baseline_equals_whole_vector():
 
 
 @pytest.mark.parametrize(
-    "phase", [p for p in DropPhase if p is not DropPhase.GRAPH_SEED]  # v2: a drop there aborts
+    "phase", [p for p in ROUND_PHASES if p is not Phase.GRAPH_SEED]  # v2: a drop there aborts
 )
 def test_parallel_round_is_exact_for_every_drop_phase(phase):
     r = scale.run_parallel_round(n=16, length=1001, neighbors=6, threshold=3, dropout=0.125,
@@ -96,7 +96,7 @@ def test_parallel_round_is_exact_for_every_drop_phase(phase):
     assert r["aborted"] is False, r["abort_reason"]
     assert r["exact"] is True
     assert r["dropped"] == 2 and r["client_errors"] == 0 and r["server_rejections"] == 0
-    expect_survivors = 16 if phase in (DropPhase.CONSISTENCY, DropPhase.UNMASKING) else 14
+    expect_survivors = 16 if phase in (Phase.CONSISTENCY, Phase.UNMASKING) else 14
     assert r["survivors"] == expect_survivors
     assert r["bytes_to_server"] == sum(r["bytes_upload_by_phase"].values())
     assert r["expansion"] > 1.0  # a survivor sends its masked vector plus keys and shares

@@ -22,8 +22,8 @@ from secagg.he import (
     HEContext,
     HEDecryptor,
     HEServer,
+    Phase,
     Preset,
-    ServerPhase,
     decode_envelope,
     encode_envelope,
     generate_keys,
@@ -119,7 +119,7 @@ def test_round_is_closed_after_finalize(keys):
             rnd.server.receive(e)
     late = rnd.clients[3].encrypt(_x(3, 100))
     rnd.server.finalize()
-    assert rnd.server.phase is ServerPhase.FINALIZED
+    assert rnd.server.phase is Phase.COMPLETED
     with pytest.raises(RemoteProtocolError):
         rnd.server.receive(late[0])
     with pytest.raises(LocalProtocolError):
@@ -132,7 +132,7 @@ def test_too_few_contributors_aborts_and_releases_nothing(keys):
         rnd.server.receive(e)
     with pytest.raises(AbortedError):
         rnd.server.finalize()
-    assert rnd.server.phase is ServerPhase.ABORTED
+    assert rnd.server.phase is Phase.ABORTED
 
 
 def test_incomplete_upload_is_dropped(keys):

@@ -26,8 +26,8 @@ from secagg.masking import messages as m
 from secagg.masking.abort import AbortReason
 from secagg.masking.client import Client
 from secagg.masking.config import ProtocolKind, RoundConfig, SecurityMode
-from secagg.masking.phase import TERMINAL, Phase
 from secagg.masking.server import Server
+from secagg.phase import TERMINAL, Phase
 
 #: server message -> the step of the reply it asks for (Abort asks for none)
 REPLY_ROUND = {
@@ -56,7 +56,7 @@ COLLECTS = {
     Phase.GRAPH_SEED: 1,
     Phase.SHARE_KEYS: 2,
     Phase.MASKED_INPUT: 3,
-    Phase.CONSISTENCY_CHECK: 4,
+    Phase.CONSISTENCY: 4,
     Phase.UNMASKING: 5,
 }
 

@@ -33,7 +33,7 @@ from secagg.errors import SecAggError
 from secagg.masking import messages as m
 from secagg.masking.config import ProtocolKind, SecurityMode
 from secagg.masking.graph import all_neighbours
-from secagg.masking.phase import Phase
+from secagg.phase import Phase
 
 from .masking_harness import Harness
 from .round_model import (

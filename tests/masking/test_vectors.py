@@ -11,8 +11,8 @@ import numpy as np
 
 from secagg.masking import messages as m
 from secagg.masking.config import ProtocolKind, RoundConfig, SecurityMode
-from secagg.masking.phase import Phase
 from secagg.masking.server import Server
+from secagg.phase import Phase
 
 VECTORS = Path(__file__).resolve().parents[2] / "protocols" / "vectors"
 DOC: dict[str, Any] = json.loads((VECTORS / "secagg_round.json").read_text())
@@ -67,7 +67,7 @@ def test_server_replay_reproduces_its_messages_and_the_sum() -> None:
         out = server.receive(x["client"], bytes.fromhex(x["hex"]))
         produced += [(u, m.encode(msg).hex()) for u, msg in out]
         # the dropped client never answers: close the masked-input round by deadline
-        if server.phase is Phase.MASKED_INPUT and server.collecting == frozenset(
+        if server.phase is Phase.MASKED_INPUT and server.awaiting == frozenset(
             DOC["parameters"]["dropped_before_masked_input"]
         ):
             produced += [(u, m.encode(msg).hex()) for u, msg in server.deadline_passed()]

@@ -15,7 +15,7 @@ import pytest
 
 from secagg.masking import messages as m
 from secagg.masking.config import ProtocolKind, SecurityMode
-from secagg.masking.phase import Phase
+from secagg.phase import Phase
 
 from .masking_harness import Harness
 

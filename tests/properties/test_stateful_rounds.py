@@ -39,8 +39,8 @@ from secagg.masking import messages as m
 from secagg.masking.client import Client
 from secagg.masking.config import ProtocolKind, SecurityMode
 from secagg.masking.graph import all_neighbours
-from secagg.masking.phase import TERMINAL, Phase
 from secagg.masking.server import Server
+from secagg.phase import TERMINAL, Phase
 from secagg.primitives.prg import dtype_for_bits
 from secagg.primitives.rand import InsecureDeterministicRandom
 from secagg.sim import build_config, plaintext_sum

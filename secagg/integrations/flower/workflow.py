@@ -66,15 +66,16 @@ from secagg.integrations.flower._wire import (
     encode_setup,
     mismatch,
 )
-from secagg.masking import ProtocolKind, RoundConfig, SecurityMode, Server, ServerPhase
+from secagg.masking import ProtocolKind, RoundConfig, SecurityMode, Server
 from secagg.masking import messages as m
+from secagg.phase import Phase
 from secagg.primitives.rand import RandomSource, SystemRandom
 
 __all__ = ["DistributedDP", "RoundReport", "SecAggPlusWorkflow"]
 
 _LOG = logging.getLogger("secagg.flower")
 #: Server phases that wait for nobody (no deadline to pass).
-_SETTLED = (ServerPhase.FINALIZING, ServerPhase.COMPLETED, ServerPhase.ABORTED)
+_SETTLED = (Phase.FINALIZING, Phase.COMPLETED, Phase.ABORTED)
 _LOCAL = f"secagg's SecAggPlusWorkflow ({PROTOCOL})"
 
 
@@ -409,7 +410,7 @@ class SecAggPlusWorkflow:
                 report.survivors = tuple(node_of[c] for c in server.survivors)
                 _LOG.error("SecAgg+ round aborted: %s", server.abort_reason)
                 return
-            if server.phase is ServerPhase.FINALIZING:
+            if server.phase is Phase.FINALIZING:
                 break
             outgoing = {
                 cid: m.encode(msg) for cid, msg in out if not isinstance(msg, m.Abort)
