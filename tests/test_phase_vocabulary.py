@@ -76,7 +76,7 @@ def test_cli_and_json_spellings_are_stable() -> None:
         "advertise_keys", "graph_seed", "share_keys", "masked_input", "consistency",
         "unmasking"]
     assert [p.order for p in Phase] == list(range(len(Phase)))
-    assert TERMINAL == {Phase.COMPLETED, Phase.ABORTED}
+    assert {Phase.COMPLETED, Phase.ABORTED} == TERMINAL
     assert all(p.round is not None for p in ROUND_PHASES)
     assert {p for p in Phase if p.round is None} == {Phase.INIT, Phase.FINALIZING} | TERMINAL
 

@@ -276,7 +276,7 @@ def building_blocks(n: int, k: int, t: int, length: int, *, reps: int = 200) -> 
     }
     return {"per_op_s": per, "counts": counts, "round_totals_cpu_s": totals,
             "note": "per-op best of 3 here x how many the round needs (5% dropped after "
-                    "ShareKeys, 4 HKDF per neighbour is approximate)"}
+                    "ShareKeys, 4 HKDF per neighbor is approximate)"}
 
 
 def run(quick: bool = False, *, n: int | None = None, length: int | None = None,

@@ -239,7 +239,7 @@ def _read_keys(r: Reader) -> tuple[bytes, bytes, bytes, bytes, bytes]:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class KeyEntry:
-    """One neighbour's advertised keys, as forwarded by the server."""
+    """One neighbor's advertised keys, as forwarded by the server."""
 
     owner: int
     c_pk: bytes

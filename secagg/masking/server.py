@@ -46,7 +46,7 @@ from secagg.masking import _plane
 from secagg.masking import messages as m
 from secagg.masking.abort import AbortReason
 from secagg.masking.config import ProtocolKind, RoundConfig, SecurityMode
-from secagg.masking.graph import all_neighbours
+from secagg.masking.graph import all_neighbors
 from secagg.masking.phase import (
     SERVER_CLOSES,
     SERVER_TRANSITIONS,
@@ -103,7 +103,7 @@ class Server:
         self._kind: Kind = (config.protocol, config.security)
         # SecAgg+: fixed when the graph-seed reveals of U1 are in (``_close_seed``)
         self._graph: dict[int, frozenset[int]] = (
-            all_neighbours(config) if config.protocol is ProtocolKind.SECAGG else {}
+            all_neighbors(config) if config.protocol is ProtocolKind.SECAGG else {}
         )
         self._seed_view: tuple[tuple[int, bytes], ...] = ()
         self._seed_digest = b""
@@ -329,13 +329,13 @@ class Server:
                 raise RemoteProtocolError("invalid advertise-keys signature") from None
         elif msg.signature:
             raise RemoteProtocolError("signature in a semi-honest round")
-        try:  # a low-order key would make every honest neighbour abort
+        try:  # a low-order key would make every honest neighbor abort
             kex.check_contributory(msg.c_pk)
             kex.check_contributory(msg.s_pk)
         except CryptoError:
             raise RemoteProtocolError("low-order public key") from None
         if msg.c_pk == msg.s_pk or msg.c_pk in self._seen_keys or msg.s_pk in self._seen_keys:
-            # a copied key would make honest neighbours abort; keep the copier out instead
+            # a copied key would make honest neighbors abort; keep the copier out instead
             raise RemoteProtocolError("public key already advertised")
         self._seen_keys.update((msg.c_pk, msg.s_pk))
         self._keys[sender] = msg
@@ -378,7 +378,7 @@ class Server:
             session_id=cfg.session_id, client=sender, senders=self._senders_to[sender]
         )
         if msg.view != want:
-            # u masked with other neighbours than the boxes it was sent: its y_u would
+            # u masked with other neighbors than the boxes it was sent: its y_u would
             # not cancel; refuse it (u becomes a dropout, its masks are rebuilt)
             raise RemoteProtocolError("masked input was made with another U2 view")
         # range already checked by the decoder / message constructor
@@ -506,7 +506,7 @@ class Server:
             view=self._seed_digest,
             reveals=[(x.owner, x.reveal) for x in reveals],
         )
-        self._graph = all_neighbours(cfg, seed=key)
+        self._graph = all_neighbors(cfg, seed=key)
         self._expected = set(u1)
         return self._send_keys(reveals)
 

@@ -107,7 +107,7 @@ def test_a5_boxes_readdressed_to_another_client_fail_authentication() -> None:
     pending = _advance_until(run, m.MaskedInputRequest)
     msg = m.decode(pending[2])
     assert isinstance(msg, m.MaskedInputRequest)
-    # keep only boxes whose sender is a neighbour of 3, as the header rewrite needs
+    # keep only boxes whose sender is a neighbor of 3, as the header rewrite needs
     forged = dataclasses.replace(
         msg, recipient=3, boxes=tuple((s, b) for s, b in msg.boxes if s != 3)
     )

@@ -167,7 +167,7 @@ def test_cli_quick_json(name):
         assert doc["all_exact"] is True
     elif name == "keys":
         assert doc["exact"] is True and isinstance(doc["limit_ratio"], float)
-        assert doc["neighbours"] == 63 and "limit_ratio" in human
+        assert doc["neighbors"] == 63 and "limit_ratio" in human
     else:
         assert doc["exact"] is True and doc["aborted"] is False
 
@@ -193,17 +193,17 @@ def test_round_peer_shaped_rows_report_abort_rates():
 def test_keys_small_reports_parts_ratios_and_self_checks():
     from secagg.bench import keys
 
-    r = keys.run(True, neighbours=8, repeat=1)
-    assert r["benchmark"] == "keys" and r["neighbours"] == 8 and r["exact"] is True
-    parts = r["client_per_neighbour"]["parts"]
+    r = keys.run(True, neighbors=8, repeat=1)
+    assert r["benchmark"] == "keys" and r["neighbors"] == 8 and r["exact"] is True
+    parts = r["client_per_neighbor"]["parts"]
     assert set(parts) == {"agree", "derive", "aead", "shamir", "mask_setup"}
-    for p in [*parts.values(), r["client_per_neighbour"]["total"], *r["server"].values()]:
+    for p in [*parts.values(), r["client_per_neighbor"]["total"], *r["server"].values()]:
         assert _positive(p["ours_us"]) and _positive(p["limit_us"]) and _positive(p["limit_ratio"])
-    assert r["limit_ratio"] == r["client_per_neighbour"]["total"]["limit_ratio"]
+    assert r["limit_ratio"] == r["client_per_neighbor"]["total"]["limit_ratio"]
     assert set(r["server"]) == {"decode_share", "reconstruct_secret"}
     assert r["shamir_limit_candidate"] in r["shamir_candidates_us_per_holder"]
     assert "limit_ratio" in keys.markdown(r)
     with pytest.raises(ParameterError):
-        keys.run(True, neighbours=2)
+        keys.run(True, neighbors=2)
     with pytest.raises(ParameterError):
-        keys.run(True, neighbours=8, repeat=0)
+        keys.run(True, neighbors=8, repeat=0)

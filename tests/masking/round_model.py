@@ -88,7 +88,7 @@ class Prediction:
     """The model's verdict on one round.
 
     ``may_raise``: clients that the model lets raise a typed error (they are in a
-    set of the round but have fewer than ``t`` neighbours in it, so an honest
+    set of the round but have fewer than ``t`` neighbors in it, so an honest
     client must refuse to go on).  Any other client raising is a failure.
     ``abort_code``: the :class:`AbortReason` the server must give (the check that
     fails first, in the server's order); None if it completes.  Compared as a value:

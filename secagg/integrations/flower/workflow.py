@@ -25,7 +25,7 @@ Rules of this file:
 
 Parameters carried over from Flower's ``SecAggPlusWorkflow`` keep Flower's meaning:
 ``num_shares`` counts the shares of each secret *including the one a client keeps*,
-so a client has ``num_shares - 1`` neighbours; ``reconstruction_threshold`` is the
+so a client has ``num_shares - 1`` neighbors; ``reconstruction_threshold`` is the
 number of shares that reconstruct it.  A float is a fraction (of the sampled nodes,
 resp. of ``num_shares``), as in Flower.  ``None`` for both picks secagg's parameter
 finder (Bell et al.; 2^-40 security, 2^-20 failure at 5% corrupt, 33% dropout).
@@ -166,7 +166,7 @@ class SecAggPlusWorkflow:
     ----------
     num_shares:
         Shares per secret including the client's own (``k = num_shares - 1``
-        neighbours); an int >= 3, a fraction of the sampled nodes, or ``None``
+        neighbors); an int >= 3, a fraction of the sampled nodes, or ``None``
         (secagg's parameter finder).
     reconstruction_threshold:
         Shares that reconstruct a secret (``t``): an int, a fraction of
