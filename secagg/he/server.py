@@ -1,7 +1,8 @@
 """HE server: public context only, streaming running sum (``protocols/he_sum.md`` §5.4-5.5).
 
 A sans-IO state machine: :meth:`HEServer.receive` takes the bytes of one client
-envelope, :meth:`HEServer.finalize` returns the signed aggregate envelopes.  Its
+envelope (and sends nothing back), :meth:`HEServer.finalize` returns the signed
+aggregate envelopes (message objects; ``to_bytes()`` is what the key holder gets).  Its
 phases are the project's one :class:`~secagg.phase.Phase`: ``MASKED_INPUT`` (the
 upload) until :meth:`finalize`, then ``COMPLETED`` or ``ABORTED``.
 
@@ -31,7 +32,7 @@ from secagg.errors import (
     RejectedUploadError,
     RemoteProtocolError,
 )
-from secagg.he.envelope import EnvelopeKind, decode_envelope, encode_envelope
+from secagg.he.envelope import Envelope, EnvelopeKind, decode_envelope, sign_envelope
 from secagg.he.keys import ContextKind, HEContext
 from secagg.he.session import HESession
 from secagg.phase import Phase
@@ -146,11 +147,12 @@ class HEServer:
         return h.digest()
 
     # ------------------------------------------------------------------ steps
-    def receive(self, data: bytes) -> None:
+    def receive(self, data: bytes) -> list[Envelope]:
         """Validate one client envelope and add it to the round.
 
         A client's chunks are buffered until its upload is complete and then
-        added to the running sums in one step.
+        added to the running sums in one step.  Returns the messages to send:
+        none (an HE round answers no upload; :meth:`finalize` sends the aggregate).
 
         Raises
         ------
@@ -202,9 +204,11 @@ class HEServer:
             self._contributors.append(cid)
         self.bytes_received += len(data)
         self.peak_ciphertexts = max(self.peak_ciphertexts, self.held_ciphertexts)
+        return []
 
-    def finalize(self) -> list[bytes]:
-        """Close the round and return the signed aggregate envelopes, one per chunk.
+    def finalize(self) -> list[Envelope]:
+        """Close the round and return the signed aggregate envelopes, one per chunk,
+        addressed to the key holder.
 
         Clients whose upload is incomplete are dropped (their chunks discarded).
 
@@ -236,6 +240,6 @@ class HEServer:
                 contributors=self.contributors,
                 payload=HEContext.serialize(t),
             )
-            out.append(encode_envelope(env, self._key))
+            out.append(sign_envelope(env, self._key))
         self._phase = Phase.COMPLETED
         return out

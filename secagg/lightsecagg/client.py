@@ -135,7 +135,7 @@ class Client:
         self._keypair, self._secret = kp, secret
         self._phase = Phase.ADVERTISE_KEYS
         return m.AdvertiseKey(session_id=self.config.session_id, sender=self.id,
-                              receiver=m.SERVER, public_key=kp.public)
+                              recipient=m.SERVER, public_key=kp.public)
 
     def receive(self, data: bytes | bytearray | memoryview) -> list[m.Message]:
         """Handle one server message; return the replies.
@@ -153,7 +153,7 @@ class Client:
         """
         msg = m.decode(data)
         cfg = self.config
-        if msg.session_id != cfg.session_id or msg.receiver != self.id or msg.sender != m.SERVER:
+        if msg.session_id != cfg.session_id or msg.recipient != self.id or msg.sender != m.SERVER:
             raise DecodeError("message is not for this client in this session")
         if self._phase is Phase.INIT or self._phase is Phase.ABORTED or (
                 self._phase is Phase.COMPLETED and msg.TYPE is not m.MessageType.ABORT):
@@ -217,7 +217,7 @@ class Client:
         self._peer_keys = share_keys
         self._u1 = ids
         self._own_piece = own
-        return [m.CodedShares(session_id=cfg.session_id, sender=self.id, receiver=m.SERVER,
+        return [m.CodedShares(session_id=cfg.session_id, sender=self.id, recipient=m.SERVER,
                               boxes=tuple(boxes))]
 
     def _on_shares(self, msg: m.SharesForward) -> list[m.Message]:
@@ -246,7 +246,7 @@ class Client:
         self._received = received
         self._x = None
         self._secret = None
-        return [m.MaskedInput(session_id=cfg.session_id, sender=self.id, receiver=m.SERVER,
+        return [m.MaskedInput(session_id=cfg.session_id, sender=self.id, recipient=m.SERVER,
                               vector=y)]
 
     def _on_unmask(self, msg: m.UnmaskRequest) -> list[m.Message]:
@@ -266,7 +266,7 @@ class Client:
                 acc += self._received[v]  # < 2^32 terms of < 2^31: no overflow
         acc %= _P64
         self._wipe()
-        return [m.UnmaskResponse(session_id=cfg.session_id, sender=self.id, receiver=m.SERVER,
+        return [m.UnmaskResponse(session_id=cfg.session_id, sender=self.id, recipient=m.SERVER,
                                  vector=acc)]
 
     def _on_abort(self, msg: m.Abort) -> list[m.Message]:

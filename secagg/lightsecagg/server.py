@@ -156,7 +156,7 @@ class Server:
         cfg = self.config
         if msg.session_id != cfg.session_id:
             raise DecodeError("message from another session")
-        if msg.sender != sender or msg.receiver != m.SERVER:
+        if msg.sender != sender or msg.recipient != m.SERVER:
             raise DecodeError("header does not match the transport sender")
         name = TRANSITIONS.get((self._phase, msg.TYPE))
         if name is None:
@@ -237,7 +237,7 @@ class Server:
         if phase is _S.ADVERTISE_KEYS:
             self._u1 = got
             keys = tuple((u, self._keys[u]) for u in got)
-            out = [(u, m.KeysBroadcast(session_id=sid, sender=m.SERVER, receiver=u, keys=keys))
+            out = [(u, m.KeysBroadcast(session_id=sid, sender=m.SERVER, recipient=u, keys=keys))
                    for u in got]
         elif phase is _S.SHARE_KEYS:
             self._u2 = got
@@ -245,12 +245,12 @@ class Server:
             for u in got:
                 boxes = self._boxes_to.pop(u, {})
                 fwd = tuple((v, boxes[v]) for v in sorted(boxes) if v in u2)
-                out.append((u, m.SharesForward(session_id=sid, sender=m.SERVER, receiver=u,
+                out.append((u, m.SharesForward(session_id=sid, sender=m.SERVER, recipient=u,
                                                boxes=fwd)))
             self._boxes_to = {}
         elif phase is _S.MASKED_INPUT:
             self._u3 = got
-            out = [(u, m.UnmaskRequest(session_id=sid, sender=m.SERVER, receiver=u,
+            out = [(u, m.UnmaskRequest(session_id=sid, sender=m.SERVER, recipient=u,
                                        survivors=got)) for u in got]
         self._phase = NEXT[phase]
         self._expected = set(got) if phase is not _S.UNMASKING else set()
@@ -264,7 +264,7 @@ class Server:
         self._boxes_to = {}
         self._expected = set()
         sid = self.config.session_id
-        return [(u, m.Abort(session_id=sid, sender=m.SERVER, receiver=u, reason=reason))
+        return [(u, m.Abort(session_id=sid, sender=m.SERVER, recipient=u, reason=reason))
                 for u in notify]
 
     # -- the one-shot decode ---------------------------------------------------------

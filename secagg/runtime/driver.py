@@ -306,7 +306,8 @@ class HEServerParty:
             self._abort = str(exc)
             return []
         frames = []
-        for a in aggregate:
+        for envelope in aggregate:
+            a = envelope.to_bytes()
             frames.append((self._to, 0, a))
             self.decryptor.receive(a)
         self._aggregate = self.decryptor.result()

@@ -153,14 +153,14 @@ def test_transition_table_every_pair_outside_it_aborts_the_client():
     cfg, _xs, _clients, _server = make_round(4, 5, privacy=1, target=2)
     sid = cfg.session_id
     samples = {
-        m.MessageType.KEYS_BROADCAST: m.KeysBroadcast(session_id=sid, sender=0, receiver=1,
+        m.MessageType.KEYS_BROADCAST: m.KeysBroadcast(session_id=sid, sender=0, recipient=1,
                                                       keys=()),
-        m.MessageType.SHARES_FORWARD: m.SharesForward(session_id=sid, sender=0, receiver=1,
+        m.MessageType.SHARES_FORWARD: m.SharesForward(session_id=sid, sender=0, recipient=1,
                                                       boxes=()),
-        m.MessageType.UNMASK_REQUEST: m.UnmaskRequest(session_id=sid, sender=0, receiver=1,
+        m.MessageType.UNMASK_REQUEST: m.UnmaskRequest(session_id=sid, sender=0, recipient=1,
                                                       survivors=(1,)),
-        m.MessageType.ABORT: m.Abort(session_id=sid, sender=0, receiver=1, reason="x"),
-        m.MessageType.ADVERTISE_KEY: m.AdvertiseKey(session_id=sid, sender=0, receiver=1,
+        m.MessageType.ABORT: m.Abort(session_id=sid, sender=0, recipient=1, reason="x"),
+        m.MessageType.ADVERTISE_KEY: m.AdvertiseKey(session_id=sid, sender=0, recipient=1,
                                                     public_key=bytes(32)),
     }
     waiting = (Phase.ADVERTISE_KEYS, Phase.SHARE_KEYS, Phase.MASKED_INPUT)

@@ -130,7 +130,7 @@ def test_server_refuses_a_low_order_key_so_no_honest_peer_aborts():
     _cfg, _clients, server, held, _ = _prepared(0)
     adv = m.decode(held)
     for bad in (bytes(32), bytes([1]) + bytes(31)):  # order-1/2 points
-        forged = m.encode(m.AdvertiseKey(session_id=adv.session_id, sender=1, receiver=0,
+        forged = m.encode(m.AdvertiseKey(session_id=adv.session_id, sender=1, recipient=0,
                                          public_key=bad))
         try:
             server.receive(1, forged)

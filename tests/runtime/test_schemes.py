@@ -296,11 +296,12 @@ def _he_round(kind: SchemeKind, ups: dict[int, np.ndarray], drop: set[int]):
             continue
         party = client_half.party(session, client_id=u, context=ctx, signing_key=ids_keys[u])
         for envelope in party.encrypt(client_half.encode(ups[u], _rng(60 + u))):
-            server.receive(envelope)
+            assert envelope.recipient == 0  # the server
+            server.receive(envelope.to_bytes())
     aggregate = server.finalize()  # AbortedError below the session's minimum
     decryptor = HEDecryptor(session=session, secret_context=keys.secret_context)
     for a in aggregate:
-        decryptor.receive(a)
+        decryptor.receive(a.to_bytes())
     return server_half, decryptor.result()
 
 
