@@ -24,34 +24,33 @@ import numpy as np
 
 from secagg.encoding.quantize import QuantizationSpec
 from secagg.errors import AbortedError, PolicyError
-from secagg.masking import messages as m
-from secagg.masking.client import Client
-from secagg.masking.config import RoundConfig, SecurityMode
-from secagg.masking.policy import ClientPolicy
-from secagg.masking.server import Server, ServerPhase
+from secagg.masking import Client, ClientPolicy, MessageType, RoundConfig, SecurityMode, Server
+from secagg.phase import Phase
 from secagg.runtime.schemes import MaskedClientHalf, MaskedServerHalf, SchemeKind, SumOutcome
 
 KIND = SchemeKind.SECAGG_PLUS
 
 
 def transport(server: Server, parties: dict[int, Client], silent: set[int]) -> None:
-    """Deliver every message as bytes; ``silent`` clients vanish after sharing their
-    keys (before their masked input); a phase waiting for them ends by deadline."""
-    pending = [r for u, p in parties.items() for r in server.receive(u, m.encode(p.start()))]
-    done = (ServerPhase.FINALIZING, ServerPhase.COMPLETED, ServerPhase.ABORTED)
+    """Deliver every message as bytes (bytes in, message objects out: each message
+    knows its ``recipient`` and its ``to_bytes()``); ``silent`` clients vanish after
+    sharing their keys (before their masked input); a phase waiting for them ends by
+    deadline."""
+    pending = [r for u, p in parties.items() for r in server.receive(u, p.start().to_bytes())]
+    done = (Phase.FINALIZING, Phase.COMPLETED, Phase.ABORTED)
     while pending or server.phase not in done:
         if not pending:  # nobody else will answer: the phase deadline passes
             pending = server.deadline_passed()
             continue
         replies = []
         for cid, msg in pending:
-            gone = cid in silent and msg.TYPE is m.MessageType.MASKED_INPUT_REQUEST
+            gone = cid in silent and msg.TYPE is MessageType.MASKED_INPUT_REQUEST
             if cid not in parties or gone:
                 continue
-            for reply in parties[cid].receive(m.encode(msg)):
-                replies += server.receive(cid, m.encode(reply))
+            for reply in parties[cid].receive(msg.to_bytes()):
+                replies += server.receive(cid, reply.to_bytes())
         pending = replies
-    if server.phase is ServerPhase.FINALIZING:
+    if server.phase is Phase.FINALIZING:
         server.finalize()
 
 

@@ -33,7 +33,7 @@ from secagg.runtime.schemes import (
     SchemeKind,
     SumOutcome,
 )
-from secagg.sim import DropPhase
+from secagg.sim import Phase
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     dp_client = DPMaskedClientHalf(kind=SchemeKind.SECAGG_PLUS, ddp_round=rnd)
     dp_server = DPMaskedServerHalf(kind=SchemeKind.SECAGG_PLUS, ddp_round=rnd)
     noisy = {c: dp_client.encode(x) for c, x in updates.items()}  # noise from os.urandom
-    out = secure_sum(noisy, bits=dp_client.bits, dropouts={DropPhase.MASKED_INPUT: dropped})
+    out = secure_sum(noisy, bits=dp_client.bits, dropouts={Phase.MASKED_INPUT: dropped})
     agg = dp_server.decode(
         SumOutcome.abort(out.abort_reason or "aborted") if out.aborted
         else SumOutcome(total=out.total, survivors=out.survivors)

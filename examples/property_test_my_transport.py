@@ -27,9 +27,9 @@ from secagg.errors import SecAggError
 from secagg.masking import messages as m
 from secagg.masking.client import Client
 from secagg.masking.policy import ClientPolicy
-from secagg.masking.server import Server, ServerPhase
+from secagg.masking.server import Server
+from secagg.phase import Phase
 from secagg.primitives.sign import SigningKey
-from secagg.runtime.phases import Phase
 from secagg.testing import Outcome, RoundCase, SecureSumMachine, mutate
 from secagg.testing.rounds import reproducible_rng
 
@@ -105,10 +105,10 @@ class MyTransport(SecureSumMachine):
                         bus.send(to, 0, m.encode(msg))
                 except SecAggError:
                     pass
-            if server.phase is ServerPhase.FINALIZING:
+            if server.phase is Phase.FINALIZING:
                 return Outcome(completed=True, total=server.finalize(),
                                survivors=server.survivors)
-            if server.phase is ServerPhase.ABORTED:
+            if server.phase is Phase.ABORTED:
                 return Outcome(completed=False)
             if not any(not bus.boxes.get(u, queue.Queue()).empty() for u in cfg.clients):
                 for to, msg in server.deadline_passed():  # everyone left answered

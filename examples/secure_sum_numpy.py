@@ -16,7 +16,7 @@ import argparse
 import numpy as np
 
 from secagg.encoding.quantize import QuantizationSpec
-from secagg.sim import DropPhase, secure_sum_floats
+from secagg.sim import Phase, secure_sum_floats
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # --- secure sum -------------------------------------------------------------------
     spec = QuantizationSpec(clip=0.05, value_bits=16, max_clients=len(updates))
-    res = secure_sum_floats(updates, spec=spec, dropouts={DropPhase.MASKED_INPUT: dropped})
+    res = secure_sum_floats(updates, spec=spec, dropouts={Phase.MASKED_INPUT: dropped})
     if res.mean is None:
         raise SystemExit(f"round aborted: {res.result.abort_reason}")
     mean = res.mean

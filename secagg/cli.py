@@ -22,7 +22,7 @@ from secagg.errors import SecAggError
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("secagg.train.cli", "federated fine-tuning of a tiny causal LM with any aggregator"),
     "simulate": ("secagg.sim.cli", "simulate one aggregation round with dropouts and attacks"),
-    "params": ("secagg.masking.params_cli", "choose SecAgg+ neighbours k and threshold t"),
+    "params": ("secagg.masking.params_cli", "choose SecAgg+ neighbors k and threshold t"),
     "bench": ("secagg.bench.cli", "benchmarks, each against a baseline measured in the same run"),
     "certs": ("secagg.net.cli_certs", "a development CA and certificates for serve/client"),
     "serve": ("secagg.net.cli_serve", "run aggregation rounds as a mutual-TLS server"),

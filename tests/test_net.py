@@ -354,9 +354,9 @@ def test_every_v2_message_of_a_full_round_fits_its_frame_limit(
     """Drive the sans-IO parties through a whole round (SeedRequest/SeedReveal in
     SecAgg+, signatures in malicious mode); every message fits the transport's limit
     for its type, and the transport expects the reply type the core sends."""
-    from secagg.masking.phase import Phase
     from secagg.masking.server import Server
     from secagg.net.framing import CLIENT_TYPES, SERVER_TYPES, reply_type
+    from secagg.phase import Phase
     from secagg.primitives.sign import SigningKey
 
     ids = [1, 2, 3, 4, 5, 6]

@@ -131,7 +131,7 @@ def build_round() -> dict[str, Any]:
         note("to_server", u, data)
         out += server.receive(u, data)
     stage = 1
-    while out or server.phase.value.startswith("collect"):
+    while out or server.collecting is not None:
         if not out:
             out = server.deadline_passed()
             continue
@@ -145,7 +145,7 @@ def build_round() -> dict[str, Any]:
                 rd = m.encode(r)
                 note("to_server", u, rd)
                 nxt += server.receive(u, rd)
-        if not nxt and server.phase.value.startswith("collect"):
+        if not nxt and server.collecting is not None:
             nxt = server.deadline_passed()
         out = nxt
         stage += 1

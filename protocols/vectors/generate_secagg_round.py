@@ -45,7 +45,7 @@ from secagg.masking import messages as m  # noqa: E402
 from secagg.masking.config import ProtocolKind, SecurityMode  # noqa: E402
 from secagg.primitives.kdf import PROTOCOL_VERSION  # noqa: E402
 from secagg.primitives.rand import InsecureDeterministicRandom  # noqa: E402
-from secagg.sim.runtime import DropPhase, build_config, plaintext_sum, run_round  # noqa: E402
+from secagg.sim.runtime import Phase, build_config, plaintext_sum, run_round  # noqa: E402
 
 OUT = HERE / "secagg_round.json"
 
@@ -93,7 +93,7 @@ def build() -> dict[str, Any]:
         config=cfg,
         rng=rng,
         identity_keys=idkeys,
-        dropouts={DropPhase.MASKED_INPUT: set(DROPPED_BEFORE_MASKED_INPUT)},
+        dropouts={Phase.MASKED_INPUT: set(DROPPED_BEFORE_MASKED_INPUT)},
         observer=observe,
     )
     assert report.total is not None, report.abort_reason

@@ -104,7 +104,7 @@ def best_of(
     """Time several functions, interleaved, best of ``repeat``.
 
     Each round runs every function once in the given order (so ours and the
-    baseline see the same machine state: turbo, caches, neighbours on a shared
+    baseline see the same machine state: turbo, caches, neighbors on a shared
     box), timing each with ``clock`` (:func:`time.perf_counter`; single-threaded
     benchmarks on a crowded box may pass :func:`time.thread_time`).
 

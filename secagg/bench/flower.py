@@ -18,14 +18,14 @@ known here without reading any client's state.
 
 Second part: the abort rate of each over random 10% dropout patterns at Flower's
 example settings (``num_shares=3, reconstruction_threshold=2``: Flower's clients
-then have 2 neighbours, ours too), and of ours with its own parameter finder
+then have 2 neighbors, ours too), and of ours with its own parameter finder
 (``num_shares=None``).  Whether a round aborts does not depend on ``m``, so these
 rounds use a small ``m``.
 
 Full: n=100, m=10^6, num_shares=17, threshold 8; 20 patterns at n=100.
 ``--quick``: n=20, m=10^4, num_shares=9, threshold 4; 3 patterns at n=20.
 
-Whether a round of the timed pair completes depends on the random neighbour graph
+Whether a round of the timed pair completes depends on the random neighbor graph
 as well as on the dropouts; ``flower_completed`` / ``ours_completed`` say so, and
 ``exact`` is false for a round that aborted.
 """
@@ -209,7 +209,7 @@ def run(quick: bool) -> dict[str, Any]:
         "flower": flower,
         "ours": ours,
         "abort_patterns": patterns,
-        "abort_settings": "num_shares=3, reconstruction_threshold=2 (2 neighbours); "
+        "abort_settings": "num_shares=3, reconstruction_threshold=2 (2 neighbors); "
         "ours_default: secagg's parameter finder",
         "flower_abort_rate": aborts["flower"] / patterns,
         "ours_abort_rate": aborts["ours"] / patterns,

@@ -1,10 +1,10 @@
 """``secagg bench keys``: the key-and-share plane against the bare primitives, same run.
 
 What is measured, for one client of a complete-graph SecAgg round with ``k``
-neighbours (``k = 499``, ``63`` with ``--quick``; threshold ``t = floor(k/2) + 1``
+neighbors (``k = 499``, ``63`` with ``--quick``; threshold ``t = floor(k/2) + 1``
 as in ``RoundConfig.create``):
 
-**Client, per neighbour** — each part is *ours* next to its *limit*:
+**Client, per neighbor** — each part is *ours* next to its *limit*:
 
 * ``agree`` — 2 X25519 agreements (``c`` for the share key, ``s`` for the pairwise
   seed).  Ours: :func:`secagg.masking._plane.share_keys`-style exchange with its
@@ -23,7 +23,7 @@ as in ``RoundConfig.create``):
   Horner with one reduction, Python Horner reducing every step), coefficients from
   ``secrets.randbelow`` — every candidate's time is in the JSON, so what wins on
   this machine is visible.
-* ``mask_setup`` — per neighbour seed, the PRG's key derivation and AES-CTR set-up
+* ``mask_setup`` — per neighbor seed, the PRG's key derivation and AES-CTR set-up
   (the mask itself is the ``prg`` benchmark's).  Ours: :func:`prg.apply_masks` on a
   4-element vector.  Limit: ``HKDF`` + ``Cipher(AES, CTR).encryptor().update``.
 * ``total`` — the real :class:`secagg.masking.client.Client` handling the
@@ -78,7 +78,7 @@ __all__ = ["TARGET_LIMIT_RATIO", "markdown", "run"]
 
 TARGET_LIMIT_RATIO = 0.77
 #: CPU time of this thread: every part is single-threaded, and on a shared box wall
-#: time would count the neighbours' work too.
+#: time would count the neighbors' work too.
 _CLOCK = time.thread_time
 _SID = bytes(range(32))
 
@@ -134,7 +134,7 @@ def _client_round(k: int) -> tuple[RoundConfig, bytes, list[KeyPair], list[KeyPa
 def _prepare_client(cfg: RoundConfig, cs: list[KeyPair], seed: int) -> tuple[Client, bytes]:
     """A fresh client 1 (AdvertiseKeys sent) and the MaskedInputRequest it will get.
 
-    The neighbours' boxes are sealed directly with their share keys (no need to run
+    The neighbors' boxes are sealed directly with their share keys (no need to run
     ``k`` clients), holding random shares.
     """
     client = Client(
@@ -158,19 +158,19 @@ def _prepare_client(cfg: RoundConfig, cs: list[KeyPair], seed: int) -> tuple[Cli
     return client, m.encode(req)
 
 
-def run(quick: bool = False, *, neighbours: int | None = None, repeat: int | None = None
+def run(quick: bool = False, *, neighbors: int | None = None, repeat: int | None = None
         ) -> dict[str, Any]:
     """Run the key-plane benchmark and return its JSON-ready result.
 
     Raises
     ------
     ParameterError
-        If ``neighbours < 3`` or ``repeat < 1``.
+        If ``neighbors < 3`` or ``repeat < 1``.
     """
-    k = neighbours if neighbours is not None else (63 if quick else 499)
+    k = neighbors if neighbors is not None else (63 if quick else 499)
     reps = repeat if repeat is not None else (3 if quick else 5)
     if isinstance(k, bool) or not isinstance(k, int) or k < 3:
-        raise ParameterError("neighbours must be an integer >= 3")
+        raise ParameterError("neighbors must be an integer >= 3")
     if reps < 1:
         raise ParameterError("repeat must be >= 1")
     cfg, kb, cs, ss = _client_round(k)
@@ -385,10 +385,10 @@ def run(quick: bool = False, *, neighbours: int | None = None, repeat: int | Non
     return {
         "benchmark": "keys",
         "quick": quick,
-        "neighbours": k,
+        "neighbors": k,
         "threshold": t,
         "repeat": reps,
-        "client_per_neighbour": {"parts": client_parts, "total": client_total},
+        "client_per_neighbor": {"parts": client_parts, "total": client_total},
         "limit_ratio": client_total["limit_ratio"],
         "target_limit_ratio": TARGET_LIMIT_RATIO,
         "shamir_candidates_us_per_holder": {
@@ -403,17 +403,17 @@ def run(quick: bool = False, *, neighbours: int | None = None, repeat: int | Non
 
 
 def markdown(result: dict[str, Any]) -> str:
-    """The result as a markdown table (µs per neighbour / per share / per secret)."""
+    """The result as a markdown table (µs per neighbor / per share / per secret)."""
     rows: list[list[object]] = []
-    cp = result["client_per_neighbour"]
+    cp = result["client_per_neighbor"]
     for name, p in cp["parts"].items():
-        rows.append([f"client {name} / neighbour", p["ours_us"], p["limit_us"], p["limit_ratio"]])
+        rows.append([f"client {name} / neighbor", p["ours_us"], p["limit_us"], p["limit_ratio"]])
     tot = cp["total"]
-    rows.append(["client total / neighbour", tot["ours_us"], tot["limit_us"], tot["limit_ratio"]])
+    rows.append(["client total / neighbor", tot["ours_us"], tot["limit_us"], tot["limit_ratio"]])
     for name, p in result["server"].items():
         rows.append([f"server {name}", p["ours_us"], p["limit_us"], p["limit_ratio"]])
     head = (
-        f"## keys (k={result['neighbours']} neighbours, t={result['threshold']}; "
+        f"## keys (k={result['neighbors']} neighbors, t={result['threshold']}; "
         f"Shamir limit: {result['shamir_limit_candidate']})\n\n"
     )
     return head + markdown_table(["part", "ours µs", "limit µs", "limit_ratio"], rows)

@@ -25,7 +25,7 @@ box at 10^6.  Measured here: memory is not the limit — the inputs are views in
 shared buffer (:func:`secagg.bench.mask.shifted_inputs`), each masked input is added
 to the server's running sum as it arrives; one 50%-dropout cell (set-up and
 ``finalize``) peaked at 143 MiB RSS, the whole benchmark at 478 MiB.  Time is: the
-set-up masks every surviving client's full vector against its ``k = 64`` neighbours
+set-up masks every surviving client's full vector against its ``k = 64`` neighbors
 (the 50% cell's set-up plus one ``finalize`` took 31 s of CPU; the 10% cell masks
 1.8x the clients), so the benchmark takes minutes (about 200 s of CPU in all; it
 reports each cell's set-up seconds, its wall time and the peak RSS above its start).
@@ -129,6 +129,7 @@ def _secagg_plus_prepare(n: int, m: int, dropout: float) -> dict[str, Any]:
 
 
 def _client_costs(n: int, m: int) -> dict[str, Any]:
+    from secagg.phase import Phase
     from secagg.runtime.api import run_lightsecagg_round, run_masking_round
     from secagg.runtime.parties import (
         GeneratedInputs,
@@ -136,7 +137,6 @@ def _client_costs(n: int, m: int) -> dict[str, Any]:
         MaskingClientFactory,
         RngRecipe,
     )
-    from secagg.runtime.phases import Phase
     from secagg.sim.runtime import build_config
 
     with warnings.catch_warnings():

@@ -1,6 +1,6 @@
 """``secagg bench mask``: client masking through the real client code path vs the AES limit.
 
-What is measured, for one client of a round with ``k`` neighbours (``k = 32``:
+What is measured, for one client of a round with ``k`` neighbors (``k = 32``:
 33 masks, the self mask plus 32 pairwise masks) on ``m`` uint32 elements
 (``m = 10^7``; ``10^6`` with ``--quick``):
 
@@ -379,7 +379,7 @@ def markdown(result: dict[str, Any]) -> str:
     table = markdown_table(["variant", "best ms", "GB/s of mask", "limit / ours"], rows)
     return (
         f"## mask\n\nClient masking: {result['elements']:,} uint32 x {result['masks']} masks "
-        f"({result['neighbors']} neighbours + self), best of {result['repeat']}\n\n{table}\n\n"
+        f"({result['neighbors']} neighbors + self), best of {result['repeat']}\n\n{table}\n\n"
         f"limit_ratio = {result['limit_ratio']:.3f} (target >= {result['target_limit_ratio']}); "
         f"peak extra memory: one-shot {mem['oneshot_peak_bytes'] / 2**20:.1f} MiB "
         f"(input {mem['input_bytes'] / 2**20:.1f} MiB), chunked "

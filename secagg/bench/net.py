@@ -44,7 +44,7 @@ def run(quick: bool = False, *, seed: int = 7) -> dict[str, Any]:
     """Run both engines on the same round shape; JSON-ready result."""
     from secagg.bench.scale import run_parallel_round
     from secagg.net.simulate import simulate_net
-    from secagg.sim import DropPhase
+    from secagg.sim import Phase
 
     n, m = _size(quick)
 
@@ -57,7 +57,7 @@ def run(quick: bool = False, *, seed: int = 7) -> dict[str, Any]:
         length=m,
         seed=seed,
         dropout=0.10,
-        drop_phase=DropPhase.MASKED_INPUT,
+        drop_phase=Phase.MASKED_INPUT,
         digest=False,
         workers=2,
     )

@@ -31,7 +31,7 @@ from typing import Any
 
 from secagg.bench.common import machine_info, markdown_table
 from secagg.bench.scale import run_parallel_round
-from secagg.sim import DropPhase
+from secagg.sim import Phase
 
 __all__ = ["FULL_GRID", "PEER", "QUICK_GRID", "run"]
 
@@ -84,8 +84,8 @@ def run(quick: bool = False, *, seed: int = 11, peer: bool | None = None) -> dic
     peer_rows: list[dict[str, Any]] = []
     if do_peer:
         pn, pm = (100, 10**6) if not quick else (20, 10**4)
-        for k, t, phase in ((3, 2, DropPhase.MASKED_INPUT), (3, 2, DropPhase.UNMASKING),
-                            (17, 8, DropPhase.UNMASKING), (None, None, DropPhase.MASKED_INPUT)):
+        for k, t, phase in ((3, 2, Phase.MASKED_INPUT), (3, 2, Phase.UNMASKING),
+                            (17, 8, Phase.UNMASKING), (None, None, Phase.MASKED_INPUT)):
             kw: dict[str, Any] = {"dropout": 0.10, "neighbors": k, "threshold": t,
                                   "drop_phase": phase}
             # abort rate over random 10% dropout patterns (tiny m: aborts do not depend on m)
@@ -103,7 +103,7 @@ def run(quick: bool = False, *, seed: int = 11, peer: bool | None = None) -> dic
         "benchmark": "round",
         "quick": quick,
         "dropout": 0.05,
-        "drop_phase": DropPhase.MASKED_INPUT.value,
+        "drop_phase": Phase.MASKED_INPUT.value,
         "protocol": "secagg+ (semi-honest), default (k, t) from the parameter finder",
         "runtime": "secagg.runtime RoundDriver, processes pool: clients in 2 processes, "
                    "server here",

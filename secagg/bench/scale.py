@@ -40,19 +40,19 @@ from secagg.bench.common import machine_info, markdown_table
 from secagg.bench.mask import shifted_inputs
 from secagg.errors import MissingExtraError, ParameterError
 from secagg.masking.config import ProtocolKind, SecurityMode
+from secagg.phase import ROUND_PHASES, Phase
 from secagg.primitives.rand import InsecureDeterministicRandom
 from secagg.runtime.api import build_config, drop_schedule, make_pool, run_masking_round
 from secagg.runtime.driver import Listener, PhaseStats
 from secagg.runtime.parties import MaskingClientFactory, RngRecipe, ShiftedInputs
-from secagg.runtime.phases import Phase
 from secagg.runtime.pool import ProcessPool
 from secagg.runtime.rss import PeakRSS
-from secagg.sim import DropPhase, choose_dropouts, plaintext_sum
+from secagg.sim import choose_dropouts, plaintext_sum
 
 __all__ = ["PHASES", "building_blocks", "run", "run_parallel_round"]
 
 #: Phase keys, in protocol order (as in :data:`secagg.sim.runtime.PHASES`).
-PHASES = tuple(p.key for p in Phase)
+PHASES = tuple(p.key for p in ROUND_PHASES)
 
 
 class _Say(Listener):
@@ -73,7 +73,7 @@ def run_parallel_round(
     neighbors: int | None = None,
     threshold: int | None = None,
     dropout: float = 0.05,
-    drop_phase: DropPhase = DropPhase.MASKED_INPUT,
+    drop_phase: Phase = Phase.MASKED_INPUT,
     seed: int = 0,
     workers: int = 2,
     unmask_threads: int = 2,
@@ -276,7 +276,7 @@ def building_blocks(n: int, k: int, t: int, length: int, *, reps: int = 200) -> 
     }
     return {"per_op_s": per, "counts": counts, "round_totals_cpu_s": totals,
             "note": "per-op best of 3 here x how many the round needs (5% dropped after "
-                    "ShareKeys, 4 HKDF per neighbour is approximate)"}
+                    "ShareKeys, 4 HKDF per neighbor is approximate)"}
 
 
 def run(quick: bool = False, *, n: int | None = None, length: int | None = None,

@@ -39,7 +39,8 @@ from secagg.bench.prg import raw_masked_add
 from secagg.errors import ParameterError
 from secagg.masking import messages as msgs
 from secagg.masking.config import ProtocolKind
-from secagg.masking.server import Server, ServerPhase
+from secagg.masking.server import Server
+from secagg.phase import Phase
 from secagg.primitives import prg
 from secagg.primitives.prg import UIntArray
 from secagg.primitives.rand import InsecureDeterministicRandom, randbelow
@@ -97,7 +98,7 @@ def finalizing_server(
     for u, msg in out:
         for reply in prep.clients[u].receive(msgs.encode(msg)):
             server.receive(u, msgs.encode(reply))
-    if server.phase is not ServerPhase.FINALIZING:
+    if server.phase is not Phase.FINALIZING:
         raise ParameterError(f"round did not reach FINALIZING: {server.abort_reason}")
     expected = plaintext_sum(inputs, server.survivors, 32)
     return server, expected, len(dropped)

@@ -8,6 +8,13 @@ A round is driven by :func:`secagg.runtime.he_sum` (this core imports no
 runtime).  The parties are sans-IO state machines:
 :class:`HEClient`, :class:`HEServer` (public context only) and
 :class:`HEDecryptor` (the secret-key holder, which only accepts aggregates).
+
+I/O, as for every party of ``secagg``: bytes in, message objects out.
+``HEServer.receive(data)`` and ``HEDecryptor.receive(data)`` take the bytes that
+arrived (and send nothing back); ``HEClient.encrypt`` and ``HEServer.finalize``
+return signed :class:`Envelope` messages that carry their routing (``sender``,
+``recipient``) and their wire form (``to_bytes()``, the same bytes as
+:func:`encode_envelope`; :func:`decode_envelope` parses).
 """
 
 from __future__ import annotations
@@ -15,7 +22,13 @@ from __future__ import annotations
 from secagg.he.api import DECRYPTOR_ID, HESumResult, Observer
 from secagg.he.client import HEClient, quantization_spec
 from secagg.he.decryptor import HEAggregate, HEDecryptor
-from secagg.he.envelope import Envelope, EnvelopeKind, decode_envelope, encode_envelope
+from secagg.he.envelope import (
+    Envelope,
+    EnvelopeKind,
+    decode_envelope,
+    encode_envelope,
+    sign_envelope,
+)
 from secagg.he.keys import ContextKind, EncryptionMode, HEContext, HEKeys, generate_keys
 from secagg.he.params import (
     SEAL_MAX_COEFF_BITS,
@@ -26,8 +39,9 @@ from secagg.he.params import (
     coeff_modulus_primes,
     resolve_params,
 )
-from secagg.he.server import HEServer, ServerPhase
+from secagg.he.server import HEServer
 from secagg.he.session import HESession
+from secagg.phase import Phase
 
 __all__ = [
     "DECRYPTOR_ID",
@@ -47,13 +61,14 @@ __all__ = [
     "HESumResult",
     "KeyCustody",
     "Observer",
+    "Phase",
     "Preset",
     "Scheme",
-    "ServerPhase",
     "coeff_modulus_primes",
     "decode_envelope",
     "encode_envelope",
     "generate_keys",
     "quantization_spec",
     "resolve_params",
+    "sign_envelope",
 ]

@@ -10,7 +10,7 @@ import numpy.typing as npt
 
 from secagg.encoding.quantize import QuantizationSpec
 from secagg.errors import ParameterError
-from secagg.he.envelope import EnvelopeKind, encode_envelope
+from secagg.he.envelope import Envelope, EnvelopeKind, sign_envelope
 from secagg.he.keys import HEContext
 from secagg.he.params import HEParams, Scheme
 from secagg.he.session import HESession
@@ -113,9 +113,10 @@ class HEClient:
         return arr.astype(np.int64)
 
     # ------------------------------------------------------------------ encrypt
-    def encrypt(self, x: npt.ArrayLike) -> list[bytes]:
+    def encrypt(self, x: npt.ArrayLike) -> list[Envelope]:
         """Encrypt a whole update: CKKS floats with ``|x| <= clip``, BFV integers in
-        ``[0, 2^value_bits)``.  Returns one signed envelope per chunk.
+        ``[0, 2^value_bits)``.  Returns one signed envelope per chunk, addressed to
+        the server (send ``envelope.to_bytes()``).
 
         Raises
         ------
@@ -124,7 +125,7 @@ class HEClient:
         """
         return list(self.iter_envelopes(x))
 
-    def encrypt_quantized(self, x: npt.ArrayLike) -> list[bytes]:
+    def encrypt_quantized(self, x: npt.ArrayLike) -> list[Envelope]:
         """BFV only: quantize a float update (stochastic rounding) and encrypt it.
 
         Raises
@@ -140,14 +141,14 @@ class HEClient:
         q = spec.quantize(arr, self._rng.fork(f"quantize/{self.client_id}"))
         return self.encrypt(q.astype(np.int64))
 
-    def iter_envelopes(self, x: npt.ArrayLike) -> Iterator[bytes]:
+    def iter_envelopes(self, x: npt.ArrayLike) -> Iterator[Envelope]:
         """Like :meth:`encrypt` but yields chunk by chunk (the input is checked first)."""
         s = self._session
         arr: npt.NDArray[Any]
         arr = self._check_ckks(x) if s.params.scheme is Scheme.CKKS else self._check_ints(x)
         return self._chunks(arr)
 
-    def _chunks(self, arr: npt.NDArray[Any]) -> Iterator[bytes]:
+    def _chunks(self, arr: npt.NDArray[Any]) -> Iterator[Envelope]:
         s = self._session
         slots, k = s.params.slots, s.max_ciphertexts_per_chunk
         for j in range(s.chunk_count):
@@ -165,4 +166,4 @@ class HEClient:
                 contributors=(self.client_id,),
                 payload=HEContext.serialize(tensor),
             )
-            yield encode_envelope(env, self._key)
+            yield sign_envelope(env, self._key)

@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from secagg.errors import LocalProtocolError, ParameterError, RemoteProtocolError
-from secagg.he.envelope import EnvelopeKind, decode_envelope
+from secagg.he.envelope import Envelope, EnvelopeKind, decode_envelope
 from secagg.he.keys import ContextKind, HEContext
 from secagg.he.params import Scheme
 from secagg.he.session import HESession
@@ -80,8 +80,9 @@ class HEDecryptor:
         #: Kind of every envelope this party was handed, accepted or not.
         self.received_kinds: list[EnvelopeKind] = []
 
-    def receive(self, data: bytes) -> None:
-        """Accept one aggregate envelope.
+    def receive(self, data: bytes) -> list[Envelope]:
+        """Accept one aggregate envelope.  Returns the messages to send: none (the
+        key holder only decrypts; :meth:`result` is the sum).
 
         Raises
         ------
@@ -115,6 +116,7 @@ class HEDecryptor:
         tensor = self._ctx.load(env.payload, ciphertexts=s.chunk_ciphertexts(env.chunk_index))
         self._chunks[env.chunk_index] = tensor
         self._contributors = env.contributors
+        return []
 
     @property
     def complete(self) -> bool:

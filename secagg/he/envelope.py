@@ -4,6 +4,11 @@ Decoding is strict and happens before anything touches TenSEAL: magic, version,
 kind, scheme, every bound and the contributor list are validated, and the
 signed part is kept so the signature can be checked against the sender's key.
 
+An :class:`Envelope` is the message object of every HE party (the one I/O
+convention of ``secagg``: bytes in, message objects out): :func:`sign_envelope`
+makes a signed one, :meth:`Envelope.to_bytes` gives its wire bytes (the same as
+:func:`encode_envelope`), :func:`decode_envelope` parses them back.
+
 Security notes
 --------------
 CKKS/BFV ciphertexts are malleable; the Ed25519 signature over the whole
@@ -13,12 +18,13 @@ verify it — callers must call :meth:`Envelope.verify` with the sender's key.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import itertools
 from dataclasses import dataclass
 
 from secagg.encoding.codec import MAX_BLOB, Reader, Writer
-from secagg.errors import DecodeError, ParameterError
+from secagg.errors import DecodeError, LocalProtocolError, ParameterError
 from secagg.he.params import Scheme
 from secagg.primitives.sign import SIGNATURE_BYTES, SigningKey, verify
 
@@ -31,6 +37,7 @@ __all__ = [
     "EnvelopeKind",
     "decode_envelope",
     "encode_envelope",
+    "sign_envelope",
 ]
 
 ENVELOPE_MAGIC = b"SHE1"
@@ -63,7 +70,9 @@ class Envelope:
     """A decoded (or to-be-encoded) ciphertext envelope.
 
     ``signed_part`` and ``signature`` are filled by :func:`decode_envelope`; an
-    envelope built by hand has them empty until :func:`encode_envelope` signs it.
+    envelope built by hand has them empty until :func:`sign_envelope` signs it
+    (which fills ``signature`` only: the signed part is rebuilt from the fields).
+    Routing: :attr:`sender` (0 = the server) and :attr:`recipient`.
 
     Raises
     ------
@@ -122,7 +131,27 @@ class Envelope:
         CryptoError
             If the envelope is unsigned or the signature does not verify (opaque).
         """
-        verify(public_key, self.signature, _SIGN_LABEL + self.signed_part)
+        verify(public_key, self.signature, _SIGN_LABEL + (self.signed_part or _body(self)))
+
+    @property
+    def recipient(self) -> int:
+        """Party ``0``: a client chunk goes to the server, an aggregate chunk to the
+        key holder (``secagg.he.DECRYPTOR_ID``; under shared-client-key custody the
+        clients hold the key).  The wire format has no recipient field — the kind
+        says where an envelope goes."""
+        return 0
+
+    def to_bytes(self) -> bytes:
+        """The signed wire bytes (what :func:`encode_envelope` returns).
+
+        Raises
+        ------
+        LocalProtocolError
+            If the envelope is not signed (build it with :func:`sign_envelope`).
+        """
+        if not self.signature:
+            raise LocalProtocolError("the envelope is not signed: use sign_envelope")
+        return (self.signed_part or _body(self)) + self.signature
 
 
 def _body(env: Envelope) -> bytes:
@@ -134,6 +163,17 @@ def _body(env: Envelope) -> bytes:
         w.u32(c)
     w.blob(env.payload)
     return w.getvalue()
+
+
+def sign_envelope(env: Envelope, key: SigningKey) -> Envelope:
+    """``env`` signed with the sender's identity key: the message object a party
+    returns (:meth:`Envelope.to_bytes` gives the same bytes as :func:`encode_envelope`)."""
+    if not isinstance(key, SigningKey):
+        raise ParameterError("key must be a SigningKey")
+    if not isinstance(env, Envelope):
+        raise ParameterError("env must be an Envelope")
+    signature = key.sign(_SIGN_LABEL + _body(env))
+    return dataclasses.replace(env, signed_part=b"", signature=signature)
 
 
 def encode_envelope(env: Envelope, key: SigningKey) -> bytes:

@@ -1,7 +1,10 @@
 """HE server: public context only, streaming running sum (``protocols/he_sum.md`` §5.4-5.5).
 
 A sans-IO state machine: :meth:`HEServer.receive` takes the bytes of one client
-envelope, :meth:`HEServer.finalize` returns the signed aggregate envelopes.
+envelope (and sends nothing back), :meth:`HEServer.finalize` returns the signed
+aggregate envelopes (message objects; ``to_bytes()`` is what the key holder gets).  Its
+phases are the project's one :class:`~secagg.phase.Phase`: ``MASKED_INPUT`` (the
+upload) until :meth:`finalize`, then ``COMPLETED`` or ``ABORTED``.
 
 Security notes
 --------------
@@ -18,7 +21,6 @@ sender alone (:class:`~secagg.errors.RejectedUploadError`).
 
 from __future__ import annotations
 
-import enum
 import hashlib
 from typing import Any
 
@@ -30,18 +32,13 @@ from secagg.errors import (
     RejectedUploadError,
     RemoteProtocolError,
 )
-from secagg.he.envelope import EnvelopeKind, decode_envelope, encode_envelope
+from secagg.he.envelope import Envelope, EnvelopeKind, decode_envelope, sign_envelope
 from secagg.he.keys import ContextKind, HEContext
 from secagg.he.session import HESession
+from secagg.phase import Phase
 from secagg.primitives.sign import SigningKey
 
-__all__ = ["HEServer", "ServerPhase"]
-
-
-class ServerPhase(enum.Enum):
-    COLLECTING = "collecting"
-    FINALIZED = "finalized"
-    ABORTED = "aborted"
+__all__ = ["HEServer"]
 
 
 class HEServer:
@@ -97,7 +94,7 @@ class HEServer:
         self._session = session
         self._ctx = ctx
         self._key = signing_key
-        self._phase = ServerPhase.COLLECTING
+        self._phase = Phase.MASKED_INPUT
         self._sums: list[Any | None] = [None] * session.chunk_count
         self._pending: dict[int, dict[int, Any]] = {}
         self._contributors: list[int] = []
@@ -107,8 +104,14 @@ class HEServer:
 
     # ------------------------------------------------------------------ queries
     @property
-    def phase(self) -> ServerPhase:
+    def phase(self) -> Phase:
         return self._phase
+
+    @property
+    def collecting(self) -> Phase | None:
+        """The phase whose client messages the server waits for: the upload
+        (``MASKED_INPUT``) until :meth:`finalize`, then ``None``."""
+        return Phase.MASKED_INPUT if self._phase is Phase.MASKED_INPUT else None
 
     @property
     def contributors(self) -> tuple[int, ...]:
@@ -144,11 +147,12 @@ class HEServer:
         return h.digest()
 
     # ------------------------------------------------------------------ steps
-    def receive(self, data: bytes) -> None:
+    def receive(self, data: bytes) -> list[Envelope]:
         """Validate one client envelope and add it to the round.
 
         A client's chunks are buffered until its upload is complete and then
-        added to the running sums in one step.
+        added to the running sums in one step.  Returns the messages to send:
+        none (an HE round answers no upload; :meth:`finalize` sends the aggregate).
 
         Raises
         ------
@@ -165,7 +169,7 @@ class HEServer:
         CryptoError
             Bad signature (opaque).
         """
-        if self._phase is not ServerPhase.COLLECTING:
+        if self._phase is not Phase.MASKED_INPUT:
             raise RemoteProtocolError("the round is closed")
         env = decode_envelope(data)
         s = self._session
@@ -200,9 +204,11 @@ class HEServer:
             self._contributors.append(cid)
         self.bytes_received += len(data)
         self.peak_ciphertexts = max(self.peak_ciphertexts, self.held_ciphertexts)
+        return []
 
-    def finalize(self) -> list[bytes]:
-        """Close the round and return the signed aggregate envelopes, one per chunk.
+    def finalize(self) -> list[Envelope]:
+        """Close the round and return the signed aggregate envelopes, one per chunk,
+        addressed to the key holder.
 
         Clients whose upload is incomplete are dropped (their chunks discarded).
 
@@ -214,12 +220,12 @@ class HEServer:
         LocalProtocolError
             If called twice.
         """
-        if self._phase is not ServerPhase.COLLECTING:
+        if self._phase is not Phase.MASKED_INPUT:
             raise LocalProtocolError(f"finalize called in phase {self._phase.value}")
         s = self._session
         self._pending.clear()
         if self.count < s.min_contributors:
-            self._phase = ServerPhase.ABORTED
+            self._phase = Phase.ABORTED
             self._sums = [None] * s.chunk_count
             raise AbortedError(
                 f"{self.count} contributors < min_contributors={s.min_contributors}"
@@ -234,6 +240,6 @@ class HEServer:
                 contributors=self.contributors,
                 payload=HEContext.serialize(t),
             )
-            out.append(encode_envelope(env, self._key))
-        self._phase = ServerPhase.FINALIZED
+            out.append(sign_envelope(env, self._key))
+        self._phase = Phase.COMPLETED
         return out

@@ -2,8 +2,10 @@
 
 Rules of this file (the same as ``secagg/masking/client.py``):
 
-* One phase enum (:class:`ClientPhase`) and one transition table
-  (:data:`TRANSITIONS`): ``(phase, message type) -> (handler, next phase)``.  A
+* The project's one phase enum (:class:`~secagg.phase.Phase`) and one transition
+  table (:data:`TRANSITIONS`): ``(phase, message type) -> (handler, next phase)``.
+  The client is in ``ADVERTISE_KEYS`` once its key is sent, ``SHARE_KEYS`` once its
+  coded shares are sent, ``MASKED_INPUT`` once its masked input is sent.  A
   server message whose type is not in the table for the current phase is a
   protocol violation: the client moves to ``ABORTED`` and raises
   :class:`RemoteProtocolError`.
@@ -17,7 +19,6 @@ Rules of this file (the same as ``secagg/masking/client.py``):
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable
 from typing import Any
 
@@ -35,35 +36,27 @@ from secagg.lightsecagg import _derive as dv
 from secagg.lightsecagg import messages as m
 from secagg.lightsecagg.config import LightSecAggConfig
 from secagg.lightsecagg.field import Elements, P, matmul
+from secagg.phase import Phase
 from secagg.primitives import aead
 from secagg.primitives.kex import KeyPair
 from secagg.primitives.rand import RandomSource, SystemRandom
 
-__all__ = ["TRANSITIONS", "Client", "ClientPhase"]
+__all__ = ["TRANSITIONS", "Client"]
 
 SECRET_BYTES = 32
 _P64 = np.uint64(P)
 
 
-class ClientPhase(enum.Enum):
-    INIT = "init"  #: nothing sent yet
-    AWAIT_KEYS = "await-keys"  #: AdvertiseKey sent
-    AWAIT_SHARES = "await-shares"  #: CodedShares sent
-    AWAIT_UNMASK = "await-unmask"  #: MaskedInput sent
-    COMPLETED = "completed"  #: UnmaskResponse sent; terminal
-    ABORTED = "aborted"  #: terminal
-
-
 _T = m.MessageType
-_C = ClientPhase
+_C = Phase
 #: ``(phase, message type) -> (handler, next phase)``.
-TRANSITIONS: dict[tuple[ClientPhase, m.MessageType], tuple[str, ClientPhase]] = {
-    (_C.AWAIT_KEYS, _T.KEYS_BROADCAST): ("_on_keys", _C.AWAIT_SHARES),
-    (_C.AWAIT_SHARES, _T.SHARES_FORWARD): ("_on_shares", _C.AWAIT_UNMASK),
-    (_C.AWAIT_UNMASK, _T.UNMASK_REQUEST): ("_on_unmask", _C.COMPLETED),
-    (_C.AWAIT_KEYS, _T.ABORT): ("_on_abort", _C.ABORTED),
-    (_C.AWAIT_SHARES, _T.ABORT): ("_on_abort", _C.ABORTED),
-    (_C.AWAIT_UNMASK, _T.ABORT): ("_on_abort", _C.ABORTED),
+TRANSITIONS: dict[tuple[Phase, m.MessageType], tuple[str, Phase]] = {
+    (_C.ADVERTISE_KEYS, _T.KEYS_BROADCAST): ("_on_keys", _C.SHARE_KEYS),
+    (_C.SHARE_KEYS, _T.SHARES_FORWARD): ("_on_shares", _C.MASKED_INPUT),
+    (_C.MASKED_INPUT, _T.UNMASK_REQUEST): ("_on_unmask", _C.COMPLETED),
+    (_C.ADVERTISE_KEYS, _T.ABORT): ("_on_abort", _C.ABORTED),
+    (_C.SHARE_KEYS, _T.ABORT): ("_on_abort", _C.ABORTED),
+    (_C.MASKED_INPUT, _T.ABORT): ("_on_abort", _C.ABORTED),
     # the server may still fail to decode after this client answered
     (_C.COMPLETED, _T.ABORT): ("_on_abort", _C.ABORTED),
 }
@@ -112,7 +105,7 @@ class Client:
         self.id = client_id
         self._x: Elements | None = x.astype(np.uint64)
         self._rng = rng if rng is not None else SystemRandom()
-        self._phase = ClientPhase.INIT
+        self._phase = Phase.INIT
         self._keypair: KeyPair | None = None
         self._secret: bytes | None = None
         self._peer_keys: dict[int, bytes] = {}
@@ -124,7 +117,7 @@ class Client:
     # -- public -------------------------------------------------------------------
 
     @property
-    def phase(self) -> ClientPhase:
+    def phase(self) -> Phase:
         return self._phase
 
     def start(self) -> m.AdvertiseKey:
@@ -135,14 +128,14 @@ class Client:
         LocalProtocolError
             If called twice.
         """
-        if self._phase is not ClientPhase.INIT:
+        if self._phase is not Phase.INIT:
             raise LocalProtocolError("start() was already called")
         kp = KeyPair.generate(self._rng)
         secret = self._rng.random_bytes(SECRET_BYTES)
         self._keypair, self._secret = kp, secret
-        self._phase = ClientPhase.AWAIT_KEYS
+        self._phase = Phase.ADVERTISE_KEYS
         return m.AdvertiseKey(session_id=self.config.session_id, sender=self.id,
-                              receiver=m.SERVER, public_key=kp.public)
+                              recipient=m.SERVER, public_key=kp.public)
 
     def receive(self, data: bytes | bytearray | memoryview) -> list[m.Message]:
         """Handle one server message; return the replies.
@@ -160,10 +153,10 @@ class Client:
         """
         msg = m.decode(data)
         cfg = self.config
-        if msg.session_id != cfg.session_id or msg.receiver != self.id or msg.sender != m.SERVER:
+        if msg.session_id != cfg.session_id or msg.recipient != self.id or msg.sender != m.SERVER:
             raise DecodeError("message is not for this client in this session")
-        if self._phase is ClientPhase.INIT or self._phase is ClientPhase.ABORTED or (
-                self._phase is ClientPhase.COMPLETED and msg.TYPE is not m.MessageType.ABORT):
+        if self._phase is Phase.INIT or self._phase is Phase.ABORTED or (
+                self._phase is Phase.COMPLETED and msg.TYPE is not m.MessageType.ABORT):
             raise LocalProtocolError(f"no message is expected in phase {self._phase.value}")
         entry = TRANSITIONS.get((self._phase, msg.TYPE))
         if entry is None:
@@ -224,7 +217,7 @@ class Client:
         self._peer_keys = share_keys
         self._u1 = ids
         self._own_piece = own
-        return [m.CodedShares(session_id=cfg.session_id, sender=self.id, receiver=m.SERVER,
+        return [m.CodedShares(session_id=cfg.session_id, sender=self.id, recipient=m.SERVER,
                               boxes=tuple(boxes))]
 
     def _on_shares(self, msg: m.SharesForward) -> list[m.Message]:
@@ -253,7 +246,7 @@ class Client:
         self._received = received
         self._x = None
         self._secret = None
-        return [m.MaskedInput(session_id=cfg.session_id, sender=self.id, receiver=m.SERVER,
+        return [m.MaskedInput(session_id=cfg.session_id, sender=self.id, recipient=m.SERVER,
                               vector=y)]
 
     def _on_unmask(self, msg: m.UnmaskRequest) -> list[m.Message]:
@@ -273,7 +266,7 @@ class Client:
                 acc += self._received[v]  # < 2^32 terms of < 2^31: no overflow
         acc %= _P64
         self._wipe()
-        return [m.UnmaskResponse(session_id=cfg.session_id, sender=self.id, receiver=m.SERVER,
+        return [m.UnmaskResponse(session_id=cfg.session_id, sender=self.id, recipient=m.SERVER,
                                  vector=acc)]
 
     def _on_abort(self, msg: m.Abort) -> list[m.Message]:
@@ -283,7 +276,7 @@ class Client:
 
     def _abort(self, reason: str) -> None:
         self._wipe()
-        self._phase = ClientPhase.ABORTED
+        self._phase = Phase.ABORTED
         self.abort_reason = reason
 
     def _wipe(self) -> None:

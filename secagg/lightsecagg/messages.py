@@ -1,7 +1,7 @@
 """LightSecAgg wire messages (``protocols/lightsecagg.md`` §6), version 1.
 
 Every message is ``u8 version || u8 type || session_id (32) || u32 sender ||
-u32 receiver || body`` (big-endian integers; the server is party ``0``).  Vectors of
+u32 recipient || body`` (big-endian integers; the server is party ``0``).  Vectors of
 field elements are ``u32 count || count x u32_le`` with every element ``< p``.
 :func:`decode` checks everything a message can check on its own (version, type,
 lengths, sorted unique ids, element range, no trailing bytes) and raises
@@ -61,9 +61,15 @@ class MessageType(enum.IntEnum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _Header:
+    """Routing fields every message carries: the round, who sends, who receives."""
+
     session_id: bytes
     sender: int
-    receiver: int
+    recipient: int
+
+    def to_bytes(self) -> bytes:
+        """The wire bytes of this message (:func:`encode`)."""
+        return encode(self)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -133,7 +139,7 @@ def encode(msg: Message) -> bytes:
     w = Writer()
     if len(msg.session_id) != 32:
         raise ParameterError("session_id must be 32 bytes")
-    w.u8(WIRE_VERSION).u8(int(msg.TYPE)).raw(msg.session_id).u32(msg.sender).u32(msg.receiver)
+    w.u8(WIRE_VERSION).u8(int(msg.TYPE)).raw(msg.session_id).u32(msg.sender).u32(msg.recipient)
     if isinstance(msg, AdvertiseKey):
         if len(msg.public_key) != _PUBLIC_KEY_BYTES:
             raise ParameterError("public key must be 32 bytes")
@@ -197,7 +203,7 @@ def decode(data: bytes | bytearray | memoryview) -> Message:
         t = MessageType(r.u8())
     except ValueError:
         raise DecodeError("unknown message type") from None
-    head: dict[str, Any] = {"session_id": r.raw(32), "sender": r.u32(), "receiver": r.u32()}
+    head: dict[str, Any] = {"session_id": r.raw(32), "sender": r.u32(), "recipient": r.u32()}
     msg: Message
     if t is MessageType.ADVERTISE_KEY:
         msg = AdvertiseKey(public_key=r.raw(_PUBLIC_KEY_BYTES), **head)

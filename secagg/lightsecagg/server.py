@@ -3,9 +3,10 @@
 
 Rules of this file:
 
-* One phase enum (:class:`ServerPhase`) and one transition table
-  (:data:`TRANSITIONS`): ``(phase, message type) -> handler``; each collecting
-  phase closes into the next by :data:`NEXT` (or ``ABORTED``).
+* The project's one phase enum (:class:`~secagg.phase.Phase`) and one transition
+  table (:data:`TRANSITIONS`): ``(phase, message type) -> handler``; each collecting
+  phase (``ADVERTISE_KEYS``, ``SHARE_KEYS``, ``MASKED_INPUT``, ``UNMASKING``)
+  closes into the next by :data:`NEXT` (or ``ABORTED``).
 * A client message is decoded, checked against the header, the phase and the
   round state, and only then recorded; anything wrong raises a typed error and
   changes nothing (one bad client never aborts the round).
@@ -19,7 +20,6 @@ Rules of this file:
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -35,9 +35,10 @@ from secagg.lightsecagg import _derive as dv
 from secagg.lightsecagg import messages as m
 from secagg.lightsecagg.config import LightSecAggConfig
 from secagg.lightsecagg.field import Elements, P, matmul
+from secagg.phase import Phase
 from secagg.primitives.kex import check_contributory
 
-__all__ = ["NEXT", "TRANSITIONS", "Server", "ServerPhase", "decode_aggregate_mask"]
+__all__ = ["NEXT", "TRANSITIONS", "Server", "decode_aggregate_mask"]
 
 _P64 = np.uint64(P)
 Outgoing = list[tuple[int, m.Message]]
@@ -46,30 +47,20 @@ MapFn = Callable[[Callable[[Any], Any], Iterable[Any]], Iterable[Any]]
 _DECODE_COLUMNS = 1 << 15
 
 
-class ServerPhase(enum.Enum):
-    COLLECT_KEYS = "collect-keys"
-    COLLECT_SHARES = "collect-shares"
-    COLLECT_MASKED = "collect-masked"
-    COLLECT_UNMASK = "collect-unmask"
-    FINALIZING = "finalizing"
-    COMPLETED = "completed"
-    ABORTED = "aborted"
-
-
-_S = ServerPhase
+_S = Phase
 _T = m.MessageType
-TRANSITIONS: dict[tuple[ServerPhase, m.MessageType], str] = {
-    (_S.COLLECT_KEYS, _T.ADVERTISE_KEY): "_on_key",
-    (_S.COLLECT_SHARES, _T.CODED_SHARES): "_on_shares",
-    (_S.COLLECT_MASKED, _T.MASKED_INPUT): "_on_masked",
-    (_S.COLLECT_UNMASK, _T.UNMASK_RESPONSE): "_on_unmask",
+TRANSITIONS: dict[tuple[Phase, m.MessageType], str] = {
+    (_S.ADVERTISE_KEYS, _T.ADVERTISE_KEY): "_on_key",
+    (_S.SHARE_KEYS, _T.CODED_SHARES): "_on_shares",
+    (_S.MASKED_INPUT, _T.MASKED_INPUT): "_on_masked",
+    (_S.UNMASKING, _T.UNMASK_RESPONSE): "_on_unmask",
 }
 #: A collecting phase closes (with at least ``U`` survivors) into the next phase.
-NEXT: dict[ServerPhase, ServerPhase] = {
-    _S.COLLECT_KEYS: _S.COLLECT_SHARES,
-    _S.COLLECT_SHARES: _S.COLLECT_MASKED,
-    _S.COLLECT_MASKED: _S.COLLECT_UNMASK,
-    _S.COLLECT_UNMASK: _S.FINALIZING,
+NEXT: dict[Phase, Phase] = {
+    _S.ADVERTISE_KEYS: _S.SHARE_KEYS,
+    _S.SHARE_KEYS: _S.MASKED_INPUT,
+    _S.MASKED_INPUT: _S.UNMASKING,
+    _S.UNMASKING: _S.FINALIZING,
 }
 
 
@@ -92,7 +83,7 @@ class Server:
         if not isinstance(config, LightSecAggConfig):
             raise LocalProtocolError("config must be a LightSecAggConfig")
         self.config = config
-        self._phase = ServerPhase.COLLECT_KEYS
+        self._phase = Phase.ADVERTISE_KEYS
         self._expected: set[int] = set(config.clients)
         self._keys: dict[int, bytes] = {}
         self._u1: tuple[int, ...] = ()
@@ -110,12 +101,18 @@ class Server:
     # -- state ---------------------------------------------------------------------
 
     @property
-    def phase(self) -> ServerPhase:
+    def phase(self) -> Phase:
         return self._phase
 
     @property
+    def collecting(self) -> Phase | None:
+        """The phase whose client messages the server waits for (``None`` in
+        FINALIZING, COMPLETED and ABORTED)."""
+        return self._phase if self._phase in NEXT else None
+
+    @property
     def aborted(self) -> bool:
-        return self._phase is ServerPhase.ABORTED
+        return self._phase is Phase.ABORTED
 
     @property
     def result(self) -> np.ndarray[Any, Any] | None:
@@ -159,7 +156,7 @@ class Server:
         cfg = self.config
         if msg.session_id != cfg.session_id:
             raise DecodeError("message from another session")
-        if msg.sender != sender or msg.receiver != m.SERVER:
+        if msg.sender != sender or msg.recipient != m.SERVER:
             raise DecodeError("header does not match the transport sender")
         name = TRANSITIONS.get((self._phase, msg.TYPE))
         if name is None:
@@ -225,11 +222,11 @@ class Server:
         cfg = self.config
         sid = cfg.session_id
         phase = self._phase
-        if phase is _S.COLLECT_KEYS:
+        if phase is _S.ADVERTISE_KEYS:
             got = tuple(sorted(self._keys))
-        elif phase is _S.COLLECT_SHARES:
+        elif phase is _S.SHARE_KEYS:
             got = tuple(sorted(self._shares_senders))
-        elif phase is _S.COLLECT_MASKED:
+        elif phase is _S.MASKED_INPUT:
             got = tuple(sorted(self._masked))
         else:
             got = tuple(sorted(self._responded))
@@ -237,37 +234,37 @@ class Server:
             return self._abort(f"{len(got)} clients answered in {phase.value} < U = "
                                f"{cfg.target}", got)
         out: Outgoing = []
-        if phase is _S.COLLECT_KEYS:
+        if phase is _S.ADVERTISE_KEYS:
             self._u1 = got
             keys = tuple((u, self._keys[u]) for u in got)
-            out = [(u, m.KeysBroadcast(session_id=sid, sender=m.SERVER, receiver=u, keys=keys))
+            out = [(u, m.KeysBroadcast(session_id=sid, sender=m.SERVER, recipient=u, keys=keys))
                    for u in got]
-        elif phase is _S.COLLECT_SHARES:
+        elif phase is _S.SHARE_KEYS:
             self._u2 = got
             u2 = set(got)
             for u in got:
                 boxes = self._boxes_to.pop(u, {})
                 fwd = tuple((v, boxes[v]) for v in sorted(boxes) if v in u2)
-                out.append((u, m.SharesForward(session_id=sid, sender=m.SERVER, receiver=u,
+                out.append((u, m.SharesForward(session_id=sid, sender=m.SERVER, recipient=u,
                                                boxes=fwd)))
             self._boxes_to = {}
-        elif phase is _S.COLLECT_MASKED:
+        elif phase is _S.MASKED_INPUT:
             self._u3 = got
-            out = [(u, m.UnmaskRequest(session_id=sid, sender=m.SERVER, receiver=u,
+            out = [(u, m.UnmaskRequest(session_id=sid, sender=m.SERVER, recipient=u,
                                        survivors=got)) for u in got]
         self._phase = NEXT[phase]
-        self._expected = set(got) if phase is not _S.COLLECT_UNMASK else set()
+        self._expected = set(got) if phase is not _S.UNMASKING else set()
         return out
 
     def _abort(self, reason: str, notify: Iterable[int]) -> Outgoing:
-        self._phase = ServerPhase.ABORTED
+        self._phase = Phase.ABORTED
         self.abort_reason = reason
         self._sum = None
         self._responses = {}
         self._boxes_to = {}
         self._expected = set()
         sid = self.config.session_id
-        return [(u, m.Abort(session_id=sid, sender=m.SERVER, receiver=u, reason=reason))
+        return [(u, m.Abort(session_id=sid, sender=m.SERVER, recipient=u, reason=reason))
                 for u in notify]
 
     # -- the one-shot decode ---------------------------------------------------------
@@ -290,7 +287,7 @@ class Server:
         LocalProtocolError
             Outside the FINALIZING phase.
         """
-        if self._phase is not ServerPhase.FINALIZING:
+        if self._phase is not Phase.FINALIZING:
             raise LocalProtocolError(f"finalize() in phase {self._phase.value}")
         cfg = self.config
         zsum = decode_aggregate_mask(cfg, self._responses, map_fn)
@@ -304,7 +301,7 @@ class Server:
             return None
         res: np.ndarray[Any, Any] = (total & np.uint64((1 << cfg.bits) - 1)).astype(np.uint32)
         self._result = res
-        self._phase = ServerPhase.COMPLETED
+        self._phase = Phase.COMPLETED
         return res
 
 

@@ -108,7 +108,7 @@ def view_digest(*, session_id: bytes, client: int, senders: Iterable[int]) -> by
 
     ``SHA-256(encode_info("masked-input-view", session_id, (u, IDS(S_u))))`` where
     ``S_u`` are the senders of the share boxes ``u`` accepted, i.e. exactly the
-    neighbours whose pairwise masks are in ``y_u``.
+    neighbors whose pairwise masks are in ``y_u``.
     """
     h = hashes.Hash(hashes.SHA256())
     h.update(encode_info("masked-input-view", session_id, (client, ids_bytes(senders))))

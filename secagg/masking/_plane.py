@@ -1,6 +1,6 @@
 """The key-and-share plane of a SecAgg round, batched per round.
 
-Everything a party pays *per neighbour* or *per share* — the pairwise X25519
+Everything a party pays *per neighbor* or *per share* — the pairwise X25519
 agreements and HKDF derivations, the AEAD share boxes, the Shamir shares, the
 server's reconstructions and its per-dropped-client seeds — in loops that build
 their labels once per round and then append only the per-peer fields.  Every

@@ -30,8 +30,8 @@ class AbortReason(enum.IntEnum):
     # -- client ----------------------------------------------------------------------
     SERVER_ABORTED = 32  #: the server sent Abort
     UNEXPECTED_MESSAGE = 33  #: a server message that does not fit the phase
-    NOT_A_NEIGHBOUR = 34  #: a key entry or box from outside N(u) ∩ U1
-    TOO_FEW_NEIGHBOURS = 35  #: fewer than t entries, boxes or surviving neighbours
+    NOT_A_NEIGHBOR = 34  #: a key entry or box from outside N(u) ∩ U1
+    TOO_FEW_NEIGHBORS = 35  #: fewer than t entries, boxes or surviving neighbors
     DUPLICATE_KEY = 36  #: a public key repeated in KeysBroadcast
     BAD_SIGNATURE = 37  #: a signature that does not verify, or one where none belongs
     BAD_SHARE_BOX = 38  #: a share box that does not open or names other parties

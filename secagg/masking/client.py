@@ -2,7 +2,7 @@
 
 Rules of this file (h11 style):
 
-* The round's one phase enum (:class:`~secagg.masking.phase.Phase`) and one
+* The project's one phase enum (:class:`~secagg.phase.Phase`) and one
   transition table per security mode (:data:`TRANSITIONS`):
   ``(phase, message type) -> (handler, next phase)``.  A server message whose type
   is not in the table for the current phase is a protocol violation: the client
@@ -38,7 +38,7 @@ from secagg.masking import _plane
 from secagg.masking import messages as m
 from secagg.masking.abort import AbortReason, Violation
 from secagg.masking.config import ProtocolKind, RoundConfig, SecurityMode
-from secagg.masking.graph import neighbours
+from secagg.masking.graph import neighbors
 from secagg.masking.phase import CLIENT_TRANSITIONS, TERMINAL, Kind, Phase, Transition
 from secagg.masking.policy import ClientPolicy
 from secagg.primitives import shamir
@@ -48,27 +48,10 @@ from secagg.primitives.kex import KeyPair
 from secagg.primitives.prg import CHUNK_ELEMENTS, UIntArray, apply_masks
 from secagg.primitives.rand import RandomSource, SystemRandom
 
-__all__ = ["TRANSITIONS", "Client", "ClientPhase"]
+__all__ = ["TRANSITIONS", "Client"]
 
 #: The client's transition table: mode -> (phase, message type) -> handler, next phase.
 TRANSITIONS: Mapping[Kind, Mapping[tuple[Phase, m.MessageType], Transition]] = CLIENT_TRANSITIONS
-
-
-class ClientPhase:
-    """Deprecated spellings of :class:`~secagg.masking.phase.Phase` for the client.
-
-    Kept only until the runtime and simulations switch to ``Phase``; new code uses
-    ``Phase``.  (``AWAIT_UNMASKING`` has no single equivalent: a client waits for the
-    UnmaskingRequest in MASKED_INPUT in semi-honest mode and in CONSISTENCY_CHECK in
-    malicious mode.)
-    """
-
-    INIT = Phase.INIT
-    AWAIT_KEYS = Phase.ADVERTISE_KEYS
-    AWAIT_BOXES = Phase.SHARE_KEYS
-    AWAIT_CONSISTENCY = Phase.MASKED_INPUT
-    COMPLETED = Phase.COMPLETED
-    ABORTED = Phase.ABORTED
 
 
 @lru_cache(maxsize=8)
@@ -109,7 +92,7 @@ class Client:
     --------------
     The client reveals, per peer, at most one share (of ``b_v`` or of ``s_v^SK``),
     answers at most one UnmaskingRequest, and never unmasks when fewer than ``t``
-    survivors (or fewer than ``t`` surviving neighbours) are claimed.
+    survivors (or fewer than ``t`` surviving neighbors) are claimed.
     """
 
     def __init__(
@@ -153,8 +136,8 @@ class Client:
         self._rng: RandomSource = rng if rng is not None else SystemRandom()
         self._identity = identity_key
         # SecAgg+: known once the graph-seed reveals of U1 arrive with the KeysBroadcast
-        self._neighbours: frozenset[int] = (
-            neighbours(config, client_id) if config.protocol is ProtocolKind.SECAGG else frozenset()
+        self._neighbors: frozenset[int] = (
+            neighbors(config, client_id) if config.protocol is ProtocolKind.SECAGG else frozenset()
         )
         self._seed_view: dict[int, bytes] = {}  # U1 -> seed commitment (SecAgg+)
         self._seed_digest = b""
@@ -195,9 +178,9 @@ class Client:
         return self._abort_code
 
     @property
-    def neighbours(self) -> frozenset[int]:
+    def neighbors(self) -> frozenset[int]:
         """``N(u)``; in SecAgg+ empty until the KeysBroadcast fixed the graph."""
-        return self._neighbours
+        return self._neighbors
 
     # -- driving ---------------------------------------------------------------
 
@@ -384,7 +367,7 @@ class Client:
             raise Violation(AbortReason.BAD_SEED, "seed request without my seed commitment")
         if len(view) < cfg.threshold + 1:
             raise Violation(
-                AbortReason.TOO_FEW_NEIGHBOURS,
+                AbortReason.TOO_FEW_NEIGHBORS,
                 f"only {len(view)} clients in U1; threshold is {cfg.threshold}",
             )
         digest = cm.seed_view_digest(session_id=cfg.session_id, entries=msg.commitments)
@@ -408,7 +391,7 @@ class Client:
         return [reply]
 
     def _graph_from_reveals(self, reveals: tuple[m.Reveal, ...]) -> frozenset[int]:
-        """SecAgg+: check every reveal of U1 against the view I signed; my neighbours."""
+        """SecAgg+: check every reveal of U1 against the view I signed; my neighbors."""
         cfg = self._config
         if [x.owner for x in reveals] != sorted(self._seed_view):
             raise Violation(AbortReason.BAD_SEED, "reveals do not cover exactly U1")
@@ -434,7 +417,7 @@ class Client:
             view=self._seed_digest,
             reveals=[(x.owner, x.reveal) for x in reveals],
         )
-        return neighbours(cfg, self._id, seed=key)
+        return neighbors(cfg, self._id, seed=key)
 
     def _on_keys(self, msg: m.Message) -> list[m.Message]:
         assert isinstance(msg, m.KeysBroadcast)
@@ -445,16 +428,16 @@ class Client:
         elif msg.reveals:
             raise Violation(AbortReason.BAD_SEED, "graph-seed reveals in a complete-graph round")
         else:
-            nbrs = self._neighbours
+            nbrs = self._neighbors
         owners = [e.owner for e in msg.entries]
         if not set(owners) <= nbrs:
             raise Violation(
-                AbortReason.NOT_A_NEIGHBOUR, "KeysBroadcast lists a client that is not my neighbour"
+                AbortReason.NOT_A_NEIGHBOR, "KeysBroadcast lists a client that is not my neighbor"
             )
         if len(owners) < cfg.threshold:
             raise Violation(
-                AbortReason.TOO_FEW_NEIGHBOURS,
-                f"only {len(owners)} neighbours advertised keys; threshold is {cfg.threshold}",
+                AbortReason.TOO_FEW_NEIGHBORS,
+                f"only {len(owners)} neighbors advertised keys; threshold is {cfg.threshold}",
             )
         if cfg.protocol is ProtocolKind.SECAGG_PLUS and any(
             e.seed_commitment != self._seed_view.get(e.owner) for e in msg.entries
@@ -503,7 +486,7 @@ class Client:
         )
         self._peers = {e.owner: e for e in msg.entries}
         self._share_keys = share_keys
-        self._neighbours = nbrs
+        self._neighbors = nbrs
         return [reply]
 
     def _on_boxes(self, msg: m.Message) -> list[m.Message]:
@@ -513,13 +496,13 @@ class Client:
         senders = [v for v, _ in msg.boxes]
         if not set(senders) <= set(self._peers):
             raise Violation(
-                AbortReason.NOT_A_NEIGHBOUR,
+                AbortReason.NOT_A_NEIGHBOR,
                 "share box from a client that did not advertise keys to me",
             )
         if len(senders) < cfg.threshold:
             raise Violation(
-                AbortReason.TOO_FEW_NEIGHBOURS,
-                f"only {len(senders)} neighbours shared keys; threshold is {cfg.threshold}",
+                AbortReason.TOO_FEW_NEIGHBORS,
+                f"only {len(senders)} neighbors shared keys; threshold is {cfg.threshold}",
             )
         lab = _plane.labels(cfg.session_id)
         held = _plane.open_share_boxes(self._id, msg.boxes, self._share_keys, lab)
@@ -561,11 +544,11 @@ class Client:
                 f"only {len(survivors)} survivors; threshold is {cfg.threshold}; "
                 "refusing to unmask",
             )
-        near = len(self._neighbours.intersection(survivors))
+        near = len(self._neighbors.intersection(survivors))
         if near < cfg.threshold:
             raise Violation(
-                AbortReason.TOO_FEW_NEIGHBOURS,
-                f"only {near} surviving neighbours; threshold is {cfg.threshold}; "
+                AbortReason.TOO_FEW_NEIGHBORS,
+                f"only {near} surviving neighbors; threshold is {cfg.threshold}; "
                 "refusing to unmask",
             )
 

@@ -40,7 +40,7 @@ MAX_CLIENT_ID = 2**32 - 1
 
 
 class ProtocolKind(enum.Enum):
-    """Which neighbour graph the round uses."""
+    """Which neighbor graph the round uses."""
 
     SECAGG = "secagg"  #: complete graph (Bonawitz et al. 2017)
     SECAGG_PLUS = "secagg+"  #: k-regular Harary graph (Bell et al. 2020)
@@ -113,7 +113,7 @@ class RoundConfig:
 
     Security notes
     --------------
-    ``t`` below 2 gives no protection against a single curious neighbour and is
+    ``t`` below 2 gives no protection against a single curious neighbor and is
     refused unless ``n = 2``; malicious mode requires ``t > k/2``.
     """
 
@@ -165,7 +165,7 @@ class RoundConfig:
         if isinstance(t, bool) or not isinstance(t, int) or not 1 <= t <= k:
             raise ParameterError(f"threshold must satisfy 1 <= t <= k (t={t}, k={k})")
         if t < 2 and n > 2:
-            raise ParameterError("threshold 1 lets any single neighbour unmask a client")
+            raise ParameterError("threshold 1 lets any single neighbor unmask a client")
         keys = dict(self.identity_keys)
         if len(keys) != len(self.identity_keys):
             raise ParameterError("duplicate identity keys")

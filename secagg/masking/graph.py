@@ -1,4 +1,4 @@
-"""Neighbour graphs: complete (SecAgg) and Harary ``H(k, n)`` over a verifiable
+"""Neighbor graphs: complete (SecAgg) and Harary ``H(k, n)`` over a verifiable
 permutation (SecAgg+).  Definition: ``protocols/secagg.md`` §2.
 
 In protocol v2 the permutation key of a SecAgg+ round is the graph key derived from
@@ -20,7 +20,7 @@ from secagg.masking.config import ProtocolKind, RoundConfig
 from secagg.primitives.kdf import derive
 from secagg.primitives.prg import expand
 
-__all__ = ["all_neighbours", "neighbours", "permutation"]
+__all__ = ["all_neighbors", "neighbors", "permutation"]
 
 _PERM_PURPOSE = "harary-permutation"
 
@@ -74,7 +74,7 @@ def _harary_positions(pos: int, n: int, k: int) -> set[int]:
     return out
 
 
-def neighbours(config: RoundConfig, client: int, *, seed: bytes | None = None) -> frozenset[int]:
+def neighbors(config: RoundConfig, client: int, *, seed: bytes | None = None) -> frozenset[int]:
     """``N(client)``: the ids ``client`` exchanges masks and shares with."""
     if config.protocol is ProtocolKind.SECAGG or config.degree >= config.n - 1:
         if client not in config.clients:
@@ -96,7 +96,7 @@ def neighbours(config: RoundConfig, client: int, *, seed: bytes | None = None) -
     )
 
 
-def all_neighbours(config: RoundConfig, *, seed: bytes | None = None) -> dict[int, frozenset[int]]:
+def all_neighbors(config: RoundConfig, *, seed: bytes | None = None) -> dict[int, frozenset[int]]:
     """``N(u)`` for every registered client (symmetric)."""
     key = config.graph_seed if seed is None else seed
     return dict(_all(config.protocol, config.session_id, key, config.clients, config.degree))

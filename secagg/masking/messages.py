@@ -171,7 +171,9 @@ def _check_sorted_ids(ids: Sequence[int], what: str) -> None:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Message:
-    """Header fields shared by every message."""
+    """Header fields shared by every message: the session, who sends it and who
+    receives it (party ``0`` is the server), so a transport routes it without
+    looking further; :meth:`to_bytes` gives its wire form."""
 
     TYPE: ClassVar[MessageType]
     ROUND: ClassVar[int]
@@ -187,6 +189,10 @@ class Message:
         if (self.sender == SERVER_ID) == (self.recipient == SERVER_ID):
             raise ParameterError("exactly one of sender and recipient is the server (0)")
         self._validate()
+
+    def to_bytes(self) -> bytes:
+        """The wire bytes of this message (:func:`encode`)."""
+        return encode(self)
 
     def _validate(self) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -239,7 +245,7 @@ def _read_keys(r: Reader) -> tuple[bytes, bytes, bytes, bytes, bytes]:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class KeyEntry:
-    """One neighbour's advertised keys, as forwarded by the server."""
+    """One neighbor's advertised keys, as forwarded by the server."""
 
     owner: int
     c_pk: bytes

@@ -1,9 +1,9 @@
-"""Choose the SecAgg+ neighbourhood size ``k`` and Shamir threshold ``t``.
+"""Choose the SecAgg+ neighborhood size ``k`` and Shamir threshold ``t``.
 
 SecAgg+ (Bell et al., CCS 2020) replaces SecAgg's complete graph by a ``k``-regular
 Harary graph ``H(k, n)`` laid over a uniformly random permutation of the ``n``
 client ids; every client Shamir-shares its secrets ``t``-of-``k`` among its ``k``
-neighbours.  This module finds the smallest even ``k`` (and, for it, the smallest
+neighbors.  This module finds the smallest even ``k`` (and, for it, the smallest
 admissible ``t``) such that, when at most ``A = floor(alpha * n)`` clients are
 corrupt and at most ``D = floor(delta * n)`` drop out:
 
@@ -17,18 +17,18 @@ corrupt and at most ``D = floor(delta * n)`` drop out:
      dropped, ``B = A + D`` nodes); there are ``n (n - k - 1) / 2`` such pairs and
      each is all-bad with probability ``B^(k) / n^(k)`` (falling factorials).
      Union bound: ``P_disc <= n (n-k-1)/2 * B^(k) / n^(k)``.
-  2. *share leak* — the corrupt neighbours of some honest client hold enough
-     shares to reconstruct its secrets.  The neighbours of an honest client are a
+  2. *share leak* — the corrupt neighbors of some honest client hold enough
+     shares to reconstruct its secrets.  The neighbors of an honest client are a
      uniform ``k``-subset of the other ``n - 1`` clients, so the number ``X`` of
-     corrupt neighbours is hypergeometric ``Hyp(N=n-1, K=A, k)``.  Semi-honest:
+     corrupt neighbors is hypergeometric ``Hyp(N=n-1, K=A, k)``.  Semi-honest:
      leak iff ``X >= t``.  Malicious (the server may tell different honest
-     neighbours different dropout sets and collect shares of both the self-mask
+     neighbors different dropout sets and collect shares of both the self-mask
      seed and the key): leak iff ``X >= 2t - k``.  Union bound over the
      ``n - A`` honest clients.
 
 * **correctness** fails with probability ``<= 2^-correctness_bits``: some client
-  has fewer than ``t`` surviving neighbours, so its secret cannot be rebuilt.  The
-  number ``S`` of surviving neighbours is (worst case) ``Hyp(N=n-1, K=n-1-D, k)``;
+  has fewer than ``t`` surviving neighbors, so its secret cannot be rebuilt.  The
+  number ``S`` of surviving neighbors is (worst case) ``Hyp(N=n-1, K=n-1-D, k)``;
   failure iff ``S < t``; union bound over all ``n`` clients.
 
 If no even ``k < n - 1`` works, the finder falls back to the complete graph
@@ -64,7 +64,7 @@ from secagg.errors import ParameterError
 # value means the same thing everywhere.  SEMI_HONEST: the server and corrupt
 # clients follow the protocol but pool what they see.  MALICIOUS: the server may
 # also lie about who dropped (the production finder's "semi-malicious" server),
-# which raises the threshold to t > (k + corrupt neighbours) / 2.
+# which raises the threshold to t > (k + corrupt neighbors) / 2.
 from secagg.masking.config import SecurityMode as ThreatModel
 
 __all__ = [
@@ -94,16 +94,16 @@ _LN2 = math.log(2.0)
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class GraphParameters:
-    """The neighbourhood size and threshold chosen for one round.
+    """The neighborhood size and threshold chosen for one round.
 
     Parameters
     ----------
     n:
         Number of clients in the round.
     k:
-        Neighbours per client (``n - 1`` for the complete graph).
+        Neighbors per client (``n - 1`` for the complete graph).
     t:
-        Shamir threshold: ``t`` of a client's ``k`` neighbours rebuild its secrets.
+        Shamir threshold: ``t`` of a client's ``k`` neighbors rebuild its secrets.
     mode:
         Threat model the parameters were chosen for.
     log2_security_failure:
@@ -373,7 +373,7 @@ def choose_parameters(
         raise ParameterError(
             f"corrupt_fraction + 2 * dropout_fraction = {float(alpha + 2 * delta):g} > "
             f"{float(MAX_BAD_FRACTION):g}: against a malicious server the threshold must "
-            "exceed (k + corrupt neighbours) / 2 yet stay <= surviving neighbours"
+            "exceed (k + corrupt neighbors) / 2 yet stay <= surviving neighbors"
         )
     return _choose(n, alpha, delta, sigma, eta, mode)
 
@@ -430,7 +430,7 @@ def _check_degree(
 ) -> tuple[int, float, float] | None:
     """Smallest admissible ``t`` for degree ``k`` and its log2 bounds, or ``None``."""
     population = n - 1
-    # Corrupt neighbours X ~ Hyp(n-1, A, k): log2 of (n - A) * P[X >= lo + i].
+    # Corrupt neighbors X ~ Hyp(n-1, A, k): log2 of (n - A) * P[X >= lo + i].
     lo_x, lp_x = _hypergeom_log_pmf(population, corrupt, k)
     sf_x = np.logaddexp.accumulate(lp_x[::-1])[::-1] / _LN2 + log2_honest
     ok = np.flatnonzero(sf_x <= sec_event)
@@ -438,10 +438,10 @@ def _check_degree(
     x0 = lo_x + int(ok[0]) if ok.size else lo_x + lp_x.size
     # semi-honest: leak iff X >= t -> t = x0; malicious: leak iff X >= 2t - k
     t = x0 if mode is ThreatModel.SEMI_HONEST else -((x0 + k) // -2)
-    t = max(t, 2)  # t = 1 hands the secret to every neighbour; never use it
+    t = max(t, 2)  # t = 1 hands the secret to every neighbor; never use it
     if t > k:
         return None
-    # Surviving neighbours S ~ Hyp(n-1, n-1-D, k): log2 of n * P[S <= t - 1].
+    # Surviving neighbors S ~ Hyp(n-1, n-1-D, k): log2 of n * P[S <= t - 1].
     lo_s, lp_s = _hypergeom_log_pmf(population, population - dropouts, k)
     i = t - 1 - lo_s
     log2_fail = -math.inf if i < 0 else float(np.logaddexp.reduce(lp_s[: i + 1])) / _LN2 + log2_n
@@ -460,7 +460,7 @@ def _check_degree(
 
 def _complete_graph(n: int, corrupt: int, dropouts: int, mode: ThreatModel) -> GraphParameters:
     k = n - 1
-    # deterministic: corrupt neighbours <= A, surviving neighbours >= n - 1 - D
+    # deterministic: corrupt neighbors <= A, surviving neighbors >= n - 1 - D
     t = corrupt + 1 if mode is ThreatModel.SEMI_HONEST else (corrupt + k) // 2 + 1
     t = max(t, min(2, k))
     survivors = n - 1 - dropouts
@@ -469,7 +469,7 @@ def _complete_graph(n: int, corrupt: int, dropouts: int, mode: ThreatModel) -> G
         raise ParameterError(
             f"no threshold works for n={n}, {corrupt} corrupt and {dropouts} dropped "
             f"clients ({mode.value}): even the complete graph needs {need} "
-            f"(t >= {t}) and t <= surviving neighbours ({survivors}); "
+            f"(t >= {t}) and t <= surviving neighbors ({survivors}); "
             "lower the fractions or add clients"
         )
     return GraphParameters(

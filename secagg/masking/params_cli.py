@@ -1,4 +1,4 @@
-"""``secagg params``: print the SecAgg+ neighbourhood size ``k`` and threshold ``t``.
+"""``secagg params``: print the SecAgg+ neighborhood size ``k`` and threshold ``t``.
 
 Example::
 

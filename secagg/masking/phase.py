@@ -1,15 +1,9 @@
-"""The one phase vocabulary of a SecAgg / SecAgg+ round, its state graph as data,
-and the abort reasons.
+"""The state graph of a SecAgg / SecAgg+ round as data, and the abort reasons.
 
 Rules of this file:
 
-* :class:`Phase` names the round's phases once, for the client, the server and
-  everything that drives or reports them (runtime, simulations, CLI, JSON use
-  ``Phase.value``).  A party is *in* phase ``P`` while round ``P`` is open for it:
-  the client from the moment it may send that round's message until the server's
-  message that closes the round arrives; the server while it collects that round's
-  messages.  ``INIT`` (a client that has not started) and ``FINALIZING`` (a server
-  with the masks ready to remove) belong to one party each.
+* The phases are the project's one :class:`~secagg.phase.Phase` (re-exported
+  here); this file only says how a SecAgg / SecAgg+ round moves through them.
 * :data:`CLIENT_TRANSITIONS` and :data:`SERVER_TRANSITIONS` map ``(phase, message
   type)`` to the handler *and* the next phase, per security mode;
   :data:`SERVER_CLOSES` maps a phase to what closes it and the phase after it.  A
@@ -25,7 +19,6 @@ Normative description: ``protocols/secagg.md`` §4–5.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -33,6 +26,7 @@ from types import MappingProxyType
 from secagg.masking.abort import AbortReason
 from secagg.masking.config import ProtocolKind, SecurityMode
 from secagg.masking.messages import MessageType
+from secagg.phase import TERMINAL, Phase
 
 __all__ = [
     "CLIENT_TRANSITIONS",
@@ -46,38 +40,6 @@ __all__ = [
     "Phase",
     "Transition",
 ]
-
-
-class Phase(enum.Enum):
-    """The phases of one round (client and server)."""
-
-    INIT = "init"  #: client only: nothing sent yet
-    ADVERTISE_KEYS = "advertise-keys"  #: round 0
-    GRAPH_SEED = "graph-seed"  #: round 0, second step (SecAgg+): seed commit-reveal
-    SHARE_KEYS = "share-keys"  #: round 1
-    MASKED_INPUT = "masked-input"  #: round 2
-    CONSISTENCY_CHECK = "consistency-check"  #: round 3 (malicious mode only)
-    UNMASKING = "unmasking"  #: round 4 (server; a client answers and completes)
-    FINALIZING = "finalizing"  #: server only: secrets rebuilt, mask jobs ready
-    COMPLETED = "completed"  #: terminal
-    ABORTED = "aborted"  #: terminal; nothing more is sent
-
-    @property
-    def round(self) -> int | None:
-        """The protocol round (0–4) of this phase, ``None`` outside a round."""
-        return _ROUND.get(self)
-
-
-_ROUND = {
-    Phase.ADVERTISE_KEYS: 0,
-    Phase.GRAPH_SEED: 0,
-    Phase.SHARE_KEYS: 1,
-    Phase.MASKED_INPUT: 2,
-    Phase.CONSISTENCY_CHECK: 3,
-    Phase.UNMASKING: 4,
-}
-
-TERMINAL = frozenset({Phase.COMPLETED, Phase.ABORTED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,9 +80,9 @@ def _client_table(kind: Kind) -> Mapping[tuple[Phase, MessageType], Transition]:
     table[(Phase.SHARE_KEYS, _T.MASKED_INPUT_REQUEST)] = Transition("_on_boxes", Phase.MASKED_INPUT)
     if malicious:
         table[(Phase.MASKED_INPUT, _T.CONSISTENCY_REQUEST)] = Transition(
-            "_on_consistency", Phase.CONSISTENCY_CHECK
+            "_on_consistency", Phase.CONSISTENCY
         )
-        table[(Phase.CONSISTENCY_CHECK, _T.UNMASKING_REQUEST)] = Transition(
+        table[(Phase.CONSISTENCY, _T.UNMASKING_REQUEST)] = Transition(
             "_on_unmasking", Phase.COMPLETED
         )
     else:
@@ -131,7 +93,7 @@ def _client_table(kind: Kind) -> Mapping[tuple[Phase, MessageType], Transition]:
     if protocol is ProtocolKind.SECAGG_PLUS:
         open_phases.append(Phase.GRAPH_SEED)
     if malicious:
-        open_phases.append(Phase.CONSISTENCY_CHECK)
+        open_phases.append(Phase.CONSISTENCY)
     for p in open_phases:
         table[(p, _T.ABORT)] = Transition("_on_abort", Phase.ABORTED)
     return MappingProxyType(table)
@@ -148,8 +110,8 @@ def _server_table(kind: Kind) -> Mapping[tuple[Phase, MessageType], Transition]:
         (Phase.UNMASKING, _T.UNMASKING_RESPONSE): Transition("_on_unmasking", Phase.UNMASKING),
     }
     if mode is SecurityMode.MALICIOUS:
-        table[(Phase.CONSISTENCY_CHECK, _T.CONSISTENCY_SIGNATURE)] = Transition(
-            "_on_signature", Phase.CONSISTENCY_CHECK
+        table[(Phase.CONSISTENCY, _T.CONSISTENCY_SIGNATURE)] = Transition(
+            "_on_signature", Phase.CONSISTENCY
         )
     if protocol is ProtocolKind.SECAGG_PLUS:
         table[(Phase.GRAPH_SEED, _T.SEED_REVEAL)] = Transition("_on_seed_reveal", Phase.GRAPH_SEED)
@@ -164,12 +126,12 @@ def _server_closes(kind: Kind) -> Mapping[Phase, Close]:
         Phase.ADVERTISE_KEYS: Close("_close_keys", Phase.GRAPH_SEED if plus else Phase.SHARE_KEYS),
         Phase.SHARE_KEYS: Close("_close_shares", Phase.MASKED_INPUT),
         Phase.MASKED_INPUT: Close(
-            "_close_masked", Phase.CONSISTENCY_CHECK if malicious else Phase.UNMASKING
+            "_close_masked", Phase.CONSISTENCY if malicious else Phase.UNMASKING
         ),
         Phase.UNMASKING: Close("_close_unmasking", Phase.FINALIZING),
     }
     if malicious:
-        table[Phase.CONSISTENCY_CHECK] = Close("_close_signatures", Phase.UNMASKING)
+        table[Phase.CONSISTENCY] = Close("_close_signatures", Phase.UNMASKING)
     if plus:
         table[Phase.GRAPH_SEED] = Close("_close_seed", Phase.SHARE_KEYS)
     return MappingProxyType(table)

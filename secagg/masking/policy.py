@@ -18,7 +18,7 @@ choosing them: with ``A = floor(alpha n)`` corrupt clients and
   nodes except with probability ``<= 2^-(sigma+1)``
   (:func:`~secagg.masking.params.log2_disconnection_probability`, for the even
   part of ``k``), and ``(n - A) * P[X >= x] <= 2^-(sigma+1)`` for
-  ``X ~ Hyp(n-1, A, k)`` corrupt neighbours, ``x = t`` (semi-honest) or
+  ``X ~ Hyp(n-1, A, k)`` corrupt neighbors, ``x = t`` (semi-honest) or
   ``x = 2t - k`` (malicious).
 
 So every ``(k, t)`` the finder chooses passes, and so does any other pair that is
@@ -51,7 +51,7 @@ class ClientPolicy:
     Parameters
     ----------
     protocols:
-        Neighbour graphs accepted (default: both).
+        Neighbor graphs accepted (default: both).
     security_modes:
         Threat models accepted (default: both; a client that needs protection
         against a lying server accepts ``{SecurityMode.MALICIOUS}`` only).
@@ -196,7 +196,7 @@ def _threshold_problem(
     dropouts = math.floor(delta * n)
     malicious = security is SecurityMode.MALICIOUS
     if n > 2 and t < 2:
-        return "threshold t < 2 hands a client's secrets to any single neighbour"
+        return "threshold t < 2 hands a client's secrets to any single neighbor"
     if k >= n - 1:
         if malicious and 2 * t <= k + corrupt:
             return f"complete graph, malicious server: needs 2t > k + {corrupt} corrupt"
@@ -213,5 +213,5 @@ def _threshold_problem(
     x = 2 * t - k if malicious else t
     leak = math.log2(n - corrupt) + log2_hypergeom_sf(n - 1, corrupt, k, x)
     if leak > target:
-        return "threshold t too small: corrupt neighbours may reach it"
+        return "threshold t too small: corrupt neighbors may reach it"
     return None

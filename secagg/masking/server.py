@@ -2,12 +2,12 @@
 
 Rules of this file:
 
-* The round's one phase enum (:class:`~secagg.masking.phase.Phase`) and, per
+* The project's one phase enum (:class:`~secagg.phase.Phase`) and, per
   security mode, one transition table (:data:`TRANSITIONS`, ``(phase, message
   type) -> handler``) plus one table of what closes each phase and which phase
   follows (:data:`DEADLINES`); both are data, read by :meth:`Server.handle` and
-  :meth:`Server.deadline_passed`.  :attr:`Server.collecting` says whom the
-  current phase still waits for.
+  :meth:`Server.deadline_passed`.  :attr:`Server.collecting` says which
+  phase's client messages it waits for, :attr:`Server.awaiting` from whom.
 * A client message that does not fit the phase, is a duplicate, comes from a
   client not in the current set, or fails validation raises
   :class:`RemoteProtocolError` (or :class:`DecodeError`) and changes nothing;
@@ -46,7 +46,7 @@ from secagg.masking import _plane
 from secagg.masking import messages as m
 from secagg.masking.abort import AbortReason
 from secagg.masking.config import ProtocolKind, RoundConfig, SecurityMode
-from secagg.masking.graph import all_neighbours
+from secagg.masking.graph import all_neighbors
 from secagg.masking.phase import (
     SERVER_CLOSES,
     SERVER_TRANSITIONS,
@@ -60,27 +60,10 @@ from secagg.primitives import sign as _sign
 from secagg.primitives.kex import KeyPair
 from secagg.primitives.prg import UIntArray, apply_masks, dtype_for_bits
 
-__all__ = ["DEADLINES", "TRANSITIONS", "UNMASK_RANGE_ELEMENTS", "Phase", "Server", "ServerPhase"]
+__all__ = ["DEADLINES", "TRANSITIONS", "UNMASK_RANGE_ELEMENTS", "Phase", "Server"]
 
 #: Elements per chunk range handed to the ``map`` function in :meth:`Server.finalize`.
 UNMASK_RANGE_ELEMENTS = 1 << 18
-
-
-class ServerPhase:
-    """Deprecated spellings of :class:`~secagg.masking.phase.Phase` for the server.
-
-    Kept only until the runtime and simulations switch to ``Phase``; new code uses
-    ``Phase``.
-    """
-
-    COLLECT_KEYS = Phase.ADVERTISE_KEYS
-    COLLECT_SHARES = Phase.SHARE_KEYS
-    COLLECT_MASKED = Phase.MASKED_INPUT
-    COLLECT_SIGNATURES = Phase.CONSISTENCY_CHECK
-    COLLECT_UNMASKING = Phase.UNMASKING
-    FINALIZING = Phase.FINALIZING
-    COMPLETED = Phase.COMPLETED
-    ABORTED = Phase.ABORTED
 
 
 #: mode -> (phase, message type) -> handler (the phase does not change on a message).
@@ -120,7 +103,7 @@ class Server:
         self._kind: Kind = (config.protocol, config.security)
         # SecAgg+: fixed when the graph-seed reveals of U1 are in (``_close_seed``)
         self._graph: dict[int, frozenset[int]] = (
-            all_neighbours(config) if config.protocol is ProtocolKind.SECAGG else {}
+            all_neighbors(config) if config.protocol is ProtocolKind.SECAGG else {}
         )
         self._seed_view: tuple[tuple[int, bytes], ...] = ()
         self._seed_digest = b""
@@ -173,14 +156,15 @@ class Server:
         return self._abort_code
 
     @property
-    def collecting(self) -> frozenset[int]:
-        """Client ids whose message the current phase still waits for (empty in
+    def collecting(self) -> Phase | None:
+        """The phase whose client messages the server waits for (``None`` in
         FINALIZING, COMPLETED and ABORTED)."""
-        return frozenset(self._expected)
+        return None if self._phase.round is None else self._phase
 
     @property
-    def expected(self) -> frozenset[int]:
-        """Deprecated name of :attr:`collecting`."""
+    def awaiting(self) -> frozenset[int]:
+        """Client ids whose message the current phase still waits for (empty in
+        FINALIZING, COMPLETED and ABORTED)."""
         return frozenset(self._expected)
 
     @property
@@ -345,13 +329,13 @@ class Server:
                 raise RemoteProtocolError("invalid advertise-keys signature") from None
         elif msg.signature:
             raise RemoteProtocolError("signature in a semi-honest round")
-        try:  # a low-order key would make every honest neighbour abort
+        try:  # a low-order key would make every honest neighbor abort
             kex.check_contributory(msg.c_pk)
             kex.check_contributory(msg.s_pk)
         except CryptoError:
             raise RemoteProtocolError("low-order public key") from None
         if msg.c_pk == msg.s_pk or msg.c_pk in self._seen_keys or msg.s_pk in self._seen_keys:
-            # a copied key would make honest neighbours abort; keep the copier out instead
+            # a copied key would make honest neighbors abort; keep the copier out instead
             raise RemoteProtocolError("public key already advertised")
         self._seen_keys.update((msg.c_pk, msg.s_pk))
         self._keys[sender] = msg
@@ -394,7 +378,7 @@ class Server:
             session_id=cfg.session_id, client=sender, senders=self._senders_to[sender]
         )
         if msg.view != want:
-            # u masked with other neighbours than the boxes it was sent: its y_u would
+            # u masked with other neighbors than the boxes it was sent: its y_u would
             # not cancel; refuse it (u becomes a dropout, its masks are rebuilt)
             raise RemoteProtocolError("masked input was made with another U2 view")
         # range already checked by the decoder / message constructor
@@ -522,7 +506,7 @@ class Server:
             view=self._seed_digest,
             reveals=[(x.owner, x.reveal) for x in reveals],
         )
-        self._graph = all_neighbours(cfg, seed=key)
+        self._graph = all_neighbors(cfg, seed=key)
         self._expected = set(u1)
         return self._send_keys(reveals)
 

@@ -39,7 +39,6 @@ from secagg.errors import (
 from secagg.masking import messages as m
 from secagg.masking.client import Client
 from secagg.masking.config import RoundConfig
-from secagg.masking.phase import Phase
 from secagg.net.framing import (
     HELLO_LIMIT,
     ConnectionLostError,
@@ -56,6 +55,7 @@ from secagg.net.framing import (
     read_frame,
 )
 from secagg.net.handshake import ConfigPolicy, decode_config
+from secagg.phase import Phase
 from secagg.primitives.prg import UIntArray
 from secagg.primitives.rand import RandomSource
 from secagg.primitives.sign import SigningKey

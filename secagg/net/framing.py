@@ -225,7 +225,7 @@ HEADER_BYTES = _SIZES.header
 def max_message_bytes(config: RoundConfig, kind: m.MessageType) -> int:
     """The largest encoded message of type ``kind`` in a round of ``config``.
 
-    ``n`` clients, at most ``k = config.degree`` neighbours, vectors of
+    ``n`` clients, at most ``k = config.degree`` neighbors, vectors of
     ``config.length`` elements packed at ``config.bits`` bits (wire version 2).
     """
     z, n, k = _SIZES, config.n, config.degree

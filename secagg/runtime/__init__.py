@@ -9,7 +9,7 @@
   their clients from;
 * :mod:`secagg.runtime.api` — :func:`secure_sum`, :func:`secure_sum_floats`,
   :func:`he_sum`, :func:`dp_secure_mean` on any engine;
-* :mod:`secagg.runtime.phases` — :class:`Phase`, the runtime's phase names;
+* :class:`Phase` — the project's one phase enum (:mod:`secagg.phase`), re-exported;
 * :mod:`secagg.runtime.schemes` — the client and server halves of every
   aggregation scheme (float update → protocol input → float aggregate).
 
@@ -17,6 +17,7 @@ Nothing here is imported by the protocol cores; ``secagg.sim`` (simulations,
 attacks, reports, CLI) sits on top of this package.
 """
 
+from secagg.phase import Phase
 from secagg.runtime.api import (
     ENGINES,
     DPAggregate,
@@ -39,7 +40,6 @@ from secagg.runtime.driver import (
     RoundDriver,
     RoundOutcome,
 )
-from secagg.runtime.phases import Phase
 from secagg.runtime.pool import ClientPool, InProcessPool, ProcessPool, Reply
 
 __all__ = [

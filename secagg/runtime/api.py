@@ -23,6 +23,7 @@ import numpy.typing as npt
 from secagg.encoding.quantize import QuantizationSpec
 from secagg.errors import AbortedError, ParameterError
 from secagg.masking.config import ProtocolKind, RoundConfig, SecurityMode
+from secagg.phase import Phase
 from secagg.primitives.prg import UIntArray, dtype_for_bits
 from secagg.primitives.rand import RandomSource, SystemRandom
 from secagg.primitives.sign import SigningKey
@@ -44,7 +45,6 @@ from secagg.runtime.parties import (
     MaskingClientFactory,
     RngRecipe,
 )
-from secagg.runtime.phases import Phase
 from secagg.runtime.pool import ClientPool, InProcessPool, ProcessPool
 
 __all__ = [

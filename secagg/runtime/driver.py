@@ -17,7 +17,7 @@ The driver owns the server party and moves bytes between it and a
   seed gives the same digest on every engine whatever the arrival order.
 
 The driver never parses a message body: it sees bytes, client ids and the phase
-the server says it is collecting (:func:`secagg.runtime.phases.collecting_phase`).
+the server says it is collecting (``server.collecting``, a :class:`~secagg.phase.Phase`).
 Server parties are adapted to one small interface, :class:`ServerParty`
 (:class:`MaskingServerParty` for SecAgg / SecAgg+, :class:`LightSecAggServerParty`
 for LightSecAgg, :class:`HEServerParty` for HE).
@@ -58,11 +58,10 @@ from secagg.errors import (
 from secagg.lightsecagg import messages as lm
 from secagg.lightsecagg.config import LightSecAggConfig
 from secagg.lightsecagg.server import Server as LightServer
-from secagg.lightsecagg.server import ServerPhase as LightServerPhase
 from secagg.masking import messages as m
 from secagg.masking.config import RoundConfig
-from secagg.masking.server import Server, ServerPhase
-from secagg.runtime.phases import Phase, collecting_phase
+from secagg.masking.server import Server
+from secagg.phase import Phase
 from secagg.runtime.pool import ClientPool, Reply
 
 __all__ = [
@@ -136,18 +135,18 @@ class _DelegatingParty:
     """What the masking and LightSecAgg servers share behind :class:`ServerParty`:
     a sans-IO server with ``phase``, ``aborted``, ``survivors``, ``result``,
     ``running_sum_bytes``, ``receive``, ``deadline_passed`` and ``finalize``.
-    Subclasses name the server's finalizing phase, its codec and its sets."""
+    Subclasses name the server's codec and its sets."""
 
     server: Any
-    _FINALIZING: Any
 
     @property
     def collecting(self) -> Phase | None:
-        return collecting_phase(self.server.phase)
+        collecting: Phase | None = self.server.collecting
+        return collecting
 
     @property
     def finalizing(self) -> bool:
-        return bool(self.server.phase is self._FINALIZING)
+        return bool(self.server.phase is Phase.FINALIZING)
 
     @property
     def aborted(self) -> bool:
@@ -184,8 +183,6 @@ class _DelegatingParty:
 class MaskingServerParty(_DelegatingParty):
     """:class:`~secagg.masking.server.Server` behind :class:`ServerParty`."""
 
-    _FINALIZING = ServerPhase.FINALIZING
-
     def __init__(self, config: RoundConfig) -> None:
         self.server = Server(config=config)
 
@@ -200,8 +197,6 @@ class MaskingServerParty(_DelegatingParty):
 class LightSecAggServerParty(_DelegatingParty):
     """:class:`~secagg.lightsecagg.server.Server` behind :class:`ServerParty`
     (phases: keys, coded shares, masked inputs, aggregate-mask responses)."""
-
-    _FINALIZING = LightServerPhase.FINALIZING
 
     def __init__(self, config: LightSecAggConfig) -> None:
         self.server = LightServer(config=config)
@@ -241,7 +236,8 @@ class HEServerParty:
 
     @property
     def collecting(self) -> Phase | None:
-        return None if self._closed else collecting_phase(self.server.phase)
+        collecting: Phase | None = self.server.collecting
+        return None if self._closed else collecting
 
     @property
     def rejected(self) -> Mapping[int, str]:
@@ -310,7 +306,8 @@ class HEServerParty:
             self._abort = str(exc)
             return []
         frames = []
-        for a in aggregate:
+        for envelope in aggregate:
+            a = envelope.to_bytes()
             frames.append((self._to, 0, a))
             self.decryptor.receive(a)
         self._aggregate = self.decryptor.result()

@@ -359,8 +359,9 @@ class _HEParty:
         self._done = False
 
     def start(self) -> list[bytes]:
-        out: list[bytes] = (self._client.encrypt_quantized(self._x) if self._quantize
-                            else self._client.encrypt(self._x))
+        envelopes = (self._client.encrypt_quantized(self._x) if self._quantize
+                     else self._client.encrypt(self._x))
+        out: list[bytes] = [e.to_bytes() for e in envelopes]
         self._done = True
         return out
 

@@ -69,11 +69,11 @@ from secagg.he.session import HESession
 from secagg.lightsecagg.client import Client as LightClient
 from secagg.lightsecagg.config import LightSecAggConfig, max_bits
 from secagg.lightsecagg.server import Server as LightServer
-from secagg.lightsecagg.server import ServerPhase as LightServerPhase
 from secagg.masking.client import Client
 from secagg.masking.config import MAX_CLIENT_ID, ProtocolKind, RoundConfig, SecurityMode
 from secagg.masking.policy import ClientPolicy
-from secagg.masking.server import Server, ServerPhase
+from secagg.masking.server import Server
+from secagg.phase import Phase
 from secagg.primitives.prg import UIntArray
 from secagg.primitives.rand import RandomSource, SystemRandom
 from secagg.primitives.sign import SigningKey
@@ -206,7 +206,7 @@ class SumOutcome:
         if server.aborted:
             return cls.abort(server.abort_reason or "aborted")
         total = server.result
-        if server.phase is not ServerPhase.COMPLETED or total is None:
+        if server.phase is not Phase.COMPLETED or total is None:
             raise ParameterError("the masking server has not finished the round")
         return cls(total=total, survivors=server.survivors)
 
@@ -225,7 +225,7 @@ class SumOutcome:
         if server.aborted:
             return cls.abort(server.abort_reason or "aborted")
         total = server.result
-        if server.phase is not LightServerPhase.COMPLETED or total is None:
+        if server.phase is not Phase.COMPLETED or total is None:
             raise ParameterError("the LightSecAgg server has not finished the round")
         return cls(total=total, survivors=server.survivors)
 

@@ -8,8 +8,8 @@ with attack hooks and returns a :class:`RoundReport`.
 
 from secagg.masking.config import ProtocolKind, SecurityMode
 from secagg.sim.runtime import (
-    DropPhase,
     FloatSumResult,
+    Phase,
     RoundReport,
     SumResult,
     build_config,
@@ -21,8 +21,8 @@ from secagg.sim.runtime import (
 )
 
 __all__ = [
-    "DropPhase",
     "FloatSumResult",
+    "Phase",
     "ProtocolKind",
     "RoundReport",
     "SecurityMode",

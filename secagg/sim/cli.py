@@ -19,10 +19,14 @@ import os
 import sys
 from typing import Any
 
+from secagg.phase import ROUND_PHASES, Phase
+
 __all__ = ["add_arguments", "run", "simulate_masking"]
 
 _PROTOCOLS = ("secagg", "secagg+", "lightsecagg", "he-ckks", "he-bfv")
-_DROP_PHASES = ("advertise-keys", "share-keys", "masked-input", "consistency", "unmasking")
+#: ``--drop-before`` takes ``Phase.value`` (graph-seed is left out: a SecAgg+ client
+#: that advertised keys and then drops aborts the round by design).
+_DROP_PHASES = tuple(p.value for p in ROUND_PHASES if p is not Phase.GRAPH_SEED)
 #: Runs with at least this many client x element products show a progress bar.
 _PROGRESS_WORK = 10**7
 
@@ -409,7 +413,7 @@ def simulate_masking(args: argparse.Namespace) -> dict[str, Any]:
         generate_input,
     )
     from secagg.runtime.rss import PeakRSS
-    from secagg.sim.runtime import PHASES, DropPhase, build_config, choose_dropouts
+    from secagg.sim.runtime import PHASES, build_config, choose_dropouts
 
     n, length = args.clients, args.length
     if n < 2 or length < 1:
@@ -453,7 +457,7 @@ def simulate_masking(args: argparse.Namespace) -> dict[str, Any]:
         identity={u: k.private_bytes() for u, k in idkeys.items()},
     )
     dropped = choose_dropouts(ids, args.dropout, rng.child("dropouts"))
-    dropouts = {DropPhase(args.drop_phase): dropped} if dropped else None
+    dropouts = {Phase(args.drop_phase): dropped} if dropped else None
     workers = args.workers or os.cpu_count() or 1
     progress_cb, finish = _progress(args.engine == "inprocess" and n * length >= _PROGRESS_WORK)
     from secagg.sim.runtime import _SimListener

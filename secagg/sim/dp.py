@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         rule refuses.
     """
     from secagg.runtime.api import dp_secure_mean
-    from secagg.sim import DropPhase, ProtocolKind, SecurityMode, choose_dropouts
+    from secagg.sim import Phase, ProtocolKind, SecurityMode, choose_dropouts
 
     mech = _enum(Mechanism, getattr(args, "dp", None), Mechanism.DDGAUSS)
     eps_target = getattr(args, "epsilon", None)
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     seed_arg = getattr(args, "seed", None)
     protocol = _enum(ProtocolKind, getattr(args, "protocol", None), ProtocolKind.SECAGG_PLUS)
     security = _enum(SecurityMode, getattr(args, "security", None), SecurityMode.SEMI_HONEST)
-    phase = _enum(DropPhase, getattr(args, "drop_phase", None), DropPhase.MASKED_INPUT)
+    phase = _enum(Phase, getattr(args, "drop_phase", None), Phase.MASKED_INPUT)
     if n < 2 or dim < 1:
         raise ParameterError("need at least 2 clients and length >= 1")
 

@@ -35,6 +35,7 @@ import numpy as np
 from secagg.errors import InsecureConfigurationWarning, ParameterError, RemoteProtocolError
 from secagg.he.envelope import EnvelopeKind, decode_envelope
 from secagg.he.params import HEParams, KeyCustody, Preset, Scheme
+from secagg.phase import Phase
 from secagg.primitives.rand import (
     InsecureDeterministicRandom,
     RandomSource,
@@ -46,7 +47,8 @@ from secagg.sim.report import SCHEMA
 
 __all__ = ["check_key_holder_inbox", "run"]
 
-_EARLY_PHASES = ("share-keys", "masked-input")
+#: A client that drops before one of these never uploads; later, it already had.
+_EARLY_PHASES = frozenset({Phase.SHARE_KEYS, Phase.MASKED_INPUT})
 
 
 def check_key_holder_inbox(client_uploads: Iterable[bytes], inbox: Iterable[bytes]) -> None:
@@ -118,7 +120,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     n = int(_get(args, "clients", 100))
     length = int(_get(args, "length", 1000))
     dropout = float(_get(args, "dropout", 0.0))
-    drop_phase = str(_get(args, "drop_phase", "masked-input"))
+    drop_phase = str(_get(args, "drop_phase", Phase.MASKED_INPUT.value))
     seed = getattr(args, "seed", None)
     bits = getattr(args, "bits", None)
     if n < 2 or length < 1:
@@ -145,7 +147,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             mask = np.uint64((1 << params.value_bits) - 1)
             inputs[u] = (random_uint64(src, length) & mask).astype(np.int64)
     dropped = choose_dropouts(ids, dropout, rng.child("dropouts"))
-    absent = dropped if drop_phase in _EARLY_PHASES else frozenset()
+    absent = dropped if Phase(drop_phase) in _EARLY_PHASES else frozenset()
 
     uploads: list[bytes] = []
     inbox: list[bytes] = []

@@ -22,6 +22,7 @@ import numpy as np
 
 from secagg.errors import InsecureConfigurationWarning, ParameterError
 from secagg.lightsecagg.config import LightSecAggConfig, max_bits
+from secagg.phase import Phase
 from secagg.primitives.rand import InsecureDeterministicRandom, RandomSource, SystemRandom
 from secagg.runtime.api import drop_schedule, run_lightsecagg_round
 from secagg.runtime.parties import (
@@ -30,7 +31,6 @@ from secagg.runtime.parties import (
     RngRecipe,
     generate_input,
 )
-from secagg.runtime.phases import Phase
 from secagg.sim.report import SCHEMA
 from secagg.sim.runtime import PHASES, choose_dropouts
 

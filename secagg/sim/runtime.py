@@ -24,6 +24,7 @@ import numpy as np
 from secagg.errors import ParameterError
 from secagg.masking import messages as m
 from secagg.masking.config import RoundConfig
+from secagg.phase import ROUND_PHASES, Phase
 from secagg.primitives.prg import UIntArray, dtype_for_bits
 from secagg.primitives.rand import RandomSource, SystemRandom, randbelow
 from secagg.primitives.sign import SigningKey
@@ -38,15 +39,14 @@ from secagg.runtime.api import (
 )
 from secagg.runtime.driver import Hooks, Listener, PhaseStats
 from secagg.runtime.parties import ArrayInputs, MaskingClientFactory, RngRecipe
-from secagg.runtime.phases import Phase
 from secagg.runtime.pool import InProcessPool, Reply
 
 __all__ = [
     "PHASES",
     "ClientHook",
-    "DropPhase",
     "FloatSumResult",
     "Observer",
+    "Phase",
     "RoundReport",
     "ServerHook",
     "SumResult",
@@ -58,10 +58,8 @@ __all__ = [
     "secure_sum_floats",
 ]
 
-#: The runtime's phase enum; "drop before phase P" is spelled with it.
-DropPhase = Phase
 #: Phase keys of the per-phase statistics, in protocol order.
-PHASES = tuple(p.key for p in Phase)
+PHASES = tuple(p.key for p in ROUND_PHASES)
 
 #: ``(recipient, message) -> message | bytes | None``: rewrite what the server sends
 #: (``None`` drops it).  Models a malicious server.

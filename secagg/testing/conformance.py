@@ -41,10 +41,10 @@ from secagg._extras import require
 from secagg.errors import SecAggError
 from secagg.masking.config import ProtocolKind, RoundConfig, SecurityMode
 from secagg.masking.policy import ClientPolicy
+from secagg.phase import Phase
 from secagg.primitives.prg import dtype_for_bits
 from secagg.primitives.rand import InsecureDeterministicRandom
 from secagg.runtime.api import build_config
-from secagg.runtime.phases import Phase
 from secagg.testing.reference_party import PROTOCOL, _hex, _unhex
 from secagg.testing.rounds import (
     Expected,

@@ -25,8 +25,8 @@ import numpy as np
 
 from secagg._extras import require
 from secagg.masking.policy import ClientPolicy
+from secagg.phase import ROUND_PHASES
 from secagg.primitives.prg import UIntArray
-from secagg.runtime.phases import Phase
 from secagg.testing.rounds import Expected, Schedule, predict, reference_graph
 
 require("hypothesis", "test")
@@ -111,7 +111,7 @@ class SecureSumMachine(RuleBasedStateMachine):
         """A client leaves before some phase (the earliest drop wins)."""
         c = self._case()
         u = data.draw(st.sampled_from(list(c.config.clients)))
-        p = data.draw(st.sampled_from(list(Phase)))
+        p = data.draw(st.sampled_from(list(ROUND_PHASES)))
         drops = dict(c.schedule.drops)
         if u not in drops or p.order < drops[u].order:
             drops[u] = p
@@ -123,7 +123,7 @@ class SecureSumMachine(RuleBasedStateMachine):
         c = self._case()
         if len(c.schedule.corruptions) >= self.max_corruptions:
             return
-        x = (data.draw(st.sampled_from(list(Phase))),
+        x = (data.draw(st.sampled_from(list(ROUND_PHASES))),
              data.draw(st.sampled_from(list(c.config.clients))),
              data.draw(mutations(must_refuse=True)))
         self._set(Schedule(drops=c.schedule.drops, corruptions=(*c.schedule.corruptions, x)))

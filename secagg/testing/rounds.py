@@ -28,12 +28,12 @@ from secagg.errors import DecodeError, ParameterError, SecAggError
 from secagg.masking import messages as m
 from secagg.masking.client import Client
 from secagg.masking.config import ProtocolKind, RoundConfig, SecurityMode
-from secagg.masking.graph import all_neighbours
-from secagg.masking.server import Server, ServerPhase
+from secagg.masking.graph import all_neighbors
+from secagg.masking.server import Server
+from secagg.phase import Phase
 from secagg.primitives.kex import KeyPair
 from secagg.primitives.prg import UIntArray, dtype_for_bits
 from secagg.primitives.rand import InsecureDeterministicRandom, RandomSource
-from secagg.runtime.phases import Phase
 
 __all__ = [
     "ATTACKS_NEEDING_MALICIOUS_MODE",
@@ -225,7 +225,7 @@ def predict_leaves(config: RoundConfig, leave: Mapping[int, int], *,
     """``(completes, U3)`` from ``leave[u]``, the round before which ``u`` leaves
     (0: never advertises; 1..4: before ShareKeys / MaskedInput / Consistency /
     Unmasking; 5: never)."""
-    known = dict(graph) if graph is not None else all_neighbours(config)
+    known = dict(graph) if graph is not None else all_neighbors(config)
     nbrs = {u: frozenset(known.get(u, ())) for u in config.clients}
     t = config.threshold
     malicious = config.security is SecurityMode.MALICIOUS
@@ -266,7 +266,7 @@ class ServerAttack(enum.Enum):
     TRUNCATE = "truncate"  #: every message first sent truncated: refused, nothing changes
     SPLIT_VIEWS = "split-views"  #: the target is told a survivor dropped (others: survived)
     REPLAY = "replay"  #: every message delivered twice: never a second answer
-    SUBSTITUTE_KEYS = "substitute-keys"  #: a neighbour's keys replaced (MITM): must not answer
+    SUBSTITUTE_KEYS = "substitute-keys"  #: a neighbor's keys replaced (MITM): must not answer
     BOTH_SHARES = "both-shares"  #: UnmaskingRequest names a survivor as dropped too
 
 
@@ -383,15 +383,15 @@ class LocalServer:
     def _after(self, out: list[tuple[int, m.Message]]) -> ServerStep:
         s = self.server
         msgs = tuple((r, m.encode(x)) for r, x in out)
-        if s.phase is ServerPhase.FINALIZING:
+        if s.phase is Phase.FINALIZING:
             total = s.finalize()
             return ServerStep("completed", msgs, "", tuple(int(v) for v in total.tolist()))
-        if s.phase is ServerPhase.ABORTED:
+        if s.phase is Phase.ABORTED:
             return ServerStep("aborted", msgs, s.abort_reason or "")
         return ServerStep("ok", msgs)
 
     def deliver(self, sender: int, data: bytes) -> ServerStep:
-        if self.server.phase in (ServerPhase.COMPLETED, ServerPhase.ABORTED):
+        if self.server.phase in (Phase.COMPLETED, Phase.ABORTED):
             return ServerStep("refused", (), "round is over")
         try:
             out = self.server.receive(sender, data)
@@ -478,11 +478,11 @@ def play_round(
         if target is None or target not in config.clients:
             return frozenset()
         if config.protocol is ProtocolKind.SECAGG:
-            return frozenset(all_neighbours(config)[target])
+            return frozenset(all_neighbors(config)[target])
         if isinstance(server, LocalServer) and server.server.graph:
             return frozenset(server.server.graph.get(target, ()))
         c = clients.get(target)
-        return frozenset(c.client.neighbours) if isinstance(c, LocalClient) else frozenset()
+        return frozenset(c.client.neighbors) if isinstance(c, LocalClient) else frozenset()
     gone: set[int] = set()
 
     def log(direction: str, u: int, data: bytes, note: str) -> None:
@@ -594,13 +594,13 @@ def _graph_of(config: RoundConfig, clients: Mapping[int, ClientEndpoint],
               server: ServerEndpoint) -> dict[int, frozenset[int]] | None:
     """The round's graph as our reference parties learnt it (``None``: unknown)."""
     if config.protocol is ProtocolKind.SECAGG:
-        return all_neighbours(config)
+        return all_neighbors(config)
     if isinstance(server, LocalServer) and server.server.graph:
         return {u: frozenset(v) for u, v in server.server.graph.items()}
     out: dict[int, set[int]] = {}
     for u, c in clients.items():
         if isinstance(c, LocalClient):
-            for v in c.client.neighbours:
+            for v in c.client.neighbors:
                 out.setdefault(u, set()).add(v)
                 out.setdefault(v, set()).add(u)
     return {u: frozenset(v) for u, v in out.items()} if out else None
@@ -612,7 +612,7 @@ def reference_graph(config: RoundConfig, inputs: Mapping[int, UIntArray], seed: 
     """The graph a round fixes when client ``u`` draws from
     ``reproducible_rng(seed, "client/<u>")``: replayed with our reference parties."""
     if config.protocol is ProtocolKind.SECAGG:
-        return all_neighbours(config)
+        return all_neighbors(config)
     rec = play_round(config, reference_clients(config, inputs, seed, identity),
                      LocalServer(config), schedule)
     return rec.graph

@@ -19,9 +19,9 @@ from secagg._extras import require
 from secagg.errors import ParameterError, PolicyError
 from secagg.masking.config import ProtocolKind, RoundConfig, SecurityMode
 from secagg.masking.policy import ClientPolicy
+from secagg.phase import ROUND_PHASES
 from secagg.primitives.prg import UIntArray, dtype_for_bits
 from secagg.runtime.api import build_config
-from secagg.runtime.phases import Phase
 from secagg.testing.rounds import (
     ATTACKS_NEEDING_MALICIOUS_MODE,
     Mutation,
@@ -165,9 +165,9 @@ def schedules(draw: st.DrawFn, config: RoundConfig, *, max_drops: int | None = N
     ids = [u for u in config.clients if u not in keep]
     cap = len(ids) if max_drops is None else min(max_drops, len(ids))
     who = draw(st.lists(st.sampled_from(ids), unique=True, max_size=cap)) if ids else []
-    drops = {u: draw(st.sampled_from(list(Phase))) for u in who}
+    drops = {u: draw(st.sampled_from(list(ROUND_PHASES))) for u in who}
     bad = tuple(
-        (draw(st.sampled_from(list(Phase))), draw(st.sampled_from(list(config.clients))),
+        (draw(st.sampled_from(list(ROUND_PHASES))), draw(st.sampled_from(list(config.clients))),
          draw(mutations(must_refuse=True)))
         for _ in range(draw(st.integers(0, corruptions)))
     )

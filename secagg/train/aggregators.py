@@ -73,6 +73,7 @@ from secagg.errors import AbortedError, ParameterError
 from secagg.he.keys import HEKeys, generate_keys
 from secagg.he.params import Preset, Scheme
 from secagg.lightsecagg.config import LightSecAggConfig, default_lightsecagg_parameters
+from secagg.phase import Phase
 from secagg.primitives.rand import RandomSource, SystemRandom
 from secagg.runtime.api import (
     SumResult,
@@ -83,7 +84,6 @@ from secagg.runtime.api import (
 )
 from secagg.runtime.driver import Listener, RoundOutcome
 from secagg.runtime.parties import ArrayInputs, LightSecAggClientFactory, RngRecipe
-from secagg.runtime.phases import Phase as DropPhase
 from secagg.runtime.schemes import (
     ClientHalf,
     DPMaskedClientHalf,
@@ -232,11 +232,11 @@ class ClientEngine(Protocol):
 
     def secure_sum(self, clients: Collection[int], *, length: int, bits: int,
                    protocol: Any, neighbors: int | None, threshold: int | None,
-                   dropouts: Mapping[DropPhase, Collection[int]] | None,
+                   dropouts: Mapping[Phase, Collection[int]] | None,
                    rng: RandomSource, observer: Any = None) -> SumResult: ...
 
     def lightsecagg_round(self, config: LightSecAggConfig, recipe: RngRecipe, *,
-                          dropouts: Mapping[DropPhase, Collection[int]] | None,
+                          dropouts: Mapping[Phase, Collection[int]] | None,
                           observer: Any = None) -> RoundOutcome: ...
 
 
@@ -402,8 +402,8 @@ def _masked_round(
     or with the client parties of ``clients`` on ``engine`` (``encoded`` is then
     ``None``: the encoded updates are there)."""
     phase = (
-        DropPhase.SHARE_KEYS if drop_timing is DropTiming.BEFORE_SHARING
-        else DropPhase.MASKED_INPUT
+        Phase.SHARE_KEYS if drop_timing is DropTiming.BEFORE_SHARING
+        else Phase.MASKED_INPUT
     )
     dropouts = {phase: sorted(drop)} if drop else None
     if engine is None:
@@ -760,8 +760,8 @@ class LightSecAggAggregator(Aggregator):
         cfg = server.round_config(clients=ids, rng=src.child("server"), privacy=t, target=u,
                                   dropout=d)
         self._last = (t, u, d)
-        phase = (DropPhase.SHARE_KEYS if self._drop_timing is DropTiming.BEFORE_SHARING
-                 else DropPhase.MASKED_INPUT)
+        phase = (Phase.SHARE_KEYS if self._drop_timing is DropTiming.BEFORE_SHARING
+                 else Phase.MASKED_INPUT)
         dropouts = {phase: sorted(drop)} if drop else None
         recipe = RngRecipe.of(src)
         if engine is None:

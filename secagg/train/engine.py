@@ -47,6 +47,7 @@ from secagg._extras import require
 from secagg.errors import ParameterError
 from secagg.lightsecagg.config import LightSecAggConfig
 from secagg.masking.config import ProtocolKind, SecurityMode
+from secagg.phase import Phase
 from secagg.primitives.rand import InsecureDeterministicRandom, RandomSource
 from secagg.runtime.api import (
     SumResult,
@@ -63,7 +64,6 @@ from secagg.runtime.parties import (
     MaskingClientFactory,
     RngRecipe,
 )
-from secagg.runtime.phases import Phase
 from secagg.runtime.pool import EngineError
 from secagg.runtime.ray_pool import RayPool, _Shard, connect
 

@@ -21,13 +21,13 @@ from secagg.masking import _common as cm
 from secagg.masking import messages as m
 from secagg.masking.abort import AbortReason
 from secagg.masking.config import ProtocolKind, RoundConfig, SecurityMode
-from secagg.masking.graph import all_neighbours
+from secagg.masking.graph import all_neighbors
 from secagg.primitives import shamir
 from secagg.primitives.field import element_to_secret
 from secagg.primitives.kex import KeyPair
 from secagg.primitives.prg import UIntArray, apply_masks, dtype_for_bits
 from secagg.primitives.rand import InsecureDeterministicRandom
-from secagg.sim import DropPhase, RoundReport, build_config, plaintext_sum, run_round
+from secagg.sim import Phase, RoundReport, build_config, plaintext_sum, run_round
 
 __all__ = [
     "Manual",
@@ -88,16 +88,16 @@ class Recorder:
 def predicted_graph(
     config: RoundConfig, rng: InsecureDeterministicRandom, u1: list[int] | None = None
 ) -> dict[int, frozenset[int]]:
-    """The neighbour graph a round will use when every client draws from
+    """The neighbor graph a round will use when every client draws from
     ``rng.child("client/<id>")`` and ``u1`` (default: everyone) advertise keys.
 
     SecAgg+ (protocol v2): the graph key comes from the graph-seed reveals of U1, the
     4th 32-byte draw of each client (after c, s and b_u; ``protocols/secagg.md`` §3),
-    so a test that chooses dropouts by neighbourhood before the round replays those
+    so a test that chooses dropouts by neighborhood before the round replays those
     draws here.
     """
     if config.protocol is ProtocolKind.SECAGG:
-        return all_neighbours(config)
+        return all_neighbors(config)
     ids = sorted(u1 if u1 is not None else config.clients)
     reveals = {}
     for u in ids:
@@ -112,7 +112,7 @@ def predicted_graph(
         view=cm.seed_view_digest(session_id=sid, entries=view),
         reveals=list(reveals.items()),
     )
-    return all_neighbours(config, seed=key)
+    return all_neighbors(config, seed=key)
 
 
 @dataclass
@@ -129,7 +129,7 @@ class Round:
     def t(self) -> int:
         return self.config.threshold
 
-    def neighbours(self) -> dict[int, frozenset[int]]:
+    def neighbors(self) -> dict[int, frozenset[int]]:
         """The graph the round will use (SecAgg+: from the clients' seed reveals)."""
         return predicted_graph(self.config, self.rng)
 
@@ -138,7 +138,7 @@ class Round:
         *,
         server_hook: Callable[[int, m.Message], m.Message | bytes | None] | None = None,
         client_hook: Callable[[int, m.Message], m.Message | bytes | None] | None = None,
-        dropouts: Mapping[DropPhase, Collection[int]] | None = None,
+        dropouts: Mapping[Phase, Collection[int]] | None = None,
     ) -> RoundReport:
         return run_round(
             self.inputs,
@@ -345,5 +345,5 @@ class Manual:
                     self.to_server(u, reply)
                 except Exception as exc:
                     self.client_errors.setdefault(-u, exc)
-        if self.server.phase is phase and self.server.collecting:
+        if self.server.phase is phase and self.server.awaiting:
             self.outbox += [(r, m.encode(x)) for r, x in self.server.deadline_passed()]

@@ -20,8 +20,8 @@ import pytest
 from secagg.errors import RemoteProtocolError
 from secagg.masking import messages as m
 from secagg.masking.abort import AbortReason
-from secagg.masking.phase import Phase
-from secagg.sim import DropPhase, SecurityMode
+from secagg.phase import Phase
+from secagg.sim import SecurityMode
 
 from ._harness import Manual, assert_nothing_secret_left, make_round
 
@@ -104,7 +104,7 @@ def test_a4_honest_server_aborts_before_unmasking_when_u3_below_t_plus_1() -> No
     rnd = make_round(7)
     t = rnd.t
     dropped = list(rnd.config.clients)[: 7 - t]  # |U3| = t < t + 1
-    report = rnd.run(dropouts={DropPhase.MASKED_INPUT: dropped})
+    report = rnd.run(dropouts={Phase.MASKED_INPUT: dropped})
     assert report.aborted and report.total is None
     assert rnd.recorder.abort_codes() == {AbortReason.TOO_FEW_MASKED_INPUTS}
     for u in rnd.config.clients:
@@ -142,7 +142,7 @@ def test_a4_u3_that_grows_after_the_consistency_check_is_refused() -> None:
             dropped=tuple(v for v in msg.dropped if v != late),
         )
 
-    report = rnd.run(server_hook=_unmask_rewrite(grow), dropouts={DropPhase.MASKED_INPUT: [late]})
+    report = rnd.run(server_hook=_unmask_rewrite(grow), dropouts={Phase.MASKED_INPUT: [late]})
     assert report.aborted
     for u in rnd.config.clients:
         assert rnd.recorder.of_type(u, m.UnmaskingResponse) == []

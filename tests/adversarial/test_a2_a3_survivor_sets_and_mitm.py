@@ -18,7 +18,7 @@ import pytest
 
 from secagg.masking import _common as cm
 from secagg.masking import messages as m
-from secagg.masking.phase import Phase
+from secagg.phase import Phase
 from secagg.primitives import aead
 from secagg.primitives.kex import KeyPair
 from secagg.primitives.rand import InsecureDeterministicRandom
@@ -87,7 +87,7 @@ def test_a2_semi_honest_secagg_plus_with_2t_le_k_leaks_to_an_active_server() -> 
     """Documented non-guarantee: semi-honest mode trusts the server to show one U3."""
     rnd = make_round(10, protocol=ProtocolKind.SECAGG_PLUS, neighbors=6, threshold=3)
     t, target = rnd.t, 4
-    holders = sorted(rnd.neighbours()[target])
+    holders = sorted(rnd.neighbors()[target])
     assert 2 * t <= len(holders)
     rnd.run(server_hook=_split_unmasking(target, set(holders[t:])))
     book = revealed_shares(rnd.recorder, rnd.config.clients)[target]
@@ -123,7 +123,7 @@ def test_a2_malicious_mode_split_consistency_requests_are_caught() -> None:
     )
     cfg, t, target = rnd.config, rnd.t, 4
     run, u3 = _run_to_consistency(rnd)
-    group_a = set(sorted(rnd.neighbours()[target])[:t])  # asked for the target's b-share
+    group_a = set(sorted(rnd.neighbors()[target])[:t])  # asked for the target's b-share
     group_b = set(u3) - group_a - {target}  # told the target dropped
     shrunk = tuple(v for v in u3 if v != target)
     sigs = _split_consistency(run, rnd, group_b, shrunk)
@@ -147,7 +147,7 @@ def test_a2_malicious_mode_split_consistency_requests_are_caught() -> None:
 
 class _Mitm:
     """A server that substitutes the share-encryption keys between ``target`` and
-    every neighbour, re-encrypting the boxes it forwards (so nobody notices)."""
+    every neighbor, re-encrypting the boxes it forwards (so nobody notices)."""
 
     def __init__(self, rnd, target: int) -> None:  # type: ignore[no-untyped-def]
         self.cfg = rnd.config

@@ -18,7 +18,7 @@ import pytest
 
 from secagg.errors import CryptoError, DecodeError, RemoteProtocolError
 from secagg.masking import messages as m
-from secagg.masking.phase import Phase
+from secagg.phase import Phase
 from secagg.sim import SecurityMode
 
 from ._harness import Manual, assert_nothing_secret_left, make_round
@@ -107,7 +107,7 @@ def test_a5_boxes_readdressed_to_another_client_fail_authentication() -> None:
     pending = _advance_until(run, m.MaskedInputRequest)
     msg = m.decode(pending[2])
     assert isinstance(msg, m.MaskedInputRequest)
-    # keep only boxes whose sender is a neighbour of 3, as the header rewrite needs
+    # keep only boxes whose sender is a neighbor of 3, as the header rewrite needs
     forged = dataclasses.replace(
         msg, recipient=3, boxes=tuple((s, b) for s, b in msg.boxes if s != 3)
     )
@@ -163,11 +163,11 @@ def test_a5_server_ignores_duplicates_other_sessions_and_impersonation() -> None
             run.to_server(u, reply)
     assert first is not None
     u, reply = first
-    before = run.server.sets, run.server.collecting
+    before = run.server.sets, run.server.awaiting
     with pytest.raises(RemoteProtocolError):  # duplicate: counted once
         run.server.receive(u, reply)
     with pytest.raises(DecodeError):  # another session
         run.server.receive(2, stale_masked[1])
     with pytest.raises(DecodeError):  # u's bytes presented as another client's
         run.server.receive(u % 5 + 1, reply)
-    assert (run.server.sets, run.server.collecting) == before
+    assert (run.server.sets, run.server.awaiting) == before

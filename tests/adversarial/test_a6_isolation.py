@@ -1,15 +1,15 @@
-"""Attack 6 (SecAgg+): the server isolates a target by dropping its neighbours.
+"""Attack 6 (SecAgg+): the server isolates a target by dropping its neighbors.
 
 The bound the parameters guarantee (SECURITY.md, "SecAgg+ isolation bound"):
 
 * an honest client ``u`` answers the unmasking request only when at least ``t`` of
-  its neighbours are listed as survivors (client check), and an honest server
+  its neighbors are listed as survivors (client check), and an honest server
   never even asks when fewer than ``t`` survived (server check);
-* the pairwise masks between ``u`` and a surviving neighbour ``w`` are removed only
+* the pairwise masks between ``u`` and a surviving neighbor ``w`` are removed only
   in the sum, unless the server gets ``s_u^SK`` (``t`` s-shares, which honest holders
   never give while ``u`` is a listed survivor) or ``w`` colludes.  So ``x_u`` is
-  isolated only if at least ``t`` of ``u``'s neighbours are corrupt; with
-  ``X ~ Hyp(n-1, A, k)`` corrupt neighbours this happens for some honest client
+  isolated only if at least ``t`` of ``u``'s neighbors are corrupt; with
+  ``X ~ Hyp(n-1, A, k)`` corrupt neighbors this happens for some honest client
   with probability ``<= (n - A)·P[X >= t] <= 2^-(σ+1)`` for the parameters of
   ``secagg.masking.params.choose_parameters`` (``2t - k`` in place of ``t`` in
   malicious mode) — provided the graph permutation is independent of the
@@ -30,11 +30,11 @@ from secagg.masking import _common as cm
 from secagg.masking import messages as m
 from secagg.masking.abort import AbortReason
 from secagg.masking.config import RoundConfig
-from secagg.masking.graph import all_neighbours, neighbours
+from secagg.masking.graph import all_neighbors, neighbors
 from secagg.masking.params import choose_parameters, log2_hypergeom_sf
-from secagg.masking.phase import Phase
+from secagg.phase import ROUND_PHASES, Phase
 from secagg.primitives.rand import InsecureDeterministicRandom
-from secagg.sim import DropPhase, ProtocolKind, SecurityMode
+from secagg.sim import ProtocolKind, SecurityMode
 
 from ._harness import Manual, assert_nothing_secret_left, make_round, predicted_graph
 
@@ -54,11 +54,11 @@ def _round(security: SecurityMode = SecurityMode.SEMI_HONEST, seed: int = 3):  #
     )
 
 
-def test_a6_dropping_all_but_t_minus_1_neighbours_aborts_before_unmasking() -> None:
+def test_a6_dropping_all_but_t_minus_1_neighbors_aborts_before_unmasking() -> None:
     rnd = _round()
-    nb = sorted(rnd.neighbours()[TARGET])
+    nb = sorted(rnd.neighbors()[TARGET])
     gone = nb[: len(nb) - (T - 1)]
-    report = rnd.run(dropouts={DropPhase.MASKED_INPUT: gone})
+    report = rnd.run(dropouts={Phase.MASKED_INPUT: gone})
     assert report.aborted and report.total is None
     assert rnd.recorder.abort_codes() == {AbortReason.SELF_MASK_UNRECOVERABLE}
     assert f"client {TARGET}'s self mask" in (report.abort_reason or "")
@@ -66,11 +66,11 @@ def test_a6_dropping_all_but_t_minus_1_neighbours_aborts_before_unmasking() -> N
         assert rnd.recorder.of_type(u, m.UnmaskingResponse) == []
 
 
-def test_a6_with_exactly_t_surviving_neighbours_only_the_sum_is_output() -> None:
+def test_a6_with_exactly_t_surviving_neighbors_only_the_sum_is_output() -> None:
     rnd = _round()
-    nb = sorted(rnd.neighbours()[TARGET])
+    nb = sorted(rnd.neighbors()[TARGET])
     gone = nb[: len(nb) - T]
-    report = rnd.run(dropouts={DropPhase.MASKED_INPUT: gone})
+    report = rnd.run(dropouts={Phase.MASKED_INPUT: gone})
     assert not report.aborted
     assert len(report.survivors) >= T + 1 and TARGET in report.survivors
     np.testing.assert_array_equal(report.total, rnd.expected_sum(report.survivors))
@@ -78,12 +78,12 @@ def test_a6_with_exactly_t_surviving_neighbours_only_the_sum_is_output() -> None
 
 
 @pytest.mark.parametrize("security", [SecurityMode.SEMI_HONEST, SecurityMode.MALICIOUS])
-def test_a6_server_claiming_neighbours_dropped_is_refused_by_the_target(
+def test_a6_server_claiming_neighbors_dropped_is_refused_by_the_target(
     security: SecurityMode,
 ) -> None:
     rnd = _round(security)
     t = rnd.t
-    nb = sorted(rnd.neighbours()[TARGET])
+    nb = sorted(rnd.neighbors()[TARGET])
     fake_gone = set(nb[: len(nb) - (t - 1)])
 
     def hook(u: int, msg: m.Message) -> m.Message:
@@ -98,21 +98,21 @@ def test_a6_server_claiming_neighbours_dropped_is_refused_by_the_target(
     report = rnd.run(server_hook=hook)
     assert report.aborted
     assert rnd.recorder.of_type(TARGET, m.UnmaskingResponse) == []
-    assert "surviving neighbours" in report.client_errors[TARGET]
+    assert "surviving neighbors" in report.client_errors[TARGET]
     assert_nothing_secret_left(rnd.recorder, rnd.config.clients, t=t)
 
 
 @settings(max_examples=30, deadline=None)
-@given(st.sets(st.integers(1, N), max_size=N), st.sampled_from(list(DropPhase)))
-def test_a6_every_unmasking_client_saw_t_surviving_neighbours(
-    dropped: set[int], phase: DropPhase
+@given(st.sets(st.integers(1, N), max_size=N), st.sampled_from(list(ROUND_PHASES)))
+def test_a6_every_unmasking_client_saw_t_surviving_neighbors(
+    dropped: set[int], phase: Phase
 ) -> None:
     rnd = _round()
     report = rnd.run(dropouts={phase: dropped})
     # SecAgg+ v2: the graph comes from U1's reveals, so U1 without the clients that
     # never advertised keys
     u1 = [
-        u for u in rnd.config.clients if phase is not DropPhase.ADVERTISE_KEYS or u not in dropped
+        u for u in rnd.config.clients if phase is not Phase.ADVERTISE_KEYS or u not in dropped
     ]
     # (with |U1| <= t the round aborts at the keys: no graph, and none is read below)
     nbrs = predicted_graph(rnd.config, rnd.rng, u1) if len(u1) > T else {}
@@ -127,18 +127,18 @@ def test_a6_every_unmasking_client_saw_t_surviving_neighbours(
         np.testing.assert_array_equal(report.total, rnd.expected_sum(report.survivors))
 
 
-def test_a6_t_minus_1_corrupt_neighbours_cannot_isolate_the_target() -> None:
+def test_a6_t_minus_1_corrupt_neighbors_cannot_isolate_the_target() -> None:
     rnd = _round()
-    nb = sorted(rnd.neighbours()[TARGET])
+    nb = sorted(rnd.neighbors()[TARGET])
     corrupt = nb[: T - 1]
-    gone = [w for w in nb if w not in corrupt][: len(nb) - T]  # keep exactly t neighbours
-    report = rnd.run(dropouts={DropPhase.MASKED_INPUT: gone})
+    gone = [w for w in nb if w not in corrupt][: len(nb) - T]  # keep exactly t neighbors
+    report = rnd.run(dropouts={Phase.MASKED_INPUT: gone})
     assert not report.aborted
     honest = [u for u in rnd.config.clients if u not in corrupt]
     # corrupt holders hand the server both of their shares of the target
     assert_nothing_secret_left(rnd.recorder, honest, t=T, corrupt_shares={TARGET: corrupt})
     alive = set(nb) & set(report.survivors)
-    assert alive - set(corrupt), "an honest surviving neighbour keeps masking the target"
+    assert alive - set(corrupt), "an honest surviving neighbor keeps masking the target"
 
 
 @pytest.mark.parametrize("n", [100, 1000, 10_000])
@@ -172,14 +172,14 @@ def _grind(cfg: RoundConfig, target: int, corrupt: set[int], tries: int) -> byte
     for _ in range(tries):
         seed = src.random_bytes(32)
         trial = dataclasses.replace(cfg, graph_seed=seed)
-        if len(all_neighbours(trial)[target] & corrupt) >= trial.threshold:
+        if len(all_neighbors(trial)[target] & corrupt) >= trial.threshold:
             return seed
     return None
 
 
 def test_a6_a_ground_graph_seed_no_longer_surrounds_a_target() -> None:
     """Fixed in protocol v2 (SECURITY.md "The graph seed").  In v1 the server ground
-    ``graph_seed`` until the target's neighbourhood held ``t`` colluders (< 2000 tries
+    ``graph_seed`` until the target's neighborhood held ``t`` colluders (< 2000 tries
     at n = 20) and rebuilt the target's input from their shares.  In v2 the
     permutation key is derived from every client's seed reveal, committed in round 0
     and revealed only after the server fixed ``U1``: the ground seed does not
@@ -194,8 +194,8 @@ def test_a6_a_ground_graph_seed_no_longer_surrounds_a_target() -> None:
     while run.server.phase is not Phase.UNMASKING:
         run.deliver()
     graph = run.server.graph
-    assert graph is not None and graph == rnd.neighbours()  # fixed by the reveals
-    assert graph != all_neighbours(rnd.config)  # not the ground one
+    assert graph is not None and graph == rnd.neighbors()  # fixed by the reveals
+    assert graph != all_neighbors(rnd.config)  # not the ground one
     held = [w for w in corrupt if target in run.clients[w]._held]
     assert len(held) < rnd.t  # too few of the target's shares to rebuild b_u or s_u^SK
     assert run.clients[target].phase is Phase.MASKED_INPUT
@@ -214,7 +214,7 @@ def _surrounded(
         view=cm.seed_view_digest(session_id=sid, entries=view),
         reveals=list(reveals.items()),
     )
-    return len(neighbours(cfg, target, seed=key) & corrupt) >= cfg.threshold
+    return len(neighbors(cfg, target, seed=key) & corrupt) >= cfg.threshold
 
 
 @pytest.mark.parametrize(("n", "k", "t", "corrupt"), [(20, 6, 3, 3), (100, 8, 3, 5)])

@@ -18,7 +18,7 @@ import pytest
 from secagg.masking import _common as cm
 from secagg.masking import messages as m
 from secagg.masking.abort import AbortReason
-from secagg.masking.phase import Phase
+from secagg.phase import Phase
 from secagg.primitives import aead
 from secagg.primitives.field import P
 from secagg.primitives.rand import InsecureDeterministicRandom
@@ -64,7 +64,7 @@ def test_a7_garbage_share_box_makes_its_receiver_abort_never_a_wrong_sum(
     assert "CryptoError" in report.client_errors[victim]
     assert victim not in report.survivors
     _exact_or_abort(rnd, report)
-    assert not report.aborted  # one DoS'd neighbour is just a dropout
+    assert not report.aborted  # one DoS'd neighbor is just a dropout
     assert_nothing_secret_left(rnd.recorder, [u for u in rnd.config.clients if u != BAD], t=rnd.t)
 
 
@@ -112,7 +112,7 @@ def test_a7_inconsistent_shares_sealed_correctly_abort_at_reconstruction(drop_ba
 def test_a7_lying_holder_in_unmasking_aborts_or_is_unused(
     security: SecurityMode, kind: m.ShareKind
 ) -> None:
-    from secagg.sim import DropPhase
+    from secagg.sim import Phase
 
     rnd = make_round(8, security=security)
 
@@ -122,7 +122,7 @@ def test_a7_lying_holder_in_unmasking_aborts_or_is_unused(
         )
 
     report = rnd.run(
-        client_hook=_as(m.UnmaskingResponse, lie), dropouts={DropPhase.MASKED_INPUT: [7]}
+        client_hook=_as(m.UnmaskingResponse, lie), dropouts={Phase.MASKED_INPUT: [7]}
     )
     assert report.aborted  # BAD=4 is among the t smallest holders of someone
     assert rnd.recorder.abort_codes() == {AbortReason.RECONSTRUCTION_FAILED}
@@ -201,9 +201,9 @@ def test_a7_unmasking_response_with_wrong_kinds_is_rejected(security: SecurityMo
 
 
 @pytest.mark.parametrize("protocol", [ProtocolKind.SECAGG, ProtocolKind.SECAGG_PLUS])
-def test_a7_copied_public_keys_abort_neighbours_never_a_wrong_sum(protocol: ProtocolKind) -> None:
+def test_a7_copied_public_keys_abort_neighbors_never_a_wrong_sum(protocol: ProtocolKind) -> None:
     """A client advertising another client's public keys is refused by the server (or,
-    if it got through, makes its neighbours abort) — never a wrong sum."""
+    if it got through, makes its neighbors abort) — never a wrong sum."""
     k = 4 if protocol is ProtocolKind.SECAGG_PLUS else None
     rnd = make_round(8, protocol=protocol, neighbors=k)
     victim = 2
@@ -222,7 +222,7 @@ def test_a7_copied_public_keys_abort_neighbours_never_a_wrong_sum(protocol: Prot
     if BAD in report.server_rejections:  # the server refuses a key it has seen
         assert "already advertised" in report.server_rejections[BAD]
         assert BAD not in report.sets["U1"] and not report.aborted
-    else:  # otherwise the neighbours notice: typed refusals, never a wrong sum
+    else:  # otherwise the neighbors notice: typed refusals, never a wrong sum
         assert report.client_errors
         for err in report.client_errors.values():
             assert err.split(":")[0] in {"RemoteProtocolError", "CryptoError"}
@@ -267,8 +267,8 @@ def test_a7_low_order_public_key_is_refused_in_round_0(
     security: SecurityMode, key: int, which: str
 ) -> None:
     """A client advertising a low-order X25519 key (validly signed in malicious mode)
-    is refused by the server in round 0 and excluded; no honest neighbour aborts.
-    (Before v2 the server accepted it and every honest neighbour aborted with
+    is refused by the server in round 0 and excluded; no honest neighbor aborts.
+    (Before v2 the server accepted it and every honest neighbor aborted with
     CryptoError — at n = 8 on the complete graph, the whole round.)"""
     rnd = make_round(8, protocol=ProtocolKind.SECAGG, security=security)
 

@@ -50,6 +50,12 @@ from secagg.he import (  # noqa: E402
 from secagg.primitives.rand import InsecureDeterministicRandom  # noqa: E402
 from secagg.primitives.sign import SigningKey  # noqa: E402
 
+
+def _wire(envelopes):
+    """The wire bytes of the envelopes a party returned (bytes in, messages out)."""
+    return [e.to_bytes() for e in envelopes]
+
+
 LENGTH = 100
 
 
@@ -123,7 +129,7 @@ def _refused_unchanged(server: HEServer, data: bytes) -> type[Exception]:
 @pytest.fixture(scope="module")
 def shared(ckks):  # type: ignore[no-untyped-def]
     rnd = _round(ckks)
-    (env,) = rnd.clients[1].encrypt(_x(1))
+    (env,) = _wire(rnd.clients[1].encrypt(_x(1)))
     return rnd, env
 
 
@@ -144,8 +150,8 @@ def test_a8_any_truncation_of_a_client_envelope_is_refused(shared, cut: int) -> 
 def test_a8_tampering_replay_and_garbage_leave_the_sum_exact(ckks) -> None:  # type: ignore[no-untyped-def]
     rnd = _round(ckks)
     other = _round(ckks, seed=1, round_=1)
-    envs = {i: c.encrypt(_x(i))[0] for i, c in rnd.clients.items()}
-    stale = other.clients[1].encrypt(_x(1))[0]
+    envs = {i: _wire(c.encrypt(_x(i)))[0] for i, c in rnd.clients.items()}
+    stale = _wire(other.clients[1].encrypt(_x(1)))[0]
     # another session/round, as is and re-headed (the attacker cannot re-sign)
     assert _refused_unchanged(rnd.server, stale) is RemoteProtocolError
     s = rnd.session
@@ -167,7 +173,7 @@ def test_a8_tampering_replay_and_garbage_leave_the_sum_exact(ckks) -> None:  # t
     assert _refused_unchanged(rnd.server, envs[2]) is RemoteProtocolError  # duplicate
     rnd.server.receive(envs[1])
     assert _refused_unchanged(rnd.server, envs[1]) is RemoteProtocolError
-    agg = rnd.server.finalize()
+    agg = _wire(rnd.server.finalize())
     dec = HEDecryptor(session=s, secret_context=ckks.secret_context)
     for a in agg:
         dec.receive(a)
@@ -196,15 +202,15 @@ def test_a8_tampered_aggregate_is_never_decrypted(ckks_agg, pos: int, bit: int, 
 def ckks_agg(ckks):  # type: ignore[no-untyped-def]
     rnd = _round(ckks)
     for i, c in rnd.clients.items():
-        for e in c.encrypt(_x(i)):
+        for e in _wire(c.encrypt(_x(i))):
             rnd.server.receive(e)
-    (agg,) = rnd.server.finalize()
+    (agg,) = _wire(rnd.server.finalize())
     return rnd.session, agg, ckks.secret_context
 
 
 def test_a8_key_holder_never_decrypts_a_client_chunk(ckks) -> None:  # type: ignore[no-untyped-def]
     rnd = _round(ckks)
-    (env,) = rnd.clients[1].encrypt(_x(1))
+    (env,) = _wire(rnd.clients[1].encrypt(_x(1)))
     dec = HEDecryptor(session=rnd.session, secret_context=ckks.secret_context)
     with pytest.raises(RemoteProtocolError):
         dec.receive(env)
@@ -216,7 +222,7 @@ def test_a8_documents_a_malicious_server_can_pass_one_ciphertext_as_the_aggregat
     key holder cannot tell a single client's ciphertext from a sum (no ZK proofs);
     ``min_contributors`` only checks the *claimed* list."""
     rnd = _round(ckks)
-    (env,) = rnd.clients[1].encrypt(_x(1))
+    (env,) = _wire(rnd.clients[1].encrypt(_x(1)))
     single = decode_envelope(env)
     fake = _resign(
         env,
@@ -248,16 +254,16 @@ def test_a8_foreign_key_ciphertext_bfv_range_check_catches_it_ckks_does_not(ckks
             )
         )
         honest = (
-            rnd.clients[1].encrypt(np.arange(LENGTH) % 7)
+            _wire(rnd.clients[1].encrypt(np.arange(LENGTH) % 7))
             if flagged
-            else rnd.clients[1].encrypt(_x(1))
+            else _wire(rnd.clients[1].encrypt(_x(1)))
         )
         env2 = _resign(honest[0], rnd.signing[2], sender=2, contributors=(2,), payload=payload)
         for e in honest:
             rnd.server.receive(e)
         rnd.server.receive(env2)  # accepted: a well-formed ciphertext
         dec = HEDecryptor(session=rnd.session, secret_context=keys.secret_context)
-        for a in rnd.server.finalize():
+        for a in _wire(rnd.server.finalize()):
             dec.receive(a)
         if flagged:
             with pytest.raises(RemoteProtocolError):
@@ -271,12 +277,12 @@ _CRASH = """
 import sys
 sys.path.insert(0, {tests!r})
 import numpy as np
-from adversarial.test_a8_he import _resign, _round, _x
+from adversarial.test_a8_he import _resign, _round, _wire, _x
 from secagg.errors import SecAggError
 from secagg.he import Preset, decode_envelope, generate_keys
 keys = generate_keys(Preset.{preset}.params)
 rnd = _round(keys)
-(env,) = rnd.clients[1].encrypt(np.arange(100) % 5 if {bfv} else _x(1))
+(env,) = _wire(rnd.clients[1].encrypt(np.arange(100) % 5 if {bfv} else _x(1)))
 payload = decode_envelope(env).payload
 hostile = bytes([0x1A]) + payload[1:]  # first field's tag: ciphertexts -> batch_size
 try:
@@ -439,7 +445,7 @@ def test_a8_first_upload_poisoning_is_blamed_on_its_sender_and_the_round_goes_on
     def x(i: int) -> np.ndarray:
         return _x(i) if scheme == "CKKS" else (np.arange(LENGTH) * i) % 11
 
-    (honest1,) = rnd.clients[1].encrypt(x(1))
+    (honest1,) = _wire(rnd.clients[1].encrypt(x(1)))
     poisoned = rewrite_seal_fields(
         decode_envelope(honest1).payload,
         ciphertexts=s.chunk_ciphertexts(0),
@@ -455,9 +461,9 @@ def test_a8_first_upload_poisoning_is_blamed_on_its_sender_and_the_round_goes_on
     assert isinstance(info.value, DecodeError)
     assert rnd.server.state_digest() == before and rnd.server.count == 0
     for i in (2, 3, 4):  # every honest upload after it is accepted
-        for e in rnd.clients[i].encrypt(x(i)):
+        for e in _wire(rnd.clients[i].encrypt(x(i))):
             rnd.server.receive(e)
-    agg = rnd.server.finalize()
+    agg = _wire(rnd.server.finalize())
     dec = HEDecryptor(session=s, secret_context=keys.secret_context)
     for a in agg:
         dec.receive(a)
@@ -504,15 +510,14 @@ def test_a8_he_sum_treats_a_rejected_upload_as_its_senders_dropout(
     honest_chunks = HEClient._chunks
 
     def chunks(self: HEClient, arr: np.ndarray):  # type: ignore[no-untyped-def]
-        for j, data in enumerate(honest_chunks(self, arr)):
+        for j, env in enumerate(honest_chunks(self, arr)):
             if self.client_id == bad and j == 0:
-                env = decode_envelope(data)
                 n_ct = self._session.chunk_ciphertexts(0)
                 poison = rewrite_seal_fields(
                     env.payload, ciphertexts=n_ct, compr=2, scale=float("nan")
                 )
-                data = _resign(data, self._key, payload=poison)
-            yield data
+                env = decode_envelope(_resign(env.to_bytes(), self._key, payload=poison))
+            yield env
 
     monkeypatch.setattr(HEClient, "_chunks", chunks)
     xs = {i: _x(i) for i in (1, 2, 3, 4)}

@@ -2,8 +2,8 @@
 a wrong sum.
 
 If the share boxes forwarded to one client are truncated in transit (keeping at
-least ``t`` of them), that client masks only with the neighbours whose boxes it got,
-while the server believes it masked with its whole U2 neighbourhood; in v1 the
+least ``t`` of them), that client masks only with the neighbors whose boxes it got,
+while the server believes it masked with its whole U2 neighborhood; in v1 the
 pairwise masks then did not cancel and the server output a wrong sum without
 noticing (both modes; found by ``tests/properties/test_stateful_malicious_server.py``
 under a derandomized run, pinned here as a strict xfail until v2).  In v2 the client
@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from secagg.masking import messages as m
-from secagg.masking.phase import Phase
+from secagg.phase import Phase
 from secagg.sim import ProtocolKind, SecurityMode
 
 from ._harness import Manual, make_round
@@ -38,7 +38,7 @@ def test_truncated_share_boxes_never_give_a_wrong_sum(security: SecurityMode) ->
 
     def truncate(u: int, msg: m.Message) -> m.Message:
         if u == victim and isinstance(msg, m.MaskedInputRequest):
-            return dataclasses.replace(msg, boxes=msg.boxes[:3])  # still >= t neighbours
+            return dataclasses.replace(msg, boxes=msg.boxes[:3])  # still >= t neighbors
         return msg
 
     for _ in range(12):

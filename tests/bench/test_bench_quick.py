@@ -19,7 +19,7 @@ from secagg.bench import mask, scale, server
 from secagg.bench import round as round_bench
 from secagg.errors import ParameterError
 from secagg.masking.config import ProtocolKind
-from secagg.sim import DropPhase
+from secagg.phase import ROUND_PHASES, Phase
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -88,7 +88,7 @@ def test_raw_range_baseline_equals_whole_vector():
 
 
 @pytest.mark.parametrize(
-    "phase", [p for p in DropPhase if p is not DropPhase.GRAPH_SEED]  # v2: a drop there aborts
+    "phase", [p for p in ROUND_PHASES if p is not Phase.GRAPH_SEED]  # v2: a drop there aborts
 )
 def test_parallel_round_is_exact_for_every_drop_phase(phase):
     r = scale.run_parallel_round(n=16, length=1001, neighbors=6, threshold=3, dropout=0.125,
@@ -96,7 +96,7 @@ def test_parallel_round_is_exact_for_every_drop_phase(phase):
     assert r["aborted"] is False, r["abort_reason"]
     assert r["exact"] is True
     assert r["dropped"] == 2 and r["client_errors"] == 0 and r["server_rejections"] == 0
-    expect_survivors = 16 if phase in (DropPhase.CONSISTENCY, DropPhase.UNMASKING) else 14
+    expect_survivors = 16 if phase in (Phase.CONSISTENCY, Phase.UNMASKING) else 14
     assert r["survivors"] == expect_survivors
     assert r["bytes_to_server"] == sum(r["bytes_upload_by_phase"].values())
     assert r["expansion"] > 1.0  # a survivor sends its masked vector plus keys and shares
@@ -167,7 +167,7 @@ def test_cli_quick_json(name):
         assert doc["all_exact"] is True
     elif name == "keys":
         assert doc["exact"] is True and isinstance(doc["limit_ratio"], float)
-        assert doc["neighbours"] == 63 and "limit_ratio" in human
+        assert doc["neighbors"] == 63 and "limit_ratio" in human
     else:
         assert doc["exact"] is True and doc["aborted"] is False
 
@@ -193,17 +193,17 @@ def test_round_peer_shaped_rows_report_abort_rates():
 def test_keys_small_reports_parts_ratios_and_self_checks():
     from secagg.bench import keys
 
-    r = keys.run(True, neighbours=8, repeat=1)
-    assert r["benchmark"] == "keys" and r["neighbours"] == 8 and r["exact"] is True
-    parts = r["client_per_neighbour"]["parts"]
+    r = keys.run(True, neighbors=8, repeat=1)
+    assert r["benchmark"] == "keys" and r["neighbors"] == 8 and r["exact"] is True
+    parts = r["client_per_neighbor"]["parts"]
     assert set(parts) == {"agree", "derive", "aead", "shamir", "mask_setup"}
-    for p in [*parts.values(), r["client_per_neighbour"]["total"], *r["server"].values()]:
+    for p in [*parts.values(), r["client_per_neighbor"]["total"], *r["server"].values()]:
         assert _positive(p["ours_us"]) and _positive(p["limit_us"]) and _positive(p["limit_ratio"])
-    assert r["limit_ratio"] == r["client_per_neighbour"]["total"]["limit_ratio"]
+    assert r["limit_ratio"] == r["client_per_neighbor"]["total"]["limit_ratio"]
     assert set(r["server"]) == {"decode_share", "reconstruct_secret"}
     assert r["shamir_limit_candidate"] in r["shamir_candidates_us_per_holder"]
     assert "limit_ratio" in keys.markdown(r)
     with pytest.raises(ParameterError):
-        keys.run(True, neighbours=2)
+        keys.run(True, neighbors=2)
     with pytest.raises(ParameterError):
-        keys.run(True, neighbours=8, repeat=0)
+        keys.run(True, neighbors=8, repeat=0)

@@ -10,7 +10,7 @@ import pytest
 from secagg.errors import DecodeError, ParameterError
 from secagg.masking import messages as m
 from secagg.masking.config import ProtocolKind, RoundConfig
-from secagg.masking.graph import all_neighbours, neighbours, permutation
+from secagg.masking.graph import all_neighbors, neighbors, permutation
 
 SID = b"s" * 32
 
@@ -26,18 +26,18 @@ def test_client_view_of_the_graph_matches_the_server_view(n, k):
     gen = np.random.default_rng(n)  # test data only: sparse, unordered ids
     ids = sorted({int(x) for x in gen.integers(1, 2**32 - 1, size=n)})
     cfg = _cfg(ids, k)
-    adj = all_neighbours(cfg)
+    adj = all_neighbors(cfg)
     perm = permutation(cfg)
     assert sorted(perm) == ids
     for u in [ids[0], ids[-1], *(ids[int(i)] for i in gen.integers(0, len(ids), size=40))]:
-        assert neighbours(cfg, u) == adj[u]
+        assert neighbors(cfg, u) == adj[u]
 
 
 def test_client_view_of_the_graph_rejects_strangers():
     cfg = _cfg(list(range(1, 101)), 10)
     for bad in (0, 101, 2**40, "7", None):
         with pytest.raises(KeyError):
-            neighbours(cfg, bad)  # type: ignore[arg-type]
+            neighbors(cfg, bad)  # type: ignore[arg-type]
 
 
 def _request(survivors, dropped=()):

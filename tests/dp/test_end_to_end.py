@@ -76,14 +76,14 @@ def test_dp_aggregate_of_100_clients_through_secagg_plus(mech: Mechanism) -> Non
 
 
 def test_dropouts_above_min_survivors_still_decode() -> None:
-    drops = {sim.DropPhase.MASKED_INPUT: [5, 17, 60]}
+    drops = {sim.Phase.MASKED_INPUT: [5, 17, 60]}
     p, err, surv = run_rounds(Mechanism.DDGAUSS, rounds=2, dim=128, seed=32, dropouts=drops)
     assert len(surv) == 97 and not {5, 17, 60} & set(surv)
     check(p, err, 97)
 
 
 def test_too_many_dropouts_abort_and_release_nothing() -> None:
-    drops = {sim.DropPhase.MASKED_INPUT: list(range(2, 14))}  # 88 < n_min = 90
+    drops = {sim.Phase.MASKED_INPUT: list(range(2, 14))}  # 88 < n_min = 90
     with pytest.raises(AbortedError):
         run_rounds(Mechanism.SKELLAM, rounds=1, dim=64, seed=33, dropouts=drops)
 

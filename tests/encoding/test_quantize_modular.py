@@ -22,7 +22,7 @@ def _rng(seed: int = 0) -> InsecureDeterministicRandom:
 def test_quantization_is_unbiased():
     """The mean of N independent quantizations of x is x (to within Hoeffding's bound).
 
-    Each dequantized value lies in ``[lo, lo + step]`` for the two neighbouring levels,
+    Each dequantized value lies in ``[lo, lo + step]`` for the two neighboring levels,
     so by Hoeffding ``P(|mean - x| >= a) <= 2 exp(-2 N a^2 / step^2)``.  With
     ``a = 3 step / sqrt(N)`` that is ``2 e^-18 ~ 3e-8`` per value; over the 6 values
     here the false-failure rate for a random seed is below 2e-7.  The seed is fixed,
@@ -76,7 +76,7 @@ def test_sum_of_quantized_inputs_dequantizes(k, seed):
     assert np.all(np.abs(got - want) <= k * spec.step * (1 + 1e-9))
 
 
-def test_stochastic_round_only_picks_neighbours():
+def test_stochastic_round_only_picks_neighbors():
     z = np.array([0.0, 0.5, 1.25, 7.999, 3.0])
     for s in range(20):
         r = stochastic_round(z, _rng(s))

@@ -102,7 +102,7 @@ def server_snapshot(s: Server) -> tuple[object, ...]:
         s.phase,
         s.abort_reason,
         s.sets,
-        s.collecting,
+        s.awaiting,
         None if s._sum is None else s._sum.tobytes(),
         tuple(sorted(s._signatures.items())),
         tuple(sorted((k, tuple(v)) for k, v in s._b_shares.items())),

@@ -19,6 +19,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 warnings.simplefilter("ignore")
 
 
+def _wire(envelopes):
+    """The wire bytes of the envelopes a party returned (bytes in, messages out)."""
+    return [e.to_bytes() for e in envelopes]
+
+
 def mutations(payload: bytes, rng: random.Random, count: int):  # type: ignore[no-untyped-def]
     # deterministic first: the top-level protobuf tag of the first field rewritten
     for tag in (0x1A, 0x22, 0x2A):
@@ -61,7 +66,7 @@ def main() -> int:
     keys = generate_keys(Preset.BFV_4096.params if scheme == "bfv" else Preset.CKKS_4096.params)
     rnd = _round(keys)
     x = np.arange(100) % 5 if scheme == "bfv" else _x(1)
-    (env,) = rnd.clients[1].encrypt(x)
+    (env,) = _wire(rnd.clients[1].encrypt(x))
     payload = decode_envelope(env).payload
 
     def fresh() -> HEServer:

@@ -50,6 +50,12 @@ from secagg.he.keys import decode_params
 from ._count import count
 from ._mutate import fuzz_input, mutated
 
+
+def _wire(envelopes):
+    """The wire bytes of the envelopes a party returned (bytes in, messages out)."""
+    return [e.to_bytes() for e in envelopes]
+
+
 LONG = settings(max_examples=12_000, deadline=None, suppress_health_check=list(HealthCheck))
 CTX_LONG = settings(max_examples=2_000, deadline=None, suppress_health_check=list(HealthCheck))
 #: CI bound for the inputs that reach TenSEAL (a context load or ciphertext parse each)
@@ -67,12 +73,12 @@ class _World:
         self.aggregates = {}
         for name, rnd in self.rounds.items():
             x = np.arange(100) % 5 if name == "bfv" else _x(1)
-            envs = {i: c.encrypt(x)[0] for i, c in rnd.clients.items()}
+            envs = {i: _wire(c.encrypt(x))[0] for i, c in rnd.clients.items()}
             self.client_env[name] = envs
             helper = _round(self.keys[name])
             for e in envs.values():
                 helper.server.receive(e)
-            (self.aggregates[name],) = helper.server.finalize()
+            (self.aggregates[name],) = _wire(helper.server.finalize())
         self.servers: dict[str, HEServer] = {}
         self.decryptors: dict[str, HEDecryptor] = {}
 

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 
 from secagg.errors import CryptoError, DecodeError, RemoteProtocolError, SecAggError
 from secagg.masking import messages as m
-from secagg.masking.phase import Phase
+from secagg.phase import Phase
 from secagg.primitives.field import ELEMENT_BYTES, P, decode_element
 from secagg.sim import ProtocolKind, SecurityMode
 

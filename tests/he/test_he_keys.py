@@ -17,6 +17,11 @@ from ._he_fixtures import make_round
 pytest.importorskip("tenseal")
 
 
+def _wire(envelopes):
+    """The wire bytes of the envelopes a party returned (bytes in, messages out)."""
+    return [e.to_bytes() for e in envelopes]
+
+
 def _split(envelope: bytes):
     r = Reader(envelope)
     r.raw(4), r.u8()
@@ -45,14 +50,14 @@ def test_public_context_holds_no_secret(keys):
 def test_server_cannot_decrypt(keys):
     rnd = make_round(keys, n=2, length=50)
     x = np.linspace(-1, 1, 50)
-    for e in rnd.clients[1].encrypt(x) + rnd.clients[2].encrypt(x):
+    for e in _wire(rnd.clients[1].encrypt(x)) + _wire(rnd.clients[2].encrypt(x)):
         rnd.server.receive(e)
     server_ctx = rnd.server.context
     assert not server_ctx.can_decrypt
     # the running sum, deserialized under the server's own TenSEAL context, cannot be decrypted
     from secagg.he.envelope import decode_envelope
 
-    blob = decode_envelope(rnd.clients[1].encrypt(x)[0]).payload
+    blob = decode_envelope(_wire(rnd.clients[1].encrypt(x))[0]).payload
     tensor = server_ctx.load(blob, ciphertexts=1)
     with pytest.raises(ValueError, match="secret"):
         tensor.decrypt()

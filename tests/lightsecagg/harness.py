@@ -50,7 +50,7 @@ def run(clients: Mapping[int, Client], server: Server, drops: Mapping[int, int] 
         out += server.receive(u, data)
     stage = 1
     while True:
-        if server.phase.value.startswith("collect") and not out:
+        if server.collecting is not None and not out:
             out = server.deadline_passed()
             continue
         if not out:
@@ -69,7 +69,7 @@ def run(clients: Mapping[int, Client], server: Server, drops: Mapping[int, int] 
                 if tap is not None:
                     tap.append(("to_server", u, rd))
                 nxt += server.receive(u, rd)
-        if server.phase.value.startswith("collect") and not nxt:
+        if server.collecting is not None and not nxt:
             nxt = server.deadline_passed()
         out = nxt
         stage += 1

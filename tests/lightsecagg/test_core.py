@@ -16,7 +16,7 @@ from secagg.errors import (
     ParameterError,
     RemoteProtocolError,
 )
-from secagg.lightsecagg import ClientPhase, LightSecAggConfig, ServerPhase, max_bits
+from secagg.lightsecagg import LightSecAggConfig, Phase, max_bits
 from secagg.lightsecagg import _derive as dv
 from secagg.lightsecagg import client as client_mod
 from secagg.lightsecagg import messages as m
@@ -111,19 +111,19 @@ def test_round_sum_is_exact_with_any_dropout_pattern_that_leaves_u(n, data):
     drops = data.draw(st.dictionaries(st.integers(1, n), st.sampled_from((0, 1, 2, 3)),
                                       max_size=n))
     run(clients, server, drops)
-    if server.phase is ServerPhase.FINALIZING:
+    if server.phase is Phase.FINALIZING:
         server.finalize()
     alive = [v for v in cfg.clients if v not in drops]
     if len(alive) >= u and all(
         len([v for v in cfg.clients if drops.get(v, 9) > s]) >= u for s in range(4)
     ):
-        assert server.phase is ServerPhase.COMPLETED
+        assert server.phase is Phase.COMPLETED
         res = server.result
         assert res is not None
         assert set(server.survivors) == {v for v in cfg.clients if drops.get(v, 9) > 2}
         assert np.array_equal(res, expected(xs, server.survivors, cfg.bits))
     else:
-        assert server.phase is ServerPhase.ABORTED
+        assert server.phase is Phase.ABORTED
         assert server.result is None
 
 
@@ -131,7 +131,7 @@ def test_fewer_than_u_responses_abort_and_reveal_nothing():
     _cfg, _xs, clients, server = make_round(8, 50, privacy=2, target=5)
     # 4 of the 8 survivors of the masked-input phase never answer the unmask request
     run(clients, server, {1: 3, 2: 3, 3: 3, 4: 3})
-    assert server.phase is ServerPhase.ABORTED and server.aborted
+    assert server.phase is Phase.ABORTED and server.aborted
     assert server.result is None and server.running_sum_bytes == 0
     assert "U = 5" in (server.abort_reason or "")
     with pytest.raises(LocalProtocolError):
@@ -146,24 +146,24 @@ def test_too_few_at_any_earlier_phase_aborts_and_tells_the_rest(stage):
     run(clients, server, {1: stage, 2: stage, 3: stage})
     assert server.aborted and server.result is None
     told = [c for u, c in clients.items() if u > 3]
-    assert all(c.phase is ClientPhase.ABORTED for c in told)
+    assert all(c.phase is Phase.ABORTED for c in told)
 
 
 def test_transition_table_every_pair_outside_it_aborts_the_client():
     cfg, _xs, _clients, _server = make_round(4, 5, privacy=1, target=2)
     sid = cfg.session_id
     samples = {
-        m.MessageType.KEYS_BROADCAST: m.KeysBroadcast(session_id=sid, sender=0, receiver=1,
+        m.MessageType.KEYS_BROADCAST: m.KeysBroadcast(session_id=sid, sender=0, recipient=1,
                                                       keys=()),
-        m.MessageType.SHARES_FORWARD: m.SharesForward(session_id=sid, sender=0, receiver=1,
+        m.MessageType.SHARES_FORWARD: m.SharesForward(session_id=sid, sender=0, recipient=1,
                                                       boxes=()),
-        m.MessageType.UNMASK_REQUEST: m.UnmaskRequest(session_id=sid, sender=0, receiver=1,
+        m.MessageType.UNMASK_REQUEST: m.UnmaskRequest(session_id=sid, sender=0, recipient=1,
                                                       survivors=(1,)),
-        m.MessageType.ABORT: m.Abort(session_id=sid, sender=0, receiver=1, reason="x"),
-        m.MessageType.ADVERTISE_KEY: m.AdvertiseKey(session_id=sid, sender=0, receiver=1,
+        m.MessageType.ABORT: m.Abort(session_id=sid, sender=0, recipient=1, reason="x"),
+        m.MessageType.ADVERTISE_KEY: m.AdvertiseKey(session_id=sid, sender=0, recipient=1,
                                                     public_key=bytes(32)),
     }
-    waiting = (ClientPhase.AWAIT_KEYS, ClientPhase.AWAIT_SHARES, ClientPhase.AWAIT_UNMASK)
+    waiting = (Phase.ADVERTISE_KEYS, Phase.SHARE_KEYS, Phase.MASKED_INPUT)
     for phase, (t, msg) in itertools.product(waiting, samples.items()):
         if (phase, t) in client_mod.TRANSITIONS:
             continue
@@ -173,7 +173,7 @@ def test_transition_table_every_pair_outside_it_aborts_the_client():
         c._phase = phase  # the table alone decides: no handler runs for these pairs
         with pytest.raises(RemoteProtocolError):
             c.receive(m.encode(msg))
-        assert c.phase is ClientPhase.ABORTED
+        assert c.phase is Phase.ABORTED
 
 
 def test_config_bounds():

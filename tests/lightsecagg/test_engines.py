@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from secagg.lightsecagg import LightSecAggConfig
+from secagg.phase import Phase
 from secagg.primitives.rand import InsecureDeterministicRandom
 from secagg.runtime.api import run_lightsecagg_round
 from secagg.runtime.parties import (
@@ -21,7 +22,6 @@ from secagg.runtime.parties import (
     RngRecipe,
     generate_input,
 )
-from secagg.runtime.phases import Phase
 
 ROOT = Path(__file__).resolve().parents[2]
 #: two clients drop before every phase (12 clients, U = 5)

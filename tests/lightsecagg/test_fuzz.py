@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from secagg.errors import DecodeError, SecAggError
-from secagg.lightsecagg import ClientPhase, ServerPhase
+from secagg.lightsecagg import Phase
 from secagg.lightsecagg import messages as m
 from tests.lightsecagg.harness import make_round
 
@@ -109,7 +109,7 @@ def test_client_rejects_fuzzed_server_messages_with_typed_errors(phase_index, da
     except DecodeError:
         assert c.phase is phase0  # undecodable: nothing changed
     except SecAggError:
-        assert c.phase is ClientPhase.ABORTED
+        assert c.phase is Phase.ABORTED
     except Exception as exc:
         raise AssertionError(f"untyped {type(exc).__name__}: {exc}") from exc
 
@@ -117,7 +117,7 @@ def test_client_rejects_fuzzed_server_messages_with_typed_errors(phase_index, da
 def test_duplicate_and_out_of_phase_messages_are_refused():
     _cfg, _clients, server, held, _ = _prepared(2)
     server.receive(1, held)
-    assert server.phase is ServerPhase.COLLECT_UNMASK
+    assert server.phase is Phase.UNMASKING
     try:
         server.receive(1, held)
     except SecAggError:
@@ -130,7 +130,7 @@ def test_server_refuses_a_low_order_key_so_no_honest_peer_aborts():
     _cfg, _clients, server, held, _ = _prepared(0)
     adv = m.decode(held)
     for bad in (bytes(32), bytes([1]) + bytes(31)):  # order-1/2 points
-        forged = m.encode(m.AdvertiseKey(session_id=adv.session_id, sender=1, receiver=0,
+        forged = m.encode(m.AdvertiseKey(session_id=adv.session_id, sender=1, recipient=0,
                                          public_key=bad))
         try:
             server.receive(1, forged)
@@ -140,4 +140,4 @@ def test_server_refuses_a_low_order_key_so_no_honest_peer_aborts():
             raise AssertionError("a low-order key was accepted")
     assert server.sets()["U1"] == (2, 3, 4)
     server.receive(1, held)  # the real key is still welcome
-    assert server.phase is ServerPhase.COLLECT_SHARES
+    assert server.phase is Phase.SHARE_KEYS

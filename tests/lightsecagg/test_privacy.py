@@ -63,7 +63,7 @@ def _recover_padding(client: Client, seed: int) -> np.ndarray:
     keys = tuple(sorted([(client.id, adv.public_key)] + [(v, k.public) for v, k in
                                                           peers.items()]))
     (shares,) = client.receive(m.encode(m.KeysBroadcast(
-        session_id=cfg.session_id, sender=0, receiver=client.id, keys=keys)))
+        session_id=cfg.session_id, sender=0, recipient=client.id, keys=keys)))
     assert isinstance(shares, m.CodedShares)
     rows, points = [], []
     for v, box in shares.boxes:

@@ -17,8 +17,8 @@ from secagg.errors import InsecureConfigurationWarning, SecAggError
 from secagg.masking import messages as m
 from secagg.masking.client import Client
 from secagg.masking.config import ProtocolKind, RoundConfig, SecurityMode
-from secagg.masking.phase import Phase
 from secagg.masking.server import Server
+from secagg.phase import Phase
 from secagg.primitives.rand import InsecureDeterministicRandom
 from secagg.primitives.sign import SigningKey
 from secagg.sim.runtime import build_config, plaintext_sum
@@ -28,7 +28,7 @@ COLLECTING = (
     Phase.GRAPH_SEED,
     Phase.SHARE_KEYS,
     Phase.MASKED_INPUT,
-    Phase.CONSISTENCY_CHECK,
+    Phase.CONSISTENCY,
     Phase.UNMASKING,
 )
 #: A client dropped "before round r" never sees a message of REPLY_ROUND >= r; the

@@ -26,8 +26,8 @@ from secagg.masking import messages as m
 from secagg.masking.abort import AbortReason
 from secagg.masking.client import Client
 from secagg.masking.config import ProtocolKind, RoundConfig, SecurityMode
-from secagg.masking.phase import TERMINAL, Phase
 from secagg.masking.server import Server
+from secagg.phase import TERMINAL, Phase
 
 #: server message -> the step of the reply it asks for (Abort asks for none)
 REPLY_ROUND = {
@@ -56,7 +56,7 @@ COLLECTS = {
     Phase.GRAPH_SEED: 1,
     Phase.SHARE_KEYS: 2,
     Phase.MASKED_INPUT: 3,
-    Phase.CONSISTENCY_CHECK: 4,
+    Phase.CONSISTENCY: 4,
     Phase.UNMASKING: 5,
 }
 
@@ -88,7 +88,7 @@ class Prediction:
     """The model's verdict on one round.
 
     ``may_raise``: clients that the model lets raise a typed error (they are in a
-    set of the round but have fewer than ``t`` neighbours in it, so an honest
+    set of the round but have fewer than ``t`` neighbors in it, so an honest
     client must refuse to go on).  Any other client raising is a failure.
     ``abort_code``: the :class:`AbortReason` the server must give (the check that
     fails first, in the server's order); None if it completes.  Compared as a value:

@@ -1,4 +1,4 @@
-"""Neighbour graphs and round configuration."""
+"""Neighbor graphs and round configuration."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from secagg.errors import ParameterError
 from secagg.masking.config import ProtocolKind, RoundConfig, SecurityMode, default_parameters
-from secagg.masking.graph import all_neighbours, neighbours, permutation
+from secagg.masking.graph import all_neighbors, neighbors, permutation
 
 SID = b"s" * 32
 SEED = b"g" * 32
@@ -31,11 +31,11 @@ def _cfg(n: int, k: int, *, seed: bytes = SEED, sid: bytes = SID) -> RoundConfig
 def test_harary_graph_is_symmetric_and_regular(n: int, k: int) -> None:
     k = min(k, n - 1)
     cfg = _cfg(n, k)
-    adj = all_neighbours(cfg)
+    adj = all_neighbors(cfg)
     degrees = [len(v) for v in adj.values()]
     for u, nb in adj.items():
         assert u not in nb
-        assert nb == neighbours(cfg, u)  # a client recomputes its own neighbourhood
+        assert nb == neighbors(cfg, u)  # a client recomputes its own neighborhood
         for v in nb:
             assert u in adj[v]
     assert min(degrees) == k
@@ -56,9 +56,9 @@ def test_complete_graph() -> None:
         session_id=SID, clients=[3, 9, 4], bits=8, length=1, protocol=ProtocolKind.SECAGG
     )
     assert cfg.clients == (3, 4, 9) and cfg.degree == 2
-    assert neighbours(cfg, 4) == {3, 9}
+    assert neighbors(cfg, 4) == {3, 9}
     with pytest.raises(KeyError):
-        neighbours(cfg, 5)
+        neighbors(cfg, 5)
 
 
 def test_default_parameters() -> None:

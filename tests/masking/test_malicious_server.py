@@ -15,7 +15,7 @@ import pytest
 from secagg.errors import CryptoError, DecodeError, RemoteProtocolError
 from secagg.masking import messages as m
 from secagg.masking.config import ProtocolKind, SecurityMode
-from secagg.masking.phase import Phase
+from secagg.phase import Phase
 from secagg.primitives.kex import KeyPair
 
 from .masking_harness import Harness
@@ -248,7 +248,7 @@ def test_replayed_messages_from_another_session() -> None:
     adv = next(x for x in a.sent[2] if isinstance(x, m.AdvertiseKeys))
     with pytest.raises(DecodeError):
         b.server.receive(2, m.encode(adv))
-    assert 2 in b.server.collecting and b.server.sets["U1"] == ()
+    assert 2 in b.server.awaiting and b.server.sets["U1"] == ()
     # an unmasking request from session A never reaches B's clients' secrets
     req = next(x for x in a.received[3] if isinstance(x, m.UnmaskingRequest))
     with pytest.raises(DecodeError):
@@ -280,7 +280,7 @@ def test_server_keeps_out_a_client_that_copies_a_key() -> None:
     bad = dataclasses.replace(mine, s_pk=copied.s_pk)
     with pytest.raises(RemoteProtocolError):
         h.server.receive(4, m.encode(bad))
-    assert 4 in h.server.collecting and 4 not in h.server.sets["U1"]
+    assert 4 in h.server.awaiting and 4 not in h.server.sets["U1"]
     h.server.receive(4, m.encode(mine))
     assert h.server.phase is Phase.SHARE_KEYS
 
@@ -292,4 +292,4 @@ def test_invalid_advertise_signature_is_rejected_by_server() -> None:
     bad = dataclasses.replace(mine, signature=bytes(64))
     with pytest.raises(RemoteProtocolError):
         h.server.receive(2, m.encode(bad))
-    assert 2 in h.server.collecting
+    assert 2 in h.server.awaiting

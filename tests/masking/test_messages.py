@@ -14,7 +14,7 @@ from secagg.errors import DecodeError, ParameterError
 from secagg.masking import messages as m
 from secagg.masking.abort import AbortReason
 from secagg.masking.config import ProtocolKind, SecurityMode
-from secagg.masking.phase import Phase
+from secagg.phase import Phase
 
 from .masking_harness import Harness
 
@@ -215,11 +215,11 @@ def test_garbled_bytes_leave_client_and_server_unchanged() -> None:
     held = h.drive(stop=Phase.SHARE_KEYS, hold=2)
     assert held is not None
     raw = m.encode(held)
-    before = (h.server.phase, h.server.sets, h.server.collecting)
+    before = (h.server.phase, h.server.sets, h.server.awaiting)
     for bad in (raw[:-3], raw[:10], b"", raw + b"x", b"\x00\x01" + raw[2:]):
         with pytest.raises(DecodeError):
             h.server.receive(2, bad)
-    assert (h.server.phase, h.server.sets, h.server.collecting) == before
+    assert (h.server.phase, h.server.sets, h.server.awaiting) == before
     c = h.clients[2]
     assert c.phase is Phase.SHARE_KEYS
     for bad in (b"", b"\x00\x01\x04", bytes(200)):

@@ -6,7 +6,7 @@ sigma = 40, eta = 20, alpha = 0.05, delta = 0.33, semi-honest:
 n = 10^3 -> (72, 24), 10^4 -> (86, 29), 10^6 -> (102, 34); the production test
 adds 10^2 -> (28, 6) and 10^5 -> (96, 32).  Our finder reproduces all five
 *exactly* (asserted with ``==``), although it counts slightly more precisely than
-the production code (neighbours drawn from the n - 1 other clients, union bound
+the production code (neighbors drawn from the n - 1 other clients, union bound
 over the n - A honest clients instead of n).  Where that precision matters (alpha
 = 0.33, delta = 0.05, n = 10^6; alpha = delta = 0.45, n = 10^6) we get a smaller
 k than production, pinned below with the reason.  Every pinned value is also
@@ -148,7 +148,7 @@ def test_reference_points_rederived_exactly(n_k_t: tuple[int, int, int]) -> None
         # with 330000 corrupt clients that is 0.58 bits, enough for k = 108.
         (1_000_000, 0.33, 0.05, SH, (108, 81)),
         # production (4, 2): it never re-checks correctness after raising t to 2;
-        # at k = 4 one client in ten would have < 2 surviving neighbours w.p. > 2^-20.
+        # at k = 4 one client in ten would have < 2 surviving neighbors w.p. > 2^-20.
         (10, 0.05, 0.33, SH, (6, 2)),
     ],
 )

@@ -82,7 +82,7 @@ CLIENT_SETUP = {
     Phase.GRAPH_SEED: 1,
     Phase.SHARE_KEYS: 2,
     Phase.MASKED_INPUT: 3,
-    Phase.CONSISTENCY_CHECK: 4,
+    Phase.CONSISTENCY: 4,
     Phase.COMPLETED: 99,
     Phase.ABORTED: -1,
 }
@@ -109,7 +109,7 @@ def _client_in(phase: Phase, kind: Kind) -> Harness:
 
 def _reachable(kind: Kind, phase: Phase) -> bool:
     protocol, security = kind
-    if phase is Phase.CONSISTENCY_CHECK and security is SH:
+    if phase is Phase.CONSISTENCY and security is SH:
         return False  # no consistency round
     return not (phase is Phase.GRAPH_SEED and protocol is not PLUS)  # no graph-seed step
 
@@ -157,7 +157,7 @@ def test_client_phase_message_pair(kind: Kind, phase: Phase, mtype: m.MessageTyp
 def _server_snapshot(h: Harness) -> tuple[object, ...]:
     s = h.server
     run = s._sum.copy() if s._sum is not None else None
-    return (s.phase, s.sets, s.collecting, s.abort_reason, None if run is None else run.tobytes())
+    return (s.phase, s.sets, s.awaiting, s.abort_reason, None if run is None else run.tobytes())
 
 
 def _server_in(phase: Phase, kind: Kind) -> tuple[Harness, m.Message | None]:
@@ -199,7 +199,7 @@ def test_server_phase_message_pair(kind: Kind, phase: Phase, mtype: m.MessageTyp
     if (phase, mtype) in SERVER_T[kind]:
         assert held is not None and held.TYPE is mtype
         h.server.receive(U, m.encode(held))
-        assert U not in h.server.collecting or h.server.phase is not phase
+        assert U not in h.server.awaiting or h.server.phase is not phase
         return
     msg = TRANSCRIPTS[kind][mtype]
     with pytest.raises((RemoteProtocolError, DecodeError)):
@@ -302,34 +302,18 @@ def test_state_graph_is_data_and_every_phase_is_reachable(kind: Kind) -> None:
 def test_collecting_names_who_the_server_still_waits_for() -> None:
     h, held = _server_in(Phase.MASKED_INPUT, (ProtocolKind.SECAGG, SH))
     assert held is not None
-    assert h.server.collecting == frozenset({U})
+    assert h.server.awaiting == frozenset({U})
     h.server.receive(U, m.encode(held))
     assert h.server.phase is Phase.UNMASKING
-    assert h.server.collecting == frozenset(h.server.survivors)
+    assert h.server.awaiting == frozenset(h.server.survivors)
 
 
-def test_one_phase_vocabulary_in_the_masking_core() -> None:
-    """``Phase`` is the only phase enum of secagg.masking; the old spellings are plain
-    aliases of its members (kept until the runtime switches), and both parties report
-    ``Phase`` members."""
-    import ast
-    import enum
-    from pathlib import Path
-
-    from secagg.masking.client import ClientPhase
-    from secagg.masking.server import ServerPhase
-
-    root = Path(__file__).resolve().parents[2] / "secagg" / "masking"
-    enums = []
-    for path in sorted(root.glob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ClassDef) and node.name.endswith("Phase"):
-                enums.append((path.name, node.name, [ast.unparse(b) for b in node.bases]))
-    assert [e for e in enums if e[2]] == [("phase.py", "Phase", ["enum.Enum"])]
-    for legacy in (ClientPhase, ServerPhase):
-        assert not isinstance(legacy, enum.EnumMeta)
-        values = [v for k, v in vars(legacy).items() if k.isupper()]
-        assert values and all(isinstance(v, Phase) for v in values)
+def test_parties_report_the_one_phase_enum() -> None:
+    """Both parties report :class:`secagg.phase.Phase` members; the server's
+    ``collecting`` is its phase while a round is open, ``None`` after."""
     h = Harness.make(4, threshold=2)
     assert isinstance(h.server.phase, Phase)
+    assert h.server.collecting is Phase.ADVERTISE_KEYS
     assert all(isinstance(c.phase, Phase) for c in h.clients.values())
+    h.drive(finalize=False)
+    assert h.server.phase is Phase.FINALIZING and h.server.collecting is None

@@ -169,18 +169,19 @@ def test_bulk_box_decode_and_unsigned_entries():
 
 def test_server_spreads_dropped_seeds_over_an_injected_map_and_sums_right():
     """Server(map_fn=executor.map): the same mask jobs and the exact sum over survivors."""
-    from secagg.masking.server import Server, ServerPhase
+    from secagg.masking.server import Server
+    from secagg.phase import Phase
 
     from .masking_harness import Harness
 
     drops = {2: 2, 5: 2}  # stop replying before the masked input: pairwise masks rebuilt
     plain = Harness.make(9, seed=11)
-    plain.drive(drops=drops, stop=ServerPhase.FINALIZING)
+    plain.drive(drops=drops, stop=Phase.FINALIZING)
     spread = Harness.make(9, seed=11)
     with ThreadPoolExecutor(max_workers=2) as pool:
         spread.server = Server(config=spread.config, map_fn=pool.map)
-        spread.drive(drops=drops, stop=ServerPhase.FINALIZING)
-    assert spread.server.phase is ServerPhase.FINALIZING
+        spread.drive(drops=drops, stop=Phase.FINALIZING)
+    assert spread.server.phase is Phase.FINALIZING
     assert spread.server.mask_jobs == plain.server.mask_jobs
     assert len(spread.server.mask_jobs) == 7 + 2 * 7  # 7 self masks + 2 dropped x 7 survivors
     total = spread.server.finalize()

@@ -13,7 +13,8 @@ from secagg.masking.client import Client
 from secagg.masking.config import ProtocolKind, RoundConfig, SecurityMode
 from secagg.masking.params import choose_parameters
 from secagg.masking.policy import ClientPolicy
-from secagg.masking.server import Server, ServerPhase
+from secagg.masking.server import Server
+from secagg.phase import Phase
 from secagg.primitives.rand import InsecureDeterministicRandom
 from secagg.primitives.sign import SigningKey
 
@@ -150,9 +151,9 @@ def test_a_refusing_client_is_a_dropout_for_the_server() -> None:
     pending = [r for u, c in clients.items() for r in server.receive(u, m.encode(c.start()))]
     for _ in range(20):
         if not pending:
-            if server.phase not in (ServerPhase.COLLECT_KEYS, ServerPhase.COLLECT_SHARES,
-                                    ServerPhase.COLLECT_MASKED, ServerPhase.COLLECT_SIGNATURES,
-                                    ServerPhase.COLLECT_UNMASKING):
+            if server.phase not in (Phase.ADVERTISE_KEYS, Phase.SHARE_KEYS,
+                                    Phase.MASKED_INPUT, Phase.CONSISTENCY,
+                                    Phase.UNMASKING):
                 break
             pending = list(server.deadline_passed())
             continue
@@ -161,7 +162,7 @@ def test_a_refusing_client_is_a_dropout_for_the_server() -> None:
             for reply in clients[u].receive(m.encode(msg)):
                 batch += server.receive(u, m.encode(reply))
         pending = batch
-    assert server.phase is ServerPhase.FINALIZING
+    assert server.phase is Phase.FINALIZING
     total = server.finalize()
     assert 3 not in server.survivors and len(server.survivors) == n - 1
     want = sum(inputs[u].astype(np.int64) for u in server.survivors) % (1 << 32)

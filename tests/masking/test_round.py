@@ -9,7 +9,7 @@ from secagg.encoding.bitpack import pack
 from secagg.errors import ParameterError
 from secagg.masking import messages as m
 from secagg.masking.config import ProtocolKind, SecurityMode
-from secagg.masking.phase import Phase
+from secagg.phase import Phase
 
 from .masking_harness import Harness
 

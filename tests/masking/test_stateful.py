@@ -10,7 +10,7 @@ run ends COMPLETED or ABORTED, and the outcome model (``round_model.predict``,
 from who stopped replying before which round) must say which — with the exact
 survivor set.  Every typed error is recorded, none swallowed: the server never
 raises on an honest client's message, and a client may raise only where the model
-says an honest client must refuse (too few neighbours in a set).  The runs per end
+says an honest client must refuse (too few neighbors in a set).  The runs per end
 state are counted and floored, so a change that makes rounds abort early fails.
 """
 
@@ -32,8 +32,8 @@ from hypothesis.stateful import (
 from secagg.errors import SecAggError
 from secagg.masking import messages as m
 from secagg.masking.config import ProtocolKind, SecurityMode
-from secagg.masking.graph import all_neighbours
-from secagg.masking.phase import Phase
+from secagg.masking.graph import all_neighbors
+from secagg.phase import Phase
 
 from .masking_harness import Harness
 from .round_model import (
@@ -79,7 +79,7 @@ class DropoutMachine(RuleBasedStateMachine):
             n, protocol=protocol, security=security, neighbors=k, threshold=t, seed=seed
         )
         clients = self.h.config.clients
-        self.nbrs = all_neighbours(self.h.config)
+        self.nbrs = all_neighbors(self.h.config)
         self.drops_left = drops  # how many more clients the ``drop`` rule may take
         self.gone: set[int] = {u for u, r in schedule.items() if r == 0 and u in clients}
         # client -> the step (1..5, round_model) before whose reply it leaves
@@ -185,11 +185,11 @@ class DropoutMachine(RuleBasedStateMachine):
         assert s.phase in END_STATES, f"round stuck in {s.phase.value}"
         self.sum_is_exact_or_nothing()
         # SecAgg+ (v2): the graph is fixed by U1's graph-seed reveals; every client
-        # that got that far derived the same neighbours as the server
+        # that got that far derived the same neighbors as the server
         graph = s.graph if self.h.config.protocol is ProtocolKind.SECAGG_PLUS else self.nbrs
         for u, c in self.h.clients.items():
-            if graph is not None and c.neighbours:
-                assert c.neighbours == graph[u], u
+            if graph is not None and c.neighbors:
+                assert c.neighbors == graph[u], u
         want = predict(self.h.config, graph, self.leave)
         assert s.phase is (Phase.COMPLETED if want.completes else Phase.ABORTED), (
             s.abort_reason,

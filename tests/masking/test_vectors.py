@@ -11,8 +11,8 @@ import numpy as np
 
 from secagg.masking import messages as m
 from secagg.masking.config import ProtocolKind, RoundConfig, SecurityMode
-from secagg.masking.phase import Phase
 from secagg.masking.server import Server
+from secagg.phase import Phase
 
 VECTORS = Path(__file__).resolve().parents[2] / "protocols" / "vectors"
 DOC: dict[str, Any] = json.loads((VECTORS / "secagg_round.json").read_text())
@@ -67,7 +67,7 @@ def test_server_replay_reproduces_its_messages_and_the_sum() -> None:
         out = server.receive(x["client"], bytes.fromhex(x["hex"]))
         produced += [(u, m.encode(msg).hex()) for u, msg in out]
         # the dropped client never answers: close the masked-input round by deadline
-        if server.phase is Phase.MASKED_INPUT and server.collecting == frozenset(
+        if server.phase is Phase.MASKED_INPUT and server.awaiting == frozenset(
             DOC["parameters"]["dropped_before_masked_input"]
         ):
             produced += [(u, m.encode(msg).hex()) for u, msg in server.deadline_passed()]
@@ -168,10 +168,10 @@ def test_v2_graph_seed_step_checks_out_from_the_spec_alone() -> None:
     each KeysBroadcast open them (``g_v = HKDF(r_v, "graph-seed-commitment", (v,))``),
     every client got the same reveals and the same view, and the graph key
     ``HKDF(R(U1), "graph-seed", (graph_seed, D1))`` gives, through the Harary
-    permutation, the neighbourhoods whose keys the KeysBroadcasts carry."""
+    permutation, the neighborhoods whose keys the KeysBroadcasts carry."""
     import hashlib
 
-    from secagg.masking.graph import all_neighbours
+    from secagg.masking.graph import all_neighbors
 
     sid = bytes.fromhex(DOC["config"]["session_id"])
     graph_seed = bytes.fromhex(DOC["config"]["graph_seed"])
@@ -216,7 +216,7 @@ def test_v2_graph_seed_step_checks_out_from_the_spec_alone() -> None:
     ids = b"".join(v.to_bytes(4, "big") for v, _ in view)
     d1 = hashlib.sha256(_info("graph-seed-view", sid, [ids, b"".join(g for _, g in view)])).digest()
     key = _hkdf(b"".join(r for _, r in reveals), "graph-seed", sid, [graph_seed, d1])
-    graph = all_neighbours(_config_from_doc(), seed=key)
+    graph = all_neighbors(_config_from_doc(), seed=key)
     u1 = {v for v, _ in view}
     for u, owners in entries.items():
         assert owners == graph[u] & u1

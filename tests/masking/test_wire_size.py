@@ -1,7 +1,7 @@
 """Protocol v2 sends b bits per element: the upload is ceil(m·b/8) plus O(k) bytes.
 
 Issue 14 asks ``bytes_per_client_upload <= 1.02 · ceil(m·b/8) + 1 KiB`` for
-``m >= 10^5``; the O(k) part (share boxes, 106 bytes per neighbour, and unmasking
+``m >= 10^5``; the O(k) part (share boxes, 106 bytes per neighbor, and unmasking
 shares, 38 bytes each) fits that budget while ``k`` is below about 40 at
 ``m = 10^5, b = 16`` (the default parameters up to n = 100 here, and ``secagg train``).
 """
@@ -15,7 +15,7 @@ import pytest
 
 from secagg.masking import messages as m
 from secagg.masking.config import ProtocolKind, SecurityMode
-from secagg.masking.phase import Phase
+from secagg.phase import Phase
 
 from .masking_harness import Harness
 

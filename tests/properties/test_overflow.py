@@ -24,7 +24,7 @@ from secagg.errors import ParameterError
 from secagg.he import HEParams, Preset, Scheme, generate_keys
 from secagg.primitives.rand import InsecureDeterministicRandom
 from secagg.runtime import he_sum
-from secagg.sim import DropPhase, ProtocolKind, secure_sum_floats
+from secagg.sim import Phase, ProtocolKind, secure_sum_floats
 
 
 @st.composite
@@ -96,7 +96,7 @@ def test_secure_sum_floats_never_wraps_up_to_max_clients(
             - 0.75
             for u in range(1, n + 1)
         }
-    drops = {DropPhase.MASKED_INPUT: list(range(1, dropped + 1))} if dropped else None
+    drops = {Phase.MASKED_INPUT: list(range(1, dropped + 1))} if dropped else None
     res = secure_sum_floats(xs, spec=spec, rng=rng, protocol=protocol, dropouts=drops)
     t = int(res.result.stats["threshold"])  # type: ignore[call-overload]
     assert res.result.aborted == (n - dropped < t + 1)

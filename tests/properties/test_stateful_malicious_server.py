@@ -10,7 +10,7 @@ Invariants after every step (what an honest client may put on the wire):
 
 * no client answers two unmasking requests or reveals both shares of one owner;
 * no client answers a request that lists fewer than ``t`` survivors or fewer than
-  ``t`` of its neighbours;
+  ``t`` of its neighbors;
 * malicious mode: for no owner do ``t`` b-shares *and* ``t`` s-shares leave the
   clients (no colluders here, so the consistency check must hold alone);
 * the (honest) server's output, if any, is the exact sum over its ``U3``.
@@ -48,9 +48,9 @@ from secagg.masking import messages as m
 from secagg.masking.abort import AbortReason
 from secagg.masking.client import Client
 from secagg.masking.config import ProtocolKind, SecurityMode
-from secagg.masking.graph import all_neighbours
-from secagg.masking.phase import TERMINAL, Phase
+from secagg.masking.graph import all_neighbors
 from secagg.masking.server import Server
+from secagg.phase import TERMINAL, Phase
 from secagg.primitives.rand import InsecureDeterministicRandom
 from secagg.sim import build_config, plaintext_sum
 
@@ -116,7 +116,7 @@ class MaliciousServerMachine(RuleBasedStateMachine):
             threshold=None,
             rng=rng,
         )
-        self.nbrs = all_neighbours(self.cfg)
+        self.nbrs = all_neighbors(self.cfg)
         self.inputs = {u: np.array([u, 1000 + u], dtype=np.uint32) for u in self.cfg.clients}
         self.clients = {
             u: Client(
@@ -281,7 +281,7 @@ class MaliciousServerMachine(RuleBasedStateMachine):
             assert len(self.responses[u]) <= 1
             for req, resp in zip(self.answered[u], self.responses[u], strict=True):
                 assert len(req.survivors) >= t
-                own = self.clients[u].neighbours or self.nbrs[u]  # v2: SecAgg+ from reveals
+                own = self.clients[u].neighbors or self.nbrs[u]  # v2: SecAgg+ from reveals
                 assert len(own & set(req.survivors)) >= t
                 owners = [o for o, _, _ in resp.shares]
                 assert len(owners) == len(set(owners))

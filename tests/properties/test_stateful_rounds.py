@@ -38,9 +38,9 @@ from secagg.errors import SecAggError
 from secagg.masking import messages as m
 from secagg.masking.client import Client
 from secagg.masking.config import ProtocolKind, SecurityMode
-from secagg.masking.graph import all_neighbours
-from secagg.masking.phase import TERMINAL, Phase
+from secagg.masking.graph import all_neighbors
 from secagg.masking.server import Server
+from secagg.phase import TERMINAL, Phase
 from secagg.primitives.prg import dtype_for_bits
 from secagg.primitives.rand import InsecureDeterministicRandom
 from secagg.sim import build_config, plaintext_sum
@@ -89,7 +89,7 @@ class RoundMachine(RuleBasedStateMachine):
             u: np.array(values.draw(st.lists(elem, min_size=3, max_size=3)), dtype=dt)
             for u in self.cfg.clients
         }
-        self.nbrs = all_neighbours(self.cfg)
+        self.nbrs = all_neighbors(self.cfg)
         self.clients = {
             u: Client(
                 config=self.cfg,
@@ -202,11 +202,11 @@ class RoundMachine(RuleBasedStateMachine):
         if s.phase is Phase.FINALIZING:
             s.finalize()
         # SecAgg+ (v2): the graph is fixed by U1's graph-seed reveals; every client
-        # that got that far derived the same neighbours as the server
+        # that got that far derived the same neighbors as the server
         graph = s.graph if self.cfg.protocol is ProtocolKind.SECAGG_PLUS else self.nbrs
         for u, c in self.clients.items():
-            if graph is not None and c.neighbours:
-                assert c.neighbours == graph[u], u
+            if graph is not None and c.neighbors:
+                assert c.neighbors == graph[u], u
         want = predict(self.cfg, graph, self.leave)
         completes, u3 = want.completes, want.u3
         # no error swallowed: the server never raises on an honest client, and a

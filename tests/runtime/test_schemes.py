@@ -15,7 +15,8 @@ from secagg.errors import AbortedError, DecodeError, ParameterError, PolicyError
 from secagg.masking import messages as m
 from secagg.masking.config import RoundConfig, SecurityMode
 from secagg.masking.policy import ClientPolicy
-from secagg.masking.server import Server, ServerPhase
+from secagg.masking.server import Server
+from secagg.phase import Phase
 from secagg.primitives.rand import InsecureDeterministicRandom
 from secagg.primitives.sign import SigningKey
 from secagg.runtime.schemes import (
@@ -57,8 +58,8 @@ def _mean(ups: dict[int, np.ndarray], ids) -> np.ndarray:
 
 
 _COLLECTING = (
-    ServerPhase.COLLECT_KEYS, ServerPhase.COLLECT_SHARES, ServerPhase.COLLECT_MASKED,
-    ServerPhase.COLLECT_SIGNATURES, ServerPhase.COLLECT_UNMASKING,
+    Phase.ADVERTISE_KEYS, Phase.SHARE_KEYS, Phase.MASKED_INPUT,
+    Phase.CONSISTENCY, Phase.UNMASKING,
 )
 
 
@@ -83,7 +84,7 @@ def _drive(server: Server, parties: dict, silent_from_masked: frozenset[int] = f
             for reply in parties[u].receive(m.encode(msg)):
                 batch += server.receive(u, m.encode(reply))
         pending = batch
-    if server.phase is ServerPhase.FINALIZING:
+    if server.phase is Phase.FINALIZING:
         server.finalize()
 
 
@@ -295,11 +296,12 @@ def _he_round(kind: SchemeKind, ups: dict[int, np.ndarray], drop: set[int]):
             continue
         party = client_half.party(session, client_id=u, context=ctx, signing_key=ids_keys[u])
         for envelope in party.encrypt(client_half.encode(ups[u], _rng(60 + u))):
-            server.receive(envelope)
+            assert envelope.recipient == 0  # the server
+            server.receive(envelope.to_bytes())
     aggregate = server.finalize()  # AbortedError below the session's minimum
     decryptor = HEDecryptor(session=session, secret_context=keys.secret_context)
     for a in aggregate:
-        decryptor.receive(a)
+        decryptor.receive(a.to_bytes())
     return server_half, decryptor.result()
 
 

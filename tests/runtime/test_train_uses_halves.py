@@ -13,7 +13,7 @@ import pytest
 from secagg.encoding.quantize import QuantizationSpec
 from secagg.primitives.rand import InsecureDeterministicRandom
 from secagg.runtime.schemes import MaskedClientHalf, MaskedServerHalf, SchemeKind, SumOutcome
-from secagg.sim.runtime import DropPhase, secure_sum
+from secagg.sim.runtime import Phase, secure_sum
 from secagg.train.aggregators import AggregatorKind, make_aggregator
 
 
@@ -33,7 +33,7 @@ def test_masked_aggregator_is_client_halves_protocol_server_half(kind: SchemeKin
     server = MaskedServerHalf(kind=kind, spec=spec, length=50)
     enc = {u: client.encode(x, rng.child(f"quantize/{u}")) for u, x in ups.items()}
     res = secure_sum(enc, bits=spec.bits, protocol=kind.protocol, rng=rng.child("secure-sum"),
-                     dropouts={DropPhase.MASKED_INPUT: [6]})
+                     dropouts={Phase.MASKED_INPUT: [6]})
     want = server.decode(SumOutcome(total=res.total, survivors=res.survivors))
     assert got.survivors == want.survivors == (2, 4, 9, 11)
     assert np.array_equal(got.mean, want.mean)

@@ -11,9 +11,9 @@ import pytest
 from secagg.encoding.quantize import QuantizationSpec
 from secagg.errors import InsecureConfigurationWarning, ParameterError
 from secagg.masking import messages as m
+from secagg.phase import ROUND_PHASES, Phase
 from secagg.primitives.rand import InsecureDeterministicRandom
 from secagg.sim import (
-    DropPhase,
     ProtocolKind,
     SecurityMode,
     build_config,
@@ -55,10 +55,10 @@ def test_secure_sum_exact(protocol: ProtocolKind, bits: int) -> None:
 
 
 @pytest.mark.parametrize(
-    "phase", [p for p in DropPhase if p is not DropPhase.GRAPH_SEED]  # v2: a drop there aborts
+    "phase", [p for p in ROUND_PHASES if p is not Phase.GRAPH_SEED]  # v2: a drop there aborts
 )
 @pytest.mark.parametrize("security", list(SecurityMode))
-def test_secure_sum_with_dropouts(phase: DropPhase, security: SecurityMode) -> None:
+def test_secure_sum_with_dropouts(phase: Phase, security: SecurityMode) -> None:
     xs = _inputs(10, 5, 16, start=3)
     res = secure_sum(
         xs,
@@ -69,7 +69,7 @@ def test_secure_sum_with_dropouts(phase: DropPhase, security: SecurityMode) -> N
         rng=rng(2),
     )
     assert not res.aborted
-    if phase in (DropPhase.ADVERTISE_KEYS, DropPhase.SHARE_KEYS, DropPhase.MASKED_INPUT):
+    if phase in (Phase.ADVERTISE_KEYS, Phase.SHARE_KEYS, Phase.MASKED_INPUT):
         assert set(res.survivors) == set(xs) - {4, 9}
     else:
         assert set(res.survivors) == set(xs)
@@ -84,7 +84,7 @@ def test_abort_gives_no_total() -> None:
         bits=16,
         protocol=ProtocolKind.SECAGG,
         threshold=4,
-        dropouts={DropPhase.MASKED_INPUT: {1, 2, 3}},
+        dropouts={Phase.MASKED_INPUT: {1, 2, 3}},
         rng=rng(),
     )
     assert res.aborted and res.total is None and res.survivors == ()
@@ -99,7 +99,7 @@ def test_deterministic_under_seed_and_observer_sees_every_message() -> None:
         res = secure_sum(
             xs,
             bits=20,
-            dropouts={DropPhase.MASKED_INPUT: {2}},
+            dropouts={Phase.MASKED_INPUT: {2}},
             rng=rng(5),
             observer=lambda d, u, b, log=log: log.append((d, u, b)),
         )
@@ -133,7 +133,7 @@ def test_executor_does_not_change_bytes() -> None:
             rng=rng(9),
             identity_keys=keys,
             workers=workers,
-            dropouts={DropPhase.MASKED_INPUT: {3}},
+            dropouts={Phase.MASKED_INPUT: {3}},
             observer=lambda d, u, b: log.append(b),
             measure_memory=True,
         )
@@ -175,7 +175,7 @@ def test_secure_sum_floats() -> None:
     spec = QuantizationSpec(clip=2.0, value_bits=12, max_clients=16)
     base = np.linspace(-1.5, 1.5, 11)
     xs = {u: base * (u / 8) for u in range(1, 9)}
-    res = secure_sum_floats(xs, spec=spec, dropouts={DropPhase.MASKED_INPUT: {8}}, rng=rng())
+    res = secure_sum_floats(xs, spec=spec, dropouts={Phase.MASKED_INPUT: {8}}, rng=rng())
     assert res.count == 7 and res.sum is not None and res.mean is not None
     want = sum(xs[u] for u in range(1, 8))
     assert np.max(np.abs(res.sum - want)) <= 7 * spec.step

@@ -15,10 +15,10 @@ from hypothesis.stateful import run_state_machine_as_test
 from secagg.errors import DecodeError, SecAggError
 from secagg.masking import messages as m
 from secagg.masking.config import SecurityMode
+from secagg.phase import Phase
 from secagg.runtime.api import make_pool
 from secagg.runtime.driver import Hooks, MaskingServerParty, RoundDriver
 from secagg.runtime.parties import ArrayInputs, MaskingClientFactory, RngRecipe
-from secagg.runtime.phases import Phase
 from secagg.testing import Outcome, RoundCase, SecureSumMachine, mutate, strategies
 from secagg.testing.rounds import LocalServer, play_round, reference_clients
 

@@ -25,7 +25,7 @@ Rules of this file:
 
 Parameters carried over from Flower's ``SecAggPlusWorkflow`` keep Flower's meaning:
 ``num_shares`` counts the shares of each secret *including the one a client keeps*,
-so a client has ``num_shares - 1`` neighbours; ``reconstruction_threshold`` is the
+so a client has ``num_shares - 1`` neighbors; ``reconstruction_threshold`` is the
 number of shares that reconstruct it.  A float is a fraction (of the sampled nodes,
 resp. of ``num_shares``), as in Flower.  ``None`` for both picks secagg's parameter
 finder (Bell et al.; 2^-40 security, 2^-20 failure at 5% corrupt, 33% dropout).
@@ -66,15 +66,16 @@ from secagg.integrations.flower._wire import (
     encode_setup,
     mismatch,
 )
-from secagg.masking import ProtocolKind, RoundConfig, SecurityMode, Server, ServerPhase
+from secagg.masking import ProtocolKind, RoundConfig, SecurityMode, Server
 from secagg.masking import messages as m
+from secagg.phase import Phase
 from secagg.primitives.rand import RandomSource, SystemRandom
 
 __all__ = ["DistributedDP", "RoundReport", "SecAggPlusWorkflow"]
 
 _LOG = logging.getLogger("secagg.flower")
 #: Server phases that wait for nobody (no deadline to pass).
-_SETTLED = (ServerPhase.FINALIZING, ServerPhase.COMPLETED, ServerPhase.ABORTED)
+_SETTLED = (Phase.FINALIZING, Phase.COMPLETED, Phase.ABORTED)
 _LOCAL = f"secagg's SecAggPlusWorkflow ({PROTOCOL})"
 
 
@@ -165,7 +166,7 @@ class SecAggPlusWorkflow:
     ----------
     num_shares:
         Shares per secret including the client's own (``k = num_shares - 1``
-        neighbours); an int >= 3, a fraction of the sampled nodes, or ``None``
+        neighbors); an int >= 3, a fraction of the sampled nodes, or ``None``
         (secagg's parameter finder).
     reconstruction_threshold:
         Shares that reconstruct a secret (``t``): an int, a fraction of
@@ -409,7 +410,7 @@ class SecAggPlusWorkflow:
                 report.survivors = tuple(node_of[c] for c in server.survivors)
                 _LOG.error("SecAgg+ round aborted: %s", server.abort_reason)
                 return
-            if server.phase is ServerPhase.FINALIZING:
+            if server.phase is Phase.FINALIZING:
                 break
             outgoing = {
                 cid: m.encode(msg) for cid, msg in out if not isinstance(msg, m.Abort)
