@@ -113,7 +113,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     d.add_argument("--epsilon", type=float, default=10.0,
                    help="DP ε for the whole run (10; no subsampling amplification claimed)")
     d.add_argument("--delta", type=float, default=1e-5,
-                   help="DP δ (1e-5; must be < 1/number of clients), also for --dp-sgd")
+                   help="DP δ (1e-5): < 1/number of clients for --dp; < 1/(examples of the "
+                   "largest client) for --dp-sgd")
     d.add_argument("--dp-clip", type=float, default=1.0,
                    help="L2 clip of each client's update under --dp (1.0)")
     d.add_argument("--dp-bits", type=int, default=16,
@@ -496,7 +497,9 @@ def _check_args(args: argparse.Namespace, kind: AggregatorKind) -> None:
             raise ParameterError(f"--epsilon must be > 0 (got {args.epsilon:g})")
         if not (math.isfinite(args.delta) and 0 < args.delta < 1):
             raise ParameterError(f"--delta must be in (0, 1) (got {args.delta:g})")
-        if args.clients is not None and args.delta >= 1.0 / args.clients:
+        if args.dp is not None and args.clients is not None and args.delta >= 1.0 / args.clients:
+            # user-level DP protects one client: δ against the number of clients (DP-SGD's
+            # sample-level δ is checked against each client's examples once they are known)
             raise ParameterError(
                 f"--delta {args.delta:g} >= 1/{args.clients} (1/number of clients): use "
                 f"δ < {1 / args.clients:.3g}, e.g. 1e-5"

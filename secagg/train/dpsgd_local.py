@@ -37,7 +37,7 @@ from secagg._extras import require
 from secagg.errors import InsecureConfigurationWarning, ParameterError
 from secagg.primitives.rand import RandomSource, random_unit_float64
 
-__all__ = ["LocalDPSGD", "LocalDPSGDConfig"]
+__all__ = ["LocalDPSGD", "LocalDPSGDConfig", "check_delta", "example_count"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -249,6 +249,39 @@ class LocalDPSGD:
         self.module._close()
 
 
+def example_count(tokens: int, seq_len: int) -> int:
+    """How many examples (:func:`_windows`) a client with ``tokens`` tokens holds."""
+    count = max(1, -(-tokens // seq_len))
+    if count > 1 and tokens % seq_len == 1:
+        count -= 1
+    return count
+
+
+def check_delta(delta: float, tokens: dict[int, int], seq_len: int) -> None:
+    """Refuse a δ that sample-level DP-SGD cannot honestly promise.
+
+    The unit of privacy is one example of one client, so δ must be below
+    ``1/N`` for every client, ``N`` its number of examples (the mechanism that
+    publishes one of ``N`` examples at random is (0, 1/N)-DP): the largest client
+    decides.  (The number of clients does not enter: that is user-level DP's δ.)
+
+    Raises
+    ------
+    ParameterError
+        ``delta >= 1/N`` for the client with the most examples.
+    """
+    if not tokens:
+        return
+    client, most = max(((c, example_count(t, seq_len)) for c, t in tokens.items()),
+                       key=lambda ct: (ct[1], -ct[0]))
+    if delta >= 1.0 / most:
+        raise ParameterError(
+            f"--delta {delta:g} >= 1/{most}: client {client} holds {most} examples of "
+            f"{seq_len} tokens, and sample-level DP-SGD needs δ < 1/(examples per client); "
+            f"use δ < {1 / most:.3g}, e.g. 1e-5"
+        )
+
+
 def round_half_up(x: float) -> int:
     return math.floor(x + 0.5)
 
@@ -257,7 +290,7 @@ def _windows(torch: Any, tokens: np.ndarray, seq_len: int, pad_id: int) -> tuple
     """The non-overlapping ``seq_len`` windows of a token stream (the last one padded,
     labels ``-100`` on padding); at least one window."""
     n = int(tokens.size)
-    count = max(1, -(-n // seq_len))
+    count = max(1, -(-n // seq_len))  # example_count() is this, less the dropped window
     ids = torch.full((count, seq_len), pad_id, dtype=torch.long)
     labels = torch.full((count, seq_len), -100, dtype=torch.long)
     flat = torch.from_numpy(np.ascontiguousarray(tokens, dtype=np.int64))

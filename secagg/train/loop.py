@@ -52,7 +52,7 @@ from secagg.train.aggregators import AggregateResult, Aggregator
 from secagg.train.checkpoint import Checkpoint
 from secagg.train.checkpoint import save as ckpt_save
 from secagg.train.data import FederatedCorpus, TokenStream, load_corpus, tokenize
-from secagg.train.dpsgd_local import LocalDPSGD, LocalDPSGDConfig
+from secagg.train.dpsgd_local import LocalDPSGD, LocalDPSGDConfig, check_delta
 from secagg.train.engine import TRAIN_ENGINES, RayTrainEngine
 from secagg.train.model import (
     LoadedModel,
@@ -356,15 +356,6 @@ class FederatedTrainer:
             raise ParameterError("seq_len exceeds the model's max_position_embeddings")
         self.device = resolve_device(device)
         self.loaded.model.to(self.device)
-        self.local_dp: LocalDPSGD | None = None
-        if local_dp is not None:
-            from secagg.primitives.rand import AesCtrRandom
-
-            self.local_dp = LocalDPSGD(
-                local_dp, model=self.loaded.model,
-                secret_rng=secret_rng if secret_rng is not None else AesCtrRandom(),
-                seed=config.seed,
-            )
         #: where the sampled clients run (set by :func:`run_training`; ``None``: here)
         self.engine: RayTrainEngine | None = None
         #: set by the caller (``on_start``) when the aggregator adds user-level DP
@@ -376,6 +367,17 @@ class FederatedTrainer:
         self.streams: dict[int, TokenStream] = {
             i + 1: tokenize(pieces, tok) for i, pieces in enumerate(self.corpus.clients)
         }
+        self.local_dp: LocalDPSGD | None = None
+        if local_dp is not None:
+            from secagg.primitives.rand import AesCtrRandom
+
+            check_delta(local_dp.delta, {c: int(s.tokens.size) for c, s in self.streams.items()},
+                        config.seq_len)
+            self.local_dp = LocalDPSGD(
+                local_dp, model=self.loaded.model,
+                secret_rng=secret_rng if secret_rng is not None else AesCtrRandom(),
+                seed=config.seed,
+            )
         val = tokenize(self.corpus.validation, tok)
         self._val_ids, self._val_labels = val.eval_windows(config.seq_len, config.eval_windows)
         self.global_vector = trainable_vector(self.loaded.model)
