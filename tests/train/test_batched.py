@@ -78,6 +78,47 @@ def test_dpsgd_and_dropout_fall_back_to_one_client_at_a_time(tiny_spec) -> None:
     assert "attention_dropout" in batching_obstacle(m, dpsgd=False)
 
 
+def test_dpsgd_keeps_opacus_per_example_clipping_when_batching_is_asked(tiny_config) -> None:
+    """--client-batch with --dp-sgd trains one client at a time through Opacus: the
+    per-example clip is Opacus's, never a batched path without it."""
+    pytest.importorskip("opacus")
+    from secagg.train.dpsgd_local import LocalDPSGDConfig
+    from secagg.train.loop import FederatedTrainer
+
+    t = FederatedTrainer(tiny_config, sampling_rng=InsecureDeterministicRandom(0, warn=False),
+                         device="cpu", client_batch=4,
+                         local_dp=LocalDPSGDConfig(noise_multiplier=1.0, max_grad_norm=1.0),
+                         secret_rng=InsecureDeterministicRandom(1, warn=False))
+    try:
+        assert t.batched is None and "DP-SGD" in t.local_training
+        delta, _ = t.local_updates((1,))[1]
+        assert t.local_dp.accountants[1].history  # the Opacus path ran and was accounted
+        assert np.linalg.norm(delta) > 0
+    finally:
+        t.local_dp.close()
+
+
+@pytest.mark.parametrize(("value", "ok"), [("auto", True), ("8", True),
+                                           ("-1", False), ("x", False)])
+def test_client_batch_flag(value, ok, capsys, tmp_path) -> None:
+    from secagg.cli import main
+
+    argv = ["train", "--rounds", "1", "--clients", "3", "--per-round", "2", "--local-steps",
+            "1", "--batch-size", "2", "--seq-len", "16", "--samples", "0", "--no-progress",
+            "--aggregator", "plain", "--seed", "1", "--client-batch", value,
+            "--out", str(tmp_path / "o")]
+    if not ok:
+        assert main(argv) == 2
+        assert "--client-batch" in capsys.readouterr().err
+        return
+    assert main(argv) == 0
+    import json
+
+    rep = json.loads((tmp_path / "o" / "report.json").read_text())
+    expect = "batched" if value == "8" else "sequential"
+    assert rep["local_training"].startswith(expect)
+
+
 def test_batched_trainer_bad_input(tiny_spec) -> None:
     torch = pytest.importorskip("torch")
     from secagg.train.batched import BatchedLocalTrainer
