@@ -34,12 +34,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--dp-sgd", action="store_true",
+                    help="DP-SGD local steps (z = 1, C = 1): Opacus one client at a time vs "
+                    "the batched per-example path")
     ap.add_argument("--json", default=None, help="write the result here")
     args = ap.parse_args(argv)
 
     import torch
 
     from secagg.primitives.rand import InsecureDeterministicRandom
+    from secagg.train.dpsgd_local import LocalDPSGDConfig
     from secagg.train.loop import FederatedTrainer, TrainConfig
 
     if args.threads > 0:
@@ -51,8 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     clients = tuple(range(1, args.clients + 1))
 
     def trainer(k: int) -> FederatedTrainer:
+        dp = LocalDPSGDConfig(noise_multiplier=1.0, max_grad_norm=1.0) if args.dp_sgd else None
         t = FederatedTrainer(cfg, sampling_rng=InsecureDeterministicRandom(0, warn=False),
-                             device=args.device, client_batch=k)
+                             device=args.device, client_batch=k, local_dp=dp,
+                             secret_rng=InsecureDeterministicRandom(1, warn=False))
         t._round = 1
         return t
 

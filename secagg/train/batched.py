@@ -23,9 +23,15 @@ the updates agree with :meth:`~secagg.train.loop.FederatedTrainer.local_update`
 within float tolerance (the attention runs in its eager form under ``vmap``: torch
 has no batching rule for the fused CPU kernel; sums are ordered differently).
 
-Not eligible (the loop falls back to one client at a time): sample-level DP-SGD
-(Poisson batches differ in size per client and step; its per-example clipping is
-Opacus's), and models with active dropout (randomness inside the step).
+Sample-level DP-SGD batches too (:meth:`BatchedLocalTrainer.train_dpsgd`): each
+client's Poisson sample (drawn from its CSPRNG stream, as in the sequential path) is
+padded to the chunk's largest and masked; per-example gradients come from a
+``vmap`` over the examples inside the ``vmap`` over the clients, and the clip, the
+noise (the same CSPRNG stream, in the order Opacus's optimizer adds it) and the
+scaling are Opacus's formulas — tested against Opacus's own step.
+
+Not eligible (the loop falls back to one client at a time): models with active
+dropout (randomness inside the step), and DP-SGD with ``--insecure-rng``.
 
 Cost (measured, see README): on a CPU the step is compute-bound and ``vmap``'s
 batched matrix products and larger intermediates make it *slower* per client than
@@ -39,7 +45,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -63,19 +69,20 @@ def _base_config(model: Any) -> Any:
     return getattr(base, "config", None)
 
 
-def batching_obstacle(model: Any, *, dpsgd: bool) -> str | None:
+def batching_obstacle(model: Any, *, insecure_rng: bool = False) -> str | None:
     """Why the clients' steps cannot be batched (``None``: they can).
 
     Parameters
     ----------
     model:
         The trainer's model.
-    dpsgd:
-        Whether sample-level DP-SGD runs in local training.
+    insecure_rng:
+        DP-SGD with torch's generator (``--insecure-rng``): its noise stream is
+        Opacus's, drawn inside the sequential path only.
     """
     torch = require("torch", "train")
-    if dpsgd:
-        return "DP-SGD's Poisson batches differ in size per client (Opacus per-example path)"
+    if insecure_rng:
+        return "DP-SGD with --insecure-rng draws torch's noise in Opacus's own loop"
     for name, mod in model.named_modules():
         if isinstance(mod, torch.nn.modules.dropout._DropoutNd) and mod.p > 0:
             return f"dropout in {name or 'the model'} (randomness inside the step)"
@@ -153,6 +160,26 @@ class BatchedLocalTrainer:
 
         self._step = func.vmap(func.grad_and_value(loss), in_dims=(0, None, 0, 0),
                                randomness="error")
+        #: trainable names in the model's parameter order (Opacus's noise order)
+        self.module_order = tuple(n for n, p in model.named_parameters() if p.requires_grad)
+        torch = self.torch
+
+        def example_loss(params: dict[str, Any], frozen: dict[str, Any], ids: Any,
+                         labels: Any) -> Any:
+            # one example's mean token loss (dpsgd_local's per-example loss)
+            logits = func.functional_call(model, (params, frozen), args=(),
+                                          kwargs={"input_ids": ids.unsqueeze(0)},
+                                          strict=False).logits[0, :-1].float()
+            tgt = labels[1:]
+            per_tok = torch.nn.functional.cross_entropy(logits, tgt, ignore_index=-100,
+                                                        reduction="none")
+            valid = (tgt != -100).float()
+            return (per_tok * valid).sum() / valid.sum().clamp(min=1.0)
+
+        per_example = func.vmap(func.grad_and_value(example_loss), in_dims=(None, None, 0, 0),
+                                randomness="error")
+        self._per_example = func.vmap(per_example, in_dims=(0, None, 0, 0),
+                                      randomness="error")
 
     def train(self, ids: Any, labels: Any) -> tuple[npt.NDArray[np.float64], list[float]]:
         """Train ``K`` clients from the model's current weights.
@@ -208,6 +235,105 @@ class BatchedLocalTrainer:
                 - torch.cat([start[n].reshape(1, -1) for n in self.names], 1).double())
         del params, state1, state2
         return flat.cpu().numpy(), [float(x) for x in mean_loss.cpu()]
+
+    def train_dpsgd(
+        self,
+        examples: Sequence[tuple[Any, Any]],
+        picks: Sequence[Sequence[npt.NDArray[np.int64]]],
+        noise: Sequence[Callable[[int], npt.NDArray[np.float64]]],
+        *,
+        noise_multiplier: float,
+        max_grad_norm: float,
+        expected: Sequence[int],
+    ) -> tuple[npt.NDArray[np.float64], list[float]]:
+        """DP-SGD for ``K`` clients from the model's current weights, Opacus's steps
+        per client row: per-example gradients (``vmap`` over the examples inside
+        ``vmap`` over the clients), each clipped to ``max_grad_norm`` in L2 over all
+        trainable parameters (factor ``C / (norm + 1e-6)`` capped at 1, as Opacus's
+        ``clip_and_accumulate``), summed, plus ``noise(numel) * z * C`` per parameter
+        in the model's parameter order (the order Opacus's optimizer adds it), divided
+        by the expected batch size, then the optimizer step (no further clip).
+
+        Parameters
+        ----------
+        examples:
+            Per client: its ``(ids, labels)`` windows, ``[N_k, seq]`` each.
+        picks:
+            Per client, per step: the indices of the examples in that step's
+            Poisson sample (possibly empty: a step of pure noise).
+        noise:
+            Per client: a function returning that many standard normals from the
+            client's noise stream (called in Opacus's order).
+        expected:
+            Per client: the expected batch size the noisy sum is divided by.
+
+        Returns
+        -------
+        (updates, losses)
+            As :meth:`train`; ``losses[k]`` is the mean over the non-empty steps
+            (NaN if every sample was empty).
+        """
+        torch = self.torch
+        k_all = len(examples)
+        if not (len(picks) == len(noise) == len(expected) == k_all):
+            raise ParameterError("examples, picks, noise and expected must have one entry "
+                                 "per client")
+        named = dict(self.model.named_parameters())
+        start = {n: named[n].detach() for n in self.names}
+        frozen = {n: p.detach() for n, p in named.items() if not p.requires_grad}
+        device = start[self.names[0]].device
+        out = np.empty((k_all, sum(int(p.numel()) for p in start.values())), dtype=np.float64)
+        losses: list[float] = []
+        std = float(noise_multiplier * max_grad_norm)
+        with _eager_attention(self.model):
+            for lo in range(0, k_all, self.chunk):
+                hi = min(k_all, lo + self.chunk)
+                k = hi - lo
+                steps = len(picks[lo])
+                params = {n: start[n].unsqueeze(0).repeat(k, *([1] * start[n].dim()))
+                          for n in self.names}
+                m1 = {n: torch.zeros_like(p) for n, p in params.items()}
+                m2 = {n: torch.zeros_like(p) for n, p in params.items()}
+                step_losses: list[list[float]] = [[] for _ in range(k)]
+                for s in range(steps):
+                    sizes = [len(picks[lo + i][s]) for i in range(k)]
+                    width = max(1, *sizes)
+                    seq = int(examples[lo][0].shape[1])
+                    ids = torch.zeros((k, width, seq), dtype=torch.long)
+                    lab = torch.full((k, width, seq), -100, dtype=torch.long)
+                    mask = torch.zeros((k, width))
+                    for i in range(k):
+                        idx = torch.from_numpy(np.asarray(picks[lo + i][s], dtype=np.int64))
+                        ids[i, : sizes[i]] = examples[lo + i][0][idx]
+                        lab[i, : sizes[i]] = examples[lo + i][1][idx]
+                        mask[i, : sizes[i]] = 1.0
+                    mask = mask.to(device)
+                    grads, loss = self._per_example(params, frozen, ids.to(device),
+                                                    lab.to(device))
+                    norms = torch.stack([g.reshape(k, width, -1).norm(dim=2)
+                                         for g in grads.values()], 2).norm(dim=2)
+                    factor = (max_grad_norm / (norms + 1e-6)).clamp(max=1.0) * mask
+                    for i in range(k):
+                        if sizes[i]:
+                            step_losses[i].append(
+                                float((loss[i] * mask[i]).sum() / sizes[i]))
+                    for n in self.module_order:
+                        g = torch.einsum("kb,kb...->k...", factor, grads[n])
+                        if std > 0:
+                            z = np.stack([noise[lo + i](int(g[i].numel())) for i in range(k)])
+                            g = g + torch.from_numpy(z * std).to(device=device,
+                                                                 dtype=g.dtype).view_as(g)
+                        scale = torch.tensor([float(expected[lo + i]) for i in range(k)],
+                                             dtype=g.dtype, device=device)
+                        grads[n] = g / scale.view(-1, *([1] * (g.dim() - 1)))
+                    del norms, factor
+                    self._update(params, grads, m1, m2, s + 1)
+                out[lo:hi] = (torch.cat([params[n].reshape(k, -1) for n in self.names], 1)
+                              .double()
+                              - torch.cat([start[n].reshape(1, -1) for n in self.names], 1)
+                              .double()).cpu().numpy()
+                losses.extend(float(np.mean(x)) if x else math.nan for x in step_losses)
+        return out, losses
 
     def _clip(self, grads: dict[str, Any]) -> None:
         """``clip_grad_norm_(params, 1.0)`` per client row."""

@@ -229,6 +229,56 @@ class LocalDPSGD:
         opt.zero_grad(set_to_none=True)
         return float(np.mean(losses)) if losses else math.nan
 
+    def train_batched(
+        self,
+        batched: Any,
+        *,
+        clients: tuple[int, ...],
+        round: int,
+        streams: dict[int, tuple[np.ndarray, int]],
+        batch_size: int,
+        seq_len: int,
+        steps: int,
+    ) -> tuple[np.ndarray, list[float]]:
+        """:meth:`train_client` for several clients at once through ``batched`` (a
+        :class:`~secagg.train.batched.BatchedLocalTrainer`): the same examples,
+        Poisson samples and noise streams (the same CSPRNG children), the same
+        accountant steps; Opacus's hooks are removed while it runs (and put back).
+        Returns (updates, losses) in ``clients`` order; the model is not changed.
+        """
+        torch = self.torch
+        cfg = self.config
+        if cfg.insecure_rng:
+            raise ParameterError("batched DP-SGD draws its noise from the CSPRNG only")
+        dpsgd = require("secagg.dp.dpsgd", "dp")
+        examples, picks, noise, expected = [], [], [], []
+        for c in clients:
+            tokens, pad_id = streams[c]
+            ids, labels = _windows(torch, tokens, seq_len, pad_id)
+            n = int(ids.shape[0])
+            q = min(1.0, batch_size / n)
+            rng = self._rng.child(f"dpsgd/round/{round}/client/{c}")
+            sampling = rng.child("poisson-sampling")
+            picks.append([np.flatnonzero(random_unit_float64(sampling, n) < q)
+                          for _ in range(steps)])
+            noise_rng = rng.child("noise")
+            noise.append(lambda size, r=noise_rng: dpsgd.gaussian_noise(r, size))
+            examples.append((ids, labels))
+            expected.append(max(1, round_half_up(q * n)))
+            acc = self._accountant(c)
+            for _ in range(steps):
+                acc.step(noise_multiplier=cfg.noise_multiplier, sample_rate=q)
+        # Opacus's backward hooks wrap module outputs in an autograd.Function that
+        # torch.func cannot transform: off (removed, not just disabled) while vmapped
+        self.module.remove_hooks()
+        try:
+            return batched.train_dpsgd(  # type: ignore[no-any-return]
+                examples, picks, noise, noise_multiplier=cfg.noise_multiplier,
+                max_grad_norm=cfg.max_grad_norm, expected=expected,
+            )
+        finally:
+            self.module.add_hooks(loss_reduction="mean", batch_first=True)
+
     def _loss(self, ids: Any, labels: Any) -> Any:
         """Per-example mean token loss, averaged over the batch (``loss_reduction="mean"``)."""
         torch = self.torch

@@ -332,7 +332,7 @@ class FederatedTrainer:
         (:mod:`secagg.train.batched`); ``0``: one client at a time; ``None`` (auto):
         :data:`~secagg.train.batched.DEFAULT_CUDA_CHUNK` on CUDA, sequential on a
         CPU (where batching measured slower).  Falls back to one client at a time
-        when the steps cannot be batched (DP-SGD, dropout); :attr:`local_training`
+        when the steps cannot be batched (dropout, DP-SGD's insecure RNG); :attr:`local_training`
         says which ran.
     """
 
@@ -399,7 +399,8 @@ class FederatedTrainer:
         #: how local training runs: "batched (...)" or "sequential[ (why)]"
         self.local_training = "sequential"
         if chunk > 0:
-            why = batching_obstacle(self.loaded.model, dpsgd=local_dp is not None)
+            why = batching_obstacle(self.loaded.model,
+                                    insecure_rng=local_dp is not None and local_dp.insecure_rng)
             if why is None:
                 self.batched = BatchedLocalTrainer(
                     self.loaded.model, self.loaded.layout.names,
@@ -512,11 +513,24 @@ class FederatedTrainer:
                 self._client_done(i + 1, len(clients))
             return done
         torch = self.torch
+        cfg = self.config
         model = self.loaded.model
         load_trainable_vector(model, self.global_vector, self.loaded.layout)
         model.train()
         out: dict[int, tuple[npt.NDArray[np.float64], float]] = {}
         step = self.batched.chunk
+        if self.local_dp is not None:
+            for lo in range(0, len(clients), step):
+                part = clients[lo : lo + step]
+                deltas, losses = self.local_dp.train_batched(
+                    self.batched, clients=part, round=self._round,
+                    streams={c: (self.streams[c].tokens, self.streams[c].pad_id)
+                             for c in part},
+                    batch_size=cfg.batch_size, seq_len=cfg.seq_len, steps=cfg.local_steps,
+                )
+                for i, c in enumerate(part):
+                    out[c] = (deltas[i], losses[i])
+            return out
         for lo in range(0, len(clients), step):
             part = clients[lo : lo + step]
             batches = [self._client_batches(c) for c in part]

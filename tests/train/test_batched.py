@@ -66,36 +66,61 @@ def test_batched_round_matches_sequential_round(tiny_config) -> None:
     assert ra.val_loss == pytest.approx(rb.val_loss, rel=1e-3)
 
 
-def test_dpsgd_and_dropout_fall_back_to_one_client_at_a_time(tiny_spec) -> None:
-    pytest.importorskip("opacus")
+def test_dropout_and_insecure_rng_fall_back_to_one_client_at_a_time(tiny_spec) -> None:
     from secagg.train.batched import batching_obstacle
     from secagg.train.model import build_model
 
     m = build_model(spec=tiny_spec).model
-    assert batching_obstacle(m, dpsgd=False) is None
-    assert "DP-SGD" in batching_obstacle(m, dpsgd=True)
+    assert batching_obstacle(m) is None
+    assert "insecure-rng" in batching_obstacle(m, insecure_rng=True)
     m.config.attention_dropout = 0.1
-    assert "attention_dropout" in batching_obstacle(m, dpsgd=False)
+    assert "attention_dropout" in batching_obstacle(m)
 
 
-def test_dpsgd_keeps_opacus_per_example_clipping_when_batching_is_asked(tiny_config) -> None:
-    """--client-batch with --dp-sgd trains one client at a time through Opacus: the
-    per-example clip is Opacus's, never a batched path without it."""
-    pytest.importorskip("opacus")
+def _dpsgd_trainer(cfg, client_batch, *, z, c):
     from secagg.train.dpsgd_local import LocalDPSGDConfig
     from secagg.train.loop import FederatedTrainer
 
-    t = FederatedTrainer(tiny_config, sampling_rng=InsecureDeterministicRandom(0, warn=False),
-                         device="cpu", client_batch=4,
-                         local_dp=LocalDPSGDConfig(noise_multiplier=1.0, max_grad_norm=1.0),
-                         secret_rng=InsecureDeterministicRandom(1, warn=False))
-    try:
-        assert t.batched is None and "DP-SGD" in t.local_training
-        delta, _ = t.local_updates((1,))[1]
-        assert t.local_dp.accountants[1].history  # the Opacus path ran and was accounted
-        assert np.linalg.norm(delta) > 0
-    finally:
-        t.local_dp.close()
+    return FederatedTrainer(cfg, sampling_rng=InsecureDeterministicRandom(0, warn=False),
+                            device="cpu", client_batch=client_batch,
+                            local_dp=LocalDPSGDConfig(noise_multiplier=z, max_grad_norm=c),
+                            secret_rng=InsecureDeterministicRandom(7, warn=False))
+
+
+@pytest.mark.parametrize("lora", [0, 2])
+def test_batched_dpsgd_equals_opacus(tiny_config, lora) -> None:
+    """The batched DP-SGD step (our per-example clip, CSPRNG noise, scaling) against
+    Opacus's GradSampleModule + DPOptimizer on the same samples and noise streams.
+    The clip binds (C far below the per-example gradient norms) and the noise is small,
+    so a wrong clip, a missing mask on padded examples or a wrong divisor shows."""
+    pytest.importorskip("opacus")
+    from secagg.train.loop import OptimizerKind
+
+    # SGD: the step is linear in the clipped, noised, scaled gradient (Adam would hide
+    # a wrong overall scale)
+    cfg = dataclasses.replace(tiny_config, lora_rank=lora, clients=4, per_round=4,
+                              local_steps=2, batch_size=3, seq_len=16,
+                              optimizer=OptimizerKind.SGD, lr=0.5)
+    clients = (1, 2, 3)
+    runs = {}
+    for k, c in ((0, 0.05), (2, 0.05), (2, 0.5)):
+        t = _dpsgd_trainer(cfg, k, z=0.02, c=c)
+        try:
+            t._round = 2
+            runs[(k, c)] = (t.local_updates(clients), t.local_dp.state())
+            assert (t.batched is None) == (k == 0)
+        finally:
+            t.local_dp.close()
+    (seq, seq_acc), (bat, bat_acc), (other, _) = (runs[(0, 0.05)], runs[(2, 0.05)],
+                                                 runs[(2, 0.5)])
+    assert seq_acc == bat_acc  # the same (z, q, steps) recorded per client
+    for cl in clients:
+        da, db = seq[cl][0], bat[cl][0]
+        assert np.linalg.norm(da) > 0
+        assert np.linalg.norm(da - db) <= 2e-4 * np.linalg.norm(da), cl
+        assert np.linalg.norm(da - other[cl][0]) > 1e-2 * np.linalg.norm(da)  # clip matters
+        if not np.isnan(seq[cl][1]):
+            assert seq[cl][1] == pytest.approx(bat[cl][1], rel=1e-4)
 
 
 @pytest.mark.parametrize(("value", "ok"), [("auto", True), ("8", True),
