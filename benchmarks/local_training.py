@@ -9,7 +9,7 @@ The agreement of the two paths' updates is printed next to the timings.
 Usage::
 
     PYTHONPATH=. python benchmarks/local_training.py --clients 32 --chunks 8,32 \
-        --batch-size 8 --seq-len 64 --reps 2 [--lora-rank 8] [--device cuda]
+        --batch-size 8 --seq-len 64 --reps 2 [--lora-rank 8] [--dp-sgd] [--device cuda]
 """
 
 from __future__ import annotations
