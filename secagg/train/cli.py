@@ -176,8 +176,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     e.add_argument("--client-batch", type=_client_batch, default=None, metavar="K",
                    help="inprocess: train K clients per torch.func.vmap call (0 = one at a "
                         "time; default auto: 64 on CUDA, one at a time on a CPU, where "
-                        "batching measured slower); DP-SGD and dropout models fall back to "
-                        "one at a time")
+                        "batching measured no faster); models with dropout and "
+                        "--insecure-rng fall back to one at a time")
 
 
 def _client_batch(text: str) -> int | None:
