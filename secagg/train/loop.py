@@ -331,7 +331,7 @@ class FederatedTrainer:
         Clients trained together per ``torch.func.vmap`` call
         (:mod:`secagg.train.batched`); ``0``: one client at a time; ``None`` (auto):
         :data:`~secagg.train.batched.DEFAULT_CUDA_CHUNK` on CUDA, sequential on a
-        CPU (where batching measured slower).  Falls back to one client at a time
+        CPU (where batching measured no faster).  Falls back to one client at a time
         when the steps cannot be batched (dropout, DP-SGD's insecure RNG); :attr:`local_training`
         says which ran.
     """
