@@ -97,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="aggregation under the DP-SGD rows (its ε does not depend on it; "
                     "plain is faster on a small machine)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--client-batch", default=None, metavar="K",
+                    help="passed to every run: clients per torch.func.vmap call in local "
+                    "training (default: secagg train's auto)")
     args = ap.parse_args(argv)
     if args.dp_bits > 16:
         ap.error("--dp-bits must be <= 16 for this table")
@@ -112,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         "--seed", str(args.seed), "--samples", "0", "--no-progress", "--threads", "1",
         "--device", "cpu",
     ]
+    if args.client_batch is not None:
+        common += ["--client-batch", str(args.client_batch)]
     rows: list[dict[str, Any]] = []
     t_all = time.perf_counter()
     ref = _train(common, ["--aggregator", "plain"], args.out / "nonprivate")
