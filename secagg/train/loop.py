@@ -530,6 +530,7 @@ class FederatedTrainer:
                 )
                 for i, c in enumerate(part):
                     out[c] = (deltas[i], losses[i])
+                self._client_done(len(out), len(clients))
             return out
         for lo in range(0, len(clients), step):
             part = clients[lo : lo + step]
