@@ -37,7 +37,7 @@ from secagg._extras import require
 from secagg.errors import InsecureConfigurationWarning, ParameterError
 from secagg.primitives.rand import RandomSource, random_unit_float64
 
-__all__ = ["LocalDPSGD", "LocalDPSGDConfig"]
+__all__ = ["LocalDPSGD", "LocalDPSGDConfig", "check_delta", "example_count"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -229,6 +229,56 @@ class LocalDPSGD:
         opt.zero_grad(set_to_none=True)
         return float(np.mean(losses)) if losses else math.nan
 
+    def train_batched(
+        self,
+        batched: Any,
+        *,
+        clients: tuple[int, ...],
+        round: int,
+        streams: dict[int, tuple[np.ndarray, int]],
+        batch_size: int,
+        seq_len: int,
+        steps: int,
+    ) -> tuple[np.ndarray, list[float]]:
+        """:meth:`train_client` for several clients at once through ``batched`` (a
+        :class:`~secagg.train.batched.BatchedLocalTrainer`): the same examples,
+        Poisson samples and noise streams (the same CSPRNG children), the same
+        accountant steps; Opacus's hooks are removed while it runs (and put back).
+        Returns (updates, losses) in ``clients`` order; the model is not changed.
+        """
+        torch = self.torch
+        cfg = self.config
+        if cfg.insecure_rng:
+            raise ParameterError("batched DP-SGD draws its noise from the CSPRNG only")
+        dpsgd = require("secagg.dp.dpsgd", "dp")
+        examples, picks, noise, expected = [], [], [], []
+        for c in clients:
+            tokens, pad_id = streams[c]
+            ids, labels = _windows(torch, tokens, seq_len, pad_id)
+            n = int(ids.shape[0])
+            q = min(1.0, batch_size / n)
+            rng = self._rng.child(f"dpsgd/round/{round}/client/{c}")
+            sampling = rng.child("poisson-sampling")
+            picks.append([np.flatnonzero(random_unit_float64(sampling, n) < q)
+                          for _ in range(steps)])
+            noise_rng = rng.child("noise")
+            noise.append(lambda size, r=noise_rng: dpsgd.gaussian_noise(r, size))
+            examples.append((ids, labels))
+            expected.append(max(1, round_half_up(q * n)))
+            acc = self._accountant(c)
+            for _ in range(steps):
+                acc.step(noise_multiplier=cfg.noise_multiplier, sample_rate=q)
+        # Opacus's backward hooks wrap module outputs in an autograd.Function that
+        # torch.func cannot transform: off (removed, not just disabled) while vmapped
+        self.module.remove_hooks()
+        try:
+            return batched.train_dpsgd(  # type: ignore[no-any-return]
+                examples, picks, noise, noise_multiplier=cfg.noise_multiplier,
+                max_grad_norm=cfg.max_grad_norm, expected=expected,
+            )
+        finally:
+            self.module.add_hooks(loss_reduction="mean", batch_first=True)
+
     def _loss(self, ids: Any, labels: Any) -> Any:
         """Per-example mean token loss, averaged over the batch (``loss_reduction="mean"``)."""
         torch = self.torch
@@ -249,6 +299,39 @@ class LocalDPSGD:
         self.module._close()
 
 
+def example_count(tokens: int, seq_len: int) -> int:
+    """How many examples (:func:`_windows`) a client with ``tokens`` tokens holds."""
+    count = max(1, -(-tokens // seq_len))
+    if count > 1 and tokens % seq_len == 1:
+        count -= 1
+    return count
+
+
+def check_delta(delta: float, tokens: dict[int, int], seq_len: int) -> None:
+    """Refuse a δ that sample-level DP-SGD cannot honestly promise.
+
+    The unit of privacy is one example of one client, so δ must be below
+    ``1/N`` for every client, ``N`` its number of examples (the mechanism that
+    publishes one of ``N`` examples at random is (0, 1/N)-DP): the largest client
+    decides.  (The number of clients does not enter: that is user-level DP's δ.)
+
+    Raises
+    ------
+    ParameterError
+        ``delta >= 1/N`` for the client with the most examples.
+    """
+    if not tokens:
+        return
+    client, most = max(((c, example_count(t, seq_len)) for c, t in tokens.items()),
+                       key=lambda ct: (ct[1], -ct[0]))
+    if delta >= 1.0 / most:
+        raise ParameterError(
+            f"--delta {delta:g} >= 1/{most}: client {client} holds {most} examples of "
+            f"{seq_len} tokens, and sample-level DP-SGD needs δ < 1/(examples per client); "
+            f"use δ < {1 / most:.3g}, e.g. 1e-5"
+        )
+
+
 def round_half_up(x: float) -> int:
     return math.floor(x + 0.5)
 
@@ -257,7 +340,7 @@ def _windows(torch: Any, tokens: np.ndarray, seq_len: int, pad_id: int) -> tuple
     """The non-overlapping ``seq_len`` windows of a token stream (the last one padded,
     labels ``-100`` on padding); at least one window."""
     n = int(tokens.size)
-    count = max(1, -(-n // seq_len))
+    count = max(1, -(-n // seq_len))  # example_count() is this, less the dropped window
     ids = torch.full((count, seq_len), pad_id, dtype=torch.long)
     labels = torch.full((count, seq_len), -100, dtype=torch.long)
     flat = torch.from_numpy(np.ascontiguousarray(tokens, dtype=np.int64))

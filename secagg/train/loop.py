@@ -49,10 +49,11 @@ from secagg._extras import require
 from secagg.errors import ParameterError
 from secagg.primitives.rand import RandomSource, randbelow
 from secagg.train.aggregators import AggregateResult, Aggregator
+from secagg.train.batched import DEFAULT_CUDA_CHUNK, BatchedLocalTrainer, batching_obstacle
 from secagg.train.checkpoint import Checkpoint
 from secagg.train.checkpoint import save as ckpt_save
 from secagg.train.data import FederatedCorpus, TokenStream, load_corpus, tokenize
-from secagg.train.dpsgd_local import LocalDPSGD, LocalDPSGDConfig
+from secagg.train.dpsgd_local import LocalDPSGD, LocalDPSGDConfig, check_delta
 from secagg.train.engine import TRAIN_ENGINES, RayTrainEngine
 from secagg.train.model import (
     LoadedModel,
@@ -253,6 +254,7 @@ class TrainResult:
     user_dp_epsilon: float | None = None
     engine: str = "inprocess"
     workers: int = 1
+    local_training: str = "sequential"
 
 
 def resolve_device(device: str) -> str:
@@ -325,6 +327,13 @@ class FederatedTrainer:
     local_dp, secret_rng:
         Sample-level DP-SGD for every client (:mod:`secagg.train.dpsgd_local`), with
         its sampling and noise from ``secret_rng``.
+    client_batch:
+        Clients trained together per ``torch.func.vmap`` call
+        (:mod:`secagg.train.batched`); ``0``: one client at a time; ``None`` (auto):
+        :data:`~secagg.train.batched.DEFAULT_CUDA_CHUNK` on CUDA, sequential on a
+        CPU (where batching measured no faster).  Falls back to one client at a time
+        when the steps cannot be batched (dropout, DP-SGD's insecure RNG); :attr:`local_training`
+        says which ran.
     """
 
     def __init__(
@@ -336,9 +345,14 @@ class FederatedTrainer:
         device: str = "cpu",
         local_dp: LocalDPSGDConfig | None = None,
         secret_rng: RandomSource | None = None,
+        client_batch: int | None = None,
     ) -> None:
         if not isinstance(config, TrainConfig):
             raise ParameterError("config must be a TrainConfig")
+        if client_batch is not None and (isinstance(client_batch, bool)
+                                         or not isinstance(client_batch, int)
+                                         or client_batch < 0):
+            raise ParameterError("client_batch must be an integer >= 0 (0: one at a time)")
         self.torch = require("torch", "train")
         self.config = config
         self.corpus = corpus or load_corpus(config.data_dir, config.clients)
@@ -356,15 +370,6 @@ class FederatedTrainer:
             raise ParameterError("seq_len exceeds the model's max_position_embeddings")
         self.device = resolve_device(device)
         self.loaded.model.to(self.device)
-        self.local_dp: LocalDPSGD | None = None
-        if local_dp is not None:
-            from secagg.primitives.rand import AesCtrRandom
-
-            self.local_dp = LocalDPSGD(
-                local_dp, model=self.loaded.model,
-                secret_rng=secret_rng if secret_rng is not None else AesCtrRandom(),
-                seed=config.seed,
-            )
         #: where the sampled clients run (set by :func:`run_training`; ``None``: here)
         self.engine: RayTrainEngine | None = None
         #: set by the caller (``on_start``) when the aggregator adds user-level DP
@@ -376,6 +381,34 @@ class FederatedTrainer:
         self.streams: dict[int, TokenStream] = {
             i + 1: tokenize(pieces, tok) for i, pieces in enumerate(self.corpus.clients)
         }
+        self.local_dp: LocalDPSGD | None = None
+        if local_dp is not None:
+            from secagg.primitives.rand import AesCtrRandom
+
+            check_delta(local_dp.delta, {c: int(s.tokens.size) for c, s in self.streams.items()},
+                        config.seq_len)
+            self.local_dp = LocalDPSGD(
+                local_dp, model=self.loaded.model,
+                secret_rng=secret_rng if secret_rng is not None else AesCtrRandom(),
+                seed=config.seed,
+            )
+        chunk = client_batch
+        if chunk is None:
+            chunk = DEFAULT_CUDA_CHUNK if self.device == "cuda" else 0
+        self.batched: BatchedLocalTrainer | None = None
+        #: how local training runs: "batched (...)" or "sequential[ (why)]"
+        self.local_training = "sequential"
+        if chunk > 0:
+            why = batching_obstacle(self.loaded.model,
+                                    insecure_rng=local_dp is not None and local_dp.insecure_rng)
+            if why is None:
+                self.batched = BatchedLocalTrainer(
+                    self.loaded.model, self.loaded.layout.names,
+                    optimizer=config.optimizer.value, lr=config.lr, chunk=chunk,
+                )
+                self.local_training = f"batched (torch.func.vmap, {chunk} clients per call)"
+            else:
+                self.local_training = f"sequential ({why})"
         val = tokenize(self.corpus.validation, tok)
         self._val_ids, self._val_labels = val.eval_windows(config.seq_len, config.eval_windows)
         self.global_vector = trainable_vector(self.loaded.model)
@@ -441,12 +474,8 @@ class FederatedTrainer:
             return trainable_vector(model) - self.global_vector, mean_loss
         params = [p for p in model.parameters() if p.requires_grad]
         opt = self._optimizer(params)
-        gen = torch.Generator().manual_seed(
-            (cfg.seed * 1_000_003 + self._round * 10_007 + client) % (2**63)
-        )
         losses = []
-        for _ in range(cfg.local_steps):
-            ids, labels = stream.random_batch(cfg.batch_size, cfg.seq_len, gen)
+        for ids, labels in self._client_batches(client):
             ids, labels = ids.to(self.device), labels.to(self.device)
             loss = model(input_ids=ids, labels=labels).loss
             opt.zero_grad(set_to_none=True)
@@ -456,6 +485,63 @@ class FederatedTrainer:
             losses.append(float(loss.detach()))
         delta = trainable_vector(model) - self.global_vector
         return delta, float(np.mean(losses))
+
+    def _client_batches(self, client: int) -> list[tuple[Any, Any]]:
+        """Client ``client``'s ``local_steps`` batches this round, from a generator
+        seeded by (seed, round, client): the same whichever path trains it."""
+        cfg = self.config
+        gen = self.torch.Generator().manual_seed(
+            (cfg.seed * 1_000_003 + self._round * 10_007 + client) % (2**63)
+        )
+        stream = self.streams[client]
+        return [stream.random_batch(cfg.batch_size, cfg.seq_len, gen)
+                for _ in range(cfg.local_steps)]
+
+    def local_updates(
+        self, clients: tuple[int, ...]
+    ) -> dict[int, tuple[npt.NDArray[np.float64], float]]:
+        """Every client of ``clients`` trains from the global weights: client ->
+        (delta, mean loss).  Batched (:mod:`secagg.train.batched`) when
+        :attr:`batched` is set, otherwise :meth:`local_update` one at a time; both
+        give the same updates within float tolerance.  Reports progress through
+        :attr:`on_client` after every client (one at a time) or every chunk (batched)."""
+        self._client_done(0, len(clients))
+        if self.batched is None:
+            done: dict[int, tuple[npt.NDArray[np.float64], float]] = {}
+            for i, c in enumerate(clients):
+                done[c] = self.local_update(c)
+                self._client_done(i + 1, len(clients))
+            return done
+        torch = self.torch
+        cfg = self.config
+        model = self.loaded.model
+        load_trainable_vector(model, self.global_vector, self.loaded.layout)
+        model.train()
+        out: dict[int, tuple[npt.NDArray[np.float64], float]] = {}
+        step = self.batched.chunk
+        if self.local_dp is not None:
+            for lo in range(0, len(clients), step):
+                part = clients[lo : lo + step]
+                deltas, losses = self.local_dp.train_batched(
+                    self.batched, clients=part, round=self._round,
+                    streams={c: (self.streams[c].tokens, self.streams[c].pad_id)
+                             for c in part},
+                    batch_size=cfg.batch_size, seq_len=cfg.seq_len, steps=cfg.local_steps,
+                )
+                for i, c in enumerate(part):
+                    out[c] = (deltas[i], losses[i])
+                self._client_done(len(out), len(clients))
+            return out
+        for lo in range(0, len(clients), step):
+            part = clients[lo : lo + step]
+            batches = [self._client_batches(c) for c in part]
+            ids = torch.stack([torch.stack([b[0] for b in bs]) for bs in batches])
+            labels = torch.stack([torch.stack([b[1] for b in bs]) for bs in batches])
+            deltas, losses = self.batched.train(ids, labels)
+            for i, c in enumerate(part):
+                out[c] = (deltas[i], losses[i])
+            self._client_done(len(out), len(clients))
+        return out
 
     def initial_record(self) -> RoundRecord:
         t0 = time.perf_counter()
@@ -495,14 +581,10 @@ class FederatedTrainer:
             res = aggregator.aggregate_on(self.engine, sampled, length=self.num_trainable,
                                           dropped=dropped)
         else:
-            updates: dict[int, npt.NDArray[np.float64]] = {}
-            losses = []
-            self._client_done(0, len(sampled))
-            for i, cid in enumerate(sampled):
-                delta, loss = self.local_update(cid)
-                updates[cid] = delta
-                losses.append(loss)
-                self._client_done(i + 1, len(sampled))
+            trained = self.local_updates(sampled)
+            updates = {cid: trained[cid][0] for cid in sampled}
+            losses = [trained[cid][1] for cid in sampled]
+            del trained
             t1 = time.perf_counter()
             stats = _UpdateStats(updates, dropped, _l2_clip(aggregator))
             res = aggregator.aggregate(updates, dropped=dropped)
@@ -660,6 +742,7 @@ def run_training(
     workers: int | None = None,
     ray_address: str | None = None,
     threads: int = 1,
+    client_batch: int | None = None,
 ) -> TrainResult:
     """Run ``config.rounds`` FedAvg rounds with ``aggregator``.
 
@@ -695,6 +778,9 @@ def run_training(
         ``"inprocess"`` (here) or ``"ray"`` (:class:`~secagg.train.engine.RayTrainEngine`:
         ``workers`` actors, on the cluster at ``ray_address`` or a fresh local Ray;
         ``threads`` torch threads each).  Same seed, same final model.
+    client_batch:
+        In process: clients per ``torch.func.vmap`` call (see
+        :class:`FederatedTrainer`; ``None`` = auto).
 
     Raises
     ------
@@ -723,6 +809,7 @@ def run_training(
     trainer = FederatedTrainer(
         config, sampling_rng=sampling_rng, corpus=corpus, device=device,
         local_dp=local_dp, secret_rng=secret_rng,
+        client_batch=client_batch if engine == "inprocess" else 0,
     )
     trainer.on_client = on_client
     try:
@@ -793,4 +880,6 @@ def run_training(
         user_dp_epsilon=None if trainer.user_dp is None else trainer.user_dp.epsilon,
         engine=engine,
         workers=1 if trainer.engine is None else trainer.engine.workers,
+        local_training=trainer.local_training if trainer.engine is None
+        else "sequential (on the engine's workers)",
     )

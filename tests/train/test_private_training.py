@@ -254,3 +254,32 @@ def test_local_dpsgd_empty_batches_still_add_noise_and_count(tiny_spec) -> None:
     restored._eps_cache = {}
     restored.load_state(dp.state())
     assert restored.epsilon(3) == pytest.approx(dp.epsilon(3))
+
+
+def test_dpsgd_delta_is_checked_against_examples_per_client_not_clients() -> None:
+    """Sample-level DP protects one example: δ must be < 1/(examples of the largest
+    client).  A δ that is fine for 100 clients of 2 examples passes though δ ≥ 1/clients;
+    one client with many examples makes the same δ a refusal that names it."""
+    torch = pytest.importorskip("torch")
+    from secagg.train.dpsgd_local import _windows, check_delta, example_count
+
+    for n in (1, 2, 9, 10, 11, 12, 40, 41):
+        ids, _ = _windows(torch, np.arange(n, dtype=np.int64), 10, 99)
+        assert example_count(n, 10) == ids.shape[0]
+    two_each = {c: 20 for c in range(1, 101)}  # 100 clients of 2 windows of 10 tokens
+    check_delta(0.3, two_each, 10)  # >= 1/100 clients, < 1/2 examples: sample-level fine
+    with pytest.raises(ParameterError, match=r"1/2: client 1 holds 2 examples"):
+        check_delta(0.5, two_each, 10)
+    with pytest.raises(ParameterError, match=r"client 7 holds 50 examples"):
+        check_delta(0.3, {**two_each, 7: 500}, 10)
+
+
+def test_dpsgd_delta_too_large_for_a_clients_examples_is_one_line_exit_2(
+    capsys, tmp_path: Path
+) -> None:
+    rc = main(["train", *TINY, "--seed", "1", "--out", str(tmp_path / "x"), "--dp-sgd",
+               "--delta", "0.01"])  # < 1/3 clients; every client holds far more than 100
+    assert rc == 2
+    line = _one_error_line(capsys)
+    assert "examples of 16 tokens" in line and "δ < 1/(examples per client)" in line
+    assert not (tmp_path / "x" / "report.json").exists()
