@@ -403,17 +403,21 @@ class DDPRound:
             ``MAX_ROUNDING_TRIES`` times (impossible for valid parameters except with
             probability ``β^1000``).
         """
+        return self._rotate_clip_round(x, rng).astype(np.int64)
+
+    def _rotate_clip_round(self, x: npt.ArrayLike, rng: RandomSource) -> FloatArray:
+        """:meth:`rotate_clip_round` as float64 integers (exact: ``|r_i| ≤ Δ₂ < 2^53``)."""
         p = self.params
-        y = self._rotation.forward(x)
+        y = self._rotation.forward(x)  # a fresh vector: scaled in place below
         norm = float(np.linalg.norm(y))
         if norm > p.l2_clip:
             y *= p.l2_clip / norm
-        z = y * p.scale
+        y *= p.scale  # z = s·y
         bound = p.l2_sensitivity
         for _ in range(MAX_ROUNDING_TRIES):
-            r = stochastic_round(z, rng)
+            r = stochastic_round(y, rng)
             if float(np.linalg.norm(r)) <= bound:
-                return r.astype(np.int64)
+                return r
             if p.beta == 0.0:  # pragma: no cover - deterministic bound always holds
                 break
         raise ParameterError("conditional randomized rounding failed to meet the norm bound")
@@ -447,9 +451,12 @@ class DDPRound:
         guarantee for whoever knows the seed.
         """
         src = (rng if rng is not None else SystemRandom()).fork("dp-encode")
-        r = self.rotate_clip_round(x, src.child("dp/rounding"))
-        r += self.local_noise(src.child("dp/noise"))
-        return wrap_signed(r, self.params.bits)
+        r = self._rotate_clip_round(x, src.child("dp/rounding"))
+        total = self.local_noise(src.child("dp/noise"))
+        # r + noise in place: both are integers below 2^53 in magnitude (|r_i| ≤ Δ₂,
+        # |noise| ≤ 2^40·O(1)), so the float64 addition and the cast back are exact.
+        np.add(total, r, out=total, casting="unsafe")
+        return wrap_signed(total, self.params.bits)
 
     def decode_sum(self, total: npt.NDArray[np.generic], survivors: int) -> FloatArray:
         """Server: the float sum (model units, length ``dim``) from the modular total.

@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from secagg.errors import ParameterError
-from secagg.primitives.rand import RandomSource, random_uint64, random_unit_float64
+from secagg.primitives.rand import RandomSource, fill_uint64, random_unit_float64
 
 __all__ = [
     "discrete_gaussian",
@@ -65,15 +65,22 @@ def _sign_bits(rng: RandomSource, n: int) -> npt.NDArray[np.bool_]:
     return np.unpackbits(raw)[:n].astype(bool)
 
 
+#: Candidates per batch: every pass of a sampler runs over at most this many
+#: values, so its temporaries stay in L2 (one pass over a 10^6-long array from
+#: memory costs several times the same pass in cache).
+BATCH = 1 << 14
+
+
 def _fill(
     size: int, draw: object, oversample: float
 ) -> IntArray:
-    """Call ``draw(m) -> accepted int64 samples`` until ``size`` samples are collected."""
+    """Call ``draw(m) -> accepted int64 samples`` until ``size`` samples are collected,
+    with batches of at most :data:`BATCH` candidates."""
     out = np.empty(size, dtype=np.int64)
     filled = 0
     while filled < size:
         need = size - filled
-        m = int(need * oversample) + 32
+        m = min(BATCH, int(need * oversample) + 32)
         got = draw(m)  # type: ignore[operator]
         take = min(len(got), need)
         out[filled : filled + take] = got[:take]
@@ -130,31 +137,51 @@ def discrete_gaussian(rng: RandomSource, sigma: float, size: int) -> IntArray:
     shift = s2 / t
     inv_2s2 = 1.0 / (2.0 * s2)
 
+    # Scratch for one batch, reused by every batch (see BATCH).
+    cap = min(BATCH, int(n * (2.1 if sigma < 2.0 else 1.4)) + 32)
+    w = np.empty(cap + 2, dtype=np.uint64)  # 16 spare bytes: AES writes in place
+    a = np.empty(cap + 2, dtype=np.uint64)
+    bit = np.empty(cap, dtype=np.uint64)
+    mag_buf = np.empty(cap, dtype=np.float64)
+    p_buf = np.empty(cap, dtype=np.float64)
+    acc_buf = np.empty(cap, dtype=np.bool_)
+    rej_buf = np.empty(cap, dtype=np.bool_)
+    one, eleven, two53 = np.uint64(1), np.uint64(11), np.uint64(1 << 53)
+
     def draw(m: int) -> IntArray:
         # One 64-bit word per candidate for the Laplace proposal: its top 53 bits are
         # the uniform of the geometric magnitude, its lowest bit the sign (disjoint
-        # bits of a CSPRNG word are independent).  The proposal's own rejection of
-        # (negative, 0) and the Gaussian acceptance test are applied together, which
-        # accepts exactly the candidates the two-stage algorithm would.
-        w = random_uint64(rng, m)
-        neg = (w & np.uint64(1)).astype(bool)
+        # bits of a CSPRNG word are independent); a second word per candidate for the
+        # acceptance test.  The proposal's own rejection of (negative, 0) and the
+        # Gaussian acceptance test are applied together, which accepts exactly the
+        # candidates the two-stage algorithm would.  Every step writes into the
+        # batch's scratch buffers.
+        wv, av, neg = w[:m], a[:m], bit[:m]
+        mag, p = mag_buf[:m], p_buf[:m]
+        acc, rej = acc_buf[:m], rej_buf[:m]
+        fill_uint64(rng, w, m)
+        fill_uint64(rng, a, m)
+        np.bitwise_and(wv, one, out=neg)
         # 1 - u = (2^53 - k)/2^53 in (0, 1], exact in float64 (k = the top 53 bits).
-        v = (np.uint64(1 << 53) - (w >> np.uint64(11))).astype(np.float64)
-        v *= 1.0 / 9007199254740992.0
-        mag = np.log(v, out=v)  # ln(1 - u) <= 0
-        mag *= -t
+        np.right_shift(wv, eleven, out=wv)
+        np.subtract(two53, wv, out=wv)
+        np.multiply(wv, 1.0 / 9007199254740992.0, out=mag)
+        np.log(mag, out=mag)  # ln(1 - u) <= 0
+        np.multiply(mag, -t, out=mag)
         np.floor(mag, out=mag)  # M = floor(-t ln(1-u)), geometric
-        d = mag - shift
-        d *= d
-        d *= -inv_2s2
-        np.exp(d, out=d)  # acceptance probability exp(-(|Y| - σ²/t)² / (2σ²))
+        np.subtract(mag, shift, out=p)
+        np.square(p, out=p)
+        np.multiply(p, -inv_2s2, out=p)
+        np.exp(p, out=p)  # acceptance probability exp(-(|Y| - σ²/t)² / (2σ²))
         # u < p with u = k/2^53: compare k < p·2^53 (scaling by 2^53 is exact).
-        d *= 9007199254740992.0
-        acc = (random_uint64(rng, m) >> np.uint64(11)).astype(np.float64) < d
-        acc &= ~(neg & (mag == 0.0))
+        np.multiply(p, 9007199254740992.0, out=p)
+        np.right_shift(av, eleven, out=av)
+        np.less(av, p, out=acc)
+        np.equal(mag, 0.0, out=rej)
+        np.logical_and(rej, neg, out=rej)  # the proposal's (negative, 0)
+        np.greater(acc, rej, out=acc)  # acc and not rej
         got: IntArray = mag[acc].astype(np.int64)
-        sign = neg[acc]
-        np.negative(got, out=got, where=sign)
+        np.negative(got, out=got, where=neg[acc].astype(np.bool_))
         return got
 
     # Measured acceptance: ≈ 0.52 for σ ≤ 1, ≈ 0.73–0.76 for σ ≥ 2.5; a short batch
@@ -189,9 +216,12 @@ def _poisson_inversion(rng: RandomSource, lam: float, n: int) -> IntArray:
     ks = np.arange(kmax + 1, dtype=np.float64)
     logpmf = -lam + ks * math.log(lam) - _log_factorial(ks)
     cdf = np.cumsum(np.exp(logpmf))
-    u = random_unit_float64(rng, n)
-    idx = np.searchsorted(cdf, u, side="right")
-    return np.minimum(idx, kmax).astype(np.int64)
+    out = np.empty(n, dtype=np.int64)
+    for start in range(0, n, BATCH):  # one uniform per sample, in order, batch by batch
+        stop = min(start + BATCH, n)
+        u = random_unit_float64(rng, stop - start)
+        np.minimum(np.searchsorted(cdf, u, side="right"), kmax, out=out[start:stop])
+    return out
 
 
 def _poisson_ptrs(rng: RandomSource, lam: float, n: int) -> IntArray:

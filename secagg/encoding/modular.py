@@ -59,10 +59,11 @@ def wrap_signed(values: npt.NDArray[np.integer], bits: int) -> UIntArray:
     v = np.asarray(values)
     if not np.issubdtype(v.dtype, np.integer):
         raise ParameterError("wrap_signed takes integer arrays")
-    out = v.astype(np.int64).astype(np.uint64) if v.dtype != np.uint64 else v.copy()
+    # two's complement: the int64 bits viewed as uint64 (one copy, no second cast)
+    out = v.copy() if v.dtype == np.uint64 else v.astype(np.int64).view(np.uint64)
     if bits < 64:
         out &= np.uint64((1 << bits) - 1)
-    return cast("UIntArray", out.astype(dt))
+    return cast("UIntArray", out.astype(dt, copy=False))
 
 
 def unwrap_signed(values: UIntArray, bits: int) -> npt.NDArray[np.int64]:

@@ -22,19 +22,66 @@ import numpy.typing as npt
 
 from secagg.encoding.modular import UIntArray, bits_for_sum, dtype_for_bits
 from secagg.errors import ParameterError
-from secagg.primitives.rand import RandomSource, SystemRandom, random_unit_float64
+from secagg.primitives.rand import RandomSource, SystemRandom, fill_uint64
 
 __all__ = ["QuantizationSpec", "stochastic_round"]
+
+#: Coordinates per pass of the fused rounding loop: its four scratch buffers
+#: (≈ 800 KiB) stay in L2 while every step runs over the chunk.
+ROUND_CHUNK = 1 << 15
+_TWO53 = 9007199254740992.0  # 2^53
+
+
+class _Rounder:
+    """Scratch buffers for :func:`_round_into` (allocated once per call, reused per chunk)."""
+
+    __slots__ = ("flags", "lo", "words", "z")
+
+    def __init__(self, n: int) -> None:
+        k = min(ROUND_CHUNK, max(n, 1))
+        self.z = np.empty(k, dtype=np.float64)
+        self.lo = np.empty(k, dtype=np.float64)
+        self.words = np.empty(k + 2, dtype=np.uint64)  # 16 spare bytes: AES writes in place
+        self.flags = np.empty(k, dtype=np.bool_)
+
+
+def _round_chunk(sc: _Rounder, k: int, rng: RandomSource) -> npt.NDArray[np.float64]:
+    """Round ``sc.z[:k]`` stochastically; returns the view of ``sc.lo`` holding the result.
+
+    ``floor(z) + [u < z - floor(z)]`` with ``u = (w >> 11)·2^-53`` for the next 64-bit
+    CSPRNG word ``w`` of each coordinate, evaluated as ``(w >> 11) < (z - floor(z))·2^53``
+    (scaling by 2^53 is exact, so the decisions are those of the float comparison).
+    """
+    z, lo, w, flags = sc.z[:k], sc.lo[:k], sc.words[:k], sc.flags[:k]
+    fill_uint64(rng, sc.words, k)
+    np.right_shift(w, np.uint64(11), out=w)
+    np.floor(z, out=lo)
+    np.subtract(z, lo, out=z)
+    np.multiply(z, _TWO53, out=z)
+    np.less(w, z, out=flags)  # uint64 < 2^53 converts to float64 exactly
+    np.add(lo, flags, out=lo)
+    return lo
 
 
 def stochastic_round(
     z: npt.NDArray[np.float64], rng: RandomSource | None = None
 ) -> npt.NDArray[np.float64]:
-    """Unbiased randomized rounding: ``floor(z) + Bernoulli(z - floor(z))``."""
+    """Unbiased randomized rounding: ``floor(z) + Bernoulli(z - floor(z))``.
+
+    One 64-bit CSPRNG word per coordinate, in order: ``u = (w >> 11)·2^-53`` and the
+    coordinate rounds up iff ``u < z - floor(z)``.  Runs in cache-sized chunks; ``z``
+    is not modified.
+    """
     src = rng if rng is not None else SystemRandom()
-    lo = np.floor(z)
-    u = random_unit_float64(src, z.size).reshape(z.shape)
-    return lo + (u < (z - lo))
+    flat = np.ascontiguousarray(z, dtype=np.float64).reshape(-1)
+    out = np.empty(flat.shape[0], dtype=np.float64)
+    sc = _Rounder(flat.shape[0])
+    for start in range(0, flat.shape[0], ROUND_CHUNK):
+        stop = min(start + ROUND_CHUNK, flat.shape[0])
+        k = stop - start
+        sc.z[:k] = flat[start:stop]
+        out[start:stop] = _round_chunk(sc, k, src)
+    return out.reshape(np.shape(z))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -94,19 +141,42 @@ class QuantizationSpec:
         ParameterError
             If ``x`` is not 1-D or holds NaN/inf.
         """
-        arr = np.asarray(x, dtype=np.float64)
+        arr = np.asarray(x)
         if arr.ndim != 1:
             raise ParameterError("quantize takes a 1-D vector")
-        if not np.all(np.isfinite(arr)):
+        if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+            arr = np.asarray(arr, dtype=np.float64)  # bool, object, ...: converted (or refused)
+        # NaN propagates through min/max and ±inf shows in them: two cheap reductions
+        # instead of a temporary mask.  Checked before any randomness is drawn.
+        if arr.size and not (
+            math.isfinite(float(np.min(arr))) and math.isfinite(float(np.max(arr)))
+        ):
             raise ParameterError("input holds NaN or infinity")
+        src = rng if rng is not None else SystemRandom()
+        n = arr.shape[0]
+        out = np.empty(n, dtype=dtype_for_bits(self.bits))
         # (x + clip) / (2 clip) is exactly 0.0 at -clip and 1.0 at +clip, so the ends of
         # the range land exactly on levels 0 and 2^value_bits - 1 even at 52 value bits
-        # (multiplying by a precomputed scale can miss the top level by one).
+        # (multiplying by a precomputed scale can miss the top level by one).  The same
+        # float operations, in the same order, as the one-pass formula
+        # ``(clip(x, -c, c) + c) / (2c) * top``, one cache-sized chunk at a time.
         top = float((1 << self.value_bits) - 1)
-        z = (np.clip(arr, -self.clip, self.clip) + self.clip) / (2.0 * self.clip) * top
-        q = stochastic_round(z, rng)
-        np.clip(q, 0, (1 << self.value_bits) - 1, out=q)
-        return cast("UIntArray", q.astype(dtype_for_bits(self.bits)))
+        c = float(self.clip)
+        two_c = 2.0 * c
+        sc = _Rounder(n)
+        for start in range(0, n, ROUND_CHUNK):
+            stop = min(start + ROUND_CHUNK, n)
+            k = stop - start
+            z = sc.z[:k]
+            z[...] = arr[start:stop]  # float64 (exact for float32 and small integers)
+            np.clip(z, -c, c, out=z)
+            np.add(z, c, out=z)
+            np.divide(z, two_c, out=z)
+            np.multiply(z, top, out=z)
+            q = _round_chunk(sc, k, src)
+            np.minimum(q, top, out=q)  # z <= top, so never binding: a guard, not a step
+            out[start:stop] = q
+        return cast("UIntArray", out)
 
     def dequantize_sum(self, total: UIntArray, count: int) -> npt.NDArray[np.float64]:
         """The float sum of ``count`` quantized vectors whose modular sum is ``total``."""

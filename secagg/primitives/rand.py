@@ -14,13 +14,14 @@ here read CSPRNG bytes and only *view* them through numpy.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import warnings
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
 
 from secagg.errors import InsecureConfigurationWarning, ParameterError
 
@@ -29,6 +30,7 @@ __all__ = [
     "InsecureDeterministicRandom",
     "RandomSource",
     "SystemRandom",
+    "fill_uint64",
     "randbelow",
     "random_uint64",
     "random_unit_float64",
@@ -126,6 +128,12 @@ class InsecureDeterministicRandom:
             raise ParameterError("n must be non-negative")
         return self._enc.update(b"\x00" * n)
 
+    def fill(self, out: bytearray | memoryview, nbytes: int | None = None) -> None:
+        """Overwrite the first ``nbytes`` (default: all) bytes of ``out`` with the next
+        ``nbytes`` bytes of the stream (the same bytes :meth:`random_bytes` would
+        return), as :meth:`AesCtrRandom.fill` does."""
+        _fill_ctr(self._enc, out, nbytes, None)
+
     def child(self, label: str) -> InsecureDeterministicRandom:
         return InsecureDeterministicRandom(self._seed, f"{self._label}/{label}", warn=False)
 
@@ -137,6 +145,33 @@ class InsecureDeterministicRandom:
 
 #: Keystream bytes produced per ``update_into`` call (buffers reused across calls).
 _AES_CHUNK = 1 << 18
+#: The plaintext of every keystream chunk (read-only, shared).
+_ZEROS = memoryview(bytes(_AES_CHUNK))
+
+
+def _fill_ctr(
+    enc: CipherContext, out: bytearray | memoryview, nbytes: int | None,
+    scratch: bytearray | None,
+) -> None:
+    """Write the next ``nbytes`` keystream bytes of ``enc`` into ``out`` with
+    ``update_into`` (no allocation while ``out`` has 16 spare bytes after ``nbytes``;
+    the last piece goes through ``scratch`` otherwise)."""
+    view = memoryview(out).cast("B")
+    cap = view.nbytes
+    n = cap if nbytes is None else int(nbytes)
+    if not 0 <= n <= cap:
+        raise ParameterError("nbytes must fit the buffer")
+    done = 0
+    while done < n:
+        m = min(_AES_CHUNK, n - done)
+        if done + m + 16 <= cap:  # room for update_into's block slack: no copy
+            k = enc.update_into(_ZEROS[:m], view[done:])
+        else:
+            if scratch is None or len(scratch) < m + 16:
+                scratch = bytearray(m + 16)
+            k = enc.update_into(_ZEROS[:m], scratch)
+            view[done : done + k] = scratch[:k]
+        done += k
 
 
 class AesCtrRandom:
@@ -155,13 +190,12 @@ class AesCtrRandom:
     Draws are serialised with a lock (one keystream, several threads).
     """
 
-    __slots__ = ("_enc", "_lock", "_pid", "_scratch", "_zeros")
+    __slots__ = ("_enc", "_lock", "_pid", "_scratch")
 
     def __init__(self, *, key: bytes | None = None) -> None:
         if key is not None and (not isinstance(key, bytes) or len(key) != 32):
             raise ParameterError("key must be 32 bytes")
         self._lock = threading.Lock()
-        self._zeros = memoryview(bytes(_AES_CHUNK))
         self._scratch = bytearray(_AES_CHUNK + 16)
         self._rekey(key if key is not None else os.urandom(32))
 
@@ -181,23 +215,10 @@ class AesCtrRandom:
         ``out`` with the next ``nbytes`` bytes of the stream — the copy-free path of
         :func:`random_uint64`.  Spare room after ``nbytes`` lets the cipher write in
         place; it is left unspecified."""
-        view = memoryview(out).cast("B")
-        cap = view.nbytes
-        n = cap if nbytes is None else int(nbytes)
-        if not 0 <= n <= cap:
-            raise ParameterError("nbytes must fit the buffer")
         with self._lock:
             if os.getpid() != self._pid:
                 self._rekey(os.urandom(32))
-            done = 0
-            while done < n:
-                m = min(_AES_CHUNK, n - done)
-                if done + m + 16 <= cap:  # room for update_into's block slack: no copy
-                    k = self._enc.update_into(self._zeros[:m], view[done:])
-                else:
-                    k = self._enc.update_into(self._zeros[:m], self._scratch)
-                    view[done : done + k] = self._scratch[:k]
-                done += k
+            _fill_ctr(self._enc, out, nbytes, self._scratch)
 
     def child(self, label: str) -> AesCtrRandom:
         return AesCtrRandom(key=self.random_bytes(32))
@@ -223,12 +244,37 @@ def random_uint64(rng: RandomSource, size: int) -> npt.NDArray[np.uint64]:
     """``size`` uniform 64-bit words from ``rng`` (a view of CSPRNG bytes)."""
     if size < 0:
         raise ParameterError("size must be non-negative")
+    out = np.empty(size + 2, dtype=np.uint64)  # 16 spare bytes: the cipher writes in place
+    fill_uint64(rng, out, size)
+    return out[:size]
+
+
+def fill_uint64(rng: RandomSource, out: npt.NDArray[np.uint64], size: int | None = None) -> None:
+    """Overwrite ``out[:size]`` (default: all of ``out``) with the next ``size`` 64-bit
+    little-endian words of ``rng`` — the words :func:`random_uint64` would return — in
+    place: a source with ``fill`` (the AES-CTR ones) writes its keystream straight
+    into ``out`` (give ``out`` two spare words after ``size`` to avoid a copy).
+
+    Raises
+    ------
+    ParameterError
+        If ``out`` is not a writable C-contiguous uint64 array or ``size`` does not fit.
+    """
+    if not isinstance(out, np.ndarray) or out.dtype != np.uint64 or out.ndim != 1:
+        raise ParameterError("out must be a 1-D uint64 array")
+    if not (out.flags.c_contiguous and out.flags.writeable):
+        raise ParameterError("out must be C-contiguous and writable")
+    n = out.shape[0] if size is None else size
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 <= n <= out.shape[0]:
+        raise ParameterError("size must be in [0, len(out)]")
+    n = int(n)
     fill = getattr(rng, "fill", None)
-    if fill is not None:
-        out = np.empty(size + 2, dtype="<u8")  # 16 spare bytes: the cipher writes in place
-        fill(out.data, 8 * size)
-        return out[:size].astype(np.uint64, copy=False)
-    return np.frombuffer(rng.random_bytes(8 * size), dtype="<u8").astype(np.uint64, copy=True)
+    if fill is None:
+        out[:n] = np.frombuffer(rng.random_bytes(8 * n), dtype="<u8")
+        return
+    fill(out.data, 8 * n)
+    if sys.byteorder != "little":  # pragma: no cover - the words are little-endian by definition
+        out[:n].byteswap(inplace=True)
 
 
 def random_unit_float64(rng: RandomSource, size: int) -> npt.NDArray[np.float64]:

@@ -257,15 +257,17 @@ class FloatAggregate:
         return self.sum / self.count
 
 
-def _check_update(update: npt.ArrayLike, length: int) -> FloatArray:
-    """A finite 1-D float vector of ``length`` (copied as float64)."""
+def _check_update(update: npt.ArrayLike, length: int, *, copy: bool = True) -> FloatArray:
+    """A finite 1-D float vector of ``length`` (as float64: a copy unless ``copy=False``
+    and it already is one)."""
     arr = np.asarray(update)
     if arr.ndim != 1 or arr.shape[0] != length:
         raise ParameterError(f"the update must be a 1-D vector of length {length}")
     if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
         raise ParameterError("the update must hold real numbers")
-    out = arr.astype(np.float64)
-    if not np.all(np.isfinite(out)):
+    out = arr.astype(np.float64, copy=copy)
+    # NaN propagates through min and max, ±inf shows in them: no temporary mask
+    if out.size and not (np.isfinite(np.min(out)) and np.isfinite(np.max(out))):
         raise ParameterError("the update holds NaN or infinity")
     return out
 
@@ -561,7 +563,8 @@ class MaskedClientHalf(_MaskedParty, ClientHalf):
         self.encoded_length = self.length
 
     def encode(self, update: npt.ArrayLike, rng: RandomSource | None = None) -> UIntArray:
-        return self.spec.quantize(_check_update(update, self.length), rng)
+        # quantize reads the update without changing it: no defensive copy
+        return self.spec.quantize(_check_update(update, self.length, copy=False), rng)
 
     def clipped_fraction(self, update: npt.ArrayLike) -> float:
         arr = _check_update(update, self.length)

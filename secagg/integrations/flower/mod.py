@@ -43,6 +43,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -81,6 +83,34 @@ __all__ = ["SecAggPlusMod", "secaggplus_mod"]
 _SEED_BYTES = 32
 _LOCAL = f"secagg's secaggplus_mod ({PROTOCOL})"
 IdentityKeyFn = Callable[[Any], SigningKey]
+
+#: Parsed round setups by their exact bytes (a few rounds' worth, newest last).
+_SETUP_CACHE: OrderedDict[bytes, RoundSetup] = OrderedDict()
+_SETUP_CACHE_SIZE = 8
+_SETUP_LOCK = threading.Lock()
+
+
+def _setup_of(data: bytes) -> RoundSetup:
+    """``decode_setup(data)``, parsed once per process for the same bytes.
+
+    Every message of a round replays from the setup kept in the Context; its parse
+    (JSON, the canonical RoundConfig, with DP the rotation signs of ``D`` elements) is
+    a pure function of the bytes, so equal bytes share one immutable
+    :class:`RoundSetup`.  Bytes that do not decode are not cached (the error is raised
+    every time).
+    """
+    key = bytes(data)
+    with _SETUP_LOCK:
+        hit = _SETUP_CACHE.get(key)
+        if hit is not None:
+            _SETUP_CACHE.move_to_end(key)
+            return hit
+    setup = decode_setup(key)
+    with _SETUP_LOCK:
+        _SETUP_CACHE[key] = setup
+        while len(_SETUP_CACHE) > _SETUP_CACHE_SIZE:
+            _SETUP_CACHE.popitem(last=False)
+    return setup
 
 
 @dataclasses.dataclass(slots=True)
@@ -185,7 +215,7 @@ class SecAggPlusMod:
         if stage is Stage.SETUP:
             return self._setup(msg, ctxt, payload)
         st = _load(ctxt)
-        setup = decode_setup(st.setup)
+        setup = _setup_of(st.setup)
         frame = m.decode(payload)  # DecodeError: nothing changed
         if frame.session_id != setup.config.session_id:
             raise DecodeError("frame from another SecAgg+ session")
@@ -217,7 +247,7 @@ class SecAggPlusMod:
     # -- stages ---------------------------------------------------------------------------
 
     def _setup(self, msg: Any, ctxt: Any, payload: bytes) -> Any:
-        setup = decode_setup(payload)
+        setup = _setup_of(payload)
         node = int(msg.metadata.dst_node_id)
         setup.client_id(node)  # RemoteProtocolError if this node is not in the round
         if self._dp_max_epsilon is not None:
