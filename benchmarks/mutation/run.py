@@ -100,7 +100,11 @@ def main() -> int:
     )
     ap.add_argument("--max-children", type=int, default=2)
     ap.add_argument("--nice", type=int, default=15)
-    ap.add_argument("--rerun", action="store_true", help="test the survivors again")
+    ap.add_argument(
+        "--rerun",
+        action="store_true",
+        help="test again every mutant not yet killed (survived, no tests, not checked)",
+    )
     args = ap.parse_args()
 
     work = Path(args.workdir) / args.target
@@ -112,13 +116,17 @@ def main() -> int:
     pyproject.write_text(text + mutmut_table(args.target), "utf-8")
 
     mutmut = [sys.executable, "-m", "mutmut"]
+    # CI=1: the derandomized hypothesis profile (tests/conftest.py), so that a mutant
+    # is killed or not the same way on every run
+    env = {**os.environ, "CI": "1"}
     names: list[str] = []
     if args.rerun:
-        res = subprocess.run([*mutmut, "results"], cwd=work, capture_output=True, text=True)
+        res = subprocess.run(
+            [*mutmut, "results", "--all", "true"], cwd=work, capture_output=True, text=True, env=env
+        )
+        again = (": survived", ": no tests", ": not checked")
         names = [
-            ln.split(":")[0].strip()
-            for ln in res.stdout.splitlines()
-            if ln.strip().endswith(": survived")
+            ln.split(":")[0].strip() for ln in res.stdout.splitlines() if ln.strip().endswith(again)
         ]
     t0 = time.monotonic()
     rc = subprocess.call(
@@ -133,9 +141,10 @@ def main() -> int:
             *names,
         ],
         cwd=work,
+        env=env,
     )
     wall = time.monotonic() - t0
-    subprocess.call([*mutmut, "results", "--all", "true"], cwd=work)
+    subprocess.call([*mutmut, "results", "--all", "true"], cwd=work, env=env)
     print(f"\n{args.target}: mutmut run exited {rc} after {wall:.0f} s wall in {work}", flush=True)
     return rc
 
