@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
@@ -272,3 +273,33 @@ def test_deterministic_source_warns_unless_told_not_to() -> None:
     with pytest.raises(ParameterError, match="non-negative"):
         rand.SystemRandom().random_bytes(-1)
     assert len(rand.SystemRandom().random_bytes(0)) == 0
+
+
+# ---------------------------------------------------------------- vectorised draws
+
+
+@pytest.mark.parametrize("size", [0, 1, 3, 100])
+def test_random_uint64_is_the_little_endian_stream(size: int) -> None:
+    key = b"W" * 32
+    stream = _keystream(key, 8 * size + 8)
+    want = [int.from_bytes(stream[8 * i : 8 * i + 8], "little") for i in range(size)]
+    fast = AesCtrRandom(key=key)  # has fill(): the copy-free path
+    words = rand.random_uint64(fast, size)
+    assert words.dtype == np.uint64 and words.tolist() == want
+    assert fast.random_bytes(8) == stream[8 * size :]  # exactly 8 * size bytes were used
+    seeded = InsecureDeterministicRandom(b"w" * 16, warn=False)  # random_bytes only
+    ref = InsecureDeterministicRandom(b"w" * 16, warn=False).random_bytes(8 * size + 8)
+    words = rand.random_uint64(seeded, size)
+    assert words.tolist() == [int.from_bytes(ref[8 * i : 8 * i + 8], "little") for i in range(size)]
+    assert seeded.random_bytes(8) == ref[8 * size :]
+    words[:] = 0  # both paths return a writable array of their own
+    rand.random_uint64(fast, size)[:] = 0
+
+
+def test_random_unit_float64_has_53_random_bits() -> None:
+    key = b"F" * 32
+    floats = rand.random_unit_float64(AesCtrRandom(key=key), 64)
+    words = rand.random_uint64(AesCtrRandom(key=key), 64)
+    assert floats.dtype == np.float64
+    assert floats.tolist() == [int(w >> np.uint64(11)) / 2**53 for w in words]
+    assert ((floats >= 0) & (floats < 1)).all()
