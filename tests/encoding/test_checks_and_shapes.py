@@ -78,3 +78,45 @@ def test_count_may_equal_its_bounds() -> None:
         Reader(data).count(2)
     with pytest.raises(DecodeError, match=r"^element count 3 is out of bounds$"):
         Reader(data[:-1]).count(10)
+
+
+def test_unflatten_walks_every_array_in_order() -> None:
+    arrays = {"a": np.arange(2.0), "b": np.arange(3.0) + 10, "c": np.arange(4.0).reshape(2, 2) + 20}
+    vec, layout = tensors.flatten(arrays)
+    back = tensors.unflatten(vec, layout)
+    for name, arr in arrays.items():
+        assert back[name].tolist() == arr.tolist()
+
+
+@pytest.mark.parametrize(
+    ("names", "shapes", "message"),
+    [
+        (("a", "b"), ((1,),), "a layout needs exactly one shape per name"),
+        (("a", "a"), ((1,), (2,)), "duplicate names in layout"),
+        (("a",), ((2.0,),), "shapes hold non-negative integers"),
+        (("a",), ((True,),), "shapes hold non-negative integers"),
+        (("a",), ((3, -1),), "shapes hold non-negative integers"),
+    ],
+)
+def test_layout_refuses_inconsistent_shapes(
+    names: tuple[str, ...], shapes: tuple[tuple[int, ...], ...], message: str
+) -> None:
+    with pytest.raises(ParameterError, match=f"^{re.escape(message)}$"):
+        tensors.Layout(names, shapes)
+
+
+def test_modular_helpers_refuse_with_a_message() -> None:
+    acc = np.zeros(3, dtype=np.uint32)
+    for x in (np.zeros(4, dtype=np.uint32), np.zeros(3, dtype=np.uint64)):
+        with pytest.raises(ParameterError, match=r"^shape or dtype mismatch$"):
+            modular.add_into(acc, x, 16)  # type: ignore[arg-type]
+    with pytest.raises(ParameterError, match=r"^wrap_signed takes integer arrays$"):
+        modular.wrap_signed(np.zeros(2), 16)  # type: ignore[arg-type]
+
+
+def test_wrap_signed_is_exact_on_64_bit_values() -> None:
+    v = np.array([-1, 2**62 + 1, -(2**63), 2**63 - 1], dtype=np.int64)
+    assert modular.wrap_signed(v, 64).tolist() == [2**64 - 1, 2**62 + 1, 2**63, 2**63 - 1]
+    assert modular.wrap_signed(v, 63).tolist() == [2**63 - 1, 2**62 + 1, 0, 2**63 - 1]
+    u = np.array([2**64 - 1, 2**53 + 1], dtype=np.uint64)
+    assert modular.wrap_signed(u, 64).tolist() == [2**64 - 1, 2**53 + 1]
