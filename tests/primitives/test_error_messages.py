@@ -103,6 +103,18 @@ CASES: list[tuple[str, Callable[[], Any], type[SecAggError], str]] = [
         ParameterError,  # type: ignore[arg-type]
         "unsupported label field type float",
     ),
+    (
+        "int_field bool",
+        lambda: kdf.int_field(True),
+        ParameterError,
+        "bool is not a valid label field",
+    ),
+    (
+        "int_field range",
+        lambda: kdf.int_field(-1),
+        ParameterError,
+        "integer label fields must be in [0, 2^64)",
+    ),
     ("purpose", lambda: kdf.encode_info(""), ParameterError, "purpose must be a non-empty string"),
     (
         "short ikm",
