@@ -147,6 +147,11 @@ CASES: list[tuple[str, Callable[[], Any], str]] = [
         "l1_sensitivity must be finite and > 0",
     ),
     (
+        "skellam l2",
+        lambda: skellam_rdp([2], l1_sensitivity=1, l2_sensitivity=0, variance=1),
+        "l2_sensitivity must be finite and > 0",
+    ),
+    (
         "skellam var",
         lambda: skellam_rdp([2], l1_sensitivity=1, l2_sensitivity=1, variance=0),
         "variance must be finite and > 0",
@@ -227,6 +232,15 @@ def test_boundaries_that_are_accepted() -> None:
         2 * ddgauss_zcdp_epsilon(**DD) ** 2 / 2,
         4 * ddgauss_zcdp_epsilon(**DD) ** 2 / 2,
     ]
+
+
+def test_closed_forms() -> None:
+    # Gaussian: alpha / (2 z^2); Skellam: Agarwal et al. with mu = 8, D1 = 3, D2 = 2
+    assert gaussian_rdp([2, 10], noise_multiplier=2.0).tolist() == [2 / 8, 10 / 8]
+    a = np.array([2.0, 5.0])
+    want = a * 4 / 16 + np.minimum(((2 * a - 1) * 4 + 18) / 256, 9 / 16)
+    got = skellam_rdp([2, 5], l1_sensitivity=3, l2_sensitivity=2, variance=8)
+    assert np.allclose(got, want, rtol=1e-15, atol=0)
 
 
 def test_unreachable_target_says_how_far_it_searched() -> None:
