@@ -4,7 +4,7 @@ Usage::
 
     python benchmarks/mutation/score.py <dir with mutants/> [equivalents.md ...]
 
-Reads ``mutmut results --all true`` in the directory and the mutant names listed in
+Reads the verdicts mutmut stored under ``mutants/`` in the directory and the mutant names listed in
 the equivalents files (lines ``- `name` — reason``).  Prints a markdown table:
 mutants, killed (``timeout`` counted apart, as killed), survived, no tests (no
 selected test runs the mutated function: a survivor), not checked, equivalent,
@@ -15,8 +15,8 @@ as equivalent that was killed is reported: the list is then wrong.
 from __future__ import annotations
 
 import collections
+import json
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -29,29 +29,24 @@ def main() -> int:
     equivalent: set[str] = set()
     for md in sys.argv[2:]:
         equivalent |= set(re.findall(r"^- `([^`]+)`", Path(md).read_text("utf-8"), re.M))
-    out = subprocess.run(
-        [sys.executable, "-m", "mutmut", "results", "--all", "true"],
-        cwd=work,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    from mutmut.stats import status_by_exit_code
+
     rows: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     seen: set[str] = set()
-    for line in out.splitlines():
-        if ": " not in line:
-            continue
-        name, status = (s.strip() for s in line.rsplit(": ", 1))
-        module = re.sub(r"\.x[_ǁ].*$", "", name)
-        seen.add(name)
-        c = rows[module]
-        c["mutants"] += 1
-        if name in equivalent:
-            c["equivalent"] += 1
-            if status in ("killed", "timeout"):
-                print(f"warning: {name} is listed as equivalent but was {status}")
-            continue
-        c[status] += 1
+    for meta in sorted(work.glob("mutants/**/*.py.meta")):
+        codes = json.loads(meta.read_text("utf-8"))["exit_code_by_key"]
+        for name, code in codes.items():
+            status = status_by_exit_code[code]
+            module = re.sub(r"\.x[_ǁ].*$", "", name)
+            seen.add(name)
+            c = rows[module]
+            c["mutants"] += 1
+            if name in equivalent:
+                c["equivalent"] += 1
+                if status in ("killed", "timeout"):
+                    print(f"warning: {name} is listed as equivalent but was {status}")
+                continue
+            c[status] += 1
     for name in sorted(equivalent - seen):
         print(f"warning: {name} is listed as equivalent but is not a mutant of this run")
     cols = ["killed", "timeout", "survived", "no tests", "not checked", "equivalent"]

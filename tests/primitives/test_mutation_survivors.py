@@ -109,3 +109,19 @@ def test_reference_split_draws_from_the_os_by_default() -> None:
     shares = shamir._split_reference([42], 2, [1, 2, 3])[0]
     assert shamir.reconstruct(list(zip([1, 2, 3], shares, strict=True)), 2) == 42
     assert shamir._split_reference([42], 2, [1, 2, 3])[0] != shares
+
+
+def test_kdf_integer_fields_and_defaults() -> None:
+    import enum
+
+    from secagg.primitives import kdf
+
+    class Round(enum.IntEnum):  # an int subclass takes the general path
+        FIRST = 0
+        LATE = 200
+
+    assert kdf.encode_info("p", b"", (Round.FIRST, Round.LATE)) == kdf.encode_info(
+        "p", b"", (0, 200)
+    )
+    assert kdf.encode_info("p") == kdf.encode_info("p", b"", ())
+    assert len(kdf.derive(b"k" * 16, purpose="p")) == 32
