@@ -1,0 +1,153 @@
+"""Run ``mutmut`` over one target of issue 20 in a scratch copy of the tree.
+
+``mutmut`` reads its configuration only from ``pyproject.toml`` and writes its
+mutants under ``mutants/`` of the directory it runs in, so one configuration can
+be run at a time per tree.  This script copies the working tree (tracked and
+untracked-but-not-ignored files) to ``<workdir>/<target>``, replaces the
+``[tool.mutmut]`` table there with the target's, and runs ``mutmut run`` and
+``mutmut results`` under ``nice``.  A second run with the same workdir keeps the
+earlier ``mutants/`` cache, so only mutants of changed functions (or, with
+``--rerun``, the survivors) are tested again.
+
+Usage (from the repository root)::
+
+    python benchmarks/mutation/run.py primitives [--max-children 2]
+    python benchmarks/mutation/run.py masking-server --rerun   # survivors again
+
+Targets are listed in ``TARGETS``; ``benchmarks/mutation/README.md`` has the scores.
+Long job: minutes to an hour per target on a loaded 2-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+#: target -> (source path, only_mutate globs or None, test selection, extra pytest args)
+TARGETS: dict[str, tuple[str, list[str] | None, list[str], list[str]]] = {
+    # the label-registry test scans the source text, which mutmut rewrites
+    "primitives": (
+        "secagg/primitives/",
+        None,
+        ["tests/primitives/"],
+        ["--ignore=tests/primitives/test_label_registry.py"],
+    ),
+    "encoding": ("secagg/encoding/", None, ["tests/encoding/"], []),
+    "accounting": (
+        "secagg/dp/",
+        ["*secagg/dp/accounting.py"],
+        ["tests/dp/test_accounting.py"],
+        [],
+    ),
+    "masking-server": ("secagg/masking/", ["*secagg/masking/server.py"], ["tests/masking/"], []),
+    "masking-client": ("secagg/masking/", ["*secagg/masking/client.py"], ["tests/masking/"], []),
+    "masking-common": ("secagg/masking/", ["*secagg/masking/_common.py"], ["tests/masking/"], []),
+    "masking-plane": ("secagg/masking/", ["*secagg/masking/_plane.py"], ["tests/masking/"], []),
+}
+
+
+def _toml_list(items: list[str]) -> str:
+    return "[" + ", ".join(f'"{i}"' for i in items) + "]"
+
+
+def mutmut_table(target: str) -> str:
+    src, only, tests, extra = TARGETS[target]
+    lines = [
+        "[tool.mutmut]",
+        f"source_paths = {_toml_list([src])}",
+        f"pytest_add_cli_args_test_selection = {_toml_list(tests)}",
+        'also_copy = ["secagg/", "protocols/", "tests/"]',
+        f"pytest_add_cli_args = {_toml_list(['-p', 'no:cacheprovider', '-q', *extra])}",
+    ]
+    if only:
+        lines.append(f"only_mutate = {_toml_list(only)}")
+    return "\n".join(lines) + "\n"
+
+
+def copy_tree(dest: Path) -> None:
+    files = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    ).stdout.split(b"\0")
+    for raw in files:
+        if not raw:
+            continue
+        rel = Path(os.fsdecode(raw))
+        src = ROOT / rel
+        if not src.is_file():
+            continue  # deleted in the working tree
+        out = dest / rel
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if not out.exists() or out.read_bytes() != src.read_bytes():
+            shutil.copy2(src, out)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("target", choices=sorted(TARGETS))
+    ap.add_argument(
+        "--workdir", default=os.environ.get("SECAGG_MUTATION_WORKDIR", "/tmp/secagg-mutation")
+    )
+    ap.add_argument("--max-children", type=int, default=2)
+    ap.add_argument("--nice", type=int, default=15)
+    ap.add_argument(
+        "--rerun",
+        action="store_true",
+        help="test again every mutant not yet killed (survived, no tests, not checked)",
+    )
+    args = ap.parse_args()
+
+    work = Path(args.workdir) / args.target
+    work.mkdir(parents=True, exist_ok=True)
+    copy_tree(work)
+    pyproject = work / "pyproject.toml"
+    text = pyproject.read_text("utf-8")
+    text = re.sub(r"(?ms)^\[tool\.mutmut\]\n.*?(?=^\[|\Z)", "", text).rstrip() + "\n\n"
+    pyproject.write_text(text + mutmut_table(args.target), "utf-8")
+
+    mutmut = [sys.executable, "-m", "mutmut"]
+    # CI=1: the derandomized hypothesis profile (tests/conftest.py), so that a mutant
+    # is killed or not the same way on every run
+    env = {**os.environ, "CI": "1"}
+    names: list[str] = []
+    if args.rerun:
+        res = subprocess.run(
+            [*mutmut, "results", "--all", "true"], cwd=work, capture_output=True, text=True, env=env
+        )
+        again = (": survived", ": no tests", ": not checked")
+        names = [
+            ln.split(":")[0].strip() for ln in res.stdout.splitlines() if ln.strip().endswith(again)
+        ]
+    t0 = time.monotonic()
+    rc = subprocess.call(
+        [
+            "nice",
+            "-n",
+            str(args.nice),
+            *mutmut,
+            "run",
+            "--max-children",
+            str(args.max_children),
+            *names,
+        ],
+        cwd=work,
+        env=env,
+    )
+    wall = time.monotonic() - t0
+    subprocess.call([*mutmut, "results", "--all", "true"], cwd=work, env=env)
+    print(f"\n{args.target}: mutmut run exited {rc} after {wall:.0f} s wall in {work}", flush=True)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
