@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import os
 import signal
 import socket
@@ -26,6 +27,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from secagg.encoding.quantize import QuantizationSpec
 from secagg.errors import (
     AbortedError,
     DecodeError,
@@ -1000,6 +1002,94 @@ def test_cli_serve_and_clients_complete_two_rounds(ca: dict[str, Path], tmp_path
     for r in (1, 2):  # a fresh session per round; the clients reconnect
         total = np.load(tmp_path / f"sum-round{r}.npy")
         np.testing.assert_array_equal(total, _expected(inputs, (1, 2, 3)))
+
+
+def _cli(*argv: str) -> list[str]:
+    return [sys.executable, "-c", "import secagg.cli as c, sys; sys.exit(c.main())", *argv]
+
+
+def test_cli_float_updates_go_through_the_scheme_halves(
+    ca: dict[str, Path], tmp_path: Path
+) -> None:
+    """Float .npy in, float sum out: the clients quantize with MaskedClientHalf, the server
+    decodes with MaskedServerHalf; the sum is within one step per client of the exact one."""
+    clip, vbits, n = 2.0, 16, 3
+    rng = np.random.default_rng(5)  # test data, not secret
+    ups = {u: rng.uniform(-3.0, 3.0, LENGTH) for u in range(1, n + 1)}  # some values clip
+    out = tmp_path / "sum.npy"
+    serve = subprocess.Popen(
+        _cli(
+            "serve", "--listen", "127.0.0.1:0", "--certs", str(ca["dir"]), "--clients", str(n),
+            "--length", str(LENGTH), "--join-timeout", "60", "--deadline", "10",
+            "--clip", str(clip), "--value-bits", str(vbits), "--out", str(out),
+            "--json", str(tmp_path / "report.json"),
+        ),
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        port = _port_of(serve)
+        cl = []
+        for u, x in ups.items():
+            np.save(tmp_path / f"x{u}.npy", x.astype(np.float32 if u == 1 else np.float64))
+            cl.append(
+                subprocess.Popen(
+                    _cli(
+                        "client", "--server", f"127.0.0.1:{port}", "--certs", str(ca["dir"]),
+                        "--id", str(u), "--input", str(tmp_path / f"x{u}.npy"),
+                        "--clip", str(clip), "--value-bits", str(vbits),
+                        "--max-clients", str(n),
+                    ),
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    env={**os.environ, "PYTHONPATH": str(ROOT)},
+                )
+            )
+        for c in cl:
+            _, err = c.communicate(timeout=60)
+            assert c.returncode == 0, err
+        assert serve.wait(timeout=30) == 0
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+        serve.wait()
+        if serve.stderr is not None:
+            serve.stderr.close()
+    got = np.load(out)
+    assert got.dtype == np.float64 and got.shape == (LENGTH,)
+    want = sum(np.clip(x.astype(np.float32 if u == 1 else np.float64), -clip, clip)
+               for u, x in ups.items())
+    step = 2 * clip / ((1 << vbits) - 1)
+    assert np.max(np.abs(got - want)) <= n * step + 1e-9
+    rep = json.loads((tmp_path / "report.json").read_text())["rounds"][0]
+    spec = QuantizationSpec(clip=clip, value_bits=vbits, max_clients=n)
+    assert rep["bits"] == spec.bits and rep["encoding"]["count"] == n
+
+
+def test_cli_float_options_are_checked_before_connecting(
+    ca: dict[str, Path], tmp_path: Path
+) -> None:
+    """Bad float input or options fail with a clear usage error and contact no server."""
+    np.save(tmp_path / "f.npy", np.array([0.5, np.nan]))
+    np.save(tmp_path / "g.npy", np.array([0.5, 0.25]))
+    np.save(tmp_path / "i.npy", np.array([1, 2], dtype=np.uint32))
+    base = ["client", "--server", "127.0.0.1:9", "--certs", str(ca["dir"]), "--id", "1"]
+    cases = {
+        "g.npy": ([], "needs --clip, --value-bits, --max-clients"),
+        "i.npy": (["--clip", "1"], "apply to float input only"),
+        "f.npy": (["--clip", "1", "--value-bits", "8", "--max-clients", "3"], "NaN"),
+    }
+    for name, (extra, msg) in cases.items():
+        r = subprocess.run(
+            _cli(*base, "--input", str(tmp_path / name), *extra, "--connect-timeout", "1"),
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            timeout=60,
+        )
+        assert r.returncode != 0 and msg in r.stderr, (name, r.stderr)
+        assert "could not connect" not in r.stderr  # refused before any connection
 
 
 @pytest.mark.long
