@@ -1067,6 +1067,66 @@ def test_cli_float_updates_go_through_the_scheme_halves(
     assert rep["bits"] == spec.bits and rep["encoding"]["count"] == n
 
 
+def test_cli_float_server_releases_nothing_for_a_total_no_valid_encodings_reach(
+    ca: dict[str, Path], tmp_path: Path
+) -> None:
+    """A client that skips its client half and sends words above the quantization range
+    makes the float server refuse the sum: exit 1, no .npy, the report says why."""
+    clip, vbits, n = 1.0, 16, 3
+    spec = QuantizationSpec(clip=clip, value_bits=vbits, max_clients=n)
+    out = tmp_path / "sum.npy"
+    serve = subprocess.Popen(
+        _cli(
+            "serve", "--listen", "127.0.0.1:0", "--certs", str(ca["dir"]), "--clients", str(n),
+            "--length", str(LENGTH), "--join-timeout", "60", "--deadline", "10",
+            "--clip", str(clip), "--value-bits", str(vbits), "--out", str(out),
+            "--json", str(tmp_path / "report.json"),
+        ),
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        port = _port_of(serve)
+        np.save(tmp_path / "f.npy", np.zeros(LENGTH))
+        # the honest two add up to about 2^16 (zeros quantize to the middle level); with
+        # 180000 the total lies above n * (2^16 - 1) and below 2^bits: it does not wrap
+        top = n * ((1 << vbits) - 1)
+        assert (1 << vbits) + 2 + 180_000 < (1 << spec.bits) and (1 << vbits) - 2 + 180_000 > top
+        bad = np.full(LENGTH, 180_000, dtype=np.uint32)
+        np.save(tmp_path / "bad.npy", bad)
+        cl = []
+        for u in range(1, n + 1):
+            extra = (
+                ["--input", str(tmp_path / "bad.npy"), "--bits", str(spec.bits)]
+                if u == n
+                else ["--input", str(tmp_path / "f.npy"), "--clip", str(clip),
+                      "--value-bits", str(vbits), "--max-clients", str(n)]
+            )
+            cl.append(
+                subprocess.Popen(
+                    _cli("client", "--server", f"127.0.0.1:{port}", "--certs", str(ca["dir"]),
+                         "--id", str(u), *extra),
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    env={**os.environ, "PYTHONPATH": str(ROOT)},
+                )
+            )
+        for c in cl:
+            c.communicate(timeout=60)
+        assert serve.wait(timeout=30) == 1
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+        serve.wait()
+        if serve.stderr is not None:
+            serve.stderr.close()
+    assert not out.exists()
+    rep = json.loads((tmp_path / "report.json").read_text())["rounds"][0]
+    assert rep["aborted"] is True and rep["out"] is None
+    assert "not a sum of valid encodings" in rep["abort_reason"]
+
+
 def test_cli_float_options_are_checked_before_connecting(
     ca: dict[str, Path], tmp_path: Path
 ) -> None:
