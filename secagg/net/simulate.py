@@ -125,8 +125,16 @@ def _prepare(certs_dir: str, spec: ClientSpec) -> _Prepared:
     )
 
 
+#: Points whose time (``time.monotonic()``, one clock for every process) a client notes.
+_TIMED_POINTS = ("connected", "hello", "advertised")
+
+
 async def _run_clients(
-    host: str, port: int, clients: Sequence[_Prepared], timeout: float
+    host: str,
+    port: int,
+    clients: Sequence[_Prepared],
+    timeout: float,
+    times: dict[int, dict[str, float]],
 ) -> dict[int, str]:
     from secagg.net.client import run_client
     from secagg.primitives.sign import SigningKey
@@ -134,7 +142,11 @@ async def _run_clients(
     async def one(c: _Prepared) -> tuple[int, str]:
         spec = c.spec
 
+        noted = times.setdefault(spec.client_id, {})
+
         def checkpoint(point: str) -> None:
+            if point in _TIMED_POINTS:
+                noted.setdefault(point, time.monotonic())
             if point == spec.crash_at:
                 os.kill(os.getpid(), signal.SIGKILL)
 
@@ -156,7 +168,7 @@ async def _run_clients(
                     else None
                 ),
                 connect_timeout=timeout,
-                checkpoint=checkpoint if spec.crash_at else None,
+                checkpoint=checkpoint,
                 stream_chunk=spec.stream_chunk,
             )
             return spec.client_id, "completed"
@@ -184,8 +196,16 @@ def _worker(
     ready.put(len(prepared))
     if not go.wait(timeout):
         raise SystemExit(4)
-    results = asyncio.run(_run_clients(host, port, prepared, timeout))
-    Path(out_path).write_text(json.dumps({str(k): v for k, v in results.items()}))
+    times: dict[int, dict[str, float]] = {}
+    results = asyncio.run(_run_clients(host, port, prepared, timeout, times))
+    Path(out_path).write_text(
+        json.dumps(
+            {
+                "status": {str(k): v for k, v in results.items()},
+                "times": {str(k): v for k, v in times.items()},
+            }
+        )
+    )
     # non-zero exit when a client of this process did not complete
     raise SystemExit(0 if all(v == "completed" for v in results.values()) else 3)
 
@@ -209,6 +229,20 @@ def _context() -> Any:
         else:  # pragma: no cover - non-POSIX
             _CTX = multiprocessing.get_context("spawn")
     return _CTX
+
+
+def _join_summary(
+    times: dict[int, dict[str, float]], opened: float | None
+) -> dict[str, dict[str, float]]:
+    """Median and maximum seconds from the round opening to each timed client point."""
+    out: dict[str, dict[str, float]] = {}
+    if opened is None:
+        return out
+    for point in _TIMED_POINTS:
+        xs = sorted(t[point] - opened for t in times.values() if point in t)
+        if xs:
+            out[point] = {"clients": len(xs), "median": xs[len(xs) // 2], "max": xs[-1]}
+    return out
 
 
 def _crash_plan(
@@ -378,6 +412,11 @@ def simulate_net(
                         raise ParameterError("the client processes did not start") from None
             procs_s = time.perf_counter() - t_procs
             round_t0 = time.perf_counter()
+            opened: list[float] = []
+
+            def open_now() -> None:  # the round accepts connections: clients, go
+                opened.append(time.monotonic())
+                go.set()
 
             rss = PeakRSS()
             outcome, pool = server.run_round(
@@ -386,7 +425,7 @@ def simulate_net(
                 join_timeout=join_timeout,
                 measure_memory=measure_memory,
                 unmask_threads=unmask_threads,
-                on_open=go.set,
+                on_open=open_now,
             )
             round_wall = time.perf_counter() - round_t0
             peak_rss_mb = rss.peak_mb()
@@ -401,14 +440,16 @@ def simulate_net(
                     p.kill()
                     p.join()
         client_status: dict[int, str] = {}
+        join_times: dict[int, dict[str, float]] = {}
         exitcodes: dict[int, int | None] = {}
         for p, out, group in procs:
             for s in group:
                 exitcodes[s.client_id] = p.exitcode
             if os.path.exists(out):
-                client_status.update(
-                    {int(k): v for k, v in json.loads(Path(out).read_text()).items()}
-                )
+                doc = json.loads(Path(out).read_text())
+                client_status.update({int(k): v for k, v in doc["status"].items()})
+                for k, v in doc["times"].items():
+                    join_times[int(k)] = v
             else:
                 for s in group:
                     client_status[s.client_id] = f"process exited with {p.exitcode}"
@@ -476,6 +517,7 @@ def simulate_net(
         "client_processes": len(procs),
         "certs_s": t_certs,
         "client_processes_start_s": procs_s,
+        "join_s": _join_summary(join_times, opened[0] if opened else None),
         "round_wall_s": round_wall,
         "wall_s": time.perf_counter() - wall0,
         "seed": seed,
