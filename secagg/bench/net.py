@@ -13,12 +13,13 @@ clients crashing after key sharing, run twice in the same invocation:
   clients in 2 worker processes talking to the server over pipes.
 
 Reported: ``exact`` for both; wall time of the round and the ratio net/processes
-(target <= 1.5), and each phase's wall for both engines; the server's peak RSS above its pre-round baseline and the
-RoundDriver's tracemalloc peak of the server's own steps (running sum, the message
-being added, unmasking; a second net run with tracing on, since tracing slows it)
-next to the ``3 x 4m`` bytes of the issue's bound; the bytes each surviving client's TCP
-connection carried to the server (TLS records and handshake included) against
-the SecAgg message bytes it sent (target overhead <= 2%).
+(target <= 1.5), and each phase's wall for both engines; the server's peak RSS
+above its pre-round baseline and the RoundDriver's tracemalloc peak of the
+server's own steps (running sum, the message being added, unmasking; a second net
+run with tracing on, since tracing slows it) next to the ``3 x 4m`` bytes of the
+issue's bound; the bytes each surviving client's TCP connection carried to the
+server (TLS records and handshake included) against the SecAgg message bytes it
+sent (target overhead <= 2%).
 
 The issue's size is n = 1000, m = 10^5; on the shared 2-core box the default run
 is n = 200, m = 10^5 (``--quick``: n = 20, m = 10^4).  Pass ``SECAGG_BENCH_NET_N``
@@ -111,6 +112,7 @@ def run(quick: bool = False, *, seed: int = 7) -> dict[str, Any]:
         "net_round_wall_s": net["round_wall_s"],
         "net_certs_s": net["certs_s"],
         "net_client_processes_start_s": net["client_processes_start_s"],
+        "net_join_s": net["join_s"],
         "net_phases": net["phases"],
         "net_phase_wall_s": {
             **{k: v["wall_s"] for k, v in net["phases"].items()},
@@ -157,6 +159,15 @@ def markdown(result: dict[str, Any]) -> str:
         ["TLS + framing overhead on TCP (target <= 2%)", r["tls_tcp_overhead"]],
     ]
     net_p, base_p = r["net_phase_wall_s"], r["processes_phase_wall_s"]
+    for point, what in (("connected", "TLS handshake done"), ("advertised", "keys sent")):
+        j = r["net_join_s"].get(point)
+        if j is not None:
+            rows.append(
+                [
+                    f"net: {what}, s after the round opened (median / max)",
+                    f"{j['median']:.2f} / {j['max']:.2f}",
+                ]
+            )
     phases = [
         [
             "client processes start (before the round; net only)",
