@@ -9,6 +9,10 @@ keys, on receiving its share boxes, after any chunk of its masked upload, after
 the upload, on receiving the consistency or unmasking request, after answering
 it); the other clients share ``client_procs`` processes, each running its
 clients on one event loop.  Certificates come from a fresh development CA.
+The processes start, and build their clients' TLS contexts and inputs, before
+the round's clock starts (a device is up before a round); they connect once the
+round accepts connections.  ``round_wall_s`` is the round alone,
+``client_processes_start_s`` the start-up before it.
 
 Inputs follow ``secagg simulate``'s recipe (``rng.child("input/<id>")``), so the
 expected sum over the survivors is recomputed here and compared exactly.
