@@ -319,6 +319,42 @@ def test_config_codec_round_trips_and_refuses_garbage() -> None:
             decode_config(bad)
 
 
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio's TLS buffer is 3.11+")
+def test_the_server_loop_gives_each_tls_connection_a_small_receive_buffer(
+    ca: dict[str, Path],
+) -> None:
+    """Memory per connection: 32 KiB of TLS receive buffer, not asyncio's 256 KiB."""
+    from secagg.net.server import TLS_READ_CHUNK, _ServerLoop
+
+    seen: list[int] = []
+    loop = _ServerLoop()
+
+    async def main() -> None:
+        async def handler(_r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            proto = w.transport._ssl_protocol  # type: ignore[attr-defined]
+            seen.extend([len(proto._ssl_buffer), proto.max_size])
+            w.close()
+
+        srv = await asyncio.start_server(handler, "127.0.0.1", 0, ssl=server_context(ca["dir"]))
+        port = srv.sockets[0].getsockname()[1]
+        _, w = await asyncio.open_connection(
+            "127.0.0.1", port, ssl=client_context(ca["dir"], 1), server_hostname="127.0.0.1"
+        )
+        for _ in range(100):
+            if seen:
+                break
+            await asyncio.sleep(0.02)
+        w.close()
+        srv.close()
+        await srv.wait_closed()
+
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+    assert seen == [TLS_READ_CHUNK, TLS_READ_CHUNK] and TLS_READ_CHUNK < 256 * 1024
+
+
 def test_frame_limits_follow_the_config() -> None:
     small, big = _config([1, 2, 3], length=10), _config([1, 2, 3], length=10_000)
     # wire v2: header, bits, length, the U2-view digest, then ceil(m*b/8) packed bytes
