@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import os
 import signal
 import socket
@@ -26,6 +27,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from secagg.encoding.quantize import QuantizationSpec
 from secagg.errors import (
     AbortedError,
     DecodeError,
@@ -315,6 +317,42 @@ def test_config_codec_round_trips_and_refuses_garbage() -> None:
     for bad in (raw[:-1], raw + b"\0", b"\0\2" + raw[2:], os.urandom(len(raw))):
         with pytest.raises(DecodeError):
             decode_config(bad)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio's TLS buffer is 3.11+")
+def test_the_server_loop_gives_each_tls_connection_a_small_receive_buffer(
+    ca: dict[str, Path],
+) -> None:
+    """Memory per connection: 32 KiB of TLS receive buffer, not asyncio's 256 KiB."""
+    from secagg.net.server import TLS_READ_CHUNK, _ServerLoop
+
+    seen: list[int] = []
+    loop = _ServerLoop()
+
+    async def main() -> None:
+        async def handler(_r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            proto = w.transport._ssl_protocol  # type: ignore[attr-defined]
+            seen.extend([len(proto._ssl_buffer), proto.max_size])
+            w.close()
+
+        srv = await asyncio.start_server(handler, "127.0.0.1", 0, ssl=server_context(ca["dir"]))
+        port = srv.sockets[0].getsockname()[1]
+        _, w = await asyncio.open_connection(
+            "127.0.0.1", port, ssl=client_context(ca["dir"], 1), server_hostname="127.0.0.1"
+        )
+        for _ in range(100):
+            if seen:
+                break
+            await asyncio.sleep(0.02)
+        w.close()
+        srv.close()
+        await srv.wait_closed()
+
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+    assert seen == [TLS_READ_CHUNK, TLS_READ_CHUNK] and TLS_READ_CHUNK < 256 * 1024
 
 
 def test_frame_limits_follow_the_config() -> None:
@@ -1000,6 +1038,154 @@ def test_cli_serve_and_clients_complete_two_rounds(ca: dict[str, Path], tmp_path
     for r in (1, 2):  # a fresh session per round; the clients reconnect
         total = np.load(tmp_path / f"sum-round{r}.npy")
         np.testing.assert_array_equal(total, _expected(inputs, (1, 2, 3)))
+
+
+def _cli(*argv: str) -> list[str]:
+    return [sys.executable, "-c", "import secagg.cli as c, sys; sys.exit(c.main())", *argv]
+
+
+def test_cli_float_updates_go_through_the_scheme_halves(
+    ca: dict[str, Path], tmp_path: Path
+) -> None:
+    """Float .npy in, float sum out: the clients quantize with MaskedClientHalf, the server
+    decodes with MaskedServerHalf; the sum is within one step per client of the exact one."""
+    clip, vbits, n = 2.0, 16, 3
+    rng = np.random.default_rng(5)  # test data, not secret
+    ups = {u: rng.uniform(-3.0, 3.0, LENGTH) for u in range(1, n + 1)}  # some values clip
+    out = tmp_path / "sum.npy"
+    serve = subprocess.Popen(
+        _cli(
+            "serve", "--listen", "127.0.0.1:0", "--certs", str(ca["dir"]), "--clients", str(n),
+            "--length", str(LENGTH), "--join-timeout", "60", "--deadline", "10",
+            "--clip", str(clip), "--value-bits", str(vbits), "--out", str(out),
+            "--json", str(tmp_path / "report.json"),
+        ),
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        port = _port_of(serve)
+        cl = []
+        for u, x in ups.items():
+            np.save(tmp_path / f"x{u}.npy", x.astype(np.float32 if u == 1 else np.float64))
+            cl.append(
+                subprocess.Popen(
+                    _cli(
+                        "client", "--server", f"127.0.0.1:{port}", "--certs", str(ca["dir"]),
+                        "--id", str(u), "--input", str(tmp_path / f"x{u}.npy"),
+                        "--clip", str(clip), "--value-bits", str(vbits),
+                        "--max-clients", str(n),
+                    ),
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    env={**os.environ, "PYTHONPATH": str(ROOT)},
+                )
+            )
+        for c in cl:
+            _, err = c.communicate(timeout=60)
+            assert c.returncode == 0, err
+        assert serve.wait(timeout=30) == 0
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+        serve.wait()
+        if serve.stderr is not None:
+            serve.stderr.close()
+    got = np.load(out)
+    assert got.dtype == np.float64 and got.shape == (LENGTH,)
+    want = sum(np.clip(x.astype(np.float32 if u == 1 else np.float64), -clip, clip)
+               for u, x in ups.items())
+    step = 2 * clip / ((1 << vbits) - 1)
+    assert np.max(np.abs(got - want)) <= n * step + 1e-9
+    rep = json.loads((tmp_path / "report.json").read_text())["rounds"][0]
+    spec = QuantizationSpec(clip=clip, value_bits=vbits, max_clients=n)
+    assert rep["bits"] == spec.bits and rep["encoding"]["count"] == n
+
+
+def test_cli_float_server_releases_nothing_for_a_total_no_valid_encodings_reach(
+    ca: dict[str, Path], tmp_path: Path
+) -> None:
+    """A client that skips its client half and sends words above the quantization range
+    makes the float server refuse the sum: exit 1, no .npy, the report says why."""
+    clip, vbits, n = 1.0, 16, 3
+    spec = QuantizationSpec(clip=clip, value_bits=vbits, max_clients=n)
+    out = tmp_path / "sum.npy"
+    serve = subprocess.Popen(
+        _cli(
+            "serve", "--listen", "127.0.0.1:0", "--certs", str(ca["dir"]), "--clients", str(n),
+            "--length", str(LENGTH), "--join-timeout", "60", "--deadline", "10",
+            "--clip", str(clip), "--value-bits", str(vbits), "--out", str(out),
+            "--json", str(tmp_path / "report.json"),
+        ),
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        port = _port_of(serve)
+        np.save(tmp_path / "f.npy", np.zeros(LENGTH))
+        # the honest two add up to about 2^16 (zeros quantize to the middle level); with
+        # 180000 the total lies above n * (2^16 - 1) and below 2^bits: it does not wrap
+        top = n * ((1 << vbits) - 1)
+        assert (1 << vbits) + 2 + 180_000 < (1 << spec.bits) and (1 << vbits) - 2 + 180_000 > top
+        bad = np.full(LENGTH, 180_000, dtype=np.uint32)
+        np.save(tmp_path / "bad.npy", bad)
+        cl = []
+        for u in range(1, n + 1):
+            extra = (
+                ["--input", str(tmp_path / "bad.npy"), "--bits", str(spec.bits)]
+                if u == n
+                else ["--input", str(tmp_path / "f.npy"), "--clip", str(clip),
+                      "--value-bits", str(vbits), "--max-clients", str(n)]
+            )
+            cl.append(
+                subprocess.Popen(
+                    _cli("client", "--server", f"127.0.0.1:{port}", "--certs", str(ca["dir"]),
+                         "--id", str(u), *extra),
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    env={**os.environ, "PYTHONPATH": str(ROOT)},
+                )
+            )
+        for c in cl:
+            c.communicate(timeout=60)
+        assert serve.wait(timeout=30) == 1
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+        serve.wait()
+        if serve.stderr is not None:
+            serve.stderr.close()
+    assert not out.exists()
+    rep = json.loads((tmp_path / "report.json").read_text())["rounds"][0]
+    assert rep["aborted"] is True and rep["out"] is None
+    assert "not a sum of valid encodings" in rep["abort_reason"]
+
+
+def test_cli_float_options_are_checked_before_connecting(
+    ca: dict[str, Path], tmp_path: Path
+) -> None:
+    """Bad float input or options fail with a clear usage error and contact no server."""
+    np.save(tmp_path / "f.npy", np.array([0.5, np.nan]))
+    np.save(tmp_path / "g.npy", np.array([0.5, 0.25]))
+    np.save(tmp_path / "i.npy", np.array([1, 2], dtype=np.uint32))
+    base = ["client", "--server", "127.0.0.1:9", "--certs", str(ca["dir"]), "--id", "1"]
+    cases = {
+        "g.npy": ([], "needs --clip, --value-bits, --max-clients"),
+        "i.npy": (["--clip", "1"], "apply to float input only"),
+        "f.npy": (["--clip", "1", "--value-bits", "8", "--max-clients", "3"], "NaN"),
+    }
+    for name, (extra, msg) in cases.items():
+        r = subprocess.run(
+            _cli(*base, "--input", str(tmp_path / name), *extra, "--connect-timeout", "1"),
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            timeout=60,
+        )
+        assert r.returncode != 0 and msg in r.stderr, (name, r.stderr)
+        assert "could not connect" not in r.stderr  # refused before any connection
 
 
 @pytest.mark.long

@@ -5,18 +5,21 @@ clients crashing after key sharing, run twice in the same invocation:
 
 * **net** — :func:`secagg.net.simulate.simulate_net`: the TLS server and the
   round loop here, the clients in separate processes (2 hosting the survivors,
-  one per crashing client, which SIGKILLs itself on receiving its share boxes);
+  one per crashing client, which SIGKILLs itself on receiving its share boxes),
+  started before the round's clock (as devices are up before a round; their
+  start-up is reported apart) and connecting once the round is open;
 * **processes** (baseline) — :func:`secagg.bench.scale.run_parallel_round`: the
   same round shape (n, m, default (k, t), 10% dropped before masked input),
   clients in 2 worker processes talking to the server over pipes.
 
 Reported: ``exact`` for both; wall time of the round and the ratio net/processes
-(target <= 1.5); the server's peak RSS above its pre-round baseline and the
-RoundDriver's tracemalloc peak of the server's own steps (running sum, the message
-being added, unmasking; a second net run with tracing on, since tracing slows it)
-next to the ``3 x 4m`` bytes of the issue's bound; the bytes each surviving client's TCP
-connection carried to the server (TLS records and handshake included) against
-the SecAgg message bytes it sent (target overhead <= 2%).
+(target <= 1.5), and each phase's wall for both engines; the server's peak RSS
+above its pre-round baseline and the RoundDriver's tracemalloc peak of the
+server's own steps (running sum, the message being added, unmasking; a second net
+run with tracing on, since tracing slows it) next to the ``3 x 4m`` bytes of the
+issue's bound; the bytes each surviving client's TCP connection carried to the
+server (TLS records and handshake included) against the SecAgg message bytes it
+sent (target overhead <= 2%).
 
 The issue's size is n = 1000, m = 10^5; on the shared 2-core box the default run
 is n = 200, m = 10^5 (``--quick``: n = 20, m = 10^4).  Pass ``SECAGG_BENCH_NET_N``
@@ -108,7 +111,13 @@ def run(quick: bool = False, *, seed: int = 7) -> dict[str, Any]:
         "net_survivors": net["survivors"],
         "net_round_wall_s": net["round_wall_s"],
         "net_certs_s": net["certs_s"],
+        "net_client_processes_start_s": net["client_processes_start_s"],
+        "net_join_s": net["join_s"],
         "net_phases": net["phases"],
+        "net_phase_wall_s": {
+            **{k: v["wall_s"] for k, v in net["phases"].items()},
+            "finalize": net["finalize_wall_s"],
+        },
         "processes_exact": base["exact"],
         "processes_wall_s": base["wall_s"],
         "processes_phase_wall_s": base["phase_wall_s"],
@@ -117,6 +126,9 @@ def run(quick: bool = False, *, seed: int = 7) -> dict[str, Any]:
         "server_traced_peak_mb": traced["server_peak_mb"],
         "traced_run_exact": traced["exact"],
         "processes_server_peak_rss_mb": base["server_peak_rss_mb"],
+        "net_rss_over_processes_per_connection_kb": (
+            (net["server_round_peak_rss_mb"] - base["server_peak_rss_mb"]) * 1024 / n
+        ),
         "bound_3x4m_mb": 3 * 4 * m / 2**20,
         "message_bytes_per_survivor": msg / max(1, survivors_u3),
         "framing_overhead": (frame - msg) / msg if msg else None,
@@ -138,12 +150,37 @@ def markdown(result: dict[str, Any]) -> str:
         ["server peak RSS above baseline MB (processes)", r["processes_server_peak_rss_mb"]],
         ["server traced peak MB, the server's steps (net)", r["server_traced_peak_mb"]],
         ["3 x 4m bytes, MB", r["bound_3x4m_mb"]],
+        [
+            "(net - processes) peak RSS per connection, kB",
+            r["net_rss_over_processes_per_connection_kb"],
+        ],
         ["message bytes per surviving client", r["message_bytes_per_survivor"]],
         ["framing overhead", r["framing_overhead"]],
         ["TLS + framing overhead on TCP (target <= 2%)", r["tls_tcp_overhead"]],
     ]
+    net_p, base_p = r["net_phase_wall_s"], r["processes_phase_wall_s"]
+    for point, what in (("connected", "TLS handshake done"), ("advertised", "keys sent")):
+        j = r["net_join_s"].get(point)
+        if j is not None:
+            rows.append(
+                [
+                    f"net: {what}, s after the round opened (median / max)",
+                    f"{j['median']:.2f} / {j['max']:.2f}",
+                ]
+            )
+    phases = [
+        [
+            "client processes start (before the round; net only)",
+            r["net_client_processes_start_s"],
+            "-",
+        ]
+    ]
+    phases += [[k, net_p.get(k, 0.0), base_p.get(k, 0.0)] for k in dict.fromkeys([*net_p, *base_p])]
     return (
         f"## net\n\nSecAgg+ semi-honest, n={r['clients']}, m={r['elements']:.0e}, "
         f"k={r['neighbors']}, t={r['threshold']}, 10% of the clients SIGKILLed "
-        f"{r['crash_point']}\n\n" + markdown_table(["measure", "value"], rows)
+        f"{r['crash_point']}\n\n"
+        + markdown_table(["measure", "value"], rows)
+        + "\n\nPhase walls (s), both engines in the same run:\n\n"
+        + markdown_table(["phase", "net", "processes"], phases)
     )

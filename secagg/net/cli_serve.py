@@ -3,7 +3,12 @@
 Registers clients ``1..N`` (their certificates must carry those ids), runs
 ``--rounds`` rounds (a fresh session id each; clients reconnect per round),
 prints progress per phase on stderr, writes each round's sum (``--out``; with
-several rounds ``<stem>-round<r>.npy``) and a JSON report (``--json``).
+several rounds ``<stem>-round<r>.npy``) and a JSON report (``--json``).  With
+``--clip/--value-bits`` the clients send float updates through the masked
+schemes' client half and the server writes the float sum of the survivors'
+(clipped, quantized) updates, decoded by
+:class:`secagg.runtime.schemes.MaskedServerHalf` — which refuses (no file, the
+round counts as aborted) a total that no set of valid encodings can add up to.
 Transport: ``protocols/wire/transport.md``.
 """
 
@@ -11,9 +16,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["add_arguments", "parse_hostport", "run"]
+if TYPE_CHECKING:
+    from secagg.runtime.schemes import MaskedServerHalf
+
+__all__ = ["add_arguments", "float_half", "parse_hostport", "run"]
 
 
 def parse_hostport(text: str) -> tuple[str, int]:
@@ -46,7 +54,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--length", type=int, required=True, metavar="M")
     parser.add_argument("--protocol", choices=("secagg", "secagg+"), default="secagg+")
     parser.add_argument("--security", choices=("semi-honest", "malicious"), default="semi-honest")
-    parser.add_argument("--bits", type=int, default=32)
+    parser.add_argument(
+        "--bits",
+        type=int,
+        default=None,
+        help="modulus exponent (default 32; with --clip: bits_for_sum(value-bits, max-clients))",
+    )
+    parser.add_argument(
+        "--clip", type=float, default=None, help="float updates: clients clip to [-clip, clip]"
+    )
+    parser.add_argument(
+        "--value-bits", type=int, default=None, help="float updates: bits per quantized value"
+    )
+    parser.add_argument(
+        "--max-clients",
+        type=int,
+        default=None,
+        metavar="N",
+        help="float updates: most clients summed (default --clients)",
+    )
     parser.add_argument("--neighbors", type=int, default=None, metavar="K")
     parser.add_argument("--threshold", type=int, default=None, metavar="T")
     parser.add_argument("--deadline", type=float, default=30.0, metavar="S", help="per phase")
@@ -92,6 +118,40 @@ def _out_path(out: str, r: int, rounds: int) -> str:
     return f"{stem}-round{r}.npy"
 
 
+def float_half(args: argparse.Namespace, protocol: Any) -> MaskedServerHalf | None:
+    """The server half that decodes float updates (``None`` without ``--clip``).
+
+    Raises
+    ------
+    ParameterError
+        ``--clip`` without ``--value-bits`` (or the reverse), ``--max-clients``
+        alone, a ``--bits`` that cannot hold the sum, or fewer ``--max-clients``
+        than ``--clients``.
+    """
+    from secagg.encoding.quantize import QuantizationSpec
+    from secagg.errors import ParameterError
+    from secagg.masking.config import ProtocolKind
+    from secagg.runtime.schemes import MaskedServerHalf, SchemeKind
+
+    if args.clip is None and args.value_bits is None:
+        if args.max_clients is not None:
+            raise ParameterError("--max-clients applies to float updates (with --clip)")
+        return None
+    if args.clip is None or args.value_bits is None:
+        raise ParameterError("float updates need both --clip and --value-bits")
+    max_clients = args.max_clients if args.max_clients is not None else args.clients
+    if max_clients < args.clients:
+        raise ParameterError("--max-clients must be at least --clients")
+    spec = QuantizationSpec(
+        clip=args.clip,
+        value_bits=args.value_bits,
+        max_clients=max_clients,
+        bits=args.bits if args.bits is not None else 0,
+    )
+    kind = SchemeKind.SECAGG_PLUS if protocol is ProtocolKind.SECAGG_PLUS else SchemeKind.SECAGG
+    return MaskedServerHalf(kind=kind, spec=spec, length=args.length)
+
+
 def run(args: argparse.Namespace) -> int:
     import json
     import os
@@ -99,11 +159,12 @@ def run(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from secagg.errors import ParameterError
+    from secagg.errors import AbortedError, ParameterError
     from secagg.masking.config import ProtocolKind, RoundConfig, SecurityMode
     from secagg.net.certs import load_identity_public
     from secagg.net.server import NetServer
     from secagg.net.tls import server_context
+    from secagg.runtime.schemes import SumOutcome
 
     host, port = parse_hostport(args.listen)
     if args.rounds < 1 or args.clients < 2 or args.length < 1:
@@ -111,6 +172,8 @@ def run(args: argparse.Namespace) -> int:
     ids = list(range(1, args.clients + 1))
     security = SecurityMode(args.security)
     protocol = ProtocolKind(args.protocol)
+    half = float_half(args, protocol)
+    bits = half.bits if half is not None else (args.bits if args.bits is not None else 32)
     idkeys = (
         {u: load_identity_public(args.certs, u) for u in ids}
         if security is SecurityMode.MALICIOUS
@@ -136,7 +199,7 @@ def run(args: argparse.Namespace) -> int:
             cfg = RoundConfig.create(
                 session_id=os.urandom(32),
                 clients=ids,
-                bits=args.bits,
+                bits=bits,
                 length=args.length,
                 protocol=protocol,
                 security=security,
@@ -154,11 +217,23 @@ def run(args: argparse.Namespace) -> int:
                 listener=progress,
             )
             status = f"aborted: {outcome.abort_reason}" if outcome.aborted else "completed"
-            print(f"round {r}: {status}", file=sys.stderr, flush=True)
             path = None
-            if outcome.result is not None:
+            result = outcome.result
+            decoded: dict[str, Any] | None = None
+            if result is not None and half is not None:
+                try:
+                    agg = half.decode(
+                        SumOutcome(total=result, survivors=tuple(sorted(outcome.survivors)))
+                    )
+                except AbortedError as exc:  # not a sum of valid encodings: release nothing
+                    result, status = None, f"aborted: {exc}"
+                else:
+                    result = agg.sum
+                    decoded = {"count": agg.count, "step": half.spec.step}
+            print(f"round {r}: {status}", file=sys.stderr, flush=True)
+            if result is not None:
                 path = _out_path(args.out, r, args.rounds)
-                np.save(path, outcome.result)
+                np.save(path, result)
             else:
                 failed += 1
             reports.append(
@@ -173,8 +248,19 @@ def run(args: argparse.Namespace) -> int:
                     "neighbors": cfg.degree,
                     "threshold": cfg.threshold,
                     "survivors": list(outcome.survivors),
-                    "aborted": outcome.aborted,
-                    "abort_reason": outcome.abort_reason,
+                    "aborted": result is None,
+                    "abort_reason": None if result is not None else status[len("aborted: ") :],
+                    "encoding": (
+                        None
+                        if half is None
+                        else {
+                            "clip": half.spec.clip,
+                            "value_bits": half.spec.value_bits,
+                            "max_clients": half.spec.max_clients,
+                            "out": "float64 sum of the survivors' quantized updates",
+                            **(decoded or {}),
+                        }
+                    ),
                     "sets": {k: len(v) for k, v in outcome.sets.items()},
                     "phases": {p.key: st.as_dict() for p, st in outcome.phases.items()},
                     "transcript_digest": outcome.transcript_digest,

@@ -375,7 +375,11 @@ async def read_header(
 async def read_body(
     reader: asyncio.StreamReader, size: int, *, idle_timeout: float, piece: int = 1 << 16
 ) -> bytearray:
-    """Read ``size`` payload bytes in pieces; no byte for ``idle_timeout`` s is a cut.
+    """Read ``size`` payload bytes; no byte for ``idle_timeout`` s is a cut.
+
+    Takes whatever the stream has buffered (at most ``piece`` bytes at a time)
+    instead of waiting for whole pieces, so the stream's buffer never has to grow
+    past its own limit and each byte is copied once out of it.
 
     Raises
     ------
@@ -387,11 +391,11 @@ async def read_body(
     got = 0
     try:
         while got < size:
-            chunk = await asyncio.wait_for(reader.readexactly(min(piece, size - got)), idle_timeout)
+            chunk = await asyncio.wait_for(reader.read(min(piece, size - got)), idle_timeout)
+            if not chunk:
+                raise ConnectionLostError("connection closed in the middle of a frame")
             view[got : got + len(chunk)] = chunk
             got += len(chunk)
-    except asyncio.IncompleteReadError:
-        raise ConnectionLostError("connection closed in the middle of a frame") from None
     except (TimeoutError, asyncio.TimeoutError):
         raise ConnectionLostError(
             f"stalled for {idle_timeout:g} s in the middle of a frame", ErrorCode.DEADLINE

@@ -66,6 +66,9 @@ LARGE_FRAME = 1 << 16
 #: Per-connection read buffer: asyncio pauses reading a socket whose buffer holds more
 #: than twice this, so a client waiting for an upload slot is held back by TCP.
 READ_BUFFER = 1 << 14
+#: Bytes the TLS layer takes from a socket at a time.  asyncio's own default (256 KiB)
+#: is a zero-filled buffer per connection, most of a connection's memory at n = 10^3.
+TLS_READ_CHUNK = 1 << 15
 _TCP_INFO = 11  # socket.TCP_INFO on Linux
 _TCPI_BYTES_ACKED = 120  # offsets in struct tcp_info (linux/tcp.h)
 _TCPI_BYTES_RECEIVED = 128
@@ -123,6 +126,25 @@ class _Conn:
 _END = object()
 
 
+class _ServerLoop(asyncio.SelectorEventLoop):
+    """The server's event loop: asyncio's TLS layer with a receive buffer of
+    :data:`TLS_READ_CHUNK` bytes per connection instead of 256 KiB.
+
+    ``_make_ssl_transport`` is where asyncio builds the TLS protocol of every
+    accepted connection (Python 3.11+ ``sslproto``); on an asyncio without that
+    buffer the connection keeps the defaults.
+    """
+
+    def _make_ssl_transport(self, *args: Any, **kwargs: Any) -> Any:
+        transport = super()._make_ssl_transport(*args, **kwargs)  # type: ignore[misc]
+        proto = getattr(transport, "_ssl_protocol", None)
+        if proto is not None and isinstance(getattr(proto, "_ssl_buffer", None), bytearray):
+            proto.max_size = TLS_READ_CHUNK  # what one SSL read or socket read takes
+            proto._ssl_buffer = bytearray(TLS_READ_CHUNK)
+            proto._ssl_buffer_view = memoryview(proto._ssl_buffer)
+        return transport
+
+
 class NetServer:
     """A mutual-TLS listener that hosts one round at a time.
 
@@ -162,7 +184,7 @@ class NetServer:
         self._hs_timeout = handshake_timeout
         self.idle_timeout = idle_timeout
         self.upload_slots = upload_slots
-        self._loop = asyncio.new_event_loop()
+        self._loop: asyncio.AbstractEventLoop = _ServerLoop()
         self._thread: threading.Thread | None = None
         self._server: asyncio.base_events.Server | None = None
         self._round: NetClientPool | None = None

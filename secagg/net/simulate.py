@@ -9,6 +9,10 @@ keys, on receiving its share boxes, after any chunk of its masked upload, after
 the upload, on receiving the consistency or unmasking request, after answering
 it); the other clients share ``client_procs`` processes, each running its
 clients on one event loop.  Certificates come from a fresh development CA.
+The processes start, and build their clients' TLS contexts and inputs, before
+the round's clock starts (a device is up before a round); they connect once the
+round accepts connections.  ``round_wall_s`` is the round alone,
+``client_processes_start_s`` the start-up before it.
 
 Inputs follow ``secagg simulate``'s recipe (``rng.child("input/<id>")``), so the
 expected sum over the survivors is recomputed here and compared exactly.
@@ -22,6 +26,7 @@ import json
 import math
 import multiprocessing
 import os
+import queue
 import resource
 import signal
 import tempfile
@@ -105,15 +110,47 @@ def issue_certs(directory: str | os.PathLike[str], clients: Sequence[int]) -> Pa
     return d
 
 
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """A client ready to connect: its TLS context and input, built before the round."""
+
+    spec: ClientSpec
+    ssl_context: Any
+    input_vector: UIntArray
+
+
+def _prepare(certs_dir: str, spec: ClientSpec) -> _Prepared:
+    from secagg.net.tls import client_context
+
+    return _Prepared(
+        spec,
+        client_context(certs_dir, spec.client_id),
+        make_input(spec.input_seed, spec.client_id, spec.bits, spec.length),
+    )
+
+
+#: Points whose time (``time.monotonic()``, one clock for every process) a client notes.
+_TIMED_POINTS = ("connected", "hello", "advertised")
+
+
 async def _run_clients(
-    host: str, port: int, certs_dir: str, specs: Sequence[ClientSpec], timeout: float
+    host: str,
+    port: int,
+    clients: Sequence[_Prepared],
+    timeout: float,
+    times: dict[int, dict[str, float]],
 ) -> dict[int, str]:
     from secagg.net.client import run_client
-    from secagg.net.tls import client_context
     from secagg.primitives.sign import SigningKey
 
-    async def one(spec: ClientSpec) -> tuple[int, str]:
+    async def one(c: _Prepared) -> tuple[int, str]:
+        spec = c.spec
+
+        noted = times.setdefault(spec.client_id, {})
+
         def checkpoint(point: str) -> None:
+            if point in _TIMED_POINTS:
+                noted.setdefault(point, time.monotonic())
             if point == spec.crash_at:
                 os.kill(os.getpid(), signal.SIGKILL)
 
@@ -121,9 +158,9 @@ async def _run_clients(
             await run_client(
                 host=host,
                 port=port,
-                ssl_context=client_context(certs_dir, spec.client_id),
+                ssl_context=c.ssl_context,
                 client_id=spec.client_id,
-                input_vector=make_input(spec.input_seed, spec.client_id, spec.bits, spec.length),
+                input_vector=c.input_vector,
                 rng=(
                     _quiet_rng(spec.rng_seed).child(f"client/{spec.client_id}")
                     if spec.rng_seed is not None
@@ -135,14 +172,14 @@ async def _run_clients(
                     else None
                 ),
                 connect_timeout=timeout,
-                checkpoint=checkpoint if spec.crash_at else None,
+                checkpoint=checkpoint,
                 stream_chunk=spec.stream_chunk,
             )
             return spec.client_id, "completed"
         except SecAggError as exc:
             return spec.client_id, f"{type(exc).__name__}: {exc}"
 
-    return dict(await asyncio.gather(*(one(s) for s in specs)))
+    return dict(await asyncio.gather(*(one(c) for c in clients)))
 
 
 def _worker(
@@ -152,19 +189,32 @@ def _worker(
     specs: list[ClientSpec],
     out_path: str,
     timeout: float,
+    ready: Any,
+    go: Any,
 ) -> None:
-    """Client process entry point: run ``specs`` and write their outcomes as JSON."""
-    results = asyncio.run(_run_clients(host, port, certs_dir, specs, timeout))
-    Path(out_path).write_text(json.dumps({str(k): v for k, v in results.items()}))
+    """Client process entry point: build the clients (TLS contexts, inputs), say
+    ``ready``, wait for ``go`` (the round is open), run them, write their outcomes
+    as JSON.  A device is running before a round starts: its start-up is not part of
+    the round."""
+    prepared = [_prepare(certs_dir, s) for s in specs]
+    ready.put(len(prepared))
+    if not go.wait(timeout):
+        raise SystemExit(4)
+    times: dict[int, dict[str, float]] = {}
+    results = asyncio.run(_run_clients(host, port, prepared, timeout, times))
+    Path(out_path).write_text(
+        json.dumps(
+            {
+                "status": {str(k): v for k, v in results.items()},
+                "times": {str(k): v for k, v in times.items()},
+            }
+        )
+    )
     # non-zero exit when a client of this process did not complete
     raise SystemExit(0 if all(v == "completed" for v in results.values()) else 3)
 
 
 _CTX: Any = None
-
-
-def _noop() -> None:
-    """Target of the process that starts the forkserver."""
 
 
 def _context() -> Any:
@@ -183,6 +233,20 @@ def _context() -> Any:
         else:  # pragma: no cover - non-POSIX
             _CTX = multiprocessing.get_context("spawn")
     return _CTX
+
+
+def _join_summary(
+    times: dict[int, dict[str, float]], opened: float | None
+) -> dict[str, dict[str, float]]:
+    """Median and maximum seconds from the round opening to each timed client point."""
+    out: dict[str, dict[str, float]] = {}
+    if opened is None:
+        return out
+    for point in _TIMED_POINTS:
+        xs = sorted(t[point] - opened for t in times.values() if point in t)
+        if xs:
+            out[point] = {"clients": len(xs), "median": xs[len(xs) // 2], "max": xs[-1]}
+    return out
 
 
 def _crash_plan(
@@ -214,6 +278,7 @@ def simulate_net(
     certs_dir: str | os.PathLike[str] | None = None,
     stream_chunk: int | None = None,
     measure_memory: bool = True,
+    unmask_threads: int = 2,
 ) -> dict[str, Any]:
     """Run one round over loopback TLS with client processes; return a JSON-able report.
 
@@ -229,6 +294,8 @@ def simulate_net(
     certs_dir:
         A directory already holding a CA, ``server`` and every client's
         certificate (default: a fresh one in a temporary directory).
+    unmask_threads:
+        Threads of the server's unmasking step (as the process engine's default).
     stream_chunk:
         Elements per upload chunk, a positive multiple of 8 (default: the vector
         in about 4 chunks when some client may crash mid-upload, else the client
@@ -323,23 +390,37 @@ def simulate_net(
         )
         host, port = server.start()
         ctx = _context()
-        warm = ctx.Process(target=_noop)  # start the forkserver before the clock runs
-        warm.start()
-        warm.join()
         procs = []
+        ready, go = ctx.Queue(), ctx.Event()
         try:
+            # the client processes start (and build their clients) before the round's
+            # clock: they wait for `go`, set once the round accepts connections
+            t_procs = time.perf_counter()
+            for i, group in enumerate(groups):
+                out = str(Path(tmp.name) / f"clients-{i}.json")
+                p = ctx.Process(
+                    target=_worker,
+                    args=(host, port, str(cdir), group, out, join_timeout, ready, go),
+                    daemon=True,
+                )
+                p.start()
+                procs.append((p, out, group))
+            waiting = len(procs)
+            give_up = time.monotonic() + join_timeout
+            while waiting:
+                try:
+                    ready.get(timeout=1.0)
+                    waiting -= 1
+                except queue.Empty:
+                    if time.monotonic() > give_up or any(not p.is_alive() for p, _, _ in procs):
+                        raise ParameterError("the client processes did not start") from None
+            procs_s = time.perf_counter() - t_procs
             round_t0 = time.perf_counter()
+            opened: list[float] = []
 
-            def spawn() -> None:  # once the round accepts connections
-                for i, group in enumerate(groups):
-                    out = str(Path(tmp.name) / f"clients-{i}.json")
-                    p = ctx.Process(
-                        target=_worker,
-                        args=(host, port, str(cdir), group, out, join_timeout),
-                        daemon=True,
-                    )
-                    p.start()
-                    procs.append((p, out, group))
+            def open_now() -> None:  # the round accepts connections: clients, go
+                opened.append(time.monotonic())
+                go.set()
 
             rss = PeakRSS()
             outcome, pool = server.run_round(
@@ -347,26 +428,32 @@ def simulate_net(
                 phase_timeout=phase_timeout,
                 join_timeout=join_timeout,
                 measure_memory=measure_memory,
-                on_open=spawn,
+                unmask_threads=unmask_threads,
+                on_open=open_now,
             )
             round_wall = time.perf_counter() - round_t0
             peak_rss_mb = rss.peak_mb()
         finally:
             server.close()
+            if not go.is_set():  # the round never opened: nothing to wait for
+                for p, _, _ in procs:
+                    p.kill()
             for p, _, _ in procs:
                 p.join(timeout=phase_timeout * 4 + 30)
                 if p.is_alive():
                     p.kill()
                     p.join()
         client_status: dict[int, str] = {}
+        join_times: dict[int, dict[str, float]] = {}
         exitcodes: dict[int, int | None] = {}
         for p, out, group in procs:
             for s in group:
                 exitcodes[s.client_id] = p.exitcode
             if os.path.exists(out):
-                client_status.update(
-                    {int(k): v for k, v in json.loads(Path(out).read_text()).items()}
-                )
+                doc = json.loads(Path(out).read_text())
+                client_status.update({int(k): v for k, v in doc["status"].items()})
+                for k, v in doc["times"].items():
+                    join_times[int(k)] = v
             else:
                 for s in group:
                     client_status[s.client_id] = f"process exited with {p.exitcode}"
@@ -433,6 +520,8 @@ def simulate_net(
         "client_status": {str(k): v for k, v in sorted(client_status.items())},
         "client_processes": len(procs),
         "certs_s": t_certs,
+        "client_processes_start_s": procs_s,
+        "join_s": _join_summary(join_times, opened[0] if opened else None),
         "round_wall_s": round_wall,
         "wall_s": time.perf_counter() - wall0,
         "seed": seed,

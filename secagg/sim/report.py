@@ -111,6 +111,8 @@ FAMILY: dict[str, dict[str, tuple[type, ...]]] = {
         "client_status": (dict,),
         "client_processes": (int,),
         "certs_s": (*_NUM, _NONE),
+        "client_processes_start_s": (*_NUM, _NONE),  # before the round clock
+        "join_s": (dict,),  # round open -> connected / hello / advertised, per client
         "round_wall_s": (*_NUM, _NONE),
     },
     "lightsecagg": {  # LightSecAgg: threshold and neighbors are None; its own N, T, U, D
