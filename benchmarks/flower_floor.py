@@ -1,6 +1,6 @@
 """The floor of our side of ``secagg bench flower``: work the protocol cannot skip.
 
-For the bench's round (n = 100 clients, m = 10^6 parameters, 16 neighbours, a 29-bit
+For the bench's round (n = 100 clients, m = 10^6 parameters, 16 neighbors, a 29-bit
 sum, 22 value bits) this times, in process CPU seconds (best of 3), with our own code:
 
 * per client: quantizing the m floats (one 64-bit CSPRNG word per value, AES-CTR),
