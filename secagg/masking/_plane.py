@@ -21,10 +21,12 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from secagg.errors import CryptoError, ParameterError
 from secagg.masking import _common as cm
+from secagg.masking import messages as m
 from secagg.primitives import aead, shamir
 from secagg.primitives.field import ELEMENT_BYTES, P
 from secagg.primitives.kdf import derive_info, info_prefix, int_field
@@ -37,6 +39,7 @@ __all__ = [
     "open_share_boxes",
     "pairwise_seeds",
     "reconstruct_secrets",
+    "route_boxes",
     "seal_share_boxes",
     "share_keys",
 ]
@@ -209,3 +212,32 @@ def reconstruct_secrets(point_lists: Sequence[Sequence[tuple[int, int]]], t: int
             raise ParameterError("reconstructed value is not a 32-byte secret")
         out.append(v.to_bytes(32, "big"))
     return out
+
+
+def route_boxes(
+    sent: Mapping[int, Sequence[tuple[int, bytes]]], receivers: Sequence[int]
+) -> dict[int, m.BoxList]:
+    """The server's forwarding step, in one pass over the wire records.
+
+    ``sent[v]`` are the boxes ``v`` sent, ``(receiver, box)`` ascending by receiver.
+    Returns, for each ``u`` of ``receivers``, ``((v, box_{v->u}), ...)`` ascending by
+    sender ``v`` — exactly the list a loop over the senders in ascending order builds;
+    boxes addressed to anyone not in ``receivers`` are dropped.  One stable sort of
+    all records by receiver instead of one Python step per box; each list keeps a
+    view of its records, so encoding it is one copy.
+    """
+    senders = sorted(sent)
+    parts = [np.frombuffer(m.box_records(sent[v]), dtype=m.BOX_RECORD_DTYPE) for v in senders]
+    records = np.concatenate(parts) if parts else np.empty(0, dtype=m.BOX_RECORD_DTYPE)
+    origin = np.repeat(np.asarray(senders, dtype=np.uint32), [len(p) for p in parts])
+    to = records["id"].astype(np.uint32)
+    order = np.argsort(to, kind="stable")  # by receiver; senders stay ascending within
+    to = to[order]
+    out = np.empty(len(records), dtype=m.BOX_RECORD_DTYPE)
+    out["id"] = origin[order]
+    out["box"] = records["box"][order]
+    del records, origin, order
+    rs = np.asarray(receivers, dtype=np.int64)
+    lo = np.searchsorted(to, rs, "left").tolist()
+    hi = np.searchsorted(to, rs, "right").tolist()
+    return {u: m.box_list(out[a:b]) for u, a, b in zip(receivers, lo, hi, strict=True)}

@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from itertools import chain
-from operator import ne
+from operator import itemgetter, ne
 from typing import Any, cast
 
 import numpy as np
@@ -131,6 +131,7 @@ class Server:
         self._expected: set[int] = set(config.clients)  # who may answer in this phase
         self._keys: dict[int, m.AdvertiseKeys] = {}  # U1
         self._seen_keys: set[bytes] = set()
+        self._key_owners: dict[int, tuple[int, ...]] = {}  # u -> N(u) ∩ U1, as sent to u
         self._boxes_from: dict[int, tuple[tuple[int, bytes], ...]] = {}  # U2 -> boxes
         self._senders_to: dict[int, tuple[int, ...]] = {}  # S_u for u in U2
         self._masked: set[int] = set()  # U3
@@ -377,9 +378,7 @@ class Server:
         self._reveals[sender] = m.Reveal(owner=sender, reveal=msg.reveal, signature=msg.signature)
 
     def _on_share_keys(self, sender: int, msg: m.ShareKeys) -> None:
-        want = tuple(sorted(self._graph[sender].intersection(self._keys)))
-        got = tuple(v for v, _ in msg.boxes)
-        if got != want:
+        if tuple(map(itemgetter(0), msg.boxes)) != self._key_owners[sender]:
             raise RemoteProtocolError("share boxes must go to exactly N(u) ∩ U1")
         self._boxes_from[sender] = msg.boxes
 
@@ -529,9 +528,9 @@ class Server:
     def _send_keys(self, reveals: tuple[m.Reveal, ...]) -> Outgoing:
         cfg = self._config
         out: Outgoing = []
-        # one KeyEntry per owner, shared by every broadcast that lists it
-        entry = {
-            v: m.KeyEntry(
+        # one KeyEntry (and wire record) per owner, shared by every broadcast that lists it
+        table = m.EntryTable(
+            m.KeyEntry(
                 owner=v,
                 c_pk=k.c_pk,
                 s_pk=k.s_pk,
@@ -540,9 +539,10 @@ class Server:
                 signature=k.signature,
             )
             for v, k in self._keys.items()
-        }
+        )
         for u in sorted(self._keys):
-            entries = tuple(entry[v] for v in sorted(self._graph[u].intersection(self._keys)))
+            owners = tuple(sorted(self._graph[u].intersection(self._keys)))
+            self._key_owners[u] = owners  # N(u) ∩ U1: whom u's ShareKeys must address
             out.append(
                 (
                     u,
@@ -550,7 +550,7 @@ class Server:
                         session_id=cfg.session_id,
                         sender=m.SERVER_ID,
                         recipient=u,
-                        entries=entries,
+                        entries=table.select(owners),
                         reveals=reveals,
                     ),
                 )
@@ -566,14 +566,12 @@ class Server:
                 f"only {len(u2)} clients shared keys (t={cfg.threshold})",
                 u2,
             )
-        inbox: dict[int, list[tuple[int, bytes]]] = {u: [] for u in u2}
-        for v in u2:  # ascending sender order
-            for receiver, box in self._boxes_from[v]:
-                if receiver in inbox:
-                    inbox[receiver].append((v, box))
+        # ascending sender order within each inbox; boxes to clients outside U2 dropped
+        inbox = _plane.route_boxes(self._boxes_from, u2)
         out: Outgoing = []
         for u in u2:
-            self._senders_to[u] = tuple(v for v, _ in inbox[u])
+            boxes = inbox.pop(u)
+            self._senders_to[u] = tuple(map(itemgetter(0), boxes))
             out.append(
                 (
                     u,
@@ -581,7 +579,7 @@ class Server:
                         session_id=cfg.session_id,
                         sender=m.SERVER_ID,
                         recipient=u,
-                        boxes=tuple(inbox[u]),
+                        boxes=boxes,
                     ),
                 )
             )
@@ -735,12 +733,12 @@ class Server:
         """
         pairs = []
         signs = []
+        if not dropped_keys:
+            return []  # no dropout: skip the O(|U3| k) scan
         for u in self._u3:
             pk = self._keys[u].s_pk
-            for v in self._senders_to[u]:
-                kp = dropped_keys.get(v)
-                if kp is not None:
-                    pairs.append((kp.private, pk, u, v))
-                    signs.append(-cm.mask_sign(u, v))
+            for v in filter(dropped_keys.__contains__, self._senders_to[u]):
+                pairs.append((dropped_keys[v].private, pk, u, v))
+                signs.append(-cm.mask_sign(u, v))
         seeds = _plane.pairwise_seeds(pairs, _plane.labels(self._config.session_id), self._map_fn)
         return list(zip(seeds, signs, strict=True))
