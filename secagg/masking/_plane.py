@@ -184,13 +184,40 @@ def pairwise_seeds(
         A public key is not 32 bytes, or ``a == b``.
     """
     prefix = lab.pairwise_seed
+    # each distinct public key is parsed, and each id's label field built, once (the
+    # server pairs every survivor with every dropped neighbour: O(n k) pairs, O(n) keys)
+    publics: dict[bytes, X25519PublicKey] = {}
+    fields: dict[int, bytes] = {}
+    jobs: list[tuple[X25519PrivateKey, X25519PublicKey, bytes]] = []
+    for sk, pk, a, b in pairs:
+        if not isinstance(pk, (bytes, bytearray)) or len(pk) != PUBLIC_KEY_BYTES:
+            raise ParameterError("an X25519 public key is exactly 32 bytes")
+        key = pk if type(pk) is bytes else bytes(pk)
+        pub = publics.get(key)
+        if pub is None:
+            pub = publics[key] = X25519PublicKey.from_public_bytes(key)
+        if a == b:
+            raise ParameterError("a party cannot agree a pairwise key with itself")
+        lo, hi = (a, b) if a < b else (b, a)
+        f_lo = fields.get(lo)
+        if f_lo is None:
+            f_lo = fields[lo] = int_field(lo)
+        f_hi = fields.get(hi)
+        if f_hi is None:
+            f_hi = fields[hi] = int_field(hi)
+        jobs.append((sk, pub, prefix + f_lo + f_hi))
 
-    def work(part: Sequence[tuple[X25519PrivateKey, bytes, int, int]]) -> list[bytes]:
-        return [
-            derive_info(_exchange(sk, pk), lab.pair_info(prefix, a, b)) for sk, pk, a, b in part
-        ]
+    def work(part: Sequence[tuple[X25519PrivateKey, X25519PublicKey, bytes]]) -> list[bytes]:
+        out = []
+        for sk, pub, info in part:
+            try:
+                shared = sk.exchange(pub)
+            except ValueError:  # low-order point: all-zero shared secret
+                raise CryptoError() from None
+            out.append(derive_info(shared, info))
+        return out
 
-    parts = [pairs[i : i + batch] for i in range(0, len(pairs), batch)]
+    parts = [jobs[i : i + batch] for i in range(0, len(jobs), batch)]
     out: list[bytes] = []
     for seeds in (map_fn or map)(work, parts):
         out.extend(seeds)

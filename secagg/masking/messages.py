@@ -57,11 +57,13 @@ __all__ = [
     "ShareKind",
     "UnmaskingRequest",
     "UnmaskingResponse",
+    "UnmaskingResponseView",
     "box_list",
     "box_records",
     "decode",
     "decode_masked_input",
     "decode_share_plaintext",
+    "decode_unmasking_response",
     "encode",
     "encode_share_plaintext",
     "masked_input_prefix",
@@ -847,8 +849,8 @@ def _read_unsigned_entries(r: Reader, count: int) -> tuple[KeyEntry, ...] | None
     return tuple(out)
 
 
-def _read_shares(r: Reader) -> tuple[tuple[int, ShareKind, int], ...]:
-    """Bulk decode of an UnmaskingResponse body: owners, kinds and ranges checked at once."""
+def _share_records(r: Reader) -> tuple[np.ndarray, memoryview]:
+    """The records of an UnmaskingResponse body, owners, kinds and ranges checked at once."""
     count = r.count(r.remaining // _SHARE_RECORD.size)
     raw = r.raw_view(count * _SHARE_RECORD.size)
     a = np.frombuffer(raw, dtype=_SHARE_DTYPE)
@@ -863,12 +865,95 @@ def _read_shares(r: Reader) -> tuple[tuple[int, ShareKind, int], ...]:
         for i in np.flatnonzero(top).tolist():
             if bytes(a["y"][i]) >= _P_BYTES:
                 raise DecodeError("field element out of range")
+    return a, raw
+
+
+def _read_shares(r: Reader) -> tuple[tuple[int, ShareKind, int], ...]:
+    """Bulk decode of an UnmaskingResponse body (see :func:`_share_records`)."""
+    _, raw = _share_records(r)
     k1, k2 = ShareKind.SELF_MASK, ShareKind.MASK_KEY
     shares = tuple(
         (owner, k1 if kind == 1 else k2, int.from_bytes(y, "big"))
         for owner, kind, y in _SHARE_RECORD.iter_unpack(raw)
     )
     return _remember_decoded("shares", shares)  # type: ignore[return-value]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class UnmaskingResponseView:
+    """A decoded UnmaskingResponse whose shares stay in arrays
+    (:func:`decode_unmasking_response`): what a server that collects ``O(n k)``
+    shares keeps instead of one Python tuple per share.
+
+    ``owners`` (uint32, strictly ascending, >= 1), ``kinds`` (uint8, 1 or 2, the
+    :class:`ShareKind` values) and ``ys`` (``(count, 33)`` uint8, each row a
+    big-endian field element ``< P``) were validated like :func:`decode` does.
+    """
+
+    session_id: bytes
+    sender: int
+    recipient: int
+    owners: np.ndarray
+    kinds: np.ndarray
+    ys: np.ndarray
+
+    TYPE: ClassVar[MessageType] = MessageType.UNMASKING_RESPONSE
+
+    @classmethod
+    def of(cls, msg: UnmaskingResponse) -> UnmaskingResponseView:
+        """The array form of a (validated) message."""
+        n = len(msg.shares)
+        ys = np.frombuffer(
+            b"".join(y.to_bytes(ELEMENT_BYTES, "big") for _, _, y in msg.shares), dtype=np.uint8
+        ).reshape(n, ELEMENT_BYTES)
+        return cls(
+            session_id=msg.session_id,
+            sender=msg.sender,
+            recipient=msg.recipient,
+            owners=np.array([o for o, _, _ in msg.shares], dtype=np.uint32),
+            kinds=np.array([int(k) for _, k, _ in msg.shares], dtype=np.uint8),
+            ys=ys,
+        )
+
+    def to_message(self) -> UnmaskingResponse:
+        """The fully decoded :class:`UnmaskingResponse`."""
+        k1, k2 = ShareKind.SELF_MASK, ShareKind.MASK_KEY
+        return UnmaskingResponse(
+            session_id=self.session_id,
+            sender=self.sender,
+            recipient=self.recipient,
+            shares=tuple(
+                (o, k1 if k == 1 else k2, int.from_bytes(y.tobytes(), "big"))
+                for o, k, y in zip(self.owners.tolist(), self.kinds.tolist(), self.ys, strict=True)
+            ),
+        )
+
+
+def decode_unmasking_response(data: bytes | bytearray | memoryview) -> UnmaskingResponseView:
+    """Parse and validate an UnmaskingResponse but keep its shares in arrays (copied
+    out of ``data``).
+
+    Raises
+    ------
+    DecodeError
+        As :func:`decode`, and if ``data`` is not an UnmaskingResponse.
+    """
+    r = Reader(data)
+    cls, head = _read_header(r)
+    if cls is not UnmaskingResponse:
+        raise DecodeError("not an UnmaskingResponse")
+    a, _ = _share_records(r)
+    r.finish()
+    try:
+        _check_client_header(head["session_id"], head["sender"], head["recipient"])  # type: ignore[arg-type]
+    except ParameterError as exc:
+        raise DecodeError(str(exc)) from None
+    return UnmaskingResponseView(
+        owners=a["owner"].astype(np.uint32),
+        kinds=a["kind"].copy(),
+        ys=np.ascontiguousarray(a["y"]),
+        **head,  # type: ignore[arg-type]
+    )
 
 
 def _read_body(cls: type[Message], r: Reader, head: dict[str, object]) -> Message:
