@@ -15,6 +15,7 @@ import enum
 import struct
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from operator import lt
 from typing import Any, ClassVar
 
 import numpy as np
@@ -337,7 +338,8 @@ class EntryTable:
             If ``owners`` are not strictly ascending or one is not in the table.
         """
         owners = tuple(owners)
-        _check_sorted_ids(owners, "entry owners")
+        if not all(map(lt, owners, owners[1:])):  # C-level; each id is a table key
+            raise ParameterError("entry owners must be strictly ascending")
         try:
             out = EntryList(map(self._entries.__getitem__, owners))
         except KeyError as exc:
@@ -608,13 +610,22 @@ class MaskedInputView:
     def chunks(
         self, chunk_elements: int = UNPACK_CHUNK_ELEMENTS
     ) -> Iterator[tuple[int, UIntArray]]:
-        """``(offset, elements)`` for consecutive ranges of ``chunk_elements`` (a multiple of 8)."""
+        """``(offset, elements)`` for consecutive ranges of ``chunk_elements`` (a multiple of 8).
+
+        At ``bits`` 8, 16, 32 or 64 the elements are a read-only little-endian view of
+        the packed bytes (nothing is copied; add them into a sum, do not keep them).
+        """
         if chunk_elements < 8 or chunk_elements % 8:
             raise ParameterError("chunk_elements must be a positive multiple of 8")
         step = chunk_elements * self.bits // 8
+        aligned = f"<u{self.bits // 8}" if self.bits in (8, 16, 32, 64) else None
         for off in range(0, self.length, chunk_elements):
             n = min(chunk_elements, self.length - off)
             start = off // chunk_elements * step
+            if aligned is not None:  # the packing is the little-endian words themselves
+                yield off, np.frombuffer(self.packed[start : start + n * step // chunk_elements],
+                                         dtype=aligned)
+                continue
             yield (
                 off,
                 bitpack.unpack(

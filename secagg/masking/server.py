@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from itertools import chain
+from itertools import chain, repeat
 from operator import itemgetter
 from typing import Any, cast
 
@@ -757,10 +757,9 @@ class Server:
         # each secret from the t holders with the smallest ids (what reconstruct_many uses)
         pick = (lo[:, None] + np.arange(t)).reshape(-1)
         xs = holders[pick].tolist()
-        blob = ys[pick].tobytes()
-        size = ELEMENT_BYTES
-        yv = [int.from_bytes(blob[i : i + size], "big") for i in range(0, len(blob), size)]
-        del owners, holders, ys, blob
+        rows = ys[pick].view(f"V{ELEMENT_BYTES}").ravel().tolist()  # one bytes per share
+        yv = list(map(int.from_bytes, rows, repeat("big")))
+        del owners, holders, ys, rows
         jobs: list[tuple[bytes, int]] = []
         try:
             # every secret at once: shared (cached, derived) Lagrange coefficients
