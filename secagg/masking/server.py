@@ -30,7 +30,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from itertools import chain, repeat
 from operator import itemgetter
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import numpy as np
 
@@ -73,6 +73,7 @@ __all__ = [
 
 #: Elements per chunk range handed to the ``map`` function in :meth:`Server.finalize`.
 UNMASK_RANGE_ELEMENTS = 1 << 18
+_BIG: Literal["big"] = "big"
 #: At least this many work units for that ``map`` (a short vector's jobs are split).
 UNMASK_UNITS = 8
 
@@ -297,13 +298,7 @@ class Server:
             raise LocalProtocolError(f"no deadline in phase {self._phase.value}")
         return self._close()
 
-    def finalize(
-        self,
-        map_fn: Callable[
-            [Callable[[tuple[int, int]], None], Iterable[tuple[int, int]]], Iterable[Any]
-        ]
-        | None = None,
-    ) -> UIntArray:
+    def finalize(self, map_fn: _plane.MapFn | None = None) -> UIntArray:
         """Remove the masks from the running sum and return ``Σ_{u∈U3} x_u mod 2^b``.
 
         Parameters
@@ -758,7 +753,7 @@ class Server:
         pick = (lo[:, None] + np.arange(t)).reshape(-1)
         xs = holders[pick].tolist()
         rows = ys[pick].view(f"V{ELEMENT_BYTES}").ravel().tolist()  # one bytes per share
-        yv = list(map(int.from_bytes, rows, repeat("big")))
+        yv = list(map(int.from_bytes, rows, repeat(_BIG)))
         del owners, holders, ys, rows
         jobs: list[tuple[bytes, int]] = []
         try:
