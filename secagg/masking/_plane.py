@@ -21,10 +21,12 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from secagg.errors import CryptoError, ParameterError
 from secagg.masking import _common as cm
+from secagg.masking import messages as m
 from secagg.primitives import aead, shamir
 from secagg.primitives.field import ELEMENT_BYTES, P
 from secagg.primitives.kdf import derive_info, info_prefix, int_field
@@ -37,6 +39,7 @@ __all__ = [
     "open_share_boxes",
     "pairwise_seeds",
     "reconstruct_secrets",
+    "route_boxes",
     "seal_share_boxes",
     "share_keys",
 ]
@@ -181,13 +184,40 @@ def pairwise_seeds(
         A public key is not 32 bytes, or ``a == b``.
     """
     prefix = lab.pairwise_seed
+    # each distinct public key is parsed, and each id's label field built, once (the
+    # server pairs every survivor with every dropped neighbor: O(n k) pairs, O(n) keys)
+    publics: dict[bytes, X25519PublicKey] = {}
+    fields: dict[int, bytes] = {}
+    jobs: list[tuple[X25519PrivateKey, X25519PublicKey, bytes]] = []
+    for sk, pk, a, b in pairs:
+        if not isinstance(pk, (bytes, bytearray)) or len(pk) != PUBLIC_KEY_BYTES:
+            raise ParameterError("an X25519 public key is exactly 32 bytes")
+        key = pk if type(pk) is bytes else bytes(pk)
+        pub = publics.get(key)
+        if pub is None:
+            pub = publics[key] = X25519PublicKey.from_public_bytes(key)
+        if a == b:
+            raise ParameterError("a party cannot agree a pairwise key with itself")
+        lo, hi = (a, b) if a < b else (b, a)
+        f_lo = fields.get(lo)
+        if f_lo is None:
+            f_lo = fields[lo] = int_field(lo)
+        f_hi = fields.get(hi)
+        if f_hi is None:
+            f_hi = fields[hi] = int_field(hi)
+        jobs.append((sk, pub, prefix + f_lo + f_hi))
 
-    def work(part: Sequence[tuple[X25519PrivateKey, bytes, int, int]]) -> list[bytes]:
-        return [
-            derive_info(_exchange(sk, pk), lab.pair_info(prefix, a, b)) for sk, pk, a, b in part
-        ]
+    def work(part: Sequence[tuple[X25519PrivateKey, X25519PublicKey, bytes]]) -> list[bytes]:
+        out = []
+        for sk, pub, info in part:
+            try:
+                shared = sk.exchange(pub)
+            except ValueError:  # low-order point: all-zero shared secret
+                raise CryptoError() from None
+            out.append(derive_info(shared, info))
+        return out
 
-    parts = [pairs[i : i + batch] for i in range(0, len(pairs), batch)]
+    parts = [jobs[i : i + batch] for i in range(0, len(jobs), batch)]
     out: list[bytes] = []
     for seeds in (map_fn or map)(work, parts):
         out.extend(seeds)
@@ -209,3 +239,32 @@ def reconstruct_secrets(point_lists: Sequence[Sequence[tuple[int, int]]], t: int
             raise ParameterError("reconstructed value is not a 32-byte secret")
         out.append(v.to_bytes(32, "big"))
     return out
+
+
+def route_boxes(
+    sent: Mapping[int, Sequence[tuple[int, bytes]]], receivers: Sequence[int]
+) -> dict[int, m.BoxList]:
+    """The server's forwarding step, in one pass over the wire records.
+
+    ``sent[v]`` are the boxes ``v`` sent, ``(receiver, box)`` ascending by receiver.
+    Returns, for each ``u`` of ``receivers``, ``((v, box_{v->u}), ...)`` ascending by
+    sender ``v`` — exactly the list a loop over the senders in ascending order builds;
+    boxes addressed to anyone not in ``receivers`` are dropped.  One stable sort of
+    all records by receiver instead of one Python step per box; each list keeps a
+    view of its records, so encoding it is one copy.
+    """
+    senders = sorted(sent)
+    parts = [np.frombuffer(m.box_records(sent[v]), dtype=m.BOX_RECORD_DTYPE) for v in senders]
+    records = np.concatenate(parts) if parts else np.empty(0, dtype=m.BOX_RECORD_DTYPE)
+    origin = np.repeat(np.asarray(senders, dtype=np.uint32), [len(p) for p in parts])
+    to = records["id"].astype(np.uint32)
+    order = np.argsort(to, kind="stable")  # by receiver; senders stay ascending within
+    to = to[order]
+    out = np.empty(len(records), dtype=m.BOX_RECORD_DTYPE)
+    out["id"] = origin[order]
+    out["box"] = records["box"][order]
+    del records, origin, order
+    rs = np.asarray(receivers, dtype=np.int64)
+    lo = np.searchsorted(to, rs, "left").tolist()
+    hi = np.searchsorted(to, rs, "right").tolist()
+    return {u: m.box_list(out[a:b]) for u, a, b in zip(receivers, lo, hi, strict=True)}

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import enum
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
+from operator import lt
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -29,6 +30,7 @@ from secagg.primitives.prg import UIntArray, dtype_for_bits
 
 __all__ = [
     "BOX_BYTES",
+    "BOX_RECORD_DTYPE",
     "KEY_BYTES",
     "SERVER_ID",
     "SHARE_PLAINTEXT_BYTES",
@@ -37,8 +39,11 @@ __all__ = [
     "WIRE_VERSION",
     "Abort",
     "AdvertiseKeys",
+    "BoxList",
     "ConsistencyRequest",
     "ConsistencySignature",
+    "EntryList",
+    "EntryTable",
     "KeyEntry",
     "KeysBroadcast",
     "MaskedInput",
@@ -53,9 +58,13 @@ __all__ = [
     "ShareKind",
     "UnmaskingRequest",
     "UnmaskingResponse",
+    "UnmaskingResponseView",
+    "box_list",
+    "box_records",
     "decode",
     "decode_masked_input",
     "decode_share_plaintext",
+    "decode_unmasking_response",
     "encode",
     "encode_share_plaintext",
     "masked_input_prefix",
@@ -134,8 +143,8 @@ def _remember_valid(ids: tuple[int, ...]) -> None:
 
 #: Box and share tuples built by the bulk decoders, already fully validated (by
 #: identity, like ``_VALID_IDS``): the message constructor does not check them again.
-#: One registry per kind of list, so a share list never passes as a box list.
-_DECODED: dict[str, list[tuple[object, ...]]] = {"boxes": [], "shares": []}
+#: One registry per kind of list (box lists are :class:`BoxList` instead).
+_DECODED: dict[str, list[tuple[object, ...]]] = {"shares": []}
 _DECODED_KEPT = 4
 
 
@@ -280,6 +289,72 @@ class Reveal:
             _check_bytes(self.signature, SIGNATURE_BYTES, "signature")
 
 
+def _entry_record(e: KeyEntry) -> bytes:
+    return (
+        e.owner.to_bytes(4, "big")
+        + e.c_pk
+        + e.s_pk
+        + e.commitment
+        + e.seed_commitment
+        + (b"\x01" + e.signature if e.signature else b"\x00")
+    )
+
+
+class EntryList(tuple):  # type: ignore[type-arg]
+    """Key entries ascending by owner, picked from an :class:`EntryTable`: validated
+    once, and encoded as one join of the table's records.  Equal to the plain tuple
+    of the same entries."""
+
+    _table: EntryTable
+    _owners: Sequence[int]
+
+    def records(self) -> bytes:
+        """The wire records of the entries (what follows the ``u32`` count)."""
+        return b"".join(map(self._table._records.__getitem__, self._owners))
+
+
+class EntryTable:
+    """Every advertised :class:`KeyEntry` of a round and its wire record, built once;
+    :meth:`select` gives each client's list without checking or encoding an entry
+    again (the server sends ``O(n k)`` entries in a round).
+
+    Raises
+    ------
+    ParameterError
+        If an item is not a KeyEntry or two entries have one owner.
+    """
+
+    def __init__(self, entries: Iterable[KeyEntry]) -> None:
+        self._entries: dict[int, KeyEntry] = {}
+        self._records: dict[int, bytes] = {}
+        for e in entries:
+            if not isinstance(e, KeyEntry):
+                raise ParameterError("entries must be KeyEntry")
+            if e.owner in self._entries:
+                raise ParameterError(f"two key entries of owner {e.owner}")
+            self._entries[e.owner] = e
+            self._records[e.owner] = _entry_record(e)
+
+    def select(self, owners: Sequence[int]) -> EntryList:
+        """The entries of ``owners`` (strictly ascending ids of this table).
+
+        Raises
+        ------
+        ParameterError
+            If ``owners`` are not strictly ascending or one is not in the table.
+        """
+        owners = tuple(owners)
+        if not all(map(lt, owners, owners[1:])):  # C-level; each id is a table key
+            raise ParameterError("entry owners must be strictly ascending")
+        try:
+            out = EntryList(map(self._entries.__getitem__, owners))
+        except KeyError as exc:
+            raise ParameterError(f"no key entry of owner {exc.args[0]}") from None
+        out._table = self
+        out._owners = owners
+        return out
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class KeysBroadcast(Message):
     """Server -> client u: the keys of ``N(u) ∩ U1``, ascending by owner, and (SecAgg+)
@@ -293,15 +368,16 @@ class KeysBroadcast(Message):
     def _validate(self) -> None:
         if self.sender != SERVER_ID:
             raise ParameterError("KeysBroadcast is sent by the server")
-        object.__setattr__(self, "entries", tuple(self.entries))
         object.__setattr__(self, "reveals", tuple(self.reveals))
-        for e in self.entries:
-            if not isinstance(e, KeyEntry):
-                raise ParameterError("entries must be KeyEntry")
         for x in self.reveals:
             if not isinstance(x, Reveal):
                 raise ParameterError("reveals must be Reveal")
-        _check_sorted_ids([e.owner for e in self.entries], "entry owners")
+        if type(self.entries) is not EntryList:  # else validated by EntryTable.select
+            object.__setattr__(self, "entries", tuple(self.entries))
+            for e in self.entries:
+                if not isinstance(e, KeyEntry):
+                    raise ParameterError("entries must be KeyEntry")
+            _check_sorted_ids([e.owner for e in self.entries], "entry owners")
         _check_sorted_ids([x.owner for x in self.reveals], "reveal owners")
 
     def _write_body(self, w: Writer) -> None:
@@ -311,20 +387,10 @@ class KeysBroadcast(Message):
             if x.signature:
                 w.raw(x.signature)
         w.u32(len(self.entries))
-        # every field was checked by KeyEntry: join the records in one go
-        w.raw(
-            b"".join(
-                [
-                    e.owner.to_bytes(4, "big")
-                    + e.c_pk
-                    + e.s_pk
-                    + e.commitment
-                    + e.seed_commitment
-                    + (b"\x01" + e.signature if e.signature else b"\x00")
-                    for e in self.entries
-                ]
-            )
-        )
+        if type(self.entries) is EntryList:
+            w.raw(self.entries.records())
+        else:  # every field was checked by KeyEntry: join the records in one go
+            w.raw(b"".join([_entry_record(e) for e in self.entries]))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -372,9 +438,66 @@ class SeedReveal(Message):
             w.raw(self.signature)
 
 
+_BOX_RECORD = struct.Struct(f">I{BOX_BYTES}s")
+#: One wire record of a box list: ``u32_be id || box``.
+BOX_RECORD_DTYPE = np.dtype([("id", ">u4"), ("box", f"V{BOX_BYTES}")])
+
+
+class BoxList(tuple):  # type: ignore[type-arg]
+    """A validated box list ``((id, box), ...)``, ids strictly ascending, that keeps
+    its wire records (``u32_be id || box`` each) so that encoding it is one copy.
+
+    Built only by :func:`box_list` (which validates); equal to the plain tuple of the
+    same pairs.  The decoder returns one, and the server forwards boxes as one.
+    """
+
+    _records: Any  #: bytes-like of ``len(self) * BOX_RECORD_DTYPE.itemsize`` bytes
+
+    def records(self) -> bytes:
+        """The wire records (what follows the ``u32`` count in a message body)."""
+        rec = self._records
+        return rec.tobytes() if isinstance(rec, np.ndarray) else bytes(rec)
+
+
+def box_list(records: bytes | bytearray | memoryview | np.ndarray) -> BoxList:
+    """The :class:`BoxList` of wire records (``u32_be id || box``)*.
+
+    ``records`` may be a :data:`BOX_RECORD_DTYPE` array (kept as is: not copied).
+
+    Raises
+    ------
+    DecodeError
+        If the bytes are not whole records or the ids are not >= 1 and strictly
+        ascending.
+    """
+    if isinstance(records, np.ndarray):
+        if records.dtype != BOX_RECORD_DTYPE or records.ndim != 1:
+            raise ParameterError("box records must be a 1-D BOX_RECORD_DTYPE array")
+        a = np.ascontiguousarray(records)
+        raw: Any = a.view(np.uint8)
+    else:
+        raw = memoryview(records).cast("B")
+        if len(raw) % _BOX_RECORD.size:
+            raise DecodeError("box records must be whole records")
+        a = np.frombuffer(raw, dtype=BOX_RECORD_DTYPE)
+    if not _ascending_u32(a["id"]):
+        raise DecodeError("box ids must be >= 1 and strictly ascending")
+    out = BoxList(_BOX_RECORD.iter_unpack(raw))
+    out._records = a if isinstance(records, np.ndarray) else records
+    return out
+
+
+def box_records(boxes: Sequence[tuple[int, bytes]]) -> bytes:
+    """The wire records of a validated box list (a :class:`BoxList`: no re-encoding)."""
+    if type(boxes) is BoxList:
+        return boxes.records()
+    # ids and box lengths were checked by the message constructor
+    return b"".join([i.to_bytes(4, "big") + b for i, b in boxes])
+
+
 def _check_boxes(boxes: Sequence[tuple[int, bytes]], what: str) -> tuple[tuple[int, bytes], ...]:
-    if _was_decoded("boxes", boxes):
-        return boxes  # type: ignore[return-value]
+    if type(boxes) is BoxList:
+        return boxes  # validated by box_list()
     fast = boxes if type(boxes) is tuple else tuple(boxes)
     prev = 0
     for item in fast:  # the common case in one tight pass: (int, bytes) pairs, ascending
@@ -397,21 +520,13 @@ def _check_boxes(boxes: Sequence[tuple[int, bytes]], what: str) -> tuple[tuple[i
 
 def _write_boxes(w: Writer, boxes: Sequence[tuple[int, bytes]]) -> None:
     w.u32(len(boxes))
-    # ids and box lengths were checked by the constructor
-    w.raw(b"".join([i.to_bytes(4, "big") + b for i, b in boxes]))
+    w.raw(box_records(boxes))
 
 
-_BOX_RECORD = struct.Struct(f">I{BOX_BYTES}s")
-
-
-def _read_boxes(r: Reader) -> tuple[tuple[int, bytes], ...]:
+def _read_boxes(r: Reader) -> BoxList:
     """Bulk decode: one slice, ids checked at once, one C-level unpack of the records."""
     count = r.count(r.remaining // _BOX_RECORD.size)
-    raw = r.raw_view(count * _BOX_RECORD.size)
-    ids = np.frombuffer(raw, dtype=np.dtype([("id", ">u4"), ("box", f"V{BOX_BYTES}")]))["id"]
-    if not _ascending_u32(ids):
-        raise DecodeError("box ids must be >= 1 and strictly ascending")
-    return _remember_decoded("boxes", tuple(_BOX_RECORD.iter_unpack(raw)))  # type: ignore[return-value]
+    return box_list(bytes(r.raw_view(count * _BOX_RECORD.size)))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -501,13 +616,22 @@ class MaskedInputView:
     def chunks(
         self, chunk_elements: int = UNPACK_CHUNK_ELEMENTS
     ) -> Iterator[tuple[int, UIntArray]]:
-        """``(offset, elements)`` for consecutive ranges of ``chunk_elements`` (a multiple of 8)."""
+        """``(offset, elements)`` for consecutive ranges of ``chunk_elements`` (a multiple of 8).
+
+        At ``bits`` 8, 16, 32 or 64 the elements are a read-only little-endian view of
+        the packed bytes (nothing is copied; add them into a sum, do not keep them).
+        """
         if chunk_elements < 8 or chunk_elements % 8:
             raise ParameterError("chunk_elements must be a positive multiple of 8")
         step = chunk_elements * self.bits // 8
+        aligned = f"<u{self.bits // 8}" if self.bits in (8, 16, 32, 64) else None
         for off in range(0, self.length, chunk_elements):
             n = min(chunk_elements, self.length - off)
             start = off // chunk_elements * step
+            if aligned is not None:  # the packing is the little-endian words themselves
+                yield off, np.frombuffer(self.packed[start : start + n * step // chunk_elements],
+                                         dtype=aligned)
+                continue
             yield (
                 off,
                 bitpack.unpack(
@@ -742,8 +866,8 @@ def _read_unsigned_entries(r: Reader, count: int) -> tuple[KeyEntry, ...] | None
     return tuple(out)
 
 
-def _read_shares(r: Reader) -> tuple[tuple[int, ShareKind, int], ...]:
-    """Bulk decode of an UnmaskingResponse body: owners, kinds and ranges checked at once."""
+def _share_records(r: Reader) -> tuple[np.ndarray, memoryview]:
+    """The records of an UnmaskingResponse body, owners, kinds and ranges checked at once."""
     count = r.count(r.remaining // _SHARE_RECORD.size)
     raw = r.raw_view(count * _SHARE_RECORD.size)
     a = np.frombuffer(raw, dtype=_SHARE_DTYPE)
@@ -758,12 +882,95 @@ def _read_shares(r: Reader) -> tuple[tuple[int, ShareKind, int], ...]:
         for i in np.flatnonzero(top).tolist():
             if bytes(a["y"][i]) >= _P_BYTES:
                 raise DecodeError("field element out of range")
+    return a, raw
+
+
+def _read_shares(r: Reader) -> tuple[tuple[int, ShareKind, int], ...]:
+    """Bulk decode of an UnmaskingResponse body (see :func:`_share_records`)."""
+    _, raw = _share_records(r)
     k1, k2 = ShareKind.SELF_MASK, ShareKind.MASK_KEY
     shares = tuple(
         (owner, k1 if kind == 1 else k2, int.from_bytes(y, "big"))
         for owner, kind, y in _SHARE_RECORD.iter_unpack(raw)
     )
     return _remember_decoded("shares", shares)  # type: ignore[return-value]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class UnmaskingResponseView:
+    """A decoded UnmaskingResponse whose shares stay in arrays
+    (:func:`decode_unmasking_response`): what a server that collects ``O(n k)``
+    shares keeps instead of one Python tuple per share.
+
+    ``owners`` (uint32, strictly ascending, >= 1), ``kinds`` (uint8, 1 or 2, the
+    :class:`ShareKind` values) and ``ys`` (``(count, 33)`` uint8, each row a
+    big-endian field element ``< P``) were validated like :func:`decode` does.
+    """
+
+    session_id: bytes
+    sender: int
+    recipient: int
+    owners: np.ndarray
+    kinds: np.ndarray
+    ys: np.ndarray
+
+    TYPE: ClassVar[MessageType] = MessageType.UNMASKING_RESPONSE
+
+    @classmethod
+    def of(cls, msg: UnmaskingResponse) -> UnmaskingResponseView:
+        """The array form of a (validated) message."""
+        n = len(msg.shares)
+        ys = np.frombuffer(
+            b"".join(y.to_bytes(ELEMENT_BYTES, "big") for _, _, y in msg.shares), dtype=np.uint8
+        ).reshape(n, ELEMENT_BYTES)
+        return cls(
+            session_id=msg.session_id,
+            sender=msg.sender,
+            recipient=msg.recipient,
+            owners=np.array([o for o, _, _ in msg.shares], dtype=np.uint32),
+            kinds=np.array([int(k) for _, k, _ in msg.shares], dtype=np.uint8),
+            ys=ys,
+        )
+
+    def to_message(self) -> UnmaskingResponse:
+        """The fully decoded :class:`UnmaskingResponse`."""
+        k1, k2 = ShareKind.SELF_MASK, ShareKind.MASK_KEY
+        return UnmaskingResponse(
+            session_id=self.session_id,
+            sender=self.sender,
+            recipient=self.recipient,
+            shares=tuple(
+                (o, k1 if k == 1 else k2, int.from_bytes(y.tobytes(), "big"))
+                for o, k, y in zip(self.owners.tolist(), self.kinds.tolist(), self.ys, strict=True)
+            ),
+        )
+
+
+def decode_unmasking_response(data: bytes | bytearray | memoryview) -> UnmaskingResponseView:
+    """Parse and validate an UnmaskingResponse but keep its shares in arrays (copied
+    out of ``data``).
+
+    Raises
+    ------
+    DecodeError
+        As :func:`decode`, and if ``data`` is not an UnmaskingResponse.
+    """
+    r = Reader(data)
+    cls, head = _read_header(r)
+    if cls is not UnmaskingResponse:
+        raise DecodeError("not an UnmaskingResponse")
+    a, _ = _share_records(r)
+    r.finish()
+    try:
+        _check_client_header(head["session_id"], head["sender"], head["recipient"])  # type: ignore[arg-type]
+    except ParameterError as exc:
+        raise DecodeError(str(exc)) from None
+    return UnmaskingResponseView(
+        owners=a["owner"].astype(np.uint32),
+        kinds=a["kind"].copy(),
+        ys=np.ascontiguousarray(a["y"]),
+        **head,  # type: ignore[arg-type]
+    )
 
 
 def _read_body(cls: type[Message], r: Reader, head: dict[str, object]) -> Message:

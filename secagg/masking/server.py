@@ -28,9 +28,9 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from itertools import chain
-from operator import ne
-from typing import Any, cast
+from itertools import chain, repeat
+from operator import itemgetter
+from typing import Any, Literal, cast
 
 import numpy as np
 
@@ -57,13 +57,24 @@ from secagg.masking.phase import (
 )
 from secagg.primitives import kex
 from secagg.primitives import sign as _sign
+from secagg.primitives.field import ELEMENT_BYTES
 from secagg.primitives.kex import KeyPair
 from secagg.primitives.prg import UIntArray, apply_masks, dtype_for_bits
 
-__all__ = ["DEADLINES", "TRANSITIONS", "UNMASK_RANGE_ELEMENTS", "Phase", "Server"]
+__all__ = [
+    "DEADLINES",
+    "TRANSITIONS",
+    "UNMASK_RANGE_ELEMENTS",
+    "UNMASK_UNITS",
+    "Phase",
+    "Server",
+]
 
 #: Elements per chunk range handed to the ``map`` function in :meth:`Server.finalize`.
 UNMASK_RANGE_ELEMENTS = 1 << 18
+_BIG: Literal["big"] = "big"
+#: At least this many work units for that ``map`` (a short vector's jobs are split).
+UNMASK_UNITS = 8
 
 
 #: mode -> (phase, message type) -> handler (the phase does not change on a message).
@@ -114,6 +125,7 @@ class Server:
         self._expected: set[int] = set(config.clients)  # who may answer in this phase
         self._keys: dict[int, m.AdvertiseKeys] = {}  # U1
         self._seen_keys: set[bytes] = set()
+        self._key_owners: dict[int, tuple[int, ...]] = {}  # u -> N(u) ∩ U1, as sent to u
         self._boxes_from: dict[int, tuple[tuple[int, bytes], ...]] = {}  # U2 -> boxes
         self._senders_to: dict[int, tuple[int, ...]] = {}  # S_u for u in U2
         self._masked: set[int] = set()  # U3
@@ -125,8 +137,9 @@ class Server:
         self._dropped_set: frozenset[int] = frozenset()
         self._share_kind_of: dict[int, m.ShareKind] = {}  # owner -> the share U3 ∪ D owe
         self._u4: tuple[int, ...] = ()
-        self._b_shares: dict[int, list[tuple[int, int]]] = {}
-        self._s_shares: dict[int, list[tuple[int, int]]] = {}
+        # U5 -> (owners, shares) as received: uint32 ids and (count, 33) field elements
+        self._shares_from: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._u3_array: np.ndarray = np.empty(0, dtype=np.uint32)
         self._responded: set[int] = set()  # U5
         self._jobs: list[tuple[bytes, int]] = []
         self._result: UIntArray | None = None
@@ -225,12 +238,18 @@ class Server:
                 f"receive() takes the encoded bytes, got {type(data).__name__}; "
                 "pass a decoded message to handle()"
             )
-        if m.peek_type(data) is m.MessageType.MASKED_INPUT:
+        kind = m.peek_type(data)
+        if kind is m.MessageType.MASKED_INPUT:
             # stays packed: unpacked chunk by chunk into the running sum
             return self.handle(sender, m.decode_masked_input(data))
+        if kind is m.MessageType.UNMASKING_RESPONSE:
+            # shares stay in arrays: no Python object per share
+            return self.handle(sender, m.decode_unmasking_response(data))
         return self.handle(sender, m.decode(data))
 
-    def handle(self, sender: int, msg: m.Message | m.MaskedInputView) -> Outgoing:
+    def handle(
+        self, sender: int, msg: m.Message | m.MaskedInputView | m.UnmaskingResponseView
+    ) -> Outgoing:
         """Like :meth:`receive` for an already decoded message."""
         if msg.session_id != self._config.session_id:
             raise DecodeError("message from another session")
@@ -262,13 +281,7 @@ class Server:
             raise LocalProtocolError(f"no deadline in phase {self._phase.value}")
         return self._close()
 
-    def finalize(
-        self,
-        map_fn: Callable[
-            [Callable[[tuple[int, int]], None], Iterable[tuple[int, int]]], Iterable[Any]
-        ]
-        | None = None,
-    ) -> UIntArray:
+    def finalize(self, map_fn: _plane.MapFn | None = None) -> UIntArray:
         """Remove the masks from the running sum and return ``Σ_{u∈U3} x_u mod 2^b``.
 
         Parameters
@@ -295,12 +308,34 @@ class Server:
         ranges = [
             (a, min(a + UNMASK_RANGE_ELEMENTS, n)) for a in range(0, n, UNMASK_RANGE_ELEMENTS)
         ]
+        # Fewer ranges than UNMASK_UNITS (a short vector): the jobs are cut into groups
+        # instead, each summed into its own zeroed range and added to ``total`` here,
+        # so that a threaded ``map_fn`` still has UNMASK_UNITS units to spread (each
+        # seed is still expanded once).  Extra memory: UNMASK_UNITS ranges at most.
+        groups = max(1, min(len(jobs), -(-UNMASK_UNITS // max(1, len(ranges)))))
+        if groups == 1:
 
-        def work(r: tuple[int, int]) -> None:
-            apply_masks(total[r[0] : r[1]], jobs, bits, offset=r[0])
+            def work(r: tuple[int, int]) -> None:
+                apply_masks(total[r[0] : r[1]], jobs, bits, offset=r[0])
 
-        for _ in (map_fn or map)(work, ranges):
-            pass
+            for _ in (map_fn or map)(work, ranges):
+                pass
+        else:
+            step = -(-len(jobs) // groups)
+            units = [
+                (a, b, jobs[i : i + step]) for a, b in ranges for i in range(0, len(jobs), step)
+            ]
+
+            def part(u: tuple[int, int, list[tuple[bytes, int]]]) -> tuple[int, UIntArray]:
+                a, b, some = u
+                acc = cast(UIntArray, np.zeros(b - a, dtype=total.dtype))
+                apply_masks(acc, some, bits, offset=a)
+                return a, acc
+
+            for a, acc in (map_fn or map)(part, units):
+                np.add(total[a : a + len(acc)], acc, out=total[a : a + len(acc)])
+            if bits < 8 * total.dtype.itemsize:
+                np.bitwise_and(total, total.dtype.type(mod), out=total)
         self._result = total
         self._sum = None
         self._jobs = []
@@ -361,9 +396,7 @@ class Server:
         self._reveals[sender] = m.Reveal(owner=sender, reveal=msg.reveal, signature=msg.signature)
 
     def _on_share_keys(self, sender: int, msg: m.ShareKeys) -> None:
-        want = tuple(sorted(self._graph[sender].intersection(self._keys)))
-        got = tuple(v for v, _ in msg.boxes)
-        if got != want:
+        if tuple(map(itemgetter(0), msg.boxes)) != self._key_owners[sender]:
             raise RemoteProtocolError("share boxes must go to exactly N(u) ∩ U1")
         self._boxes_from[sender] = msg.boxes
 
@@ -411,22 +444,33 @@ class Server:
             raise RemoteProtocolError("invalid consistency signature") from None
         self._signatures[sender] = msg.signature
 
-    def _on_unmasking(self, sender: int, msg: m.UnmaskingResponse) -> None:
-        want_kind = self._share_kind_of
-        # C-level passes: the owners must be exactly S_sender ∩ (U3 ∪ D), ascending,
-        # each with the kind its owner's fate asks for
-        owners = tuple(v for v, _, _ in msg.shares)
-        if owners != tuple(filter(want_kind.__contains__, self._senders_to[sender])) or any(
-            map(ne, (k for _, k, _ in msg.shares), map(want_kind.__getitem__, owners))
+    def _on_unmasking(
+        self, sender: int, msg: m.UnmaskingResponse | m.UnmaskingResponseView
+    ) -> None:
+        view = msg if isinstance(msg, m.UnmaskingResponseView) else m.UnmaskingResponseView.of(msg)
+        # the owners must be exactly S_sender ∩ (U3 ∪ D), ascending, each with the kind
+        # its owner's fate asks for (SELF_MASK if it survived, MASK_KEY if it dropped)
+        want = np.fromiter(
+            filter(self._share_kind_of.__contains__, self._senders_to[sender]), dtype=np.uint32
+        )
+        if not np.array_equal(view.owners, want) or not np.array_equal(
+            view.kinds, self._kinds_for(want)
         ):
             raise RemoteProtocolError(
                 "unmasking response does not hold exactly the expected shares"
             )
-        b_book, s_book = self._b_shares, self._s_shares
-        for v, kind, y in msg.shares:
-            book = b_book if kind is m.ShareKind.SELF_MASK else s_book
-            book.setdefault(v, []).append((sender, y))
+        self._shares_from[sender] = (view.owners, view.ys)
         self._responded.add(sender)
+
+    def _kinds_for(self, owners: np.ndarray) -> np.ndarray:
+        """The :class:`~secagg.masking.messages.ShareKind` value each owner's fate asks for."""
+        u3 = self._u3_array
+        if not len(u3):
+            return np.full(len(owners), int(m.ShareKind.MASK_KEY), dtype=np.uint8)
+        at = np.minimum(np.searchsorted(u3, owners), len(u3) - 1)
+        return np.where(
+            u3[at] == owners, int(m.ShareKind.SELF_MASK), int(m.ShareKind.MASK_KEY)
+        ).astype(np.uint8)
 
     # -- closing rounds ----------------------------------------------------------------
 
@@ -513,9 +557,9 @@ class Server:
     def _send_keys(self, reveals: tuple[m.Reveal, ...]) -> Outgoing:
         cfg = self._config
         out: Outgoing = []
-        # one KeyEntry per owner, shared by every broadcast that lists it
-        entry = {
-            v: m.KeyEntry(
+        # one KeyEntry (and wire record) per owner, shared by every broadcast that lists it
+        table = m.EntryTable(
+            m.KeyEntry(
                 owner=v,
                 c_pk=k.c_pk,
                 s_pk=k.s_pk,
@@ -524,9 +568,10 @@ class Server:
                 signature=k.signature,
             )
             for v, k in self._keys.items()
-        }
+        )
         for u in sorted(self._keys):
-            entries = tuple(entry[v] for v in sorted(self._graph[u].intersection(self._keys)))
+            owners = tuple(sorted(self._graph[u].intersection(self._keys)))
+            self._key_owners[u] = owners  # N(u) ∩ U1: whom u's ShareKeys must address
             out.append(
                 (
                     u,
@@ -534,7 +579,7 @@ class Server:
                         session_id=cfg.session_id,
                         sender=m.SERVER_ID,
                         recipient=u,
-                        entries=entries,
+                        entries=table.select(owners),
                         reveals=reveals,
                     ),
                 )
@@ -550,14 +595,12 @@ class Server:
                 f"only {len(u2)} clients shared keys (t={cfg.threshold})",
                 u2,
             )
-        inbox: dict[int, list[tuple[int, bytes]]] = {u: [] for u in u2}
-        for v in u2:  # ascending sender order
-            for receiver, box in self._boxes_from[v]:
-                if receiver in inbox:
-                    inbox[receiver].append((v, box))
+        # ascending sender order within each inbox; boxes to clients outside U2 dropped
+        inbox = _plane.route_boxes(self._boxes_from, u2)
         out: Outgoing = []
         for u in u2:
-            self._senders_to[u] = tuple(v for v, _ in inbox[u])
+            boxes = inbox.pop(u)
+            self._senders_to[u] = tuple(map(itemgetter(0), boxes))
             out.append(
                 (
                     u,
@@ -565,7 +608,7 @@ class Server:
                         session_id=cfg.session_id,
                         sender=m.SERVER_ID,
                         recipient=u,
-                        boxes=tuple(inbox[u]),
+                        boxes=boxes,
                     ),
                 )
             )
@@ -611,6 +654,7 @@ class Server:
         self._dropped_set = frozenset(dropped)
         self._share_kind_of = dict.fromkeys(dropped, m.ShareKind.MASK_KEY)
         self._share_kind_of.update(dict.fromkeys(u3_sorted, m.ShareKind.SELF_MASK))
+        self._u3_array = np.asarray(u3_sorted, dtype=np.uint32)
         self._expected = set(u3)
         if cfg.security is SecurityMode.MALICIOUS:
             return [
@@ -664,26 +708,45 @@ class Server:
         t = cfg.threshold
         u5 = sorted(self._responded)
         u3 = self._u3
-        dropped_needed = sorted({v for u in u3 for v in self._senders_to[u]} & set(self._dropped))
-        for v in u3:
-            if len(self._b_shares.get(v, ())) < t:
+        dropped_needed = (
+            sorted(set(self._dropped).intersection(chain.from_iterable(
+                self._senders_to[u] for u in u3)))
+            if self._dropped
+            else []
+        )
+        owners, holders, ys = self._shares_by_owner(u5)
+        needed = np.asarray([*u3, *dropped_needed], dtype=np.int64)
+        lo = np.searchsorted(owners, needed, "left")
+        held = np.searchsorted(owners, needed, "right") - lo
+        short = np.flatnonzero(held < t).tolist()
+        if short:
+            i = short[0]
+            if i < len(u3):
                 return self._abort(
                     AbortReason.MISSING_SELF_MASK_SHARES,
-                    f"too few shares to remove client {v}'s self mask",
+                    f"too few shares to remove client {u3[i]}'s self mask",
                     u5,
                 )
-        for v in dropped_needed:
-            if len(self._s_shares.get(v, ())) < t:
-                return self._abort(
-                    AbortReason.MISSING_MASK_KEY_SHARES,
-                    f"too few shares to rebuild dropped client {v}'s masks",
-                    u5,
-                )
+            return self._abort(
+                AbortReason.MISSING_MASK_KEY_SHARES,
+                f"too few shares to rebuild dropped client {dropped_needed[i - len(u3)]}'s masks",
+                u5,
+            )
+        # each secret from the t holders with the smallest ids (what reconstruct_many uses)
+        pick = (lo[:, None] + np.arange(t)).reshape(-1)
+        xs = holders[pick].tolist()
+        rows = ys[pick].view(f"V{ELEMENT_BYTES}").ravel().tolist()  # one bytes per share
+        yv = list(map(int.from_bytes, rows, repeat(_BIG)))
+        del owners, holders, ys, rows
         jobs: list[tuple[bytes, int]] = []
         try:
             # every secret at once: shared (cached, derived) Lagrange coefficients
             secrets = _plane.reconstruct_secrets(
-                [self._b_shares[v] for v in u3] + [self._s_shares[v] for v in dropped_needed], t
+                [
+                    list(zip(xs[j : j + t], yv[j : j + t], strict=True))
+                    for j in range(0, len(xs), t)
+                ],
+                t,
             )
             for v, b in zip(u3, secrets[: len(u3)], strict=True):
                 if (
@@ -706,10 +769,22 @@ class Server:
             )
         jobs.extend(self._dropped_mask_jobs(dropped_keys))
         self._jobs = jobs
-        self._b_shares = {}
-        self._s_shares = {}
+        self._shares_from = {}
         self._expected = set()
         return []
+
+    def _shares_by_owner(self, u5: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every share held by ``U5`` as ``(owners, holders, shares)``, sorted by owner
+        and then holder (one sort instead of one Python step per share)."""
+        if not u5:
+            return (np.empty(0, np.uint32), np.empty(0, np.uint32),
+                    np.empty((0, ELEMENT_BYTES), np.uint8))
+        parts = [self._shares_from[w] for w in u5]
+        owners = np.concatenate([o for o, _ in parts])
+        ys = np.concatenate([y for _, y in parts])
+        holders = np.repeat(np.asarray(u5, dtype=np.uint32), [len(o) for o, _ in parts])
+        order = np.lexsort((holders, owners))
+        return owners[order], holders[order], ys[order]
 
     def _dropped_mask_jobs(self, dropped_keys: dict[int, KeyPair]) -> list[tuple[bytes, int]]:
         """``(s_{u,v}, -ε_{u,v})`` for every survivor ``u`` masked with a dropped ``v``.
@@ -719,12 +794,12 @@ class Server:
         """
         pairs = []
         signs = []
+        if not dropped_keys:
+            return []  # no dropout: skip the O(|U3| k) scan
         for u in self._u3:
             pk = self._keys[u].s_pk
-            for v in self._senders_to[u]:
-                kp = dropped_keys.get(v)
-                if kp is not None:
-                    pairs.append((kp.private, pk, u, v))
-                    signs.append(-cm.mask_sign(u, v))
+            for v in filter(dropped_keys.__contains__, self._senders_to[u]):
+                pairs.append((dropped_keys[v].private, pk, u, v))
+                signs.append(-cm.mask_sign(u, v))
         seeds = _plane.pairwise_seeds(pairs, _plane.labels(self._config.session_id), self._map_fn)
         return list(zip(seeds, signs, strict=True))

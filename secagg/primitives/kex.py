@@ -8,6 +8,7 @@ party ids (smaller id first), which is what makes the pairwise seed symmetric.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
@@ -41,6 +42,13 @@ def check_public_key(public: bytes) -> X25519PublicKey:
 _PROBE_SCALAR = bytes(range(1, 33))
 
 
+@lru_cache(maxsize=1)
+def _probe() -> X25519PrivateKey:
+    """The probe key of :data:`_PROBE_SCALAR`, built once (loading a private key costs
+    as much as an agreement; the server checks two keys per client)."""
+    return X25519PrivateKey.from_private_bytes(_PROBE_SCALAR)
+
+
 def check_contributory(public: bytes) -> None:
     """Refuse an X25519 public key in the small subgroup (RFC 7748 §6.1).
 
@@ -57,7 +65,7 @@ def check_contributory(public: bytes) -> None:
     """
     pk = check_public_key(public)
     try:
-        X25519PrivateKey.from_private_bytes(_PROBE_SCALAR).exchange(pk)
+        _probe().exchange(pk)
     except ValueError:
         raise CryptoError() from None
 

@@ -105,6 +105,5 @@ def server_snapshot(s: Server) -> tuple[object, ...]:
         s.awaiting,
         None if s._sum is None else s._sum.tobytes(),
         tuple(sorted(s._signatures.items())),
-        tuple(sorted((k, tuple(v)) for k, v in s._b_shares.items())),
-        tuple(sorted((k, tuple(v)) for k, v in s._s_shares.items())),
+        tuple(sorted((k, o.tobytes(), y.tobytes()) for k, (o, y) in s._shares_from.items())),
     )
