@@ -7,7 +7,8 @@ from collections.abc import Iterable
 import numpy as np
 from cryptography.hazmat.primitives import hashes
 
-from secagg.primitives.kdf import derive, encode_info
+from secagg.errors import ParameterError
+from secagg.primitives.kdf import derive, derive_info_many, encode_info, info_prefix
 from secagg.primitives.kex import derive_pairwise
 
 __all__ = [
@@ -16,12 +17,15 @@ __all__ = [
     "advertise_signature_input",
     "consistency_signature_input",
     "graph_key",
+    "graph_key_joined",
     "ids_bytes",
     "mask_sign",
     "pairwise_seed",
     "seed_commitment",
+    "seed_commitments_many",
     "seed_reveal_signature_input",
     "seed_view_digest",
+    "seed_view_digest_columns",
     "self_mask_commitment",
     "self_mask_seed",
     "share_key",
@@ -127,15 +131,37 @@ def seed_commitment(r: bytes, *, session_id: bytes, client: int) -> bytes:
 def seed_view_digest(*, session_id: bytes, entries: Iterable[tuple[int, bytes]]) -> bytes:
     """``D1``: SHA-256 over ``U1`` and its seed commitments, ascending by id."""
     pairs = sorted(entries)
-    h = hashes.Hash(hashes.SHA256())
-    h.update(
-        encode_info(
-            "graph-seed-view",
-            session_id,
-            (ids_bytes(u for u, _ in pairs), b"".join(g for _, g in pairs)),
-        )
+    return seed_view_digest_columns(
+        session_id=session_id,
+        ids=ids_bytes(u for u, _ in pairs),
+        commitments=b"".join(g for _, g in pairs),
     )
+
+
+def seed_view_digest_columns(*, session_id: bytes, ids: bytes, commitments: bytes) -> bytes:
+    """:func:`seed_view_digest` from the two columns of an ascending view: ``ids`` is
+    ``IDS(U1)`` (``u32_be`` each) and ``commitments`` the 32-byte ``g_v`` in that order."""
+    h = hashes.Hash(hashes.SHA256())
+    h.update(encode_info("graph-seed-view", session_id, (ids, commitments)))
     return h.finalize()
+
+
+def seed_commitments_many(*, session_id: bytes, ids: bytes, reveals: bytes) -> bytes:
+    """:func:`seed_commitment` of every ``(v, r_v)``, concatenated: ``ids`` is ``u32_be``
+    each, ``reveals`` the 32-byte ``r_v`` in the same order.  One label prefix for all,
+    one HMAC pair per client (:func:`~secagg.primitives.kdf.derive_info_many`)."""
+    n = len(ids) // 4
+    if len(ids) != 4 * n or len(reveals) != 32 * n:
+        raise ParameterError("ids and reveals must hold the same number of 4- and 32-byte items")
+    # the label of client v is prefix || LP(u64_be(v)); build the n tails in one go
+    tails = np.zeros(n, dtype=[("len", ">u4"), ("id", ">u8")])
+    tails["len"] = 8
+    tails["id"] = np.frombuffer(ids, dtype=">u4")
+    raw = tails.tobytes()
+    prefix = info_prefix("graph-seed-commitment", session_id, 1)
+    infos = [prefix + raw[i : i + 12] for i in range(0, 12 * n, 12)]
+    ikms = [reveals[i : i + 32] for i in range(0, 32 * n, 32)]
+    return derive_info_many(ikms, infos)
 
 
 def seed_reveal_signature_input(*, session_id: bytes, client: int, view: bytes) -> bytes:
@@ -147,5 +173,14 @@ def graph_key(
 ) -> bytes:
     """The Harary permutation key: every reveal of ``U1`` (ascending by id) through HKDF,
     with the view ``D1`` and the server's ``graph_seed`` in the label."""
-    ikm = b"".join(r for _, r in sorted(reveals))
-    return derive(ikm, purpose="graph-seed", session_id=session_id, fields=(graph_seed, view))
+    return graph_key_joined(
+        session_id=session_id,
+        graph_seed=graph_seed,
+        view=view,
+        reveals=b"".join(r for _, r in sorted(reveals)),
+    )
+
+
+def graph_key_joined(*, session_id: bytes, graph_seed: bytes, view: bytes, reveals: bytes) -> bytes:
+    """:func:`graph_key` from the reveals of ``U1`` already joined in ascending id order."""
+    return derive(reveals, purpose="graph-seed", session_id=session_id, fields=(graph_seed, view))

@@ -24,6 +24,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from functools import lru_cache
 
+import numpy as np
+import numpy.typing as npt
+
 from secagg.encoding import bitpack
 from secagg.encoding.modular import check_in_range
 from secagg.errors import (
@@ -52,6 +55,12 @@ __all__ = ["TRANSITIONS", "Client"]
 
 #: The client's transition table: mode -> (phase, message type) -> handler, next phase.
 TRANSITIONS: Mapping[Kind, Mapping[tuple[Phase, m.MessageType], Transition]] = CLIENT_TRANSITIONS
+
+
+@lru_cache(maxsize=8)
+def _registered_array(clients: tuple[int, ...]) -> npt.NDArray[np.int64]:
+    """``U0`` (ascending) as an array, for checking a U1 list against it in one go."""
+    return np.asarray(clients, dtype=np.int64)
 
 
 @lru_cache(maxsize=8)
@@ -139,7 +148,8 @@ class Client:
         self._neighbors: frozenset[int] = (
             neighbors(config, client_id) if config.protocol is ProtocolKind.SECAGG else frozenset()
         )
-        self._seed_view: dict[int, bytes] = {}  # U1 -> seed commitment (SecAgg+)
+        # SecAgg+: U1 as (IDS(U1), g_1 || g_2 || ...), ascending by id
+        self._seed_view: tuple[bytes, bytes] = (b"", b"")
         self._seed_digest = b""
         self._phase = Phase.INIT
         self._abort_reason: str | None = None
@@ -360,17 +370,26 @@ class Client:
     def _on_seed_request(self, msg: m.Message) -> list[m.Message]:
         assert isinstance(msg, m.SeedRequest)
         cfg = self._config
-        view = dict(msg.commitments)
-        if not _registered(cfg.clients).issuperset(view):
+        # U1 as two columns (ascending ids, their commitments); the decoder shares one
+        # immutable copy among the clients that got the same bytes, the checks are mine
+        ids, coms = m.seed_columns(msg.commitments)
+        members = np.frombuffer(ids, dtype=">u4")
+        registered = _registered_array(cfg.clients)
+        at = np.searchsorted(registered, members)
+        if len(members) and (
+            int(at[-1]) >= len(registered) or not bool(np.all(registered[at] == members))
+        ):
             raise Violation(AbortReason.BAD_SEED, "seed request names unregistered clients")
-        if view.get(self._id) != self._g:
+        j = int(np.searchsorted(members, self._id))
+        mine = coms[32 * j : 32 * j + 32] if j < len(members) and members[j] == self._id else b""
+        if mine != self._g:
             raise Violation(AbortReason.BAD_SEED, "seed request without my seed commitment")
-        if len(view) < cfg.threshold + 1:
+        if len(members) < cfg.threshold + 1:
             raise Violation(
                 AbortReason.TOO_FEW_NEIGHBORS,
-                f"only {len(view)} clients in U1; threshold is {cfg.threshold}",
+                f"only {len(members)} clients in U1; threshold is {cfg.threshold}",
             )
-        digest = cm.seed_view_digest(session_id=cfg.session_id, entries=msg.commitments)
+        digest = cm.seed_view_digest_columns(session_id=cfg.session_id, ids=ids, commitments=coms)
         sig = b""
         if cfg.security is SecurityMode.MALICIOUS:
             assert self._identity is not None
@@ -386,22 +405,42 @@ class Client:
             reveal=self._r,
             signature=sig,
         )
-        self._seed_view = view
+        self._seed_view = (ids, coms)
         self._seed_digest = digest
         return [reply]
 
+    def _seed_commitment_of(self, owner: int) -> bytes | None:
+        """``g_owner`` from the U1 view I signed (``None`` if ``owner`` is not in U1)."""
+        ids, coms = self._seed_view
+        members = np.frombuffer(ids, dtype=">u4")
+        j = int(np.searchsorted(members, owner))
+        if j == len(members) or int(members[j]) != owner:
+            return None
+        return coms[32 * j : 32 * j + 32]
+
     def _graph_from_reveals(self, reveals: tuple[m.Reveal, ...]) -> frozenset[int]:
-        """SecAgg+: check every reveal of U1 against the view I signed; my neighbors."""
+        """SecAgg+: check every reveal of U1 against the view I signed; my neighbors.
+
+        One pass over U1 in C-level columns: the owners must be exactly U1 (one bytes
+        comparison), every ``r_v`` must open ``g_v`` (one HMAC pair each, compared in
+        one go; the first failure is named), then, malicious mode, every signature.
+        """
         cfg = self._config
-        if [x.owner for x in reveals] != sorted(self._seed_view):
+        ids, coms = self._seed_view
+        owners, opened, signed = m.reveal_columns(reveals)
+        if owners != ids:
             raise Violation(AbortReason.BAD_SEED, "reveals do not cover exactly U1")
-        for x in reveals:
-            g = cm.seed_commitment(x.reveal, session_id=cfg.session_id, client=x.owner)
-            if g != self._seed_view[x.owner]:
-                raise Violation(
-                    AbortReason.BAD_SEED, f"reveal of {x.owner} does not open its commitment"
-                )
-            if cfg.security is SecurityMode.MALICIOUS:
+        recomputed = cm.seed_commitments_many(session_id=cfg.session_id, ids=ids, reveals=opened)
+        if recomputed != coms:
+            bad = next(
+                i for i in range(0, len(coms), 32) if recomputed[i : i + 32] != coms[i : i + 32]
+            )
+            raise Violation(
+                AbortReason.BAD_SEED,
+                f"reveal of {reveals[bad // 32].owner} does not open its commitment",
+            )
+        if cfg.security is SecurityMode.MALICIOUS:
+            for x in reveals:
                 _sign.verify(
                     cfg.identity_key(x.owner),
                     x.signature,
@@ -409,13 +448,13 @@ class Client:
                         session_id=cfg.session_id, client=x.owner, view=self._seed_digest
                     ),
                 )
-            elif x.signature:
-                raise Violation(AbortReason.BAD_SIGNATURE, "signature in a semi-honest round")
-        key = cm.graph_key(
+        elif signed:
+            raise Violation(AbortReason.BAD_SIGNATURE, "signature in a semi-honest round")
+        key = cm.graph_key_joined(
             session_id=cfg.session_id,
             graph_seed=cfg.graph_seed,
             view=self._seed_digest,
-            reveals=[(x.owner, x.reveal) for x in reveals],
+            reveals=opened,
         )
         return neighbors(cfg, self._id, seed=key)
 
@@ -440,7 +479,7 @@ class Client:
                 f"only {len(owners)} neighbors advertised keys; threshold is {cfg.threshold}",
             )
         if cfg.protocol is ProtocolKind.SECAGG_PLUS and any(
-            e.seed_commitment != self._seed_view.get(e.owner) for e in msg.entries
+            e.seed_commitment != self._seed_commitment_of(e.owner) for e in msg.entries
         ):
             raise Violation(AbortReason.BAD_SEED, "key entry with another seed commitment")
         seen = {self._c.public, self._s.public}

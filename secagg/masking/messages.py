@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import enum
 import struct
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from operator import lt
 from typing import Any, ClassVar
@@ -157,6 +157,100 @@ def _remember_decoded(kind: str, items: tuple[object, ...]) -> tuple[object, ...
 
 def _was_decoded(kind: str, items: object) -> bool:
     return type(items) is tuple and any(items is d for d in _DECODED[kind])
+
+
+# -- the O(|U1|) lists of SecAgg+ (SeedRequest commitments, KeysBroadcast reveals) ---
+#
+# The server sends the same list to every client of U1.  It checks and encodes one list
+# once per round (by identity: tuples are immutable), and a decoder that meets the same
+# bytes again (every client a worker hosts) returns the same immutable tuple; each
+# client still runs its own checks on it (``client.py``).  A kept list also carries its
+# two fixed-size columns: ``IDS`` (``u32_be`` each) and the 32-byte values.
+
+
+@dataclass(slots=True)
+class _List:
+    items: tuple[object, ...]
+    valid: bool  #: passed the message's validation (decoded, or checked by a constructor)
+    body: bytes = b""  #: wire body: u32 count, then the records ("" until encoded)
+    ids: bytes | None = None
+    values: bytes | None = None
+    signed: int = 0  #: how many items carry a signature (reveals)
+
+
+_LISTS: dict[str, list[_List]] = {"commitments": [], "reveals": []}
+_LISTS_KEPT = 8
+
+
+def _kept(kind: str, items: object) -> _List | None:
+    for e in _LISTS[kind]:
+        if e.items is items:
+            return e
+    return None
+
+
+def _keep(kind: str, entry: _List) -> _List:
+    book = _LISTS[kind]
+    book.insert(0, entry)
+    del book[_LISTS_KEPT:]
+    return entry
+
+
+def _is_valid(kind: str, items: object) -> bool:
+    e = _kept(kind, items)
+    return e is not None and e.valid
+
+
+def _mark_valid(kind: str, items: tuple[object, ...]) -> None:
+    e = _kept(kind, items)
+    if e is None:
+        _keep(kind, _List(items=items, valid=True))
+    else:
+        e.valid = True
+
+
+def _body(kind: str, items: tuple[object, ...], build: Callable[[], bytes]) -> bytes:
+    """The wire body of a (validated) list, built once while the list is kept."""
+    e = _kept(kind, items)
+    if e is None:
+        e = _keep(kind, _List(items=items, valid=True))
+    if not e.body:
+        e.body = build()
+    return e.body
+
+
+def _decoded_body(kind: str, r: Reader, size: int) -> tuple[bytes, tuple[object, ...] | None]:
+    """The ``u32`` count and the ``size`` bytes of records just read, as one ``bytes``
+    (the list's wire body), and the valid tuple an earlier decode or encode built for
+    the same body, if still kept."""
+    r.rewind(4 + size)
+    body = r.raw(4 + size)
+    for e in _LISTS[kind]:
+        if e.valid and e.body == body:
+            return body, e.items
+    return body, None
+
+
+def seed_columns(commitments: tuple[tuple[int, bytes], ...]) -> tuple[bytes, bytes]:
+    """``(IDS(U1), g_1 || g_2 || ...)`` of a SeedRequest's (validated, ascending) list."""
+    e = _kept("commitments", commitments) or _keep(
+        "commitments", _List(items=commitments, valid=False)
+    )
+    if e.ids is None or e.values is None:
+        e.ids = b"".join([i.to_bytes(4, "big") for i, _ in commitments])
+        e.values = b"".join([g for _, g in commitments])
+    return e.ids, e.values
+
+
+def reveal_columns(reveals: tuple[Reveal, ...]) -> tuple[bytes, bytes, int]:
+    """``(IDS(owners), r_1 || r_2 || ..., number of signed reveals)`` of a
+    KeysBroadcast's (validated, ascending) reveals."""
+    e = _kept("reveals", reveals) or _keep("reveals", _List(items=reveals, valid=False))
+    if e.ids is None or e.values is None:
+        e.ids = b"".join([x.owner.to_bytes(4, "big") for x in reveals])
+        e.values = b"".join([x.reveal for x in reveals])
+        e.signed = sum(1 for x in reveals if x.signature)
+    return e.ids, e.values, e.signed
 
 
 def _ascending_u32(ids: np.ndarray) -> bool:
@@ -368,24 +462,32 @@ class KeysBroadcast(Message):
     def _validate(self) -> None:
         if self.sender != SERVER_ID:
             raise ParameterError("KeysBroadcast is sent by the server")
-        object.__setattr__(self, "reveals", tuple(self.reveals))
-        for x in self.reveals:
-            if not isinstance(x, Reveal):
-                raise ParameterError("reveals must be Reveal")
         if type(self.entries) is not EntryList:  # else validated by EntryTable.select
             object.__setattr__(self, "entries", tuple(self.entries))
             for e in self.entries:
                 if not isinstance(e, KeyEntry):
                     raise ParameterError("entries must be KeyEntry")
             _check_sorted_ids([e.owner for e in self.entries], "entry owners")
-        _check_sorted_ids([x.owner for x in self.reveals], "reveal owners")
+        if _is_valid("reveals", self.reveals):
+            return  # the same U1 list for every client: checked once
+        reveals = tuple(self.reveals)
+        for x in reveals:
+            if not isinstance(x, Reveal):
+                raise ParameterError("reveals must be Reveal")
+        _check_sorted_ids([x.owner for x in reveals], "reveal owners")
+        object.__setattr__(self, "reveals", reveals)
+        if len(reveals) > 16:
+            _mark_valid("reveals", reveals)
 
     def _write_body(self, w: Writer) -> None:
-        w.u32(len(self.reveals))
-        for x in self.reveals:
-            w.u32(x.owner).raw(x.reveal).u8(1 if x.signature else 0)
-            if x.signature:
-                w.raw(x.signature)
+        def build() -> bytes:
+            parts = [len(self.reveals).to_bytes(4, "big")]
+            for x in self.reveals:
+                parts.append(x.owner.to_bytes(4, "big") + x.reveal)
+                parts.append(b"\x01" + x.signature if x.signature else b"\x00")
+            return b"".join(parts)
+
+        w.raw(_body("reveals", self.reveals, build) if len(self.reveals) > 16 else build())
         w.u32(len(self.entries))
         if type(self.entries) is EntryList:
             w.raw(self.entries.records())
@@ -404,16 +506,26 @@ class SeedRequest(Message):
     def _validate(self) -> None:
         if self.sender != SERVER_ID:
             raise ParameterError("SeedRequest is sent by the server")
+        if _is_valid("commitments", self.commitments):
+            return  # the same U1 list for every client: checked once
         out = tuple((int(i), g) for i, g in self.commitments)
         _check_sorted_ids([i for i, _ in out], "committers")
         for _, g in out:
             _check_bytes(g, KEY_BYTES, "seed commitment")
+        if type(self.commitments) is tuple and out == self.commitments:
+            out = self.commitments  # keep the caller's tuple: shared by every request
         object.__setattr__(self, "commitments", out)
+        if len(out) > 16:
+            _mark_valid("commitments", out)
 
     def _write_body(self, w: Writer) -> None:
-        w.u32(len(self.commitments))
-        for i, g in self.commitments:
-            w.u32(i).raw(g)
+        def build() -> bytes:
+            return len(self.commitments).to_bytes(4, "big") + b"".join(
+                [i.to_bytes(4, "big") + g for i, g in self.commitments]
+            )
+
+        w.raw(_body("commitments", self.commitments, build) if len(self.commitments) > 16
+              else build())
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -866,6 +978,81 @@ def _read_unsigned_entries(r: Reader, count: int) -> tuple[KeyEntry, ...] | None
     return tuple(out)
 
 
+_SEED_RECORD = struct.Struct(f">I{KEY_BYTES}s")  # u32 committer, seed commitment
+_SEED_DTYPE = np.dtype([("id", ">u4"), ("value", f"V{KEY_BYTES}")])
+_REVEAL_RECORDS = (  # u32 owner, reveal, u8 flag (, signature): all unsigned or all signed
+    (0, np.dtype([("id", ">u4"), ("value", f"V{KEY_BYTES}"), ("flag", "u1")])),
+    (1, np.dtype([("id", ">u4"), ("value", f"V{KEY_BYTES}"), ("flag", "u1"),
+                  ("sig", f"V{SIGNATURE_BYTES}")])),
+)
+
+
+def _read_commitments(r: Reader) -> tuple[tuple[int, bytes], ...]:
+    """Bulk decode of a SeedRequest body (fixed 36-byte records)."""
+    count = r.count(r.remaining // _SEED_RECORD.size)
+    raw = r.raw_view(count * _SEED_RECORD.size)
+    body = b""
+    if count > 16:
+        body, seen = _decoded_body("commitments", r, len(raw))
+        if seen is not None:
+            return seen  # type: ignore[return-value]
+    a = np.frombuffer(raw, dtype=_SEED_DTYPE)
+    if not _ascending_u32(a["id"]):
+        raise DecodeError("committers must be >= 1 and strictly ascending")
+    items = tuple(_SEED_RECORD.iter_unpack(raw))
+    if count > 16:
+        _keep("commitments", _List(items=items, valid=True, body=body,
+                                   ids=a["id"].tobytes(), values=a["value"].tobytes()))
+    return items
+
+
+def _read_reveals(r: Reader) -> tuple[Reveal, ...]:
+    """Decode the reveals of a KeysBroadcast: in bulk when every record has the same
+    shape (all unsigned, or all signed), record by record otherwise."""
+    count = r.count(r.remaining // (4 + KEY_BYTES + 1))
+    for flag, dtype in _REVEAL_RECORDS:
+        size = count * dtype.itemsize
+        if r.remaining < size:
+            continue
+        raw = r.raw_view(size)
+        a = np.frombuffer(raw, dtype=dtype)
+        if count and not bool(np.all(a["flag"] == flag)):
+            r.rewind(size)  # the records differ in shape: not this layout
+            continue
+        body = b""
+        if count > 16:
+            body, seen = _decoded_body("reveals", r, size)
+            if seen is not None:
+                return seen  # type: ignore[return-value]
+        if not _ascending_u32(a["id"]):
+            raise DecodeError("reveal owners must be >= 1 and strictly ascending")
+        ids = a["id"].tolist()
+        vals = a["value"].tobytes()
+        sigs = a["sig"].tobytes() if flag else b""
+        new = object.__new__
+        put = object.__setattr__
+        out = []
+        for i, owner in enumerate(ids):
+            x = new(Reveal)  # every field is checked above: ids, fixed lengths
+            put(x, "owner", owner)
+            put(x, "reveal", vals[32 * i : 32 * i + 32])
+            put(x, "signature", sigs[64 * i : 64 * i + 64] if flag else b"")
+            out.append(x)
+        items = tuple(out)
+        if count > 16:
+            _keep("reveals", _List(items=items, valid=True, body=body, ids=a["id"].tobytes(),
+                                   values=vals, signed=count if flag else 0))
+        return items
+    mixed = []
+    for _ in range(count):
+        owner, rev, flag = r.u32(), r.raw(KEY_BYTES), r.u8()
+        if flag not in (0, 1):
+            raise DecodeError("signature flag must be 0 or 1")
+        sig = r.raw(SIGNATURE_BYTES) if flag else b""
+        mixed.append(Reveal(owner=owner, reveal=rev, signature=sig))
+    return tuple(mixed)
+
+
 def _share_records(r: Reader) -> tuple[np.ndarray, memoryview]:
     """The records of an UnmaskingResponse body, owners, kinds and ranges checked at once."""
     count = r.count(r.remaining // _SHARE_RECORD.size)
@@ -985,9 +1172,7 @@ def _read_body(cls: type[Message], r: Reader, head: dict[str, object]) -> Messag
             **head,  # type: ignore[arg-type]
         )
     if cls is SeedRequest:
-        count = r.count(r.remaining // (4 + KEY_BYTES))
-        coms = tuple((r.u32(), r.raw(KEY_BYTES)) for _ in range(count))
-        return SeedRequest(commitments=coms, **head)  # type: ignore[arg-type]
+        return SeedRequest(commitments=_read_commitments(r), **head)  # type: ignore[arg-type]
     if cls is SeedReveal:
         rev = r.raw(KEY_BYTES)
         flag = r.u8()
@@ -996,19 +1181,12 @@ def _read_body(cls: type[Message], r: Reader, head: dict[str, object]) -> Messag
         sig = r.raw(SIGNATURE_BYTES) if flag else b""
         return SeedReveal(reveal=rev, signature=sig, **head)  # type: ignore[arg-type]
     if cls is KeysBroadcast:
-        rcount = r.count(r.remaining // (4 + KEY_BYTES + 1))
-        reveals = []
-        for _ in range(rcount):
-            owner, rev, flag = r.u32(), r.raw(KEY_BYTES), r.u8()
-            if flag not in (0, 1):
-                raise DecodeError("signature flag must be 0 or 1")
-            sig = r.raw(SIGNATURE_BYTES) if flag else b""
-            reveals.append(Reveal(owner=owner, reveal=rev, signature=sig))
+        reveals = _read_reveals(r)
         count = r.count(r.remaining // (4 + 4 * KEY_BYTES + 1))
         if r.remaining == count * _ENTRY_RECORD.size:  # no signatures (semi-honest)
             fast = _read_unsigned_entries(r, count)
             if fast is not None:
-                return KeysBroadcast(entries=fast, reveals=tuple(reveals), **head)  # type: ignore[arg-type]
+                return KeysBroadcast(entries=fast, reveals=reveals, **head)  # type: ignore[arg-type]
         entries = []
         for _ in range(count):
             owner = r.u32()
@@ -1023,7 +1201,7 @@ def _read_body(cls: type[Message], r: Reader, head: dict[str, object]) -> Messag
                     signature=sig,
                 )
             )
-        return KeysBroadcast(entries=tuple(entries), reveals=tuple(reveals), **head)  # type: ignore[arg-type]
+        return KeysBroadcast(entries=tuple(entries), reveals=reveals, **head)  # type: ignore[arg-type]
     if cls is ShareKeys:
         return ShareKeys(boxes=_read_boxes(r), **head)  # type: ignore[arg-type]
     if cls is MaskedInputRequest:
