@@ -18,6 +18,7 @@ import hashlib
 import math
 import struct
 from dataclasses import dataclass
+from fractions import Fraction
 
 from secagg.encoding.codec import Writer
 from secagg.errors import ParameterError
@@ -227,7 +228,9 @@ class HEParams:
             raise ParameterError(
                 f"scale 2^{self.scale_bits} does not fit the {data_bits} data-prime bits"
             )
-        top = math.ceil(self.max_clients * self.clip * (1 << self.scale_bits))
+        # exact (a float product overflows to inf for a huge clip: OverflowError, not a
+        # ParameterError)
+        top = math.ceil(Fraction(self.clip) * self.max_clients * (1 << self.scale_bits))
         if top + (1 << 20) >= q // 2:
             raise ParameterError(
                 f"overflow: the sum of {self.max_clients} values of magnitude <= {self.clip} at "

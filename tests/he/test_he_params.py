@@ -74,6 +74,14 @@ def test_ckks_scale_overflow_refused_with_reason():
         ckks(max_clients=1024)
 
 
+@pytest.mark.parametrize("clip", [1e300, 1.7976931348623157e308])
+def test_ckks_huge_clip_is_an_overflow_not_a_crash(clip):
+    # clip * max_clients * 2^scale is inf as a float: it was an OverflowError from
+    # math.ceil (found by the long decoder fuzz on a decoded parameter set)
+    with pytest.raises(ParameterError, match="overflow"):
+        ckks(clip=clip)
+
+
 def test_bfv_overflow_rule_matches_bits_for_sum():
     # 1000 * (2^22 - 1) needs 32 bits and stays below t/2 for a 33-bit t
     assert bits_for_sum(22, 1000) == 32
