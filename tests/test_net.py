@@ -1003,38 +1003,14 @@ def test_cli_serve_and_clients_complete_two_rounds(ca: dict[str, Path], tmp_path
         for u in (1, 2, 3):
             np.save(tmp_path / f"x{u}.npy", inputs[u])
             cl.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-c",
-                        "import secagg.cli as c, sys; sys.exit(c.main())",
-                        "client",
-                        "--server",
-                        f"127.0.0.1:{port}",
-                        "--certs",
-                        str(ca["dir"]),
-                        "--id",
-                        str(u),
-                        "--input",
-                        str(tmp_path / f"x{u}.npy"),
-                        "--rounds",
-                        "2",
-                    ],
-                    stderr=subprocess.PIPE,
-                    text=True,
-                    env={**os.environ, "PYTHONPATH": str(ROOT)},
+                _popen_cli(
+                    "client", "--server", f"127.0.0.1:{port}", "--certs", str(ca["dir"]),
+                    "--id", str(u), "--input", str(tmp_path / f"x{u}.npy"), "--rounds", "2",
                 )
             )
-        for c in cl:
-            _, err = c.communicate(timeout=60)
-            assert c.returncode == 0, err
-        assert proc.wait(timeout=30) == 0
+        _join(proc, cl, serve_rc=0)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        if proc.stderr is not None:
-            proc.stderr.close()
+        _stop(proc)
     for r in (1, 2):  # a fresh session per round; the clients reconnect
         total = np.load(tmp_path / f"sum-round{r}.npy")
         np.testing.assert_array_equal(total, _expected(inputs, (1, 2, 3)))
@@ -1042,6 +1018,35 @@ def test_cli_serve_and_clients_complete_two_rounds(ca: dict[str, Path], tmp_path
 
 def _cli(*argv: str) -> list[str]:
     return [sys.executable, "-c", "import secagg.cli as c, sys; sys.exit(c.main())", *argv]
+
+
+def _popen_cli(*argv: str) -> subprocess.Popen[str]:
+    """``secagg *argv`` as a child process of this checkout, stderr captured."""
+    return subprocess.Popen(
+        _cli(*argv),
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
+def _join(serve: subprocess.Popen[str], clients: list[subprocess.Popen[str]], *,
+          serve_rc: int, clients_ok: bool = True) -> None:
+    """Wait for the clients (each exits 0 if ``clients_ok``), then for ``secagg serve``."""
+    for c in clients:
+        _, err = c.communicate(timeout=60)
+        if clients_ok:
+            assert c.returncode == 0, err
+    assert serve.wait(timeout=30) == serve_rc
+
+
+def _stop(serve: subprocess.Popen[str]) -> None:
+    """Kill ``secagg serve`` if it still runs; reap it and close its pipe."""
+    if serve.poll() is None:
+        serve.kill()
+    serve.wait()
+    if serve.stderr is not None:
+        serve.stderr.close()
 
 
 def test_cli_float_updates_go_through_the_scheme_halves(
@@ -1053,16 +1058,11 @@ def test_cli_float_updates_go_through_the_scheme_halves(
     rng = np.random.default_rng(5)  # test data, not secret
     ups = {u: rng.uniform(-3.0, 3.0, LENGTH) for u in range(1, n + 1)}  # some values clip
     out = tmp_path / "sum.npy"
-    serve = subprocess.Popen(
-        _cli(
-            "serve", "--listen", "127.0.0.1:0", "--certs", str(ca["dir"]), "--clients", str(n),
-            "--length", str(LENGTH), "--join-timeout", "60", "--deadline", "10",
-            "--clip", str(clip), "--value-bits", str(vbits), "--out", str(out),
-            "--json", str(tmp_path / "report.json"),
-        ),
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    serve = _popen_cli(
+        "serve", "--listen", "127.0.0.1:0", "--certs", str(ca["dir"]), "--clients", str(n),
+        "--length", str(LENGTH), "--join-timeout", "60", "--deadline", "10",
+        "--clip", str(clip), "--value-bits", str(vbits), "--out", str(out),
+        "--json", str(tmp_path / "report.json"),
     )
     try:
         port = _port_of(serve)
@@ -1070,28 +1070,16 @@ def test_cli_float_updates_go_through_the_scheme_halves(
         for u, x in ups.items():
             np.save(tmp_path / f"x{u}.npy", x.astype(np.float32 if u == 1 else np.float64))
             cl.append(
-                subprocess.Popen(
-                    _cli(
-                        "client", "--server", f"127.0.0.1:{port}", "--certs", str(ca["dir"]),
-                        "--id", str(u), "--input", str(tmp_path / f"x{u}.npy"),
-                        "--clip", str(clip), "--value-bits", str(vbits),
-                        "--max-clients", str(n),
-                    ),
-                    stderr=subprocess.PIPE,
-                    text=True,
-                    env={**os.environ, "PYTHONPATH": str(ROOT)},
+                _popen_cli(
+                    "client", "--server", f"127.0.0.1:{port}", "--certs", str(ca["dir"]),
+                    "--id", str(u), "--input", str(tmp_path / f"x{u}.npy"),
+                    "--clip", str(clip), "--value-bits", str(vbits),
+                    "--max-clients", str(n),
                 )
             )
-        for c in cl:
-            _, err = c.communicate(timeout=60)
-            assert c.returncode == 0, err
-        assert serve.wait(timeout=30) == 0
+        _join(serve, cl, serve_rc=0)
     finally:
-        if serve.poll() is None:
-            serve.kill()
-        serve.wait()
-        if serve.stderr is not None:
-            serve.stderr.close()
+        _stop(serve)
     got = np.load(out)
     assert got.dtype == np.float64 and got.shape == (LENGTH,)
     want = sum(np.clip(x.astype(np.float32 if u == 1 else np.float64), -clip, clip)
@@ -1111,16 +1099,11 @@ def test_cli_float_server_releases_nothing_for_a_total_no_valid_encodings_reach(
     clip, vbits, n = 1.0, 16, 3
     spec = QuantizationSpec(clip=clip, value_bits=vbits, max_clients=n)
     out = tmp_path / "sum.npy"
-    serve = subprocess.Popen(
-        _cli(
-            "serve", "--listen", "127.0.0.1:0", "--certs", str(ca["dir"]), "--clients", str(n),
-            "--length", str(LENGTH), "--join-timeout", "60", "--deadline", "10",
-            "--clip", str(clip), "--value-bits", str(vbits), "--out", str(out),
-            "--json", str(tmp_path / "report.json"),
-        ),
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    serve = _popen_cli(
+        "serve", "--listen", "127.0.0.1:0", "--certs", str(ca["dir"]), "--clients", str(n),
+        "--length", str(LENGTH), "--join-timeout", "60", "--deadline", "10",
+        "--clip", str(clip), "--value-bits", str(vbits), "--out", str(out),
+        "--json", str(tmp_path / "report.json"),
     )
     try:
         port = _port_of(serve)
@@ -1140,23 +1123,12 @@ def test_cli_float_server_releases_nothing_for_a_total_no_valid_encodings_reach(
                       "--value-bits", str(vbits), "--max-clients", str(n)]
             )
             cl.append(
-                subprocess.Popen(
-                    _cli("client", "--server", f"127.0.0.1:{port}", "--certs", str(ca["dir"]),
-                         "--id", str(u), *extra),
-                    stderr=subprocess.PIPE,
-                    text=True,
-                    env={**os.environ, "PYTHONPATH": str(ROOT)},
-                )
+                _popen_cli("client", "--server", f"127.0.0.1:{port}", "--certs", str(ca["dir"]),
+                           "--id", str(u), *extra)
             )
-        for c in cl:
-            c.communicate(timeout=60)
-        assert serve.wait(timeout=30) == 1
+        _join(serve, cl, serve_rc=1, clients_ok=False)
     finally:
-        if serve.poll() is None:
-            serve.kill()
-        serve.wait()
-        if serve.stderr is not None:
-            serve.stderr.close()
+        _stop(serve)
     assert not out.exists()
     rep = json.loads((tmp_path / "report.json").read_text())["rounds"][0]
     assert rep["aborted"] is True and rep["out"] is None

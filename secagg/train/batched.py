@@ -200,11 +200,7 @@ class BatchedLocalTrainer:
         if ids.dim() != 4 or ids.shape != labels.shape:
             raise ParameterError("ids and labels must be equal [clients, steps, batch, seq]")
         k_all = int(ids.shape[0])
-        named = dict(self.model.named_parameters())
-        start = {n: named[n].detach() for n in self.names}
-        frozen = {n: p.detach() for n, p in named.items() if not p.requires_grad}
-        device = start[self.names[0]].device
-        out = np.empty((k_all, sum(int(p.numel()) for p in start.values())), dtype=np.float64)
+        start, frozen, device, out = self._snapshot(k_all)
         losses: list[float] = []
         with _eager_attention(self.model):
             for lo in range(0, k_all, self.chunk):
@@ -278,11 +274,7 @@ class BatchedLocalTrainer:
         if not (len(picks) == len(noise) == len(expected) == k_all):
             raise ParameterError("examples, picks, noise and expected must have one entry "
                                  "per client")
-        named = dict(self.model.named_parameters())
-        start = {n: named[n].detach() for n in self.names}
-        frozen = {n: p.detach() for n, p in named.items() if not p.requires_grad}
-        device = start[self.names[0]].device
-        out = np.empty((k_all, sum(int(p.numel()) for p in start.values())), dtype=np.float64)
+        start, frozen, device, out = self._snapshot(k_all)
         losses: list[float] = []
         std = float(noise_multiplier * max_grad_norm)
         with _eager_attention(self.model):
@@ -334,6 +326,17 @@ class BatchedLocalTrainer:
                               .double()).cpu().numpy()
                 losses.extend(float(np.mean(x)) if x else math.nan for x in step_losses)
         return out, losses
+
+    def _snapshot(
+        self, clients: int
+    ) -> tuple[dict[str, Any], dict[str, Any], Any, npt.NDArray[np.float64]]:
+        """The trained parameters (detached), the frozen ones, their device, and the
+        ``[clients, trained size]`` output array the updates are written into."""
+        named = dict(self.model.named_parameters())
+        start = {n: named[n].detach() for n in self.names}
+        frozen = {n: p.detach() for n, p in named.items() if not p.requires_grad}
+        out = np.empty((clients, sum(int(p.numel()) for p in start.values())), dtype=np.float64)
+        return start, frozen, start[self.names[0]].device, out
 
     def _clip(self, grads: dict[str, Any]) -> None:
         """``clip_grad_norm_(params, 1.0)`` per client row."""
