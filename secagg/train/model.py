@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -262,7 +263,13 @@ def build_model(
             bias="none",
             task_type="CAUSAL_LM",
         )
-        model = peft.get_peft_model(model, lcfg)
+        with warnings.catch_warnings():
+            # peft reads transformers' deprecated ``is_gradient_checkpointing`` property,
+            # which warns on every LoRA model built (a stray stderr line per run)
+            warnings.filterwarnings(
+                "ignore", message=".*is_gradient_checkpointing", category=FutureWarning
+            )
+            model = peft.get_peft_model(model, lcfg)
         desc += f" + LoRA rank {lora_rank} (base frozen)"
     else:
         for p in model.parameters():

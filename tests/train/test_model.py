@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -38,6 +40,14 @@ def test_lora_only_adapters_travel(tiny_spec: TinyLlamaSpec) -> None:
     assert lm.layout.names and all("lora_" in n for n in lm.layout.names)
     total = sum(p.numel() for p in lm.model.parameters())
     assert 0 < lm.num_trainable < total / 2
+
+
+def test_building_a_lora_model_warns_nothing(tiny_spec: TinyLlamaSpec) -> None:
+    """peft reads transformers' deprecated ``is_gradient_checkpointing``: the FutureWarning
+    it raised was a stray stderr line on every LoRA run of ``secagg train``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        build_model(lora_rank=2, spec=tiny_spec, seed=1)
 
 
 def test_seed_determines_initial_weights(tiny_spec: TinyLlamaSpec) -> None:
