@@ -338,8 +338,8 @@ def run(quick: bool = False, *, n: int | None = None, length: int | None = None,
         "ratio_note": "wall ratio includes starting the pool (ray.init and the actors); the "
                       "round ratio leaves the pool start out",
         "same_transcript_on_every_engine": len(digests) == 1,
-        "wall_target_s": 300,
-        "meets_wall_target": None if quick else first["wall_s"] <= 300 and first["exact"],
+        "wall_target_s": 120,  # issue #11: a quiet 2-core machine
+        "meets_wall_target": None if quick else first["wall_s"] <= 120 and first["exact"],
         "server_memory_bound_note": "target: <= 3*4m bytes for vectors + O(n k) for keys/shares",
         "server_vector_budget_mb": budget / 2**20,
         "building_blocks": blocks,
