@@ -27,17 +27,19 @@ class PeakRSS:
     current RSS, which becomes the baseline."""
 
     def __init__(self) -> None:
-        self.baseline_kb = status_kb("VmRSS")
         try:
             with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
                 fh.write("5")
             self._reset = True
         except OSError:
             self._reset = False
+        self.baseline_kb = status_kb("VmRSS")  # read after the reset, not before
 
     def peak_mb(self) -> float | None:
         """Peak RSS above the baseline so far, in MiB (``None`` when the mark could not
         be reset, so the peak may predate the measurement)."""
         if not self._reset:
             return None
-        return (status_kb("VmHWM") - self.baseline_kb) / 1024
+        # the kernel's RSS counters are per-thread and folded in lazily (tens of pages), so
+        # a round that allocates nothing new can read a few kB below its baseline: 0 then
+        return max(0, status_kb("VmHWM") - self.baseline_kb) / 1024
