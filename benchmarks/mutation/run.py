@@ -44,7 +44,8 @@ TARGETS: dict[str, tuple[str, list[str] | None, list[str], list[str]]] = {
     "accounting": (
         "secagg/dp/",
         ["*secagg/dp/accounting.py"],
-        ["tests/dp/test_accounting.py", "tests/dp/test_accounting_checks.py"],
+        ["tests/dp/test_accounting.py", "tests/dp/test_accounting_checks.py",
+         "tests/dp/test_accounting_reference.py"],
         [],
     ),
     "masking-server": ("secagg/masking/", ["*secagg/masking/server.py"], ["tests/masking/"], []),

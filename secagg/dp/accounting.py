@@ -59,12 +59,12 @@ class Mechanism(enum.Enum):
     SKELLAM = "skellam"
 
 
-def _pos(name: str, v: float, *, allow_zero: bool = False) -> float:
+def _pos(name: str, v: float) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
         raise ParameterError(f"{name} must be a number")
     f = float(v)
-    if not math.isfinite(f) or f < 0 or (f == 0 and not allow_zero):
-        raise ParameterError(f"{name} must be finite and {'>= 0' if allow_zero else '> 0'}")
+    if not math.isfinite(f) or f <= 0:
+        raise ParameterError(f"{name} must be finite and > 0")
     return f
 
 
