@@ -66,8 +66,10 @@ def _kls(delta2: float, sigma: float, m: int, d: int) -> float:
     )
 
 
-@pytest.mark.parametrize(("delta2", "sigma", "m", "d"), [(2.0, 0.6, 5, 50), (1.0, 0.5, 40, 100),
-                                                        (30.0, 4.0, 3, 1000), (1.0, 1.0, 10, 10**4)])
+@pytest.mark.parametrize(
+    ("delta2", "sigma", "m", "d"),
+    [(2.0, 0.6, 5, 50), (1.0, 0.5, 40, 100), (30.0, 4.0, 3, 1000), (1.0, 1.0, 10, 10**4)],
+)
 def test_ddgauss_epsilon_matches_kls(delta2: float, sigma: float, m: int, d: int) -> None:
     got = ddgauss_zcdp_epsilon(l2_sensitivity=delta2, local_stddev=sigma, clients=m, dim=d)
     assert math.isclose(got, _kls(delta2, sigma, m, d), rel_tol=1e-12)
