@@ -1030,6 +1030,17 @@ def _popen_cli(*argv: str) -> subprocess.Popen[str]:
     )
 
 
+def _spawn_float_serve(ca_dir: Path, tmp_path: Path, n: int, clip: float, vbits: int,
+                       out: Path) -> subprocess.Popen[str]:
+    """``secagg serve`` for one float round (report in ``tmp_path/report.json``)."""
+    return _popen_cli(
+        "serve", "--listen", "127.0.0.1:0", "--certs", str(ca_dir), "--clients", str(n),
+        "--length", str(LENGTH), "--join-timeout", "60", "--deadline", "10",
+        "--clip", str(clip), "--value-bits", str(vbits), "--out", str(out),
+        "--json", str(tmp_path / "report.json"),
+    )
+
+
 def _join(serve: subprocess.Popen[str], clients: list[subprocess.Popen[str]], *,
           serve_rc: int, clients_ok: bool = True) -> None:
     """Wait for the clients (each exits 0 if ``clients_ok``), then for ``secagg serve``."""
@@ -1058,12 +1069,7 @@ def test_cli_float_updates_go_through_the_scheme_halves(
     rng = np.random.default_rng(5)  # test data, not secret
     ups = {u: rng.uniform(-3.0, 3.0, LENGTH) for u in range(1, n + 1)}  # some values clip
     out = tmp_path / "sum.npy"
-    serve = _popen_cli(
-        "serve", "--listen", "127.0.0.1:0", "--certs", str(ca["dir"]), "--clients", str(n),
-        "--length", str(LENGTH), "--join-timeout", "60", "--deadline", "10",
-        "--clip", str(clip), "--value-bits", str(vbits), "--out", str(out),
-        "--json", str(tmp_path / "report.json"),
-    )
+    serve = _spawn_float_serve(ca["dir"], tmp_path, n, clip, vbits, out)
     try:
         port = _port_of(serve)
         cl = []
@@ -1099,12 +1105,7 @@ def test_cli_float_server_releases_nothing_for_a_total_no_valid_encodings_reach(
     clip, vbits, n = 1.0, 16, 3
     spec = QuantizationSpec(clip=clip, value_bits=vbits, max_clients=n)
     out = tmp_path / "sum.npy"
-    serve = _popen_cli(
-        "serve", "--listen", "127.0.0.1:0", "--certs", str(ca["dir"]), "--clients", str(n),
-        "--length", str(LENGTH), "--join-timeout", "60", "--deadline", "10",
-        "--clip", str(clip), "--value-bits", str(vbits), "--out", str(out),
-        "--json", str(tmp_path / "report.json"),
-    )
+    serve = _spawn_float_serve(ca["dir"], tmp_path, n, clip, vbits, out)
     try:
         port = _port_of(serve)
         np.save(tmp_path / "f.npy", np.zeros(LENGTH))
