@@ -13,6 +13,17 @@ Usage (from the repository root)::
 
     python benchmarks/mutation/run.py primitives [--max-children 2]
     python benchmarks/mutation/run.py masking-server --rerun   # survivors again
+    python benchmarks/mutation/run.py masking-plane --rerun \
+        --skip-listed benchmarks/mutation/masking-equivalent.md   # less the equivalent ones
+    python benchmarks/mutation/run.py masking-server --sample 80 --seed 1   # a random sample
+
+With ``--sample N --seed S`` every mutant of the target is generated, and ``mutmut run``
+is given a uniformly random sample of N mutant names, drawn with
+``random.Random(S).sample`` from the sorted list of all names.  The seed, the population
+and the sampled names are written to ``<workdir>/<target>/mutation-sample.json``;
+``score.py`` then counts only the sampled mutants (the rest stay *not checked*) and
+gives a 95% Wilson interval.  ``--rerun`` in a sampled workdir reruns only the sampled
+mutants not yet killed.
 
 Targets are listed in ``TARGETS``; ``benchmarks/mutation/README.md`` has the scores.
 Long job: minutes to an hour per target on a loaded 2-core machine.
@@ -21,7 +32,9 @@ Long job: minutes to an hour per target on a loaded 2-core machine.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -44,15 +57,42 @@ TARGETS: dict[str, tuple[str, list[str] | None, list[str], list[str]]] = {
     "accounting": (
         "secagg/dp/",
         ["*secagg/dp/accounting.py"],
-        ["tests/dp/test_accounting.py", "tests/dp/test_accounting_checks.py",
-         "tests/dp/test_accounting_reference.py"],
+        [
+            "tests/dp/test_accounting.py",
+            "tests/dp/test_accounting_checks.py",
+            "tests/dp/test_accounting_reference.py",
+        ],
         [],
     ),
     "masking-server": ("secagg/masking/", ["*secagg/masking/server.py"], ["tests/masking/"], []),
     "masking-client": ("secagg/masking/", ["*secagg/masking/client.py"], ["tests/masking/"], []),
     "masking-common": ("secagg/masking/", ["*secagg/masking/_common.py"], ["tests/masking/"], []),
     "masking-plane": ("secagg/masking/", ["*secagg/masking/_plane.py"], ["tests/masking/"], []),
+    "masking-messages": (
+        "secagg/masking/",
+        ["*secagg/masking/messages.py"],
+        ["tests/masking/"],
+        [],
+    ),
 }
+
+SAMPLE_FILE = "mutation-sample.json"
+
+# Generate the mutants (the first steps of ``mutmut run``, mutmut 3.8.1) without running
+# any test, so that the names to sample from are known before the run.
+_GENERATE = """
+import os
+from mutmut.__main__ import (copy_also_copy_files, copy_src_dir, create_mutants,
+                             setup_source_paths, store_lines_covered_by_tests)
+from mutmut.mutation.trampoline import set_mutant_under_test
+set_mutant_under_test("mutant_generation")
+os.makedirs("mutants", exist_ok=True)
+copy_src_dir()
+copy_also_copy_files()
+setup_source_paths()
+store_lines_covered_by_tests()
+create_mutants({children})
+"""
 
 
 def _toml_list(items: list[str]) -> str:
@@ -93,6 +133,51 @@ def copy_tree(dest: Path) -> None:
             shutil.copy2(src, out)
 
 
+def all_mutant_names(work: Path) -> list[str]:
+    """Every mutant name mutmut generated in ``work`` (its ``mutants/**/*.py.meta``), sorted."""
+    names: set[str] = set()
+    for meta in work.glob("mutants/**/*.py.meta"):
+        names |= set(json.loads(meta.read_text("utf-8"))["exit_code_by_key"])
+    return sorted(names)
+
+
+def draw_sample(
+    work: Path, target: str, n: int, seed: int, env: dict[str, str], nice: int
+) -> list[str]:
+    """Generate the mutants, draw ``n`` names uniformly with ``random.Random(seed)``, record them.
+
+    An existing record with the same target, size and seed is reused (so a stopped
+    sampled run is continued with the same names); a different one is an error.
+    """
+    record = work / SAMPLE_FILE
+    if record.exists():
+        old = json.loads(record.read_text("utf-8"))
+        if (old["target"], old["n"], old["seed"]) != (target, n, seed):
+            raise SystemExit(f"{record} holds another sample ({old['n']}, seed {old['seed']})")
+        return list(old["names"])
+    subprocess.run(
+        ["nice", "-n", str(nice), sys.executable, "-c", _GENERATE.format(children=1)],
+        cwd=work,
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    population = all_mutant_names(work)
+    if n > len(population):
+        raise SystemExit(f"--sample {n} but the target has only {len(population)} mutants")
+    names = sorted(random.Random(seed).sample(population, n))  # not secret: a reproducible sample
+    record.write_text(
+        json.dumps(
+            {"target": target, "n": n, "seed": seed, "population": len(population), "names": names},
+            indent=1,
+        )
+        + "\n",
+        "utf-8",
+    )
+    print(f"{target}: sampled {n} of {len(population)} mutants (seed {seed}) -> {record}")
+    return names
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("target", choices=sorted(TARGETS))
@@ -105,6 +190,21 @@ def main() -> int:
         "--rerun",
         action="store_true",
         help="test again every mutant not yet killed (survived, no tests, not checked)",
+    )
+    ap.add_argument(
+        "--sample",
+        type=int,
+        metavar="N",
+        help="run a uniformly random sample of N of the target's mutants (see --seed)",
+    )
+    ap.add_argument("--seed", type=int, default=0, help="seed of the sample (default 0)")
+    ap.add_argument(
+        "--skip-listed",
+        action="append",
+        default=[],
+        metavar="EQUIVALENT_MD",
+        help="with --rerun: leave out the mutants listed in this equivalents file "
+        "(their last verdict stands; repeatable)",
     )
     args = ap.parse_args()
 
@@ -121,6 +221,13 @@ def main() -> int:
     # is killed or not the same way on every run
     env = {**os.environ, "CI": "1"}
     names: list[str] = []
+    sampled: list[str] | None = None
+    if args.sample is not None:
+        sampled = draw_sample(work, args.target, args.sample, args.seed, env, args.nice)
+    elif (work / SAMPLE_FILE).exists():
+        sampled = json.loads((work / SAMPLE_FILE).read_text("utf-8"))["names"]
+    if sampled is not None and not args.rerun:
+        names = sampled
     if args.rerun:
         res = subprocess.run(
             [*mutmut, "results", "--all", "true"], cwd=work, capture_output=True, text=True, env=env
@@ -129,6 +236,15 @@ def main() -> int:
         names = [
             ln.split(":")[0].strip() for ln in res.stdout.splitlines() if ln.strip().endswith(again)
         ]
+        if sampled is not None:  # the unsampled mutants stay "not checked"
+            names = [n for n in names if n in set(sampled)]
+        listed: set[str] = set()
+        for md in args.skip_listed:
+            listed |= set(re.findall(r"^- `([^`]+)`", Path(md).read_text("utf-8"), re.M))
+        names = [n for n in names if n not in listed]
+        if not names:
+            print(f"{args.target}: nothing to rerun in {work}")
+            return 0
     t0 = time.monotonic()
     rc = subprocess.call(
         [

@@ -10,12 +10,19 @@ mutants, killed (``timeout`` counted apart, as killed), survived, no tests (no
 selected test runs the mutated function: a survivor), not checked, equivalent,
 and the score ``killed / (mutants - equivalent - not checked)``.  A mutant listed
 as equivalent that was killed is reported: the list is then wrong.
+
+If the directory holds ``mutation-sample.json`` (``run.py --sample``), only the sampled
+mutants are counted: the table is marked *sampled*, says the population (all mutants
+of the target) and adds the 95% Wilson score interval of the score, the sampled
+non-equivalent mutants being a uniform draw (without replacement: the interval, which
+ignores the finite-population correction, is conservative).
 """
 
 from __future__ import annotations
 
 import collections
 import json
+import math
 import re
 import sys
 from pathlib import Path
@@ -31,11 +38,23 @@ def main() -> int:
         equivalent |= set(re.findall(r"^- `([^`]+)`", Path(md).read_text("utf-8"), re.M))
     from mutmut.stats import status_by_exit_code
 
+    sample: set[str] | None = None
+    record = work / "mutation-sample.json"
+    if record.exists():
+        rec = json.loads(record.read_text("utf-8"))
+        sample = set(rec["names"])
+        print(
+            f"**sampled**: {len(sample)} of {rec['population']} mutants of `{rec['target']}` "
+            f"(`random.Random({rec['seed']}).sample`); the others are not counted\n"
+        )
+
     rows: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     seen: set[str] = set()
     for meta in sorted(work.glob("mutants/**/*.py.meta")):
         codes = json.loads(meta.read_text("utf-8"))["exit_code_by_key"]
         for name, code in codes.items():
+            if sample is not None and name not in sample:
+                continue
             status = status_by_exit_code[code]
             module = re.sub(r"\.x[_ǁ].*$", "", name)
             seen.add(name)
@@ -47,24 +66,44 @@ def main() -> int:
                     print(f"warning: {name} is listed as equivalent but was {status}")
                 continue
             c[status] += 1
+    # one equivalents file may list several modules: check the names of the modules read
     for name in sorted(equivalent - seen):
-        print(f"warning: {name} is listed as equivalent but is not a mutant of this run")
+        if re.sub(r"\.x[_ǁ].*$", "", name) in rows and (sample is None or name in sample):
+            print(f"warning: {name} is listed as equivalent but is not a mutant of this run")
+    for name in sorted((sample or set()) - seen):
+        print(f"warning: sampled mutant {name} is not a mutant of this run")
     cols = ["killed", "timeout", "survived", "no tests", "not checked", "equivalent"]
-    print("| module | mutants | " + " | ".join(cols) + " | score |")
-    print("|---|---:|" + "---:|" * len(cols) + "---:|")
+    wilson = sample is not None
+    head = "| module | " + ("sampled" if wilson else "mutants") + " | " + " | ".join(cols)
+    print(head + " | score |" + (" 95% Wilson |" if wilson else ""))
+    print("|---|---:|" + "---:|" * len(cols) + "---:|" + ("---:|" if wilson else ""))
     total: collections.Counter[str] = collections.Counter()
     for module in sorted(rows):
         total.update(rows[module])
-        print(_row(module, rows[module], cols))
-    print(_row("**total**", total, cols))
+        print(_row(module, rows[module], cols, wilson))
+    print(_row("**total**", total, cols, wilson))
     return 0
 
 
-def _row(label: str, c: collections.Counter[str], cols: list[str]) -> str:
+def wilson_interval(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """The Wilson score interval of a proportion ``k / n`` (95% for the default ``z``)."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def _row(label: str, c: collections.Counter[str], cols: list[str], wilson: bool) -> str:
     denom = c["mutants"] - c["equivalent"] - c["not checked"]
     killed = c["killed"] + c["timeout"]
     score = f"{100 * killed / denom:.1f}%" if denom else "n/a"
-    return f"| {label} | {c['mutants']} | " + " | ".join(str(c[k]) for k in cols) + f" | {score} |"
+    row = f"| {label} | {c['mutants']} | " + " | ".join(str(c[k]) for k in cols) + f" | {score} |"
+    if wilson:
+        lo, hi = wilson_interval(killed, denom)
+        row += f" {100 * lo:.1f}–{100 * hi:.1f}% |" if denom else " n/a |"
+    return row
 
 
 if __name__ == "__main__":
