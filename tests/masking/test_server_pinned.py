@@ -1,0 +1,166 @@
+"""What the server says when it refuses or aborts, exactly (issue 20, mutation triage).
+
+The round tests check *that* the server aborts or refuses; a caller (and every client
+it notifies) also reads *why*: the typed error and its text, the abort code, the
+reason, and who is told.  These tests pin them, and the server's public view after
+the last phase.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from secagg.errors import DecodeError, RemoteProtocolError
+from secagg.masking import messages as m
+from secagg.masking import server as server_module
+from secagg.masking.abort import AbortReason
+from secagg.masking.config import SecurityMode
+from secagg.phase import Phase
+from secagg.primitives.field import P
+
+from .masking_harness import Harness
+
+ABORTS = {
+    # drops -> (code, reason, clients told); n = 5, t = 3 (t_sig = 3)
+    "keys": ({1: 0, 2: 0}, AbortReason.TOO_FEW_KEYS, "only 3 clients advertised keys (t=3)"),
+    "shares": ({1: 1, 2: 1}, AbortReason.TOO_FEW_SHARES, "only 3 clients shared keys (t=3)"),
+    "masked": ({1: 2, 2: 2}, AbortReason.TOO_FEW_MASKED_INPUTS, "only 3 masked inputs (t=3)"),
+    "self-mask-shares": (
+        {1: 4, 2: 4},
+        AbortReason.MISSING_SELF_MASK_SHARES,
+        "too few shares to remove client 3's self mask",
+    ),
+}
+
+
+def _aborts_received(h: Harness) -> dict[int, list[tuple[AbortReason, str]]]:
+    got = {
+        u: [(x.code, x.reason) for x in h.received.get(u, []) if isinstance(x, m.Abort)]
+        for u in h.config.clients
+    }
+    return {u: a for u, a in got.items() if a}
+
+
+@pytest.mark.parametrize("case", sorted(ABORTS))
+def test_an_abort_gives_its_code_and_reason_to_the_clients_still_in(case):
+    drops, code, reason = ABORTS[case]
+    h = Harness.make(5, threshold=3)
+    h.drive(drops=drops)
+    s = h.server
+    assert (s.phase, s.abort_code, s.abort_reason) == (Phase.ABORTED, code, reason)
+    assert s.result is None and s.awaiting == frozenset() and s.collecting is None
+    # the clients that answered the last round are told, and no one else
+    assert _aborts_received(h) == {u: [(code, reason)] for u in (3, 4, 5)}
+
+
+def test_too_few_consistency_signatures_aborts_in_words():
+    h = Harness.make(5, threshold=3, security=SecurityMode.MALICIOUS)
+    assert h.config.signature_threshold == 3
+    h.drive(drops={1: 3, 2: 3, 3: 3})
+    s = h.server
+    reason = "only 2 consistency signatures (need 3)"
+    assert (s.phase, s.abort_code, s.abort_reason) == (
+        Phase.ABORTED,
+        AbortReason.TOO_FEW_SIGNATURES,
+        reason,
+    )
+    assert _aborts_received(h) == {u: [(AbortReason.TOO_FEW_SIGNATURES, reason)] for u in (4, 5)}
+
+
+def test_a_lying_share_holder_aborts_the_round_in_words():
+    h = Harness.make(5, threshold=3)
+    held = h.drive(stop=Phase.UNMASKING, hold=1)
+    assert isinstance(held, m.UnmaskingResponse) and h.server.phase is Phase.UNMASKING
+    (owner, kind, y), *rest = held.shares
+    lie = dataclasses.replace(held, shares=((owner, kind, (y + 1) % P), *rest))
+    assert h.server.handle(1, lie)[0][0] == 1  # every reply is in: the round closes
+    s = h.server
+    reason = "a reconstructed secret failed its check (a holder lied)"
+    assert (s.phase, s.abort_code, s.abort_reason) == (
+        Phase.ABORTED,
+        AbortReason.RECONSTRUCTION_FAILED,
+        reason,
+    )
+    assert s.result is None and s.mask_jobs == ()
+
+
+def test_messages_that_do_not_fit_are_refused_in_words_and_change_nothing():
+    h = Harness.make(4, threshold=2)
+    s = h.server
+    adv = h.clients[1].start()
+    before = (s.phase, s.sets, s.awaiting)
+    other = dataclasses.replace(adv, session_id=bytes(32))
+    with pytest.raises(DecodeError, match=r"^message from another session$"):
+        s.handle(1, other)
+    with pytest.raises(DecodeError, match=r"^header does not match the transport sender$"):
+        s.handle(2, adv)  # (a message to a client is refused by its constructor)
+    assert (s.phase, s.sets, s.awaiting) == before
+    assert s.handle(1, adv) == []
+    with pytest.raises(RemoteProtocolError) as info:
+        s.handle(1, adv)
+    assert str(info.value) == "client 1 is not expected now (duplicate or dropped)"
+    reveal = m.SeedReveal(session_id=s.config.session_id, sender=2, recipient=0, reveal=bytes(32))
+    with pytest.raises(RemoteProtocolError) as info:
+        s.handle(2, reveal)
+    assert str(info.value) == "SeedReveal does not fit phase advertise-keys; ignored"
+
+
+def test_share_boxes_to_the_wrong_owners_are_refused_in_words():
+    h = Harness.make(4, threshold=2)
+    held = h.drive(stop=Phase.SHARE_KEYS, hold=2)
+    assert isinstance(held, m.ShareKeys)
+    wrong = dataclasses.replace(held, boxes=held.boxes[:-1])
+    with pytest.raises(RemoteProtocolError) as info:
+        h.server.handle(2, wrong)
+    assert str(info.value) == "share boxes must go to exactly N(u) ∩ U1"
+    assert 2 in h.server.awaiting
+
+
+def test_the_view_after_the_last_phase():
+    h = Harness.make(5, threshold=3)
+    h.drive(drops={5: 2}, finalize=False)
+    s = h.server
+    assert s.phase is Phase.FINALIZING and s.collecting is None
+    assert s.awaiting == frozenset()
+    assert s.running_sum_bytes == 6 * 4  # six uint32 elements (bits = 16)
+    assert len(s.mask_jobs) == 4 + 4  # 4 self masks + 4 survivors masked with client 5
+    total = s.finalize()
+    np.testing.assert_array_equal(total, h.expected_sum((1, 2, 3, 4)))
+    assert s.phase is Phase.COMPLETED and s.result is total
+    assert s.running_sum_bytes == 0 and s.mask_jobs == () and s.awaiting == frozenset()
+
+
+def _recording_map(calls):
+    def rec_map(fn, items):
+        items = list(items)
+        calls.append(items)
+        return map(fn, items)
+
+    return rec_map
+
+
+def test_finalize_hands_map_fn_one_unit_per_job_group_on_a_short_vector():
+    h = Harness.make(5, threshold=3)
+    h.drive(drops={5: 2}, finalize=False)
+    jobs = list(h.server.mask_jobs)
+    assert len(jobs) == 8
+    calls: list[list] = []
+    total = h.server.finalize(_recording_map(calls))
+    # one range (6 elements) < UNMASK_UNITS = 8: the 8 jobs cut into 8 groups of one
+    assert calls == [[(0, 6, [job]) for job in jobs]]
+    np.testing.assert_array_equal(total, h.expected_sum((1, 2, 3, 4)))
+
+
+def test_finalize_hands_map_fn_the_chunk_ranges_of_a_long_vector(monkeypatch):
+    monkeypatch.setattr(server_module, "UNMASK_RANGE_ELEMENTS", 4)
+    h = Harness.make(5, threshold=3, length=37)
+    h.drive(drops={5: 2}, finalize=False)
+    calls: list[list] = []
+    total = h.server.finalize(_recording_map(calls))
+    # ten ranges of at most 4 elements >= UNMASK_UNITS: every range gets all the jobs
+    assert calls == [[(a, min(a + 4, 37)) for a in range(0, 37, 4)]]
+    np.testing.assert_array_equal(total, h.expected_sum((1, 2, 3, 4)))
+    assert h.server.phase is Phase.COMPLETED
