@@ -90,9 +90,9 @@ def wilson_interval(k: int, n: int, z: float = 1.959963984540054) -> tuple[float
     if n == 0:
         return (0.0, 1.0)
     p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    center = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    return (max(0.0, center - half), min(1.0, center + half))
 
 
 def _row(label: str, c: collections.Counter[str], cols: list[str], wilson: bool) -> str:
