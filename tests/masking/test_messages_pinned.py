@@ -1,0 +1,62 @@
+"""The message layer's refusals in words (issue 20, mutation triage of a sample).
+
+``test_messages.py`` and ``test_plane.py`` check that malformed messages are refused
+with the right error type; these tests pin the text a caller reads.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from secagg.errors import DecodeError, ParameterError
+from secagg.masking import messages as m
+from secagg.masking.abort import AbortReason
+from secagg.primitives.field import P
+
+SID = bytes(range(32))
+
+
+def test_an_abort_reason_that_is_not_utf8_is_refused_in_words():
+    data = m.encode(
+        m.Abort(session_id=SID, sender=0, recipient=3, code=AbortReason.TOO_FEW_KEYS, reason="x")
+    )
+    assert data.endswith(b"x")
+    assert m.decode(data).reason == "x"
+    with pytest.raises(DecodeError, match=r"^abort reason is not UTF-8$"):
+        m.decode(data[:-1] + b"\xff")
+
+
+def test_an_unknown_share_kind_is_refused_in_words():
+    msg = m.UnmaskingResponse(
+        session_id=SID, sender=1, recipient=0, shares=((2, m.ShareKind.SELF_MASK, P - 1),)
+    )
+    data = m.encode(msg)
+    kind_at = len(data) - 33 - 1
+    assert data[kind_at] == int(m.ShareKind.SELF_MASK)
+    for bad in (0, 3):
+        raw = data[:kind_at] + bytes([bad]) + data[kind_at + 1 :]
+        with pytest.raises(DecodeError, match=r"^unknown share kind$"):
+            m.decode(raw)
+
+
+def test_constructor_refusals_name_the_field():
+    box = bytes(m.BOX_BYTES)
+    with pytest.raises(ParameterError, match=r"^box senders must be strictly ascending$"):
+        m.MaskedInputRequest(session_id=SID, sender=0, recipient=1, boxes=((5, box), (2, box)))
+    with pytest.raises(ParameterError, match=r"^reveal owners must be strictly ascending$"):
+        m.KeysBroadcast(
+            session_id=SID,
+            sender=0,
+            recipient=1,
+            entries=(),
+            reveals=(m.Reveal(owner=4, reveal=bytes(32)), m.Reveal(owner=2, reveal=bytes(32))),
+        )
+    with pytest.raises(ParameterError, match=r"^signature must be 64 bytes$"):
+        m.UnmaskingRequest(
+            session_id=SID,
+            sender=0,
+            recipient=1,
+            survivors=(1, 2),
+            dropped=(),
+            signatures=((1, bytes(63)),),
+        )
