@@ -254,7 +254,7 @@ def route_boxes(
     view of its records, so encoding it is one copy.
     """
     senders = sorted(sent)
-    parts = [np.frombuffer(m.box_records(sent[v]), dtype=m.BOX_RECORD_DTYPE) for v in senders]
+    parts = [_record_array(sent[v]) for v in senders]
     records = np.concatenate(parts) if parts else np.empty(0, dtype=m.BOX_RECORD_DTYPE)
     origin = np.repeat(np.asarray(senders, dtype=np.uint32), [len(p) for p in parts])
     to = records["id"].astype(np.uint32)
@@ -268,3 +268,11 @@ def route_boxes(
     lo = np.searchsorted(to, rs, "left").tolist()
     hi = np.searchsorted(to, rs, "right").tolist()
     return {u: m.box_list(out[a:b]) for u, a, b in zip(receivers, lo, hi, strict=True)}
+
+
+def _record_array(boxes: Sequence[tuple[int, bytes]]) -> np.ndarray:
+    """The wire records of a validated box list as a ``BOX_RECORD_DTYPE`` array (a
+    :class:`~secagg.masking.messages.BoxList`'s own, not copied)."""
+    if type(boxes) is m.BoxList:
+        return boxes.array
+    return np.frombuffer(m.box_records(boxes), dtype=m.BOX_RECORD_DTYPE)

@@ -555,20 +555,67 @@ _BOX_RECORD = struct.Struct(f">I{BOX_BYTES}s")
 BOX_RECORD_DTYPE = np.dtype([("id", ">u4"), ("box", f"V{BOX_BYTES}")])
 
 
-class BoxList(tuple):  # type: ignore[type-arg]
-    """A validated box list ``((id, box), ...)``, ids strictly ascending, that keeps
-    its wire records (``u32_be id || box`` each) so that encoding it is one copy.
+class BoxList(Sequence[tuple[int, bytes]]):
+    """A validated box list ``((id, box), ...)``, ids strictly ascending, kept as its
+    wire records (``u32_be id || box`` each): encoding it is one copy, and its ids are
+    one array (:attr:`ids`).  The ``(id, box)`` pairs are built only when someone
+    iterates or indexes it (a server that forwards ``O(n k)`` boxes never does).
 
-    Built only by :func:`box_list` (which validates); equal to the plain tuple of the
-    same pairs.  The decoder returns one, and the server forwards boxes as one.
+    Built only by :func:`box_list` (which validates); immutable; equal to (and hashes
+    like) the plain tuple of the same pairs; slicing gives a plain tuple.
     """
 
-    _records: Any  #: bytes-like of ``len(self) * BOX_RECORD_DTYPE.itemsize`` bytes
+    __slots__ = ("_array", "_items", "_raw")
+
+    def __init__(self, array: np.ndarray, raw: Any) -> None:
+        self._array = array  #: the records as a BOX_RECORD_DTYPE array
+        self._raw = raw  #: bytes-like of ``len(self) * BOX_RECORD_DTYPE.itemsize`` bytes
+        self._items: tuple[tuple[int, bytes], ...] | None = None
+
+    def _tuple(self) -> tuple[tuple[int, bytes], ...]:
+        items = self._items
+        if items is None:
+            items = self._items = tuple(_BOX_RECORD.iter_unpack(self._raw))
+        return items
+
+    def __len__(self) -> int:
+        return len(self._array)
+
+    def __getitem__(self, i: Any) -> Any:
+        return self._tuple()[i]
+
+    def __iter__(self) -> Iterator[tuple[int, bytes]]:
+        return iter(self._tuple())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, BoxList):
+            return self.records() == other.records()
+        if isinstance(other, tuple):
+            return self._tuple() == other
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._tuple())
+
+    def __repr__(self) -> str:
+        return repr(self._tuple())
+
+    @property
+    def ids(self) -> np.ndarray:
+        """The ids, ascending, as a native ``uint32`` array (a copy)."""
+        return self._array["id"].astype(np.uint32)
+
+    @property
+    def array(self) -> np.ndarray:
+        """The records as a read-only :data:`BOX_RECORD_DTYPE` array."""
+        a = self._array.view()
+        a.flags.writeable = False
+        return a
 
     def records(self) -> bytes:
         """The wire records (what follows the ``u32`` count in a message body)."""
-        rec = self._records
-        return rec.tobytes() if isinstance(rec, np.ndarray) else bytes(rec)
+        raw = self._raw
+        return raw.tobytes() if isinstance(raw, np.ndarray) else bytes(raw)
 
 
 def box_list(records: bytes | bytearray | memoryview | np.ndarray) -> BoxList:
@@ -588,15 +635,13 @@ def box_list(records: bytes | bytearray | memoryview | np.ndarray) -> BoxList:
         a = np.ascontiguousarray(records)
         raw: Any = a.view(np.uint8)
     else:
-        raw = memoryview(records).cast("B")
+        raw = records if type(records) is bytes else bytes(records)
         if len(raw) % _BOX_RECORD.size:
             raise DecodeError("box records must be whole records")
         a = np.frombuffer(raw, dtype=BOX_RECORD_DTYPE)
     if not _ascending_u32(a["id"]):
         raise DecodeError("box ids must be >= 1 and strictly ascending")
-    out = BoxList(_BOX_RECORD.iter_unpack(raw))
-    out._records = a if isinstance(records, np.ndarray) else records
-    return out
+    return BoxList(a, raw)
 
 
 def box_records(boxes: Sequence[tuple[int, bytes]]) -> bytes:
@@ -636,7 +681,7 @@ def _write_boxes(w: Writer, boxes: Sequence[tuple[int, bytes]]) -> None:
 
 
 def _read_boxes(r: Reader) -> BoxList:
-    """Bulk decode: one slice, ids checked at once, one C-level unpack of the records."""
+    """Bulk decode: one slice, ids checked at once; the pairs are built lazily."""
     count = r.count(r.remaining // _BOX_RECORD.size)
     return box_list(bytes(r.raw_view(count * _BOX_RECORD.size)))
 
