@@ -254,20 +254,27 @@ def route_boxes(
     view of its records, so encoding it is one copy.
     """
     senders = sorted(sent)
+    size = m.BOX_RECORD_DTYPE.itemsize
     parts = [_record_array(sent[v]) for v in senders]
-    records = np.concatenate(parts) if parts else np.empty(0, dtype=m.BOX_RECORD_DTYPE)
+    # rows of raw record bytes: one gather of whole rows (a structured-field gather
+    # copies element by element, ~3x slower)
+    raw = (
+        np.concatenate([p.view(np.uint8) for p in parts]).reshape(-1, size)
+        if parts
+        else np.empty((0, size), dtype=np.uint8)
+    )
     origin = np.repeat(np.asarray(senders, dtype=np.uint32), [len(p) for p in parts])
-    to = records["id"].astype(np.uint32)
+    to = raw[:, :4].copy().view(">u4").ravel().astype(np.uint32)
     order = np.argsort(to, kind="stable")  # by receiver; senders stay ascending within
     to = to[order]
-    out = np.empty(len(records), dtype=m.BOX_RECORD_DTYPE)
-    out["id"] = origin[order]
-    out["box"] = records["box"][order]
-    del records, origin, order
+    out = np.take(raw, order, axis=0)
+    out[:, :4] = origin[order].astype(">u4").view(np.uint8).reshape(-1, 4)  # id := sender
+    del raw, origin, order
+    records = out.view(m.BOX_RECORD_DTYPE).reshape(-1)
     rs = np.asarray(receivers, dtype=np.int64)
     lo = np.searchsorted(to, rs, "left").tolist()
     hi = np.searchsorted(to, rs, "right").tolist()
-    return {u: m.box_list(out[a:b]) for u, a, b in zip(receivers, lo, hi, strict=True)}
+    return {u: m.box_list(records[a:b]) for u, a, b in zip(receivers, lo, hi, strict=True)}
 
 
 def _record_array(boxes: Sequence[tuple[int, bytes]]) -> np.ndarray:

@@ -981,8 +981,17 @@ def encode(msg: Message) -> bytes:
     if not isinstance(msg, Message) or type(msg) not in _CLASSES.values():
         raise ParameterError("not a secagg masking message")
     w = Writer()
-    w.u16(WIRE_VERSION).u8(int(msg.TYPE)).u8(msg.ROUND).raw(msg.session_id)
-    w.u32(msg.sender).u32(msg.recipient)
+    sid = msg.session_id
+    if type(sid) is bytes and len(sid) == SESSION_BYTES:
+        # fields checked by the message's constructor: the header in one C call (a
+        # value struct cannot pack is refused like the Writer refuses it)
+        try:
+            w.raw(_HEADER.pack(WIRE_VERSION, msg.TYPE, msg.ROUND, sid, msg.sender, msg.recipient))
+        except struct.error:
+            raise ParameterError("header field out of range") from None
+    else:
+        w.u16(WIRE_VERSION).u8(int(msg.TYPE)).u8(msg.ROUND).raw(sid)
+        w.u32(msg.sender).u32(msg.recipient)
     msg._write_body(w)
     return w.getvalue()
 
@@ -1294,7 +1303,21 @@ def _read_masked(r: Reader, head: dict[str, object]) -> MaskedInputView:
     return MaskedInputView(bits=bits, length=length, view=view, packed=packed, **head)  # type: ignore[arg-type]
 
 
+#: The header ``u16 version | u8 type | u8 round | session id | u32 sender | u32 recipient``.
+_HEADER = struct.Struct(f">HBB{SESSION_BYTES}sII")
+
+
 def _read_header(r: Reader) -> tuple[type[Message], dict[str, object]]:
+    if r.remaining >= _HEADER.size:  # one C-level unpack; the same checks in the same order
+        version, tcode, rnd, sid, sender, recipient = _HEADER.unpack(r.raw_view(_HEADER.size))
+        if version != WIRE_VERSION:
+            raise DecodeError(f"unsupported wire version {version}")
+        cls = _CLASSES.get(tcode)
+        if cls is None:
+            raise DecodeError(f"unknown message type {tcode}")
+        if rnd != cls.ROUND:
+            raise DecodeError("round field does not match the message type")
+        return cls, {"session_id": sid, "sender": sender, "recipient": recipient}
     version = r.u16()
     if version != WIRE_VERSION:
         raise DecodeError(f"unsupported wire version {version}")

@@ -460,7 +460,7 @@ class Server:
         # the owners must be exactly S_sender ∩ (U3 ∪ D), ascending, each with the kind
         # its owner's fate asks for (SELF_MASK if it survived, MASK_KEY if it dropped)
         senders = self._senders_to[sender]
-        want = senders[np.isin(senders, self._fates, assume_unique=True)]
+        want = senders[_member(senders, self._fates)]
         if not np.array_equal(view.owners, want) or not np.array_equal(
             view.kinds, self._kinds_for(want)
         ):
@@ -631,8 +631,10 @@ class Server:
         parts = [self._senders_to[w] for w in among if w in self._senders_to]
         if not parts:
             return np.empty(0, dtype=np.uint32), np.empty(0, dtype=np.int64)
-        owners, counts = np.unique(np.concatenate(parts), return_counts=True)
-        return owners, counts
+        # unique with counts by one sort (np.unique would import numpy.ma on first use)
+        ids = np.sort(np.concatenate(parts))
+        starts = np.flatnonzero(np.concatenate(([True], ids[1:] != ids[:-1])))
+        return ids[starts], np.diff(np.append(starts, len(ids)))
 
 
     def _close_masked(self) -> Outgoing:
@@ -658,7 +660,7 @@ class Server:
                 u3_sorted,
             )
         d = np.asarray(dropped, dtype=np.uint32)
-        short = np.flatnonzero(np.isin(d, owners) & (_counts_of(d, owners, holders) < t))
+        short = np.flatnonzero(_member(d, owners) & (_counts_of(d, owners, holders) < t))
         if len(short):
             return self._abort(
                 AbortReason.DROPPED_MASKS_UNRECOVERABLE,
@@ -666,7 +668,7 @@ class Server:
                 u3_sorted,
             )
         self._u3_senders = owners
-        self._fates = np.union1d(u3_array, d).astype(np.uint32)
+        self._fates = np.sort(np.concatenate([u3_array, d]))  # disjoint sets
         self._u3 = u3_sorted
         self._dropped = dropped
         self._u3_set = frozenset(u3_sorted)
@@ -727,8 +729,9 @@ class Server:
         t = cfg.threshold
         u5 = sorted(self._responded)
         u3 = self._u3
+        dropped_arr = np.asarray(self._dropped, dtype=np.uint32)
         dropped_needed: list[int] = (
-            np.intersect1d(np.asarray(self._dropped, dtype=np.uint32), self._u3_senders).tolist()
+            dropped_arr[_member(dropped_arr, self._u3_senders)].tolist()
             if self._dropped
             else []
         )
@@ -829,3 +832,11 @@ def _counts_of(ids: np.ndarray, owners: np.ndarray, counts: np.ndarray) -> np.nd
         return np.zeros(len(ids), dtype=np.int64)
     at = np.minimum(np.searchsorted(owners, ids), len(owners) - 1)
     return np.where(owners[at] == ids, counts[at], 0)
+
+
+def _member(ids: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """Boolean mask: which of ``ids`` are in ``sorted_set`` (ascending)."""
+    if not len(sorted_set):
+        return np.zeros(len(ids), dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_set, ids), len(sorted_set) - 1)
+    return np.asarray(sorted_set[at] == ids)

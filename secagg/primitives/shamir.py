@@ -22,6 +22,7 @@ derives each subset's coefficients from the big set's in ``O(t)`` instead of
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from functools import lru_cache
 from operator import lt, mul
@@ -262,6 +263,26 @@ def split(
     return split_many([secret], t, xs, rng, prime=prime)[0]
 
 
+#: x-coordinates below this take :func:`lagrange_at_zero`'s exact-product path.
+_SMALL_X = 1 << 32
+
+
+def _lagrange_terms(xt: tuple[int, ...], prime: int) -> tuple[list[int], list[int]]:
+    """``(prod_{j!=i} x_j, prod_{j!=i} (x_j - x_i))`` mod ``prime`` for each ``i``."""
+    nums = []
+    dens = []
+    for i, xi in enumerate(xt):
+        num = 1
+        den = 1
+        for j, xj in enumerate(xt):
+            if j != i:
+                num = num * xj % prime
+                den = den * (xj - xi) % prime
+        nums.append(num)
+        dens.append(den)
+    return nums, dens
+
+
 @lru_cache(maxsize=4096)
 def lagrange_at_zero(xs: tuple[int, ...], *, prime: int = P) -> tuple[int, ...]:
     """``L_i(0)`` for the x-set ``xs`` (cached).  ``xs`` must be distinct and non-zero.
@@ -274,18 +295,18 @@ def lagrange_at_zero(xs: tuple[int, ...], *, prime: int = P) -> tuple[int, ...]:
     check_prime(prime)
     xt = _check_xs(xs, prime)
     k = len(xt)
-    nums = []
-    dens = []
-    for i, xi in enumerate(xt):
-        num = 1
-        den = 1
-        for j in range(k):
-            if j != i:
-                xj = xt[j]
-                num = num * xj % prime
-                den = den * (xj - xi) % prime
-        nums.append(num)
-        dens.append(den)
+    if k and max(xt) < _SMALL_X:
+        # party ids: exact integer products (C-level math.prod over machine-size
+        # factors), one reduction each, instead of k^2 modular steps in Python
+        total = math.prod(xt)
+        nums = [total // xi % prime for xi in xt]
+        dens = [
+            math.prod([xj - xi for xj in xt[:i]]) * math.prod([xj - xi for xj in xt[i + 1 :]])
+            % prime
+            for i, xi in enumerate(xt)
+        ]
+    else:
+        nums, dens = _lagrange_terms(xt, prime)
     # batch inversion of the denominators: one pow() for all of them
     prefix = [1] * (k + 1)
     for i, d in enumerate(dens):

@@ -128,3 +128,32 @@ def test_t_minus_1_shares_do_not_determine_the_secret(t, data):
 def test_reconstruct_many_rejects(lists, t):
     with pytest.raises(ParameterError):
         shamir.reconstruct_many(lists, t)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.sampled_from([P, 257, 65537, 2**61 - 1]),
+    st.sampled_from([300, 2**22, 2**32 - 1, 2**32, 2**40]),
+    st.data(),
+)
+def test_lagrange_exact_product_path_equals_the_modular_loop(prime, top, data):
+    """Party ids below 2^32 take the exact-product path; larger ones the modular loop;
+    both give the coefficients the modular loop gives."""
+    top = min(top, prime - 1)
+    k = data.draw(st.integers(1, 30))
+    xs = tuple(data.draw(st.lists(st.integers(1, top), min_size=k, max_size=k, unique=True)))
+    nums, dens = shamir._lagrange_terms(xs, prime)
+    want = tuple(n * pow(d, -1, prime) % prime for n, d in zip(nums, dens, strict=True))
+    shamir.lagrange_at_zero.cache_clear()
+    assert shamir.lagrange_at_zero(xs, prime=prime) == want
+
+
+def test_lagrange_exact_path_known_values_and_refusals():
+    shamir.lagrange_at_zero.cache_clear()
+    # L_i(0) over {1, 2, 3}: 3, -3, 1
+    assert shamir.lagrange_at_zero((1, 2, 3)) == (3, P - 3, 1)
+    assert shamir.lagrange_at_zero((2**32 - 1, 5)) == shamir.lagrange_at_zero((2**32 - 1, 5))
+    with pytest.raises(ParameterError):
+        shamir.lagrange_at_zero((1, 1, 2))
+    with pytest.raises(ParameterError):
+        shamir.lagrange_at_zero((0, 2))
