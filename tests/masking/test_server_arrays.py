@@ -124,7 +124,7 @@ def test_share_keys_to_the_wrong_owners_is_refused_from_bytes_and_objects():
     s = Harness.make(6, protocol=ProtocolKind.SECAGG, threshold=3)
     s.drive(stop=Phase.SHARE_KEYS, hold=2, finalize=False)
     srv = s.server
-    good = [x for x in s.sent[2] if isinstance(x, m.ShareKeys)][0]
+    good = next(x for x in s.sent[2] if isinstance(x, m.ShareKeys))
     wrong = m.ShareKeys(session_id=good.session_id, sender=2, recipient=0,
                         boxes=tuple(good.boxes)[1:])
     before = dict(srv._boxes_from)
