@@ -38,6 +38,7 @@ __all__ = [
     "labels",
     "open_share_boxes",
     "pairwise_seeds",
+    "reconstruct_secret_rows",
     "reconstruct_secrets",
     "route_boxes",
     "seal_share_boxes",
@@ -235,6 +236,23 @@ def reconstruct_secrets(point_lists: Sequence[Sequence[tuple[int, int]]], t: int
     """
     out = []
     for v in shamir.reconstruct_many(point_lists, t):
+        if v >= 2**256:
+            raise ParameterError("reconstructed value is not a 32-byte secret")
+        out.append(v.to_bytes(32, "big"))
+    return out
+
+
+def reconstruct_secret_rows(xs: np.ndarray, ys: np.ndarray, t: int) -> list[bytes]:
+    """:func:`reconstruct_secrets` from ``(S, t)`` ascending x-coordinates and
+    ``(S, t, 33)`` share bytes (:func:`shamir.reconstruct_rows`).
+
+    Raises
+    ------
+    ParameterError
+        As :func:`reconstruct_secrets`.
+    """
+    out = []
+    for v in shamir.reconstruct_rows(xs, ys, t):
         if v >= 2**256:
             raise ParameterError("reconstructed value is not a 32-byte secret")
         out.append(v.to_bytes(32, "big"))

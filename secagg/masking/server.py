@@ -27,9 +27,8 @@ Normative description: ``protocols/secagg.md``.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from itertools import repeat
 from operator import itemgetter
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import numpy as np
 
@@ -71,7 +70,6 @@ __all__ = [
 
 #: Elements per chunk range handed to the ``map`` function in :meth:`Server.finalize`.
 UNMASK_RANGE_ELEMENTS = 1 << 18
-_BIG: Literal["big"] = "big"
 #: At least this many work units for that ``map`` (a short vector's jobs are split).
 UNMASK_UNITS = 8
 
@@ -755,20 +753,13 @@ class Server:
             )
         # each secret from the t holders with the smallest ids (what reconstruct_many uses)
         pick = (lo[:, None] + np.arange(t)).reshape(-1)
-        xs = holders[pick].tolist()
-        rows = ys[pick].view(f"V{ELEMENT_BYTES}").ravel().tolist()  # one bytes per share
-        yv = list(map(int.from_bytes, rows, repeat(_BIG)))
-        del owners, holders, ys, rows
+        xs = holders[pick].reshape(-1, t)
+        rows = ys[pick].reshape(-1, t, ELEMENT_BYTES)
+        del owners, holders, ys
         jobs: list[tuple[bytes, int]] = []
         try:
-            # every secret at once: shared (cached, derived) Lagrange coefficients
-            secrets = _plane.reconstruct_secrets(
-                [
-                    list(zip(xs[j : j + t], yv[j : j + t], strict=True))
-                    for j in range(0, len(xs), t)
-                ],
-                t,
-            )
+            # every secret at once, no Python int per share (shamir.reconstruct_rows)
+            secrets = _plane.reconstruct_secret_rows(xs, rows, t)
             for v, b in zip(u3, secrets[: len(u3)], strict=True):
                 if (
                     cm.self_mask_commitment(b, session_id=cfg.session_id, client=v)
