@@ -292,7 +292,8 @@ def route_boxes(
     rs = np.asarray(receivers, dtype=np.int64)
     lo = np.searchsorted(to, rs, "left").tolist()
     hi = np.searchsorted(to, rs, "right").tolist()
-    return {u: m.box_list(records[a:b]) for u, a, b in zip(receivers, lo, hi, strict=True)}
+    lists = m.box_lists(records, list(zip(lo, hi, strict=True)))
+    return dict(zip(receivers, lists, strict=True))
 
 
 def _record_array(boxes: Sequence[tuple[int, bytes]]) -> np.ndarray:

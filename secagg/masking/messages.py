@@ -60,6 +60,7 @@ __all__ = [
     "UnmaskingResponse",
     "UnmaskingResponseView",
     "box_list",
+    "box_lists",
     "box_records",
     "decode",
     "decode_masked_input",
@@ -642,6 +643,43 @@ def box_list(records: bytes | bytearray | memoryview | np.ndarray) -> BoxList:
     if not _ascending_u32(a["id"]):
         raise DecodeError("box ids must be >= 1 and strictly ascending")
     return BoxList(a, raw)
+
+
+def box_lists(records: np.ndarray, bounds: Sequence[tuple[int, int]]) -> list[BoxList]:
+    """:func:`box_list` of each ``records[a:b]`` for ``(a, b)`` in ``bounds``, the ids of
+    every slice checked in one pass over ``records`` (a 1-D :data:`BOX_RECORD_DTYPE`
+    array, kept: the lists are views of it).
+
+    Raises
+    ------
+    DecodeError
+        If the ids of a slice are not >= 1 and strictly ascending.
+    ParameterError
+        If ``records`` is not a 1-D ``BOX_RECORD_DTYPE`` array or a bound is out of range.
+    """
+    if (
+        not isinstance(records, np.ndarray)
+        or records.dtype != BOX_RECORD_DTYPE
+        or records.ndim != 1
+    ):
+        raise ParameterError("box records must be a 1-D BOX_RECORD_DTYPE array")
+    a = np.ascontiguousarray(records)
+    n = len(a)
+    ids = a["id"].astype(np.int64)
+    # rising[i]: ids[i+1] > ids[i]; a slice is valid iff it starts >= 1 and rises inside
+    rising = np.empty(n, dtype=bool)
+    rising[:-1] = ids[1:] > ids[:-1]
+    rising[-1:] = True
+    bad = np.concatenate(([0], np.cumsum(~rising)))  # bad[j]: failures among rising[:j]
+    out = []
+    for lo, hi in bounds:
+        if not 0 <= lo <= hi <= n:
+            raise ParameterError("box list bounds out of range")
+        if hi > lo and (ids[lo] < 1 or bad[hi - 1] - bad[lo]):
+            raise DecodeError("box ids must be >= 1 and strictly ascending")
+        part = a[lo:hi]
+        out.append(BoxList(part, part.view(np.uint8)))
+    return out
 
 
 def box_records(boxes: Sequence[tuple[int, bytes]]) -> bytes:

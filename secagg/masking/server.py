@@ -575,10 +575,12 @@ class Server:
             )
             for v, k in self._keys.items()
         )
-        for u in sorted(self._keys):
-            owners = tuple(sorted(self._graph[u].intersection(self._keys)))
-            # N(u) ∩ U1: whom u's ShareKeys must address
-            self._key_owners[u] = np.asarray(owners, dtype=np.uint32)
+        u1 = sorted(self._keys)
+        for u in u1:
+            # N(u) ∩ U1, ascending (a C-level filter of sorted U1): whom u's ShareKeys
+            # must address
+            owners = tuple(filter(self._graph[u].__contains__, u1))
+            self._key_owners[u] = np.fromiter(owners, dtype=np.uint32, count=len(owners))
             out.append(
                 (
                     u,

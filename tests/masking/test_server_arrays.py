@@ -9,7 +9,7 @@ import os
 import numpy as np
 import pytest
 
-from secagg.errors import DecodeError, RemoteProtocolError
+from secagg.errors import DecodeError, ParameterError, RemoteProtocolError
 from secagg.masking import messages as m
 from secagg.masking import server as server_mod
 from secagg.masking.abort import AbortReason
@@ -134,3 +134,23 @@ def test_share_keys_to_the_wrong_owners_is_refused_from_bytes_and_objects():
         srv.handle(2, wrong)
     assert srv._boxes_from == before
     assert srv.receive(2, m.encode(good)) is not None
+
+
+def test_box_lists_equal_box_list_per_slice_and_refuse_bad_slices():
+    ids = [3, 5, 9, 1, 2, 2, 7]
+    arr = np.frombuffer(_recs(ids), dtype=m.BOX_RECORD_DTYPE)
+    good = [(0, 3), (3, 5), (5, 5), (6, 7), (5, 6)]
+    got = m.box_lists(arr, good)
+    for (a, b), bl in zip(good, got, strict=True):
+        assert bl == m.box_list(arr[a:b].copy()) and bl.records() == arr[a:b].tobytes()
+    for bad in ((2, 4), (4, 6), (0, 7)):  # 9 then 1; 2 then 2
+        with pytest.raises(DecodeError):
+            m.box_lists(arr, [bad])
+    zero = np.frombuffer(_recs([0, 4]), dtype=m.BOX_RECORD_DTYPE)
+    with pytest.raises(DecodeError):
+        m.box_lists(zero, [(0, 2)])
+    assert m.box_lists(zero, [(1, 2)])[0].ids.tolist() == [4]
+    with pytest.raises(ParameterError):
+        m.box_lists(arr, [(3, 9)])
+    with pytest.raises(ParameterError):
+        m.box_lists(np.zeros(3, dtype=np.uint8), [(0, 1)])
