@@ -405,7 +405,11 @@ class EntryList(tuple):  # type: ignore[type-arg]
 
     def records(self) -> bytes:
         """The wire records of the entries (what follows the ``u32`` count)."""
-        return b"".join(map(self._table._records.__getitem__, self._owners))
+        return b"".join(self.record_parts())
+
+    def record_parts(self) -> list[bytes]:
+        """The wire record of each entry (joined once, by the message's writer)."""
+        return list(map(self._table._records.__getitem__, self._owners))
 
 
 class EntryTable:
@@ -491,7 +495,7 @@ class KeysBroadcast(Message):
         w.raw(_body("reveals", self.reveals, build) if len(self.reveals) > 16 else build())
         w.u32(len(self.entries))
         if type(self.entries) is EntryList:
-            w.raw(self.entries.records())
+            w.raw_parts(self.entries.record_parts())
         else:  # every field was checked by KeyEntry: join the records in one go
             w.raw(b"".join([_entry_record(e) for e in self.entries]))
 
@@ -721,7 +725,12 @@ def _write_boxes(w: Writer, boxes: Sequence[tuple[int, bytes]]) -> None:
 def _read_boxes(r: Reader) -> BoxList:
     """Bulk decode: one slice, ids checked at once; the pairs are built lazily."""
     count = r.count(r.remaining // _BOX_RECORD.size)
-    return box_list(bytes(r.raw_view(count * _BOX_RECORD.size)))
+    # a view, not a copy: a Reader's buffer is an immutable bytes object
+    raw = r.raw_view(count * _BOX_RECORD.size)
+    a = np.frombuffer(raw, dtype=BOX_RECORD_DTYPE)
+    if not _ascending_u32(a["id"]):
+        raise DecodeError("box ids must be >= 1 and strictly ascending")
+    return BoxList(a, raw)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
