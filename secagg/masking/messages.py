@@ -605,6 +605,10 @@ class BoxList(Sequence[tuple[int, bytes]]):
     def __repr__(self) -> str:
         return repr(self._tuple())
 
+    def __reduce__(self) -> tuple[Any, tuple[bytes]]:
+        # pickle / copy: rebuilt (and checked again) from its wire records
+        return box_list, (self.records(),)
+
     @property
     def ids(self) -> np.ndarray:
         """The ids, ascending, as a native ``uint32`` array (a copy)."""

@@ -154,3 +154,16 @@ def test_box_lists_equal_box_list_per_slice_and_refuse_bad_slices():
         m.box_lists(arr, [(3, 9)])
     with pytest.raises(ParameterError):
         m.box_lists(np.zeros(3, dtype=np.uint8), [(0, 1)])
+
+
+def test_box_list_pickles_and_copies_as_an_equal_box_list():
+    import copy
+    import pickle
+
+    data = m.encode(m.ShareKeys(session_id=SID, sender=2, recipient=0,
+                                boxes=m.box_list(_recs((4, 8)))))
+    boxes = m.decode(data).boxes  # a view of the message buffer
+    for other in (pickle.loads(pickle.dumps(boxes)), copy.deepcopy(boxes), copy.copy(boxes)):
+        assert type(other) is m.BoxList and other == boxes and other.records() == boxes.records()
+    msg = m.decode(data)
+    assert copy.deepcopy(msg) == msg
