@@ -612,12 +612,13 @@ class BoxList(Sequence[tuple[int, bytes]]):
     @property
     def ids(self) -> np.ndarray:
         """The ids, ascending, as a native ``uint32`` array (a copy)."""
-        return self._array["id"].astype(np.uint32)
+        ids: np.ndarray = self._array["id"].astype(np.uint32)
+        return ids
 
     @property
     def array(self) -> np.ndarray:
         """The records as a read-only :data:`BOX_RECORD_DTYPE` array."""
-        a = self._array.view()
+        a: np.ndarray = self._array.view()
         a.flags.writeable = False
         return a
 
@@ -698,7 +699,7 @@ def box_records(boxes: Sequence[tuple[int, bytes]]) -> bytes:
     return b"".join([i.to_bytes(4, "big") + b for i, b in boxes])
 
 
-def _check_boxes(boxes: Sequence[tuple[int, bytes]], what: str) -> tuple[tuple[int, bytes], ...]:
+def _check_boxes(boxes: Sequence[tuple[int, bytes]], what: str) -> Sequence[tuple[int, bytes]]:
     if type(boxes) is BoxList:
         return boxes  # validated by box_list()
     fast = boxes if type(boxes) is tuple else tuple(boxes)
@@ -743,7 +744,7 @@ class ShareKeys(Message):
 
     TYPE: ClassVar[MessageType] = MessageType.SHARE_KEYS
     ROUND: ClassVar[int] = 1
-    boxes: tuple[tuple[int, bytes], ...]
+    boxes: Sequence[tuple[int, bytes]]  #: a tuple, or a BoxList (validated, lazy)
 
     def _validate(self) -> None:
         if self.sender == SERVER_ID:
@@ -760,7 +761,7 @@ class MaskedInputRequest(Message):
 
     TYPE: ClassVar[MessageType] = MessageType.MASKED_INPUT_REQUEST
     ROUND: ClassVar[int] = 1
-    boxes: tuple[tuple[int, bytes], ...]
+    boxes: Sequence[tuple[int, bytes]]  #: a tuple, or a BoxList (validated, lazy)
 
     def _validate(self) -> None:
         if self.sender != SERVER_ID:

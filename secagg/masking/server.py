@@ -26,7 +26,7 @@ Normative description: ``protocols/secagg.md``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from operator import itemgetter
 from typing import Any, cast
 
@@ -123,7 +123,7 @@ class Server:
         self._keys: dict[int, m.AdvertiseKeys] = {}  # U1
         self._seen_keys: set[bytes] = set()
         self._key_owners: dict[int, np.ndarray] = {}  # u -> N(u) ∩ U1 (uint32), as sent to u
-        self._boxes_from: dict[int, tuple[tuple[int, bytes], ...]] = {}  # U2 -> boxes
+        self._boxes_from: dict[int, Sequence[tuple[int, bytes]]] = {}  # U2 -> boxes
         self._senders_to: dict[int, np.ndarray] = {}  # S_u (uint32, ascending) for u in U2
         self._u3_senders: np.ndarray = np.empty(0, dtype=np.uint32)  # ∪ S_u over U3, sorted
         self._fates: np.ndarray = np.empty(0, dtype=np.uint32)  # U3 ∪ D, sorted
@@ -134,7 +134,6 @@ class Server:
         self._dropped: tuple[int, ...] = ()
         self._u3_set: frozenset[int] = frozenset()
         self._dropped_set: frozenset[int] = frozenset()
-        self._share_kind_of: dict[int, m.ShareKind] = {}  # owner -> the share U3 ∪ D owe
         self._u4: tuple[int, ...] = ()
         # U5 -> (owners, shares) as received: uint32 ids and (count, 33) field elements
         self._shares_from: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -636,7 +635,6 @@ class Server:
         starts = np.flatnonzero(np.concatenate(([True], ids[1:] != ids[:-1])))
         return ids[starts], np.diff(np.append(starts, len(ids)))
 
-
     def _close_masked(self) -> Outgoing:
         cfg = self._config
         t = cfg.threshold
@@ -673,8 +671,6 @@ class Server:
         self._dropped = dropped
         self._u3_set = frozenset(u3_sorted)
         self._dropped_set = frozenset(dropped)
-        self._share_kind_of = dict.fromkeys(dropped, m.ShareKind.MASK_KEY)
-        self._share_kind_of.update(dict.fromkeys(u3_sorted, m.ShareKind.SELF_MASK))
         self._u3_array = u3_array
         self._expected = set(u3)
         if cfg.security is SecurityMode.MALICIOUS:

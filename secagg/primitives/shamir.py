@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 from itertools import repeat
 from operator import lt, mul
+from typing import Literal
 
 import numpy as np
 
@@ -451,6 +452,7 @@ def reconstruct_many(
     return out
 
 
+_BIG: Literal["big"] = "big"
 #: x-coordinates of :func:`reconstruct_rows`' limb path are below this (party ids).
 _ROW_X_LIMIT = 1 << 32
 _ROW_LIMBS = 17  # 16-bit limbs of 34 bytes (272 bits): a share, a coefficient
@@ -580,7 +582,7 @@ def _rows_by_python(x64: np.ndarray, flat: np.ndarray, t: int, prime: int) -> li
     """:func:`reconstruct_rows` through :func:`reconstruct_many` (Python ints)."""
     xs = x64.tolist()
     ys = list(map(int.from_bytes, flat.view(f"V{flat.shape[1]}").ravel().tolist(),
-                  repeat("big")))
+                  repeat(_BIG)))
     return reconstruct_many(
         [list(zip(xs[r], ys[r * t : (r + 1) * t], strict=True)) for r in range(len(xs))],
         t,
