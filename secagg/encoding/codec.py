@@ -47,6 +47,14 @@ class Writer:
         self._parts.append(bytes(b))
         return self
 
+    def raw_parts(self, parts: list[bytes]) -> Writer:
+        """Fixed-length byte strings, appended without a copy (each is joined once, by
+        :meth:`getvalue`): ``bytes`` only, so nothing can change before then."""
+        if any(type(p) is not bytes for p in parts):
+            raise ParameterError("raw_parts takes bytes objects")
+        self._parts.extend(parts)
+        return self
+
     def blob(self, b: bytes) -> Writer:
         """``u32`` length prefix, then the bytes."""
         bb = bytes(b)

@@ -30,6 +30,7 @@ __all__ = [
     "self_mask_seed",
     "share_key",
     "view_digest",
+    "view_digest_ids",
 ]
 
 SHARE_ROUND = 1
@@ -118,8 +119,13 @@ def view_digest(*, session_id: bytes, client: int, senders: Iterable[int]) -> by
     ``S_u`` are the senders of the share boxes ``u`` accepted, i.e. exactly the
     neighbors whose pairwise masks are in ``y_u``.
     """
+    return view_digest_ids(session_id=session_id, client=client, ids=ids_bytes(senders))
+
+
+def view_digest_ids(*, session_id: bytes, client: int, ids: bytes) -> bytes:
+    """:func:`view_digest` from ``IDS(S_u)`` already built (ascending, ``u32_be`` each)."""
     h = hashes.Hash(hashes.SHA256())
-    h.update(encode_info("masked-input-view", session_id, (client, ids_bytes(senders))))
+    h.update(encode_info("masked-input-view", session_id, (client, ids)))
     return h.finalize()
 
 

@@ -38,6 +38,7 @@ __all__ = [
     "labels",
     "open_share_boxes",
     "pairwise_seeds",
+    "reconstruct_secret_rows",
     "reconstruct_secrets",
     "route_boxes",
     "seal_share_boxes",
@@ -241,6 +242,23 @@ def reconstruct_secrets(point_lists: Sequence[Sequence[tuple[int, int]]], t: int
     return out
 
 
+def reconstruct_secret_rows(xs: np.ndarray, ys: np.ndarray, t: int) -> list[bytes]:
+    """:func:`reconstruct_secrets` from ``(S, t)`` ascending x-coordinates and
+    ``(S, t, 33)`` share bytes (:func:`shamir.reconstruct_rows`).
+
+    Raises
+    ------
+    ParameterError
+        As :func:`reconstruct_secrets`.
+    """
+    out = []
+    for v in shamir.reconstruct_rows(xs, ys, t):
+        if v >= 2**256:
+            raise ParameterError("reconstructed value is not a 32-byte secret")
+        out.append(v.to_bytes(32, "big"))
+    return out
+
+
 def route_boxes(
     sent: Mapping[int, Sequence[tuple[int, bytes]]], receivers: Sequence[int]
 ) -> dict[int, m.BoxList]:
@@ -254,17 +272,33 @@ def route_boxes(
     view of its records, so encoding it is one copy.
     """
     senders = sorted(sent)
-    parts = [np.frombuffer(m.box_records(sent[v]), dtype=m.BOX_RECORD_DTYPE) for v in senders]
-    records = np.concatenate(parts) if parts else np.empty(0, dtype=m.BOX_RECORD_DTYPE)
+    size = m.BOX_RECORD_DTYPE.itemsize
+    parts = [_record_array(sent[v]) for v in senders]
+    # rows of raw record bytes: one gather of whole rows (a structured-field gather
+    # copies element by element, ~3x slower)
+    raw = (
+        np.concatenate([p.view(np.uint8) for p in parts]).reshape(-1, size)
+        if parts
+        else np.empty((0, size), dtype=np.uint8)
+    )
     origin = np.repeat(np.asarray(senders, dtype=np.uint32), [len(p) for p in parts])
-    to = records["id"].astype(np.uint32)
+    to = raw[:, :4].copy().view(">u4").ravel().astype(np.uint32)
     order = np.argsort(to, kind="stable")  # by receiver; senders stay ascending within
     to = to[order]
-    out = np.empty(len(records), dtype=m.BOX_RECORD_DTYPE)
-    out["id"] = origin[order]
-    out["box"] = records["box"][order]
-    del records, origin, order
+    out = np.take(raw, order, axis=0)
+    out[:, :4] = origin[order].astype(">u4").view(np.uint8).reshape(-1, 4)  # id := sender
+    del raw, origin, order
+    records = out.view(m.BOX_RECORD_DTYPE).reshape(-1)
     rs = np.asarray(receivers, dtype=np.int64)
     lo = np.searchsorted(to, rs, "left").tolist()
     hi = np.searchsorted(to, rs, "right").tolist()
-    return {u: m.box_list(out[a:b]) for u, a, b in zip(receivers, lo, hi, strict=True)}
+    lists = m.box_lists(records, list(zip(lo, hi, strict=True)))
+    return dict(zip(receivers, lists, strict=True))
+
+
+def _record_array(boxes: Sequence[tuple[int, bytes]]) -> np.ndarray:
+    """The wire records of a validated box list as a ``BOX_RECORD_DTYPE`` array (a
+    :class:`~secagg.masking.messages.BoxList`'s own, not copied)."""
+    if type(boxes) is m.BoxList:
+        return boxes.array
+    return np.frombuffer(m.box_records(boxes), dtype=m.BOX_RECORD_DTYPE)

@@ -60,6 +60,7 @@ __all__ = [
     "UnmaskingResponse",
     "UnmaskingResponseView",
     "box_list",
+    "box_lists",
     "box_records",
     "decode",
     "decode_masked_input",
@@ -404,7 +405,11 @@ class EntryList(tuple):  # type: ignore[type-arg]
 
     def records(self) -> bytes:
         """The wire records of the entries (what follows the ``u32`` count)."""
-        return b"".join(map(self._table._records.__getitem__, self._owners))
+        return b"".join(self.record_parts())
+
+    def record_parts(self) -> list[bytes]:
+        """The wire record of each entry (joined once, by the message's writer)."""
+        return list(map(self._table._records.__getitem__, self._owners))
 
 
 class EntryTable:
@@ -490,7 +495,7 @@ class KeysBroadcast(Message):
         w.raw(_body("reveals", self.reveals, build) if len(self.reveals) > 16 else build())
         w.u32(len(self.entries))
         if type(self.entries) is EntryList:
-            w.raw(self.entries.records())
+            w.raw_parts(self.entries.record_parts())
         else:  # every field was checked by KeyEntry: join the records in one go
             w.raw(b"".join([_entry_record(e) for e in self.entries]))
 
@@ -555,20 +560,72 @@ _BOX_RECORD = struct.Struct(f">I{BOX_BYTES}s")
 BOX_RECORD_DTYPE = np.dtype([("id", ">u4"), ("box", f"V{BOX_BYTES}")])
 
 
-class BoxList(tuple):  # type: ignore[type-arg]
-    """A validated box list ``((id, box), ...)``, ids strictly ascending, that keeps
-    its wire records (``u32_be id || box`` each) so that encoding it is one copy.
+class BoxList(Sequence[tuple[int, bytes]]):
+    """A validated box list ``((id, box), ...)``, ids strictly ascending, kept as its
+    wire records (``u32_be id || box`` each): encoding it is one copy, and its ids are
+    one array (:attr:`ids`).  The ``(id, box)`` pairs are built only when someone
+    iterates or indexes it (a server that forwards ``O(n k)`` boxes never does).
 
-    Built only by :func:`box_list` (which validates); equal to the plain tuple of the
-    same pairs.  The decoder returns one, and the server forwards boxes as one.
+    Built only by :func:`box_list` (which validates); immutable; equal to (and hashes
+    like) the plain tuple of the same pairs; slicing gives a plain tuple.
     """
 
-    _records: Any  #: bytes-like of ``len(self) * BOX_RECORD_DTYPE.itemsize`` bytes
+    __slots__ = ("_array", "_items", "_raw")
+
+    def __init__(self, array: np.ndarray, raw: Any) -> None:
+        self._array = array  #: the records as a BOX_RECORD_DTYPE array
+        self._raw = raw  #: bytes-like of ``len(self) * BOX_RECORD_DTYPE.itemsize`` bytes
+        self._items: tuple[tuple[int, bytes], ...] | None = None
+
+    def _tuple(self) -> tuple[tuple[int, bytes], ...]:
+        items = self._items
+        if items is None:
+            items = self._items = tuple(_BOX_RECORD.iter_unpack(self._raw))
+        return items
+
+    def __len__(self) -> int:
+        return len(self._array)
+
+    def __getitem__(self, i: Any) -> Any:
+        return self._tuple()[i]
+
+    def __iter__(self) -> Iterator[tuple[int, bytes]]:
+        return iter(self._tuple())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, BoxList):
+            return self.records() == other.records()
+        if isinstance(other, tuple):
+            return self._tuple() == other
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._tuple())
+
+    def __repr__(self) -> str:
+        return repr(self._tuple())
+
+    def __reduce__(self) -> tuple[Any, tuple[bytes]]:
+        # pickle / copy: rebuilt (and checked again) from its wire records
+        return box_list, (self.records(),)
+
+    @property
+    def ids(self) -> np.ndarray:
+        """The ids, ascending, as a native ``uint32`` array (a copy)."""
+        ids: np.ndarray = self._array["id"].astype(np.uint32)
+        return ids
+
+    @property
+    def array(self) -> np.ndarray:
+        """The records as a read-only :data:`BOX_RECORD_DTYPE` array."""
+        a: np.ndarray = self._array.view()
+        a.flags.writeable = False
+        return a
 
     def records(self) -> bytes:
         """The wire records (what follows the ``u32`` count in a message body)."""
-        rec = self._records
-        return rec.tobytes() if isinstance(rec, np.ndarray) else bytes(rec)
+        raw = self._raw
+        return raw.tobytes() if isinstance(raw, np.ndarray) else bytes(raw)
 
 
 def box_list(records: bytes | bytearray | memoryview | np.ndarray) -> BoxList:
@@ -588,14 +645,49 @@ def box_list(records: bytes | bytearray | memoryview | np.ndarray) -> BoxList:
         a = np.ascontiguousarray(records)
         raw: Any = a.view(np.uint8)
     else:
-        raw = memoryview(records).cast("B")
+        raw = records if type(records) is bytes else bytes(records)
         if len(raw) % _BOX_RECORD.size:
             raise DecodeError("box records must be whole records")
         a = np.frombuffer(raw, dtype=BOX_RECORD_DTYPE)
     if not _ascending_u32(a["id"]):
         raise DecodeError("box ids must be >= 1 and strictly ascending")
-    out = BoxList(_BOX_RECORD.iter_unpack(raw))
-    out._records = a if isinstance(records, np.ndarray) else records
+    return BoxList(a, raw)
+
+
+def box_lists(records: np.ndarray, bounds: Sequence[tuple[int, int]]) -> list[BoxList]:
+    """:func:`box_list` of each ``records[a:b]`` for ``(a, b)`` in ``bounds``, the ids of
+    every slice checked in one pass over ``records`` (a 1-D :data:`BOX_RECORD_DTYPE`
+    array, kept: the lists are views of it).
+
+    Raises
+    ------
+    DecodeError
+        If the ids of a slice are not >= 1 and strictly ascending.
+    ParameterError
+        If ``records`` is not a 1-D ``BOX_RECORD_DTYPE`` array or a bound is out of range.
+    """
+    if (
+        not isinstance(records, np.ndarray)
+        or records.dtype != BOX_RECORD_DTYPE
+        or records.ndim != 1
+    ):
+        raise ParameterError("box records must be a 1-D BOX_RECORD_DTYPE array")
+    a = np.ascontiguousarray(records)
+    n = len(a)
+    ids = a["id"].astype(np.int64)
+    # rising[i]: ids[i+1] > ids[i]; a slice is valid iff it starts >= 1 and rises inside
+    rising = np.empty(n, dtype=bool)
+    rising[:-1] = ids[1:] > ids[:-1]
+    rising[-1:] = True
+    bad = np.concatenate(([0], np.cumsum(~rising)))  # bad[j]: failures among rising[:j]
+    out = []
+    for lo, hi in bounds:
+        if not 0 <= lo <= hi <= n:
+            raise ParameterError("box list bounds out of range")
+        if hi > lo and (ids[lo] < 1 or bad[hi - 1] - bad[lo]):
+            raise DecodeError("box ids must be >= 1 and strictly ascending")
+        part = a[lo:hi]
+        out.append(BoxList(part, part.view(np.uint8)))
     return out
 
 
@@ -607,7 +699,7 @@ def box_records(boxes: Sequence[tuple[int, bytes]]) -> bytes:
     return b"".join([i.to_bytes(4, "big") + b for i, b in boxes])
 
 
-def _check_boxes(boxes: Sequence[tuple[int, bytes]], what: str) -> tuple[tuple[int, bytes], ...]:
+def _check_boxes(boxes: Sequence[tuple[int, bytes]], what: str) -> Sequence[tuple[int, bytes]]:
     if type(boxes) is BoxList:
         return boxes  # validated by box_list()
     fast = boxes if type(boxes) is tuple else tuple(boxes)
@@ -636,9 +728,14 @@ def _write_boxes(w: Writer, boxes: Sequence[tuple[int, bytes]]) -> None:
 
 
 def _read_boxes(r: Reader) -> BoxList:
-    """Bulk decode: one slice, ids checked at once, one C-level unpack of the records."""
+    """Bulk decode: one slice, ids checked at once; the pairs are built lazily."""
     count = r.count(r.remaining // _BOX_RECORD.size)
-    return box_list(bytes(r.raw_view(count * _BOX_RECORD.size)))
+    # a view, not a copy: a Reader's buffer is an immutable bytes object
+    raw = r.raw_view(count * _BOX_RECORD.size)
+    a = np.frombuffer(raw, dtype=BOX_RECORD_DTYPE)
+    if not _ascending_u32(a["id"]):
+        raise DecodeError("box ids must be >= 1 and strictly ascending")
+    return BoxList(a, raw)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -647,7 +744,7 @@ class ShareKeys(Message):
 
     TYPE: ClassVar[MessageType] = MessageType.SHARE_KEYS
     ROUND: ClassVar[int] = 1
-    boxes: tuple[tuple[int, bytes], ...]
+    boxes: Sequence[tuple[int, bytes]]  #: a tuple, or a BoxList (validated, lazy)
 
     def _validate(self) -> None:
         if self.sender == SERVER_ID:
@@ -664,7 +761,7 @@ class MaskedInputRequest(Message):
 
     TYPE: ClassVar[MessageType] = MessageType.MASKED_INPUT_REQUEST
     ROUND: ClassVar[int] = 1
-    boxes: tuple[tuple[int, bytes], ...]
+    boxes: Sequence[tuple[int, bytes]]  #: a tuple, or a BoxList (validated, lazy)
 
     def _validate(self) -> None:
         if self.sender != SERVER_ID:
@@ -936,8 +1033,17 @@ def encode(msg: Message) -> bytes:
     if not isinstance(msg, Message) or type(msg) not in _CLASSES.values():
         raise ParameterError("not a secagg masking message")
     w = Writer()
-    w.u16(WIRE_VERSION).u8(int(msg.TYPE)).u8(msg.ROUND).raw(msg.session_id)
-    w.u32(msg.sender).u32(msg.recipient)
+    sid = msg.session_id
+    if type(sid) is bytes and len(sid) == SESSION_BYTES:
+        # fields checked by the message's constructor: the header in one C call (a
+        # value struct cannot pack is refused like the Writer refuses it)
+        try:
+            w.raw(_HEADER.pack(WIRE_VERSION, msg.TYPE, msg.ROUND, sid, msg.sender, msg.recipient))
+        except struct.error:
+            raise ParameterError("header field out of range") from None
+    else:
+        w.u16(WIRE_VERSION).u8(int(msg.TYPE)).u8(msg.ROUND).raw(sid)
+        w.u32(msg.sender).u32(msg.recipient)
     msg._write_body(w)
     return w.getvalue()
 
@@ -1249,7 +1355,21 @@ def _read_masked(r: Reader, head: dict[str, object]) -> MaskedInputView:
     return MaskedInputView(bits=bits, length=length, view=view, packed=packed, **head)  # type: ignore[arg-type]
 
 
+#: The header ``u16 version | u8 type | u8 round | session id | u32 sender | u32 recipient``.
+_HEADER = struct.Struct(f">HBB{SESSION_BYTES}sII")
+
+
 def _read_header(r: Reader) -> tuple[type[Message], dict[str, object]]:
+    if r.remaining >= _HEADER.size:  # one C-level unpack; the same checks in the same order
+        version, tcode, rnd, sid, sender, recipient = _HEADER.unpack(r.raw_view(_HEADER.size))
+        if version != WIRE_VERSION:
+            raise DecodeError(f"unsupported wire version {version}")
+        cls = _CLASSES.get(tcode)
+        if cls is None:
+            raise DecodeError(f"unknown message type {tcode}")
+        if rnd != cls.ROUND:
+            raise DecodeError("round field does not match the message type")
+        return cls, {"session_id": sid, "sender": sender, "recipient": recipient}
     version = r.u16()
     if version != WIRE_VERSION:
         raise DecodeError(f"unsupported wire version {version}")

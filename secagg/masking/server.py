@@ -26,11 +26,9 @@ Normative description: ``protocols/secagg.md``.
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
-from itertools import chain, repeat
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from operator import itemgetter
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import numpy as np
 
@@ -72,7 +70,6 @@ __all__ = [
 
 #: Elements per chunk range handed to the ``map`` function in :meth:`Server.finalize`.
 UNMASK_RANGE_ELEMENTS = 1 << 18
-_BIG: Literal["big"] = "big"
 #: At least this many work units for that ``map`` (a short vector's jobs are split).
 UNMASK_UNITS = 8
 
@@ -125,9 +122,11 @@ class Server:
         self._expected: set[int] = set(config.clients)  # who may answer in this phase
         self._keys: dict[int, m.AdvertiseKeys] = {}  # U1
         self._seen_keys: set[bytes] = set()
-        self._key_owners: dict[int, tuple[int, ...]] = {}  # u -> N(u) ∩ U1, as sent to u
-        self._boxes_from: dict[int, tuple[tuple[int, bytes], ...]] = {}  # U2 -> boxes
-        self._senders_to: dict[int, tuple[int, ...]] = {}  # S_u for u in U2
+        self._key_owners: dict[int, np.ndarray] = {}  # u -> N(u) ∩ U1 (uint32), as sent to u
+        self._boxes_from: dict[int, Sequence[tuple[int, bytes]]] = {}  # U2 -> boxes
+        self._senders_to: dict[int, np.ndarray] = {}  # S_u (uint32, ascending) for u in U2
+        self._u3_senders: np.ndarray = np.empty(0, dtype=np.uint32)  # ∪ S_u over U3, sorted
+        self._fates: np.ndarray = np.empty(0, dtype=np.uint32)  # U3 ∪ D, sorted
         self._masked: set[int] = set()  # U3
         self._sum: UIntArray | None = None
         self._signatures: dict[int, bytes] = {}  # U4
@@ -135,7 +134,6 @@ class Server:
         self._dropped: tuple[int, ...] = ()
         self._u3_set: frozenset[int] = frozenset()
         self._dropped_set: frozenset[int] = frozenset()
-        self._share_kind_of: dict[int, m.ShareKind] = {}  # owner -> the share U3 ∪ D owe
         self._u4: tuple[int, ...] = ()
         # U5 -> (owners, shares) as received: uint32 ids and (count, 33) field elements
         self._shares_from: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -396,7 +394,13 @@ class Server:
         self._reveals[sender] = m.Reveal(owner=sender, reveal=msg.reveal, signature=msg.signature)
 
     def _on_share_keys(self, sender: int, msg: m.ShareKeys) -> None:
-        if tuple(map(itemgetter(0), msg.boxes)) != self._key_owners[sender]:
+        boxes = msg.boxes
+        ids = (
+            boxes.ids
+            if type(boxes) is m.BoxList
+            else np.fromiter(map(itemgetter(0), boxes), dtype=np.int64, count=len(boxes))
+        )
+        if not np.array_equal(ids, self._key_owners[sender]):
             raise RemoteProtocolError("share boxes must go to exactly N(u) ∩ U1")
         self._boxes_from[sender] = msg.boxes
 
@@ -407,8 +411,10 @@ class Server:
             raise RemoteProtocolError(
                 f"masked input must have bits={cfg.bits} and {cfg.length} elements"
             )
-        want = cm.view_digest(
-            session_id=cfg.session_id, client=sender, senders=self._senders_to[sender]
+        want = cm.view_digest_ids(
+            session_id=cfg.session_id,
+            client=sender,
+            ids=self._senders_to[sender].astype(">u4").tobytes(),
         )
         if msg.view != want:
             # u masked with other neighbors than the boxes it was sent: its y_u would
@@ -450,9 +456,8 @@ class Server:
         view = msg if isinstance(msg, m.UnmaskingResponseView) else m.UnmaskingResponseView.of(msg)
         # the owners must be exactly S_sender ∩ (U3 ∪ D), ascending, each with the kind
         # its owner's fate asks for (SELF_MASK if it survived, MASK_KEY if it dropped)
-        want = np.fromiter(
-            filter(self._share_kind_of.__contains__, self._senders_to[sender]), dtype=np.uint32
-        )
+        senders = self._senders_to[sender]
+        want = senders[_member(senders, self._fates)]
         if not np.array_equal(view.owners, want) or not np.array_equal(
             view.kinds, self._kinds_for(want)
         ):
@@ -569,9 +574,12 @@ class Server:
             )
             for v, k in self._keys.items()
         )
-        for u in sorted(self._keys):
-            owners = tuple(sorted(self._graph[u].intersection(self._keys)))
-            self._key_owners[u] = owners  # N(u) ∩ U1: whom u's ShareKeys must address
+        u1 = sorted(self._keys)
+        for u in u1:
+            # N(u) ∩ U1, ascending (a C-level filter of sorted U1): whom u's ShareKeys
+            # must address
+            owners = tuple(filter(self._graph[u].__contains__, u1))
+            self._key_owners[u] = np.fromiter(owners, dtype=np.uint32, count=len(owners))
             out.append(
                 (
                     u,
@@ -600,7 +608,7 @@ class Server:
         out: Outgoing = []
         for u in u2:
             boxes = inbox.pop(u)
-            self._senders_to[u] = tuple(map(itemgetter(0), boxes))
+            self._senders_to[u] = boxes.ids
             out.append(
                 (
                     u,
@@ -616,9 +624,16 @@ class Server:
         self._expected = set(u2)
         return out
 
-    def _holder_counts(self, among: set[int]) -> dict[int, int]:
-        """``owner -> |{w in among : owner in S_w}|`` (holders of owner's shares)."""
-        return dict(Counter(chain.from_iterable(self._senders_to.get(w, ()) for w in among)))
+    def _holder_counts(self, among: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
+        """``(owners, counts)``: every owner in some ``S_w`` (``w`` in ``among``),
+        ascending, and ``|{w in among : owner in S_w}|`` (holders of its shares)."""
+        parts = [self._senders_to[w] for w in among if w in self._senders_to]
+        if not parts:
+            return np.empty(0, dtype=np.uint32), np.empty(0, dtype=np.int64)
+        # unique with counts by one sort (np.unique would import numpy.ma on first use)
+        ids = np.sort(np.concatenate(parts))
+        starts = np.flatnonzero(np.concatenate(([True], ids[1:] != ids[:-1])))
+        return ids[starts], np.diff(np.append(starts, len(ids)))
 
     def _close_masked(self) -> Outgoing:
         cfg = self._config
@@ -632,29 +647,31 @@ class Server:
                 u3_sorted,
             )
         dropped = tuple(sorted(set(self._boxes_from) - u3))
-        holders = self._holder_counts(u3)
-        for u in u3_sorted:
-            if holders.get(u, 0) < t:
-                return self._abort(
-                    AbortReason.SELF_MASK_UNRECOVERABLE,
-                    f"client {u}'s self mask cannot be recovered",
-                    u3_sorted,
-                )
-        masked_with = set(chain.from_iterable(self._senders_to[u] for u in u3))
-        for v in dropped:
-            if v in masked_with and holders.get(v, 0) < t:
-                return self._abort(
-                    AbortReason.DROPPED_MASKS_UNRECOVERABLE,
-                    f"dropped client {v}'s masks cannot be recovered",
-                    u3_sorted,
-                )
+        # owners: every sender to some u in U3 (whose masks are in U3's inputs)
+        owners, holders = self._holder_counts(u3_sorted)
+        u3_array = np.asarray(u3_sorted, dtype=np.uint32)
+        short = np.flatnonzero(_counts_of(u3_array, owners, holders) < t)
+        if len(short):
+            return self._abort(
+                AbortReason.SELF_MASK_UNRECOVERABLE,
+                f"client {u3_sorted[int(short[0])]}'s self mask cannot be recovered",
+                u3_sorted,
+            )
+        d = np.asarray(dropped, dtype=np.uint32)
+        short = np.flatnonzero(_member(d, owners) & (_counts_of(d, owners, holders) < t))
+        if len(short):
+            return self._abort(
+                AbortReason.DROPPED_MASKS_UNRECOVERABLE,
+                f"dropped client {dropped[int(short[0])]}'s masks cannot be recovered",
+                u3_sorted,
+            )
+        self._u3_senders = owners
+        self._fates = np.sort(np.concatenate([u3_array, d]))  # disjoint sets
         self._u3 = u3_sorted
         self._dropped = dropped
         self._u3_set = frozenset(u3_sorted)
         self._dropped_set = frozenset(dropped)
-        self._share_kind_of = dict.fromkeys(dropped, m.ShareKind.MASK_KEY)
-        self._share_kind_of.update(dict.fromkeys(u3_sorted, m.ShareKind.SELF_MASK))
-        self._u3_array = np.asarray(u3_sorted, dtype=np.uint32)
+        self._u3_array = u3_array
         self._expected = set(u3)
         if cfg.security is SecurityMode.MALICIOUS:
             return [
@@ -708,9 +725,9 @@ class Server:
         t = cfg.threshold
         u5 = sorted(self._responded)
         u3 = self._u3
-        dropped_needed = (
-            sorted(set(self._dropped).intersection(chain.from_iterable(
-                self._senders_to[u] for u in u3)))
+        dropped_arr = np.asarray(self._dropped, dtype=np.uint32)
+        dropped_needed: list[int] = (
+            dropped_arr[_member(dropped_arr, self._u3_senders)].tolist()
             if self._dropped
             else []
         )
@@ -734,20 +751,13 @@ class Server:
             )
         # each secret from the t holders with the smallest ids (what reconstruct_many uses)
         pick = (lo[:, None] + np.arange(t)).reshape(-1)
-        xs = holders[pick].tolist()
-        rows = ys[pick].view(f"V{ELEMENT_BYTES}").ravel().tolist()  # one bytes per share
-        yv = list(map(int.from_bytes, rows, repeat(_BIG)))
-        del owners, holders, ys, rows
+        xs = holders[pick].reshape(-1, t)
+        rows = ys[pick].reshape(-1, t, ELEMENT_BYTES)
+        del owners, holders, ys
         jobs: list[tuple[bytes, int]] = []
         try:
-            # every secret at once: shared (cached, derived) Lagrange coefficients
-            secrets = _plane.reconstruct_secrets(
-                [
-                    list(zip(xs[j : j + t], yv[j : j + t], strict=True))
-                    for j in range(0, len(xs), t)
-                ],
-                t,
-            )
+            # every secret at once, no Python int per share (shamir.reconstruct_rows)
+            secrets = _plane.reconstruct_secret_rows(xs, rows, t)
             for v, b in zip(u3, secrets[: len(u3)], strict=True):
                 if (
                     cm.self_mask_commitment(b, session_id=cfg.session_id, client=v)
@@ -798,8 +808,24 @@ class Server:
             return []  # no dropout: skip the O(|U3| k) scan
         for u in self._u3:
             pk = self._keys[u].s_pk
-            for v in filter(dropped_keys.__contains__, self._senders_to[u]):
+            for v in filter(dropped_keys.__contains__, self._senders_to[u].tolist()):
                 pairs.append((dropped_keys[v].private, pk, u, v))
                 signs.append(-cm.mask_sign(u, v))
         seeds = _plane.pairwise_seeds(pairs, _plane.labels(self._config.session_id), self._map_fn)
         return list(zip(seeds, signs, strict=True))
+
+
+def _counts_of(ids: np.ndarray, owners: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """``counts`` looked up for each of ``ids`` (0 for an id not in ``owners``)."""
+    if not len(owners):
+        return np.zeros(len(ids), dtype=np.int64)
+    at = np.minimum(np.searchsorted(owners, ids), len(owners) - 1)
+    return np.where(owners[at] == ids, counts[at], 0)
+
+
+def _member(ids: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """Boolean mask: which of ``ids`` are in ``sorted_set`` (ascending)."""
+    if not len(sorted_set):
+        return np.zeros(len(ids), dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_set, ids), len(sorted_set) - 1)
+    return np.asarray(sorted_set[at] == ids)

@@ -22,9 +22,12 @@ derives each subset's coefficients from the big set's in ``O(t)`` instead of
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from functools import lru_cache
+from itertools import repeat
 from operator import lt, mul
+from typing import Literal
 
 import numpy as np
 
@@ -38,6 +41,7 @@ __all__ = [
     "lagrange_at_zero",
     "reconstruct",
     "reconstruct_many",
+    "reconstruct_rows",
     "split",
     "split_many",
 ]
@@ -262,6 +266,26 @@ def split(
     return split_many([secret], t, xs, rng, prime=prime)[0]
 
 
+#: x-coordinates below this take :func:`lagrange_at_zero`'s exact-product path.
+_SMALL_X = 1 << 32
+
+
+def _lagrange_terms(xt: tuple[int, ...], prime: int) -> tuple[list[int], list[int]]:
+    """``(prod_{j!=i} x_j, prod_{j!=i} (x_j - x_i))`` mod ``prime`` for each ``i``."""
+    nums = []
+    dens = []
+    for i, xi in enumerate(xt):
+        num = 1
+        den = 1
+        for j, xj in enumerate(xt):
+            if j != i:
+                num = num * xj % prime
+                den = den * (xj - xi) % prime
+        nums.append(num)
+        dens.append(den)
+    return nums, dens
+
+
 @lru_cache(maxsize=4096)
 def lagrange_at_zero(xs: tuple[int, ...], *, prime: int = P) -> tuple[int, ...]:
     """``L_i(0)`` for the x-set ``xs`` (cached).  ``xs`` must be distinct and non-zero.
@@ -274,18 +298,18 @@ def lagrange_at_zero(xs: tuple[int, ...], *, prime: int = P) -> tuple[int, ...]:
     check_prime(prime)
     xt = _check_xs(xs, prime)
     k = len(xt)
-    nums = []
-    dens = []
-    for i, xi in enumerate(xt):
-        num = 1
-        den = 1
-        for j in range(k):
-            if j != i:
-                xj = xt[j]
-                num = num * xj % prime
-                den = den * (xj - xi) % prime
-        nums.append(num)
-        dens.append(den)
+    if k and max(xt) < _SMALL_X:
+        # party ids: exact integer products (C-level math.prod over machine-size
+        # factors), one reduction each, instead of k^2 modular steps in Python
+        total = math.prod(xt)
+        nums = [total // xi % prime for xi in xt]
+        dens = [
+            math.prod([xj - xi for xj in xt[:i]]) * math.prod([xj - xi for xj in xt[i + 1 :]])
+            % prime
+            for i, xi in enumerate(xt)
+        ]
+    else:
+        nums, dens = _lagrange_terms(xt, prime)
     # batch inversion of the denominators: one pow() for all of them
     prefix = [1] * (k + 1)
     for i, d in enumerate(dens):
@@ -426,3 +450,141 @@ def reconstruct_many(
             b: int = sum(map(mul, ys, mu))
             out.append((xk * a - b) % prime * pow(xk, -1, prime) % prime)
     return out
+
+
+_BIG: Literal["big"] = "big"
+#: x-coordinates of :func:`reconstruct_rows`' limb path are below this (party ids).
+_ROW_X_LIMIT = 1 << 32
+_ROW_LIMBS = 17  # 16-bit limbs of 34 bytes (272 bits): a share, a coefficient
+
+
+def _limbs(be34: np.ndarray) -> np.ndarray:
+    """``(..., 34)`` big-endian bytes -> ``(..., 17)`` float64 16-bit limbs, low limb first."""
+    return be34.view(">u2")[..., ::-1].astype(np.float64)
+
+
+def reconstruct_rows(xs: np.ndarray, ys: np.ndarray, t: int, *, prime: int = P) -> list[int]:
+    """Secrets from ``S`` rows of exactly ``t`` shares, without a Python int per share.
+
+    ``xs`` is ``(S, t)`` x-coordinates, strictly ascending in each row, in ``[1, 2^32)``;
+    ``ys`` is ``(S, t, 33)`` ``uint8``, each share a big-endian field element.  Equal to
+    ``reconstruct_many([list(zip(xs[r], y_r)) for r ...], t)``.
+
+    The rows whose x-set is a ``t``-subset of ``B`` — the ``t + 1`` smallest
+    x-coordinates of all rows (what the SecAgg server meets: every owner's holders
+    are the first survivors but itself) — are interpolated all at once: with ``y``
+    zero at the one missing coordinate ``x_k``, ``secret = (x_k a - b) / x_k`` where
+    ``a = sum(y L_B)``, ``b = sum(y L_B x)`` (see :data:`_Recipe`); ``a`` and ``b``
+    of every row are two matrix products over 16-bit limbs, exact in ``float64``
+    (each sum is below ``(t+1) 2^32 < 2^53``), then carried into integers.  Any
+    other row goes through :func:`reconstruct_many`.
+
+    Raises
+    ------
+    ParameterError
+        Bad shapes or threshold, x-coordinates not strictly ascending or out of
+        range, or a share that is not a field element.
+    """
+    check_prime(prime)
+    if isinstance(t, bool) or not isinstance(t, int) or t < 1:
+        raise ParameterError("threshold must be a positive integer")
+    xs = np.asarray(xs)
+    ys = np.asarray(ys)
+    if xs.ndim != 2 or xs.shape[1] != t or xs.dtype.kind not in "ui":
+        raise ParameterError("xs must be an (S, t) integer array")
+    n_rows = xs.shape[0]
+    width = (prime.bit_length() + 7) // 8
+    if ys.shape != (n_rows, t, width) or ys.dtype != np.uint8:
+        raise ParameterError(f"ys must be an (S, t, {width}) uint8 array")
+    if n_rows == 0:
+        return []
+    x64 = xs.astype(np.int64)
+    if int(x64.min()) < 1 or int(x64.max()) >= min(prime, _ROW_X_LIMIT):
+        raise ParameterError("x-coordinates must be in [1, 2^32) and below the prime")
+    if t > 1 and not bool(np.all(x64[:, 1:] > x64[:, :-1])):
+        raise ParameterError("x-coordinates of a row must be strictly ascending")
+    # shares < prime: big-endian rows compare like their values; only rows whose top
+    # byte reaches the prime's are compared in Python
+    p_bytes = prime.to_bytes(width, "big")
+    flat = ys.reshape(-1, width)
+    suspect = np.flatnonzero(flat[:, 0] >= p_bytes[0])
+    for i in suspect.tolist():
+        if bytes(flat[i]) >= p_bytes:
+            raise ParameterError("share is not a field element")
+    if prime != P or width + 1 != 2 * _ROW_LIMBS or t + 1 >= 1 << 21:
+        return _rows_by_python(x64, flat, t, prime)
+    union = np.sort(x64.ravel())  # distinct values by one sort (np.unique imports numpy.ma)
+    union = union[np.concatenate(([True], union[1:] != union[:-1]))]
+    base = union[: t + 1]
+    if len(base) != t + 1:  # every row has the same x-set: no (t+1)-set to derive from
+        return _rows_by_python(x64, flat, t, prime)
+    pos = np.searchsorted(base, x64)
+    inside = np.all(base[np.minimum(pos, t)] == x64, axis=1)
+    out: list[int] = [0] * n_rows
+    rest = np.flatnonzero(~inside)
+    if len(rest):
+        for r, v in zip(
+            rest.tolist(),
+            _rows_by_python(x64[rest], ys[rest].reshape(-1, width), t, prime),
+            strict=True,
+        ):
+            out[r] = v
+    rows = np.flatnonzero(inside)
+    if not len(rows):
+        return out
+    base_t = tuple(base.tolist())
+    lam = lagrange_at_zero(base_t, prime=prime)
+    mu = [c * x % prime for c, x in zip(lam, base_t, strict=True)]
+    coef = np.frombuffer(
+        b"".join(c.to_bytes(2 * _ROW_LIMBS, "big") for c in (*lam, *mu)), dtype=np.uint8
+    ).reshape(2, t + 1, 2 * _ROW_LIMBS)
+    c_limbs = _limbs(coef)  # (2, t+1, 17)
+    k = len(rows)
+    padded = np.zeros((k, t, 2 * _ROW_LIMBS), dtype=np.uint8)
+    padded[:, :, 1:] = ys[rows]
+    y_limbs = _limbs(padded)  # (k, t, 17)
+    big = np.zeros((k, _ROW_LIMBS, t + 1), dtype=np.float64)  # y by limb, zero at x_k
+    big[np.arange(k)[:, None], :, pos[rows]] = y_limbs
+    cmat = c_limbs.transpose(1, 0, 2).reshape(t + 1, 2 * _ROW_LIMBS)
+    lhs = big.reshape(k * _ROW_LIMBS, t + 1)
+    prod = np.empty((len(lhs), 2 * _ROW_LIMBS), dtype=np.float64)
+    # in slices of 32 rows: OpenBLAS runs products this small on the calling thread
+    # (no worker threads inside the core, whose CPU a thread-time figure would miss);
+    # measured as fast as one single-threaded product
+    for i in range(0, len(lhs), 32):
+        np.matmul(lhs[i : i + 32], cmat, out=prod[i : i + 32])
+    z = prod.astype(np.int64).reshape(k, _ROW_LIMBS, 2, _ROW_LIMBS)  # [row, y limb, a|b, coef limb]
+    top = 2 * _ROW_LIMBS + 2  # limbs of a sum below (t+1) 2^(2*272) < 2^(16*36)
+    acc = np.zeros((k, 2, top), dtype=np.int64)
+    for i in range(_ROW_LIMBS):
+        acc[:, :, i : i + _ROW_LIMBS] += z[:, i]
+    for i in range(top - 1):  # carry: every limb < 2^16
+        acc[:, :, i + 1] += acc[:, :, i] >> 16
+        acc[:, :, i] &= 0xFFFF
+    raw = acc.astype("<u2").tobytes()
+    step = 2 * top
+    # the missing coordinate of each row: the one position no share landed on
+    filled = np.zeros((k, t + 1), dtype=bool)
+    filled[np.arange(k)[:, None], pos[rows]] = True
+    missing = base[np.argmin(filled, axis=1)]
+    inverses: dict[int, int] = {}
+    for j, (r, xk) in enumerate(zip(rows.tolist(), missing.tolist(), strict=True)):
+        a = int.from_bytes(raw[2 * j * step : (2 * j + 1) * step], "little")
+        b = int.from_bytes(raw[(2 * j + 1) * step : (2 * j + 2) * step], "little")
+        inv = inverses.get(xk)
+        if inv is None:
+            inv = inverses[xk] = pow(xk, -1, prime)
+        out[r] = (xk * a - b) % prime * inv % prime
+    return out
+
+
+def _rows_by_python(x64: np.ndarray, flat: np.ndarray, t: int, prime: int) -> list[int]:
+    """:func:`reconstruct_rows` through :func:`reconstruct_many` (Python ints)."""
+    xs = x64.tolist()
+    ys = list(map(int.from_bytes, flat.view(f"V{flat.shape[1]}").ravel().tolist(),
+                  repeat(_BIG)))
+    return reconstruct_many(
+        [list(zip(xs[r], ys[r * t : (r + 1) * t], strict=True)) for r in range(len(xs))],
+        t,
+        prime=prime,
+    )

@@ -120,3 +120,11 @@ def test_wrap_signed_is_exact_on_64_bit_values() -> None:
     assert modular.wrap_signed(v, 63).tolist() == [2**63 - 1, 2**62 + 1, 0, 2**63 - 1]
     u = np.array([2**64 - 1, 2**53 + 1], dtype=np.uint64)
     assert modular.wrap_signed(u, 64).tolist() == [2**64 - 1, 2**53 + 1]
+
+
+def test_writer_raw_parts_joins_once_and_takes_only_bytes():
+    w = Writer().u8(1).raw_parts([b"ab", b"", b"cd"]).raw(b"e")
+    assert w.getvalue() == b"\x01abcde"
+    for bad in ([bytearray(b"x")], [memoryview(b"x")], [b"a", "b"]):
+        with pytest.raises(ParameterError):
+            Writer().raw_parts(bad)  # type: ignore[arg-type]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -128,3 +129,99 @@ def test_t_minus_1_shares_do_not_determine_the_secret(t, data):
 def test_reconstruct_many_rejects(lists, t):
     with pytest.raises(ParameterError):
         shamir.reconstruct_many(lists, t)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.sampled_from([P, 257, 65537, 2**61 - 1]),
+    st.sampled_from([300, 2**22, 2**32 - 1, 2**32, 2**40]),
+    st.data(),
+)
+def test_lagrange_exact_product_path_equals_the_modular_loop(prime, top, data):
+    """Party ids below 2^32 take the exact-product path; larger ones the modular loop;
+    both give the coefficients the modular loop gives."""
+    top = min(top, prime - 1)
+    k = data.draw(st.integers(1, 30))
+    xs = tuple(data.draw(st.lists(st.integers(1, top), min_size=k, max_size=k, unique=True)))
+    nums, dens = shamir._lagrange_terms(xs, prime)
+    want = tuple(n * pow(d, -1, prime) % prime for n, d in zip(nums, dens, strict=True))
+    shamir.lagrange_at_zero.cache_clear()
+    assert shamir.lagrange_at_zero(xs, prime=prime) == want
+
+
+def test_lagrange_exact_path_known_values_and_refusals():
+    shamir.lagrange_at_zero.cache_clear()
+    # L_i(0) over {1, 2, 3}: 3, -3, 1
+    assert shamir.lagrange_at_zero((1, 2, 3)) == (3, P - 3, 1)
+    assert shamir.lagrange_at_zero((2**32 - 1, 5)) == shamir.lagrange_at_zero((2**32 - 1, 5))
+    with pytest.raises(ParameterError):
+        shamir.lagrange_at_zero((1, 1, 2))
+    with pytest.raises(ParameterError):
+        shamir.lagrange_at_zero((0, 2))
+
+
+def _rows(rows_y):
+    return np.frombuffer(
+        b"".join(y.to_bytes(field.ELEMENT_BYTES, "big") for row in rows_y for y in row),
+        dtype=np.uint8,
+    ).reshape(len(rows_y), -1, field.ELEMENT_BYTES)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_reconstruct_rows_equals_reconstruct_many(data):
+    """The limb path (rows inside one (t+1)-set) and the fallback (other rows) give
+    exactly what reconstruct_many gives, extreme shares included."""
+    t = data.draw(st.integers(1, 12))
+    top = data.draw(st.sampled_from([40, 2**20, 2**32 - 1]))
+    ids = sorted(data.draw(st.lists(st.integers(1, top), min_size=t + 1, max_size=t + 6,
+                                    unique=True)))
+    n_rows = data.draw(st.integers(1, 6))
+    share = st.one_of(element, st.sampled_from([0, 1, P - 1, 2**256, 2**256 - 1]))
+    rows_x, rows_y = [], []
+    for _ in range(n_rows):
+        pool = ids[: t + 1] if data.draw(st.booleans()) else ids
+        rows_x.append(sorted(data.draw(st.permutations(pool))[:t]))
+        rows_y.append(data.draw(st.lists(share, min_size=t, max_size=t)))
+    got = shamir.reconstruct_rows(np.array(rows_x, dtype=np.uint32), _rows(rows_y), t)
+    want = shamir.reconstruct_many(
+        [list(zip(x, y, strict=True)) for x, y in zip(rows_x, rows_y, strict=True)], t
+    )
+    assert got == want
+
+
+def test_reconstruct_rows_complete_graph_shape_and_known_secret():
+    # f(x) = 7 + 3x + 5x^2 (t = 3); rows: every 3-subset of {1, 2, 3, 4} plus {1, 2, 9}
+    f = lambda x: (7 + 3 * x + 5 * x * x) % P  # noqa: E731
+    sets = [(1, 2, 3), (1, 2, 4), (1, 3, 4), (2, 3, 4), (1, 2, 9)]
+    got = shamir.reconstruct_rows(
+        np.array(sets, dtype=np.uint32), _rows([[f(x) for x in s] for s in sets]), 3
+    )
+    assert got == [7] * 5
+    assert shamir.reconstruct_rows(np.empty((0, 3), np.uint32),
+                                   np.empty((0, 3, field.ELEMENT_BYTES), np.uint8), 3) == []
+
+
+def test_reconstruct_rows_refusals():
+    xs = np.array([[1, 2]], dtype=np.uint32)
+    ok = _rows([[5, 6]])
+    with pytest.raises(ParameterError, match="ascending"):
+        shamir.reconstruct_rows(np.array([[2, 1]], dtype=np.uint32), ok, 2)
+    with pytest.raises(ParameterError, match="ascending"):
+        shamir.reconstruct_rows(np.array([[2, 2]], dtype=np.uint32), ok, 2)
+    with pytest.raises(ParameterError, match="x-coordinates"):
+        shamir.reconstruct_rows(np.array([[0, 2]], dtype=np.uint32), ok, 2)
+    with pytest.raises(ParameterError, match="x-coordinates"):
+        shamir.reconstruct_rows(np.array([[1, 2**32]], dtype=np.int64), ok, 2)
+    with pytest.raises(ParameterError, match="field element"):
+        shamir.reconstruct_rows(xs, _rows([[5, P]]), 2)
+    bad = _rows([[5, 6]]).copy()
+    bad[0, 1, 0] = 2  # top byte above P's
+    with pytest.raises(ParameterError, match="field element"):
+        shamir.reconstruct_rows(xs, bad, 2)
+    with pytest.raises(ParameterError, match="xs must be"):
+        shamir.reconstruct_rows(np.array([[1, 2, 3]], dtype=np.uint32), ok, 2)
+    with pytest.raises(ParameterError, match="ys must be"):
+        shamir.reconstruct_rows(xs, ok[:, :1], 2)
+    with pytest.raises(ParameterError, match="threshold"):
+        shamir.reconstruct_rows(xs, ok, 0)
