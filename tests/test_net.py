@@ -1004,8 +1004,17 @@ def test_cli_serve_and_clients_complete_two_rounds(ca: dict[str, Path], tmp_path
             np.save(tmp_path / f"x{u}.npy", inputs[u])
             cl.append(
                 _popen_cli(
-                    "client", "--server", f"127.0.0.1:{port}", "--certs", str(ca["dir"]),
-                    "--id", str(u), "--input", str(tmp_path / f"x{u}.npy"), "--rounds", "2",
+                    "client",
+                    "--server",
+                    f"127.0.0.1:{port}",
+                    "--certs",
+                    str(ca["dir"]),
+                    "--id",
+                    str(u),
+                    "--input",
+                    str(tmp_path / f"x{u}.npy"),
+                    "--rounds",
+                    "2",
                 )
             )
         _join(proc, cl, serve_rc=0)
@@ -1030,19 +1039,42 @@ def _popen_cli(*argv: str) -> subprocess.Popen[str]:
     )
 
 
-def _spawn_float_serve(ca_dir: Path, tmp_path: Path, n: int, clip: float, vbits: int,
-                       out: Path) -> subprocess.Popen[str]:
+def _spawn_float_serve(
+    ca_dir: Path, tmp_path: Path, n: int, clip: float, vbits: int, out: Path
+) -> subprocess.Popen[str]:
     """``secagg serve`` for one float round (report in ``tmp_path/report.json``)."""
     return _popen_cli(
-        "serve", "--listen", "127.0.0.1:0", "--certs", str(ca_dir), "--clients", str(n),
-        "--length", str(LENGTH), "--join-timeout", "60", "--deadline", "10",
-        "--clip", str(clip), "--value-bits", str(vbits), "--out", str(out),
-        "--json", str(tmp_path / "report.json"),
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--certs",
+        str(ca_dir),
+        "--clients",
+        str(n),
+        "--length",
+        str(LENGTH),
+        "--join-timeout",
+        "60",
+        "--deadline",
+        "10",
+        "--clip",
+        str(clip),
+        "--value-bits",
+        str(vbits),
+        "--out",
+        str(out),
+        "--json",
+        str(tmp_path / "report.json"),
     )
 
 
-def _join(serve: subprocess.Popen[str], clients: list[subprocess.Popen[str]], *,
-          serve_rc: int, clients_ok: bool = True) -> None:
+def _join(
+    serve: subprocess.Popen[str],
+    clients: list[subprocess.Popen[str]],
+    *,
+    serve_rc: int,
+    clients_ok: bool = True,
+) -> None:
     """Wait for the clients (each exits 0 if ``clients_ok``), then for ``secagg serve``."""
     for c in clients:
         _, err = c.communicate(timeout=60)
@@ -1077,10 +1109,21 @@ def test_cli_float_updates_go_through_the_scheme_halves(
             np.save(tmp_path / f"x{u}.npy", x.astype(np.float32 if u == 1 else np.float64))
             cl.append(
                 _popen_cli(
-                    "client", "--server", f"127.0.0.1:{port}", "--certs", str(ca["dir"]),
-                    "--id", str(u), "--input", str(tmp_path / f"x{u}.npy"),
-                    "--clip", str(clip), "--value-bits", str(vbits),
-                    "--max-clients", str(n),
+                    "client",
+                    "--server",
+                    f"127.0.0.1:{port}",
+                    "--certs",
+                    str(ca["dir"]),
+                    "--id",
+                    str(u),
+                    "--input",
+                    str(tmp_path / f"x{u}.npy"),
+                    "--clip",
+                    str(clip),
+                    "--value-bits",
+                    str(vbits),
+                    "--max-clients",
+                    str(n),
                 )
             )
         _join(serve, cl, serve_rc=0)
@@ -1088,8 +1131,9 @@ def test_cli_float_updates_go_through_the_scheme_halves(
         _stop(serve)
     got = np.load(out)
     assert got.dtype == np.float64 and got.shape == (LENGTH,)
-    want = sum(np.clip(x.astype(np.float32 if u == 1 else np.float64), -clip, clip)
-               for u, x in ups.items())
+    want = sum(
+        np.clip(x.astype(np.float32 if u == 1 else np.float64), -clip, clip) for u, x in ups.items()
+    )
     step = 2 * clip / ((1 << vbits) - 1)
     assert np.max(np.abs(got - want)) <= n * step + 1e-9
     rep = json.loads((tmp_path / "report.json").read_text())["rounds"][0]
@@ -1120,12 +1164,28 @@ def test_cli_float_server_releases_nothing_for_a_total_no_valid_encodings_reach(
             extra = (
                 ["--input", str(tmp_path / "bad.npy"), "--bits", str(spec.bits)]
                 if u == n
-                else ["--input", str(tmp_path / "f.npy"), "--clip", str(clip),
-                      "--value-bits", str(vbits), "--max-clients", str(n)]
+                else [
+                    "--input",
+                    str(tmp_path / "f.npy"),
+                    "--clip",
+                    str(clip),
+                    "--value-bits",
+                    str(vbits),
+                    "--max-clients",
+                    str(n),
+                ]
             )
             cl.append(
-                _popen_cli("client", "--server", f"127.0.0.1:{port}", "--certs", str(ca["dir"]),
-                           "--id", str(u), *extra)
+                _popen_cli(
+                    "client",
+                    "--server",
+                    f"127.0.0.1:{port}",
+                    "--certs",
+                    str(ca["dir"]),
+                    "--id",
+                    str(u),
+                    *extra,
+                )
             )
         _join(serve, cl, serve_rc=1, clients_ok=False)
     finally:
