@@ -128,10 +128,13 @@ class NetRound:
         idle: float = 1.0,
         client_kwargs: dict[int, dict[str, Any]] | None = None,
         inputs: dict[int, np.ndarray] | None = None,
+        server_kwargs: dict[str, Any] | None = None,
     ) -> None:
         self.ca, self.cfg, self.honest = ca, cfg, honest
         self.inputs = inputs or _inputs(list(cfg.clients), cfg.length)
-        self.server = NetServer(ssl_context=server_context(ca["dir"]), idle_timeout=idle)
+        self.server = NetServer(
+            ssl_context=server_context(ca["dir"]), idle_timeout=idle, **(server_kwargs or {})
+        )
         self.addr = self.server.start()
         self.pool: Any = None
         self.outcome: Any = None
@@ -1258,6 +1261,167 @@ def test_long_randomized_crash_rounds_never_give_a_wrong_sum(tmp_path: Path) -> 
     assert wrong == 0
     assert completed + aborted == rounds
     assert aborted > 0 and completed > 0  # both outcomes were exercised
+
+
+# -- the multi-loop server: I/O loops in threads around one control loop ----------------------
+
+
+def test_close_joins_every_server_thread(ca: dict[str, Path]) -> None:
+    before = set(threading.enumerate())
+    server = NetServer(ssl_context=server_context(ca["dir"]), io_threads=3)
+    server.start()
+    started = {t.name for t in set(threading.enumerate()) - before}
+    assert started == {"secagg-net-server", "secagg-net-io-0", "secagg-net-io-1", "secagg-net-io-2"}
+    server.close()
+    assert not {t for t in set(threading.enumerate()) - before if t.is_alive()}
+    with pytest.raises(ParameterError):
+        NetServer(ssl_context=server_context(ca["dir"]), io_threads=0)
+
+
+def test_upload_slots_are_shared_by_the_io_loops() -> None:
+    """At most n holders over loops in several threads; a release from any thread hands
+    the slot to the oldest waiter; a waiter cancelled before or after the hand-over
+    gives nothing up twice and loses no slot."""
+    import concurrent.futures
+
+    from secagg.net.server import _Conn, _Slots
+
+    slots = _Slots(2)
+    loops = [asyncio.new_event_loop() for _ in range(3)]
+    threads = [threading.Thread(target=lp.run_forever) for lp in loops]
+    for t in threads:
+        t.start()
+    try:
+        conns = [_Conn(i, None, None, loops[i % 3]) for i in range(40)]  # type: ignore[arg-type]
+        holders: set[int] = set()
+        peak = [0]
+        lock = threading.Lock()
+
+        async def hold(c: _Conn) -> None:
+            await slots.acquire(c)
+            with lock:
+                holders.add(c.cid)
+                peak[0] = max(peak[0], len(holders))
+            await asyncio.sleep(0.002)
+            with lock:
+                holders.discard(c.cid)
+            slots.release(c)
+
+        futs = [asyncio.run_coroutine_threadsafe(hold(c), c.loop) for c in conns]
+        for f in futs:
+            f.result(20)
+        assert peak[0] == 2 and slots._free == 2 and not slots._waiters
+
+        def until(cond: Any) -> None:
+            deadline = time.monotonic() + 5
+            while not cond():
+                assert time.monotonic() < deadline
+                time.sleep(0.005)
+
+        a, b, w, x = conns[:4]
+        for c in (a, b):
+            asyncio.run_coroutine_threadsafe(slots.acquire(c), c.loop).result(5)
+        assert slots._free == 0 and a.holds_slot and b.holds_slot
+        # cancelled while still waiting: it leaves the queue, nothing to give back
+        fw = asyncio.run_coroutine_threadsafe(slots.acquire(w), w.loop)
+        until(lambda: len(slots._waiters) == 1)
+        fw.cancel()
+        until(lambda: not slots._waiters)
+        assert not w.holds_slot and slots._free == 0
+        # cancelled after the hand-over, before it woke: the slot passes on
+        box: dict[str, Any] = {}
+
+        async def acquire_x() -> None:
+            box["task"] = asyncio.current_task()
+            await slots.acquire(x)
+
+        fx = asyncio.run_coroutine_threadsafe(acquire_x(), x.loop)
+        until(lambda: len(slots._waiters) == 1)
+
+        def release_then_cancel() -> None:
+            slots.release(b)  # x is handed the slot ...
+            box["task"].cancel()  # ... and cancelled before it wakes
+
+        x.loop.call_soon_threadsafe(release_then_cancel)
+        with pytest.raises(concurrent.futures.CancelledError):
+            fx.result(5)
+        until(lambda: slots._free == 1)
+        assert not x.holds_slot and not b.holds_slot
+        slots.release(a)
+        slots.release(a)  # a second release of the same holder gives nothing back
+        assert slots._free == 2 and not slots._waiters
+    finally:
+        for lp, t in zip(loops, threads):
+            lp.call_soon_threadsafe(lp.stop)
+            t.join(5)
+            lp.close()
+
+
+def test_a_multi_loop_round_under_faults_is_exact(ca: dict[str, Path]) -> None:
+    """Three I/O loops and one upload slot: uploads of clients on different loops take
+    turns; a duplicate id, a frame over the limit and an upload that stalls (holding the
+    slot) are each cut on their own loop; the sum over the others is exact."""
+    ids = [1, 2, 3, 4, 5, 6, 7, 8]
+    honest = [1, 2, 3, 4, 5, 6]
+    length = 40_000  # 160 kB uploads: over LARGE_FRAME, each one needs the slot
+    cfg = _config(ids, length=length)
+    inputs = _inputs(ids, length)
+    spoke, proceed, stalled = threading.Event(), threading.Event(), threading.Event()
+
+    def hold(point: str) -> None:
+        if point == "advertised":
+            spoke.set()
+            proceed.wait(5)
+
+    def stall(point: str) -> None:
+        if point == "upload:0":
+            stalled.set()
+            time.sleep(2.5)  # blocks this client's loop mid-frame: > idle timeout
+
+    with NetRound(
+        ca,
+        cfg,
+        honest,
+        phase_timeout=6.0,
+        idle=1.0,
+        inputs=inputs,
+        client_kwargs={3: {"checkpoint": hold}},
+        server_kwargs={"io_threads": 3, "upload_slots": 1},
+    ) as r:
+        assert spoke.wait(5)
+        dup = _raw(ca["dir"], r.addr, 3)
+        assert _error_code_or_closed(dup) == ErrorCode.DUPLICATE
+        dup.close()
+        bad = _raw(ca["dir"], r.addr, 7)
+        _hello(bad)
+        bad.sendall(struct.pack(">IB", 10_000_000, FrameKind.MESSAGE) + b"\0" * 100)
+        assert _error_code_or_closed(bad) == ErrorCode.TOO_LARGE
+        bad.close()
+        proceed.set()
+
+        async def staller() -> Any:
+            try:
+                return await run_client(
+                    host=r.addr[0],
+                    port=r.addr[1],
+                    ssl_context=client_context(ca["dir"], 8),
+                    client_id=8,
+                    input_vector=inputs[8],
+                    checkpoint=stall,
+                    stream_chunk=8000,
+                )
+            except Exception as exc:
+                return exc
+
+        res = asyncio.run(staller())
+    assert stalled.is_set()
+    assert isinstance(res, (ConnectionLostError, TransportError)), res
+    _assert_exact(r, set(honest))
+    assert 7 in r.pool.cut and 8 in r.pool.cut
+    assert 8 in r.outcome.sets["U2"] and 8 not in r.outcome.sets["U3"]
+    assert len({c.loop for c in r.pool.conns.values()}) == 3  # dealt over every I/O loop
+    assert all(not c.holds_slot for c in r.pool.conns.values())
+    assert r.pool._slots._free == 1
 
 
 def test_aborted_round_tells_the_clients(ca: dict[str, Path]) -> None:

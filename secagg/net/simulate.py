@@ -279,6 +279,7 @@ def simulate_net(
     stream_chunk: int | None = None,
     measure_memory: bool = True,
     unmask_threads: int = 2,
+    io_threads: int | None = None,
 ) -> dict[str, Any]:
     """Run one round over loopback TLS with client processes; return a JSON-able report.
 
@@ -296,6 +297,8 @@ def simulate_net(
         certificate (default: a fresh one in a temporary directory).
     unmask_threads:
         Threads of the server's unmasking step (as the process engine's default).
+    io_threads:
+        The server's I/O event loops (default: :class:`~secagg.net.server.NetServer`'s).
     stream_chunk:
         Elements per upload chunk, a positive multiple of 8 (default: the vector
         in about 4 chunks when some client may crash mid-upload, else the client
@@ -387,6 +390,7 @@ def simulate_net(
             idle_timeout=idle_timeout,
             upload_slots=2,
             handshake_timeout=max(10.0, min(60.0, join_timeout)),  # n handshakes at once
+            io_threads=io_threads,
         )
         host, port = server.start()
         ctx = _context()
