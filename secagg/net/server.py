@@ -475,6 +475,7 @@ class NetServer:
         measure_memory: bool = False,
         unmask_threads: int = 1,
         on_open: Callable[[], None] | None = None,
+        digest: bool = True,
     ) -> tuple[Any, NetClientPool]:
         """Open a round, run it with the runtime's :class:`RoundDriver`, send DONE.
 
@@ -482,7 +483,8 @@ class NetServer:
         (clients connecting and advertising keys; the pool extends the driver's
         first deadline to it), ``phase_timeout`` every later one.  ``listener`` is
         a :class:`secagg.runtime.driver.Listener`; ``on_open`` is called once the
-        round accepts connections (e.g. to start clients).
+        round accepts connections (e.g. to start clients); ``digest`` as the
+        driver's (the transcript digest: SHA-256 of every frame).
         """
         from secagg.runtime.driver import MaskingServerParty, RoundDriver
 
@@ -498,6 +500,7 @@ class NetServer:
                 listener=listener,
                 measure_memory=measure_memory,
                 unmask_threads=unmask_threads,
+                digest=digest,
             ).run()
             if outcome.aborted:
                 pool.finish(DoneStatus.ABORTED, outcome.abort_reason or "aborted")
