@@ -49,6 +49,7 @@ from secagg.net.framing import (
     client_frame_limit,
     decode_hello,
     max_message_bytes,
+    read_body,
     server_frame_limit,
 )
 from secagg.net.handshake import ConfigPolicy, decode_config, encode_config
@@ -356,6 +357,38 @@ def test_the_server_loop_gives_each_tls_connection_a_small_receive_buffer(
     finally:
         loop.close()
     assert seen == [TLS_READ_CHUNK, TLS_READ_CHUNK] and TLS_READ_CHUNK < 256 * 1024
+
+
+def test_a_frame_body_may_trickle_in_but_not_stall() -> None:
+    """The idle timeout is the longest gap between bytes, not a bound on the whole
+    frame: pieces 0.1 s apart arrive over 0.6 s with an idle timeout of 0.3 s; a gap
+    of 0.3 s mid-frame is a cut (ERROR 8)."""
+
+    async def feed(reader: asyncio.StreamReader, pieces: int, gap: float) -> None:
+        for _ in range(pieces):
+            await asyncio.sleep(gap)
+            reader.feed_data(b"x" * 10)
+
+    async def trickle() -> bytearray:
+        reader = asyncio.StreamReader()
+        feeder = asyncio.ensure_future(feed(reader, 6, 0.1))
+        try:
+            return await read_body(reader, 60, idle_timeout=0.3)
+        finally:
+            await feeder
+
+    assert asyncio.run(trickle()) == b"x" * 60
+
+    async def stall() -> None:
+        reader = asyncio.StreamReader()
+        reader.feed_data(b"x" * 10)
+        await read_body(reader, 60, idle_timeout=0.3)
+
+    t0 = time.monotonic()
+    with pytest.raises(ConnectionLostError) as err:
+        asyncio.run(stall())
+    assert err.value.code is ErrorCode.DEADLINE
+    assert 0.25 < time.monotonic() - t0 < 5
 
 
 def test_frame_limits_follow_the_config() -> None:

@@ -55,6 +55,8 @@ MAX_REASON_BYTES = 1024
 _ERROR_LIMIT = 1 + 2 + MAX_REASON_BYTES
 _DONE_LIMIT = 1 + 1 + 2 + MAX_REASON_BYTES
 _LEN = struct.Struct(">I")
+#: ``asyncio.timeout`` (Python 3.11+; ``None`` before: read_body falls back to wait_for)
+_timeout: Any = getattr(asyncio, "timeout", None)
 
 
 class TransportError(RemoteProtocolError):
@@ -379,7 +381,10 @@ async def read_body(
 
     Takes whatever the stream has buffered (at most ``piece`` bytes at a time)
     instead of waiting for whole pieces, so the stream's buffer never has to grow
-    past its own limit and each byte is copied once out of it.
+    past its own limit and each byte is copied once out of it.  The idle timer is
+    one timer moved forward after each piece (``asyncio.timeout``, Python 3.11+),
+    not a task per piece (``asyncio.wait_for``: a large frame arrives in tens of
+    pieces).
 
     Raises
     ------
@@ -390,12 +395,23 @@ async def read_body(
     view = memoryview(body)
     got = 0
     try:
-        while got < size:
-            chunk = await asyncio.wait_for(reader.read(min(piece, size - got)), idle_timeout)
-            if not chunk:
-                raise ConnectionLostError("connection closed in the middle of a frame")
-            view[got : got + len(chunk)] = chunk
-            got += len(chunk)
+        if _timeout is None:  # Python 3.10
+            while got < size:
+                chunk = await asyncio.wait_for(reader.read(min(piece, size - got)), idle_timeout)
+                if not chunk:
+                    raise ConnectionLostError("connection closed in the middle of a frame")
+                view[got : got + len(chunk)] = chunk
+                got += len(chunk)
+        else:
+            loop = asyncio.get_running_loop()
+            async with _timeout(idle_timeout) as idle:
+                while got < size:
+                    chunk = await reader.read(min(piece, size - got))
+                    if not chunk:
+                        raise ConnectionLostError("connection closed in the middle of a frame")
+                    view[got : got + len(chunk)] = chunk
+                    got += len(chunk)
+                    idle.reschedule(loop.time() + idle_timeout)
     except (TimeoutError, asyncio.TimeoutError):
         raise ConnectionLostError(
             f"stalled for {idle_timeout:g} s in the middle of a frame", ErrorCode.DEADLINE
