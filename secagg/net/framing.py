@@ -35,6 +35,7 @@ __all__ = [
     "decode_done",
     "decode_error",
     "decode_hello",
+    "drain",
     "encode_done",
     "encode_error",
     "encode_frame",
@@ -335,6 +336,20 @@ def decode_done(payload: bytes) -> Done:
         raise DecodeError("malformed DONE frame") from None
 
 
+async def drain(writer: asyncio.StreamWriter, timeout: float) -> None:
+    """``writer.drain()`` bounded by ``timeout`` s (raises ``TimeoutError``).
+
+    Usually nothing waits (the transport's buffer is under its high-water mark):
+    then this costs no task and no timer beyond ``asyncio.timeout``'s one handle,
+    where ``asyncio.wait_for`` would make a task per call.
+    """
+    if _timeout is None:  # Python 3.10
+        await asyncio.wait_for(writer.drain(), timeout)
+        return
+    async with _timeout(timeout):
+        await writer.drain()
+
+
 async def read_header(
     reader: asyncio.StreamReader, limit: int, *, timeout: float | None
 ) -> tuple[FrameKind, int]:
@@ -351,7 +366,13 @@ async def read_header(
         EOF, reset or timeout.
     """
     try:
-        head = await asyncio.wait_for(reader.readexactly(5), timeout)
+        if timeout is None:
+            head = await reader.readexactly(5)
+        elif _timeout is None:  # Python 3.10
+            head = await asyncio.wait_for(reader.readexactly(5), timeout)
+        else:
+            async with _timeout(timeout):
+                head = await reader.readexactly(5)
     except asyncio.IncompleteReadError as exc:
         if not exc.partial:
             raise ConnectionLostError("connection closed by the peer") from None

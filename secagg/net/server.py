@@ -56,6 +56,7 @@ from secagg.net.framing import (
     FrameKind,
     TransportError,
     decode_error,
+    drain,
     encode_done,
     encode_error,
     encode_hello,
@@ -535,7 +536,7 @@ class NetServer:
         self._refused.append((peer, reason))  # list.append: atomic across threads
         with contextlib.suppress(Exception):
             writer.write(encode_error(code, reason))
-            await asyncio.wait_for(writer.drain(), self.idle_timeout)
+            await drain(writer, self.idle_timeout)
         writer.close()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(writer.wait_closed(), 2.0)
@@ -875,7 +876,7 @@ class NetClientPool:
             conn.writer.write(head)
             conn.writer.write(data)
             conn.stats.frame_bytes_out += len(head) + len(data)
-            await asyncio.wait_for(conn.writer.drain(), self._srv.idle_timeout)
+            await drain(conn.writer, self._srv.idle_timeout)
         except (TimeoutError, asyncio.TimeoutError):
             self._ctl(self._drop, conn.cid, None, "the client does not read (send stalled)")
         except (ConnectionError, OSError) as exc:
@@ -894,7 +895,7 @@ class NetClientPool:
         with contextlib.suppress(Exception):
             c.writer.write(frame)
             c.stats.frame_bytes_out += len(frame)
-            await asyncio.wait_for(c.writer.drain(), self._srv.idle_timeout)
+            await drain(c.writer, self._srv.idle_timeout)
         _update_tcp(c)
         if c.task is not None:
             c.task.cancel()
