@@ -49,6 +49,7 @@ from secagg.net.framing import (
     client_frame_limit,
     decode_hello,
     max_message_bytes,
+    read_body,
     server_frame_limit,
 )
 from secagg.net.handshake import ConfigPolicy, decode_config, encode_config
@@ -128,10 +129,13 @@ class NetRound:
         idle: float = 1.0,
         client_kwargs: dict[int, dict[str, Any]] | None = None,
         inputs: dict[int, np.ndarray] | None = None,
+        server_kwargs: dict[str, Any] | None = None,
     ) -> None:
         self.ca, self.cfg, self.honest = ca, cfg, honest
         self.inputs = inputs or _inputs(list(cfg.clients), cfg.length)
-        self.server = NetServer(ssl_context=server_context(ca["dir"]), idle_timeout=idle)
+        self.server = NetServer(
+            ssl_context=server_context(ca["dir"]), idle_timeout=idle, **(server_kwargs or {})
+        )
         self.addr = self.server.start()
         self.pool: Any = None
         self.outcome: Any = None
@@ -353,6 +357,38 @@ def test_the_server_loop_gives_each_tls_connection_a_small_receive_buffer(
     finally:
         loop.close()
     assert seen == [TLS_READ_CHUNK, TLS_READ_CHUNK] and TLS_READ_CHUNK < 256 * 1024
+
+
+def test_a_frame_body_may_trickle_in_but_not_stall() -> None:
+    """The idle timeout is the longest gap between bytes, not a bound on the whole
+    frame: pieces 0.1 s apart arrive over 0.6 s with an idle timeout of 0.3 s; a gap
+    of 0.3 s mid-frame is a cut (ERROR 8)."""
+
+    async def feed(reader: asyncio.StreamReader, pieces: int, gap: float) -> None:
+        for _ in range(pieces):
+            await asyncio.sleep(gap)
+            reader.feed_data(b"x" * 10)
+
+    async def trickle() -> bytearray:
+        reader = asyncio.StreamReader()
+        feeder = asyncio.ensure_future(feed(reader, 6, 0.1))
+        try:
+            return await read_body(reader, 60, idle_timeout=0.3)
+        finally:
+            await feeder
+
+    assert asyncio.run(trickle()) == b"x" * 60
+
+    async def stall() -> None:
+        reader = asyncio.StreamReader()
+        reader.feed_data(b"x" * 10)
+        await read_body(reader, 60, idle_timeout=0.3)
+
+    t0 = time.monotonic()
+    with pytest.raises(ConnectionLostError) as err:
+        asyncio.run(stall())
+    assert err.value.code is ErrorCode.DEADLINE
+    assert 0.25 < time.monotonic() - t0 < 5
 
 
 def test_frame_limits_follow_the_config() -> None:
@@ -1004,8 +1040,17 @@ def test_cli_serve_and_clients_complete_two_rounds(ca: dict[str, Path], tmp_path
             np.save(tmp_path / f"x{u}.npy", inputs[u])
             cl.append(
                 _popen_cli(
-                    "client", "--server", f"127.0.0.1:{port}", "--certs", str(ca["dir"]),
-                    "--id", str(u), "--input", str(tmp_path / f"x{u}.npy"), "--rounds", "2",
+                    "client",
+                    "--server",
+                    f"127.0.0.1:{port}",
+                    "--certs",
+                    str(ca["dir"]),
+                    "--id",
+                    str(u),
+                    "--input",
+                    str(tmp_path / f"x{u}.npy"),
+                    "--rounds",
+                    "2",
                 )
             )
         _join(proc, cl, serve_rc=0)
@@ -1030,19 +1075,42 @@ def _popen_cli(*argv: str) -> subprocess.Popen[str]:
     )
 
 
-def _spawn_float_serve(ca_dir: Path, tmp_path: Path, n: int, clip: float, vbits: int,
-                       out: Path) -> subprocess.Popen[str]:
+def _spawn_float_serve(
+    ca_dir: Path, tmp_path: Path, n: int, clip: float, vbits: int, out: Path
+) -> subprocess.Popen[str]:
     """``secagg serve`` for one float round (report in ``tmp_path/report.json``)."""
     return _popen_cli(
-        "serve", "--listen", "127.0.0.1:0", "--certs", str(ca_dir), "--clients", str(n),
-        "--length", str(LENGTH), "--join-timeout", "60", "--deadline", "10",
-        "--clip", str(clip), "--value-bits", str(vbits), "--out", str(out),
-        "--json", str(tmp_path / "report.json"),
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--certs",
+        str(ca_dir),
+        "--clients",
+        str(n),
+        "--length",
+        str(LENGTH),
+        "--join-timeout",
+        "60",
+        "--deadline",
+        "10",
+        "--clip",
+        str(clip),
+        "--value-bits",
+        str(vbits),
+        "--out",
+        str(out),
+        "--json",
+        str(tmp_path / "report.json"),
     )
 
 
-def _join(serve: subprocess.Popen[str], clients: list[subprocess.Popen[str]], *,
-          serve_rc: int, clients_ok: bool = True) -> None:
+def _join(
+    serve: subprocess.Popen[str],
+    clients: list[subprocess.Popen[str]],
+    *,
+    serve_rc: int,
+    clients_ok: bool = True,
+) -> None:
     """Wait for the clients (each exits 0 if ``clients_ok``), then for ``secagg serve``."""
     for c in clients:
         _, err = c.communicate(timeout=60)
@@ -1077,10 +1145,21 @@ def test_cli_float_updates_go_through_the_scheme_halves(
             np.save(tmp_path / f"x{u}.npy", x.astype(np.float32 if u == 1 else np.float64))
             cl.append(
                 _popen_cli(
-                    "client", "--server", f"127.0.0.1:{port}", "--certs", str(ca["dir"]),
-                    "--id", str(u), "--input", str(tmp_path / f"x{u}.npy"),
-                    "--clip", str(clip), "--value-bits", str(vbits),
-                    "--max-clients", str(n),
+                    "client",
+                    "--server",
+                    f"127.0.0.1:{port}",
+                    "--certs",
+                    str(ca["dir"]),
+                    "--id",
+                    str(u),
+                    "--input",
+                    str(tmp_path / f"x{u}.npy"),
+                    "--clip",
+                    str(clip),
+                    "--value-bits",
+                    str(vbits),
+                    "--max-clients",
+                    str(n),
                 )
             )
         _join(serve, cl, serve_rc=0)
@@ -1088,8 +1167,9 @@ def test_cli_float_updates_go_through_the_scheme_halves(
         _stop(serve)
     got = np.load(out)
     assert got.dtype == np.float64 and got.shape == (LENGTH,)
-    want = sum(np.clip(x.astype(np.float32 if u == 1 else np.float64), -clip, clip)
-               for u, x in ups.items())
+    want = sum(
+        np.clip(x.astype(np.float32 if u == 1 else np.float64), -clip, clip) for u, x in ups.items()
+    )
     step = 2 * clip / ((1 << vbits) - 1)
     assert np.max(np.abs(got - want)) <= n * step + 1e-9
     rep = json.loads((tmp_path / "report.json").read_text())["rounds"][0]
@@ -1120,12 +1200,28 @@ def test_cli_float_server_releases_nothing_for_a_total_no_valid_encodings_reach(
             extra = (
                 ["--input", str(tmp_path / "bad.npy"), "--bits", str(spec.bits)]
                 if u == n
-                else ["--input", str(tmp_path / "f.npy"), "--clip", str(clip),
-                      "--value-bits", str(vbits), "--max-clients", str(n)]
+                else [
+                    "--input",
+                    str(tmp_path / "f.npy"),
+                    "--clip",
+                    str(clip),
+                    "--value-bits",
+                    str(vbits),
+                    "--max-clients",
+                    str(n),
+                ]
             )
             cl.append(
-                _popen_cli("client", "--server", f"127.0.0.1:{port}", "--certs", str(ca["dir"]),
-                           "--id", str(u), *extra)
+                _popen_cli(
+                    "client",
+                    "--server",
+                    f"127.0.0.1:{port}",
+                    "--certs",
+                    str(ca["dir"]),
+                    "--id",
+                    str(u),
+                    *extra,
+                )
             )
         _join(serve, cl, serve_rc=1, clients_ok=False)
     finally:
@@ -1198,6 +1294,167 @@ def test_long_randomized_crash_rounds_never_give_a_wrong_sum(tmp_path: Path) -> 
     assert wrong == 0
     assert completed + aborted == rounds
     assert aborted > 0 and completed > 0  # both outcomes were exercised
+
+
+# -- the multi-loop server: I/O loops in threads around one control loop ----------------------
+
+
+def test_close_joins_every_server_thread(ca: dict[str, Path]) -> None:
+    before = set(threading.enumerate())
+    server = NetServer(ssl_context=server_context(ca["dir"]), io_threads=3)
+    server.start()
+    started = {t.name for t in set(threading.enumerate()) - before}
+    assert started == {"secagg-net-server", "secagg-net-io-0", "secagg-net-io-1", "secagg-net-io-2"}
+    server.close()
+    assert not {t for t in set(threading.enumerate()) - before if t.is_alive()}
+    with pytest.raises(ParameterError):
+        NetServer(ssl_context=server_context(ca["dir"]), io_threads=0)
+
+
+def test_upload_slots_are_shared_by_the_io_loops() -> None:
+    """At most n holders over loops in several threads; a release from any thread hands
+    the slot to the oldest waiter; a waiter cancelled before or after the hand-over
+    gives nothing up twice and loses no slot."""
+    import concurrent.futures
+
+    from secagg.net.server import _Conn, _Slots
+
+    slots = _Slots(2)
+    loops = [asyncio.new_event_loop() for _ in range(3)]
+    threads = [threading.Thread(target=lp.run_forever) for lp in loops]
+    for t in threads:
+        t.start()
+    try:
+        conns = [_Conn(i, None, None, loops[i % 3]) for i in range(40)]  # type: ignore[arg-type]
+        holders: set[int] = set()
+        peak = [0]
+        lock = threading.Lock()
+
+        async def hold(c: _Conn) -> None:
+            await slots.acquire(c)
+            with lock:
+                holders.add(c.cid)
+                peak[0] = max(peak[0], len(holders))
+            await asyncio.sleep(0.002)
+            with lock:
+                holders.discard(c.cid)
+            slots.release(c)
+
+        futs = [asyncio.run_coroutine_threadsafe(hold(c), c.loop) for c in conns]
+        for f in futs:
+            f.result(20)
+        assert peak[0] == 2 and slots._free == 2 and not slots._waiters
+
+        def until(cond: Any) -> None:
+            deadline = time.monotonic() + 5
+            while not cond():
+                assert time.monotonic() < deadline
+                time.sleep(0.005)
+
+        a, b, w, x = conns[:4]
+        for c in (a, b):
+            asyncio.run_coroutine_threadsafe(slots.acquire(c), c.loop).result(5)
+        assert slots._free == 0 and a.holds_slot and b.holds_slot
+        # cancelled while still waiting: it leaves the queue, nothing to give back
+        fw = asyncio.run_coroutine_threadsafe(slots.acquire(w), w.loop)
+        until(lambda: len(slots._waiters) == 1)
+        fw.cancel()
+        until(lambda: not slots._waiters)
+        assert not w.holds_slot and slots._free == 0
+        # cancelled after the hand-over, before it woke: the slot passes on
+        box: dict[str, Any] = {}
+
+        async def acquire_x() -> None:
+            box["task"] = asyncio.current_task()
+            await slots.acquire(x)
+
+        fx = asyncio.run_coroutine_threadsafe(acquire_x(), x.loop)
+        until(lambda: len(slots._waiters) == 1)
+
+        def release_then_cancel() -> None:
+            slots.release(b)  # x is handed the slot ...
+            box["task"].cancel()  # ... and cancelled before it wakes
+
+        x.loop.call_soon_threadsafe(release_then_cancel)
+        with pytest.raises(concurrent.futures.CancelledError):
+            fx.result(5)
+        until(lambda: slots._free == 1)
+        assert not x.holds_slot and not b.holds_slot
+        slots.release(a)
+        slots.release(a)  # a second release of the same holder gives nothing back
+        assert slots._free == 2 and not slots._waiters
+    finally:
+        for lp, t in zip(loops, threads):
+            lp.call_soon_threadsafe(lp.stop)
+            t.join(5)
+            lp.close()
+
+
+def test_a_multi_loop_round_under_faults_is_exact(ca: dict[str, Path]) -> None:
+    """Three I/O loops and one upload slot: uploads of clients on different loops take
+    turns; a duplicate id, a frame over the limit and an upload that stalls (holding the
+    slot) are each cut on their own loop; the sum over the others is exact."""
+    ids = [1, 2, 3, 4, 5, 6, 7, 8]
+    honest = [1, 2, 3, 4, 5, 6]
+    length = 40_000  # 160 kB uploads: over LARGE_FRAME, each one needs the slot
+    cfg = _config(ids, length=length)
+    inputs = _inputs(ids, length)
+    spoke, proceed, stalled = threading.Event(), threading.Event(), threading.Event()
+
+    def hold(point: str) -> None:
+        if point == "advertised":
+            spoke.set()
+            proceed.wait(5)
+
+    def stall(point: str) -> None:
+        if point == "upload:0":
+            stalled.set()
+            time.sleep(2.5)  # blocks this client's loop mid-frame: > idle timeout
+
+    with NetRound(
+        ca,
+        cfg,
+        honest,
+        phase_timeout=6.0,
+        idle=1.0,
+        inputs=inputs,
+        client_kwargs={3: {"checkpoint": hold}},
+        server_kwargs={"io_threads": 3, "upload_slots": 1},
+    ) as r:
+        assert spoke.wait(5)
+        dup = _raw(ca["dir"], r.addr, 3)
+        assert _error_code_or_closed(dup) == ErrorCode.DUPLICATE
+        dup.close()
+        bad = _raw(ca["dir"], r.addr, 7)
+        _hello(bad)
+        bad.sendall(struct.pack(">IB", 10_000_000, FrameKind.MESSAGE) + b"\0" * 100)
+        assert _error_code_or_closed(bad) == ErrorCode.TOO_LARGE
+        bad.close()
+        proceed.set()
+
+        async def staller() -> Any:
+            try:
+                return await run_client(
+                    host=r.addr[0],
+                    port=r.addr[1],
+                    ssl_context=client_context(ca["dir"], 8),
+                    client_id=8,
+                    input_vector=inputs[8],
+                    checkpoint=stall,
+                    stream_chunk=8000,
+                )
+            except Exception as exc:
+                return exc
+
+        res = asyncio.run(staller())
+    assert stalled.is_set()
+    assert isinstance(res, (ConnectionLostError, TransportError)), res
+    _assert_exact(r, set(honest))
+    assert 7 in r.pool.cut and 8 in r.pool.cut
+    assert 8 in r.outcome.sets["U2"] and 8 not in r.outcome.sets["U3"]
+    assert len({c.loop for c in r.pool.conns.values()}) == 3  # dealt over every I/O loop
+    assert all(not c.holds_slot for c in r.pool.conns.values())
+    assert r.pool._slots._free == 1
 
 
 def test_aborted_round_tells_the_clients(ca: dict[str, Path]) -> None:

@@ -85,6 +85,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--idle-timeout", type=float, default=10.0, metavar="S")
     parser.add_argument("--upload-slots", type=int, default=2)
+    parser.add_argument(
+        "--io-threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="I/O event loops (threads) for TLS handshakes and frames (default min(4, CPUs))",
+    )
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--out", required=True, metavar="PATH", help="sum as .npy")
     parser.add_argument("--json", default=None, metavar="PATH", help="report ('-' = stdout)")
@@ -185,6 +192,7 @@ def run(args: argparse.Namespace) -> int:
         port=port,
         idle_timeout=args.idle_timeout,
         upload_slots=args.upload_slots,
+        io_threads=args.io_threads,
     )
     reports: list[dict[str, Any]] = []
     failed = 0

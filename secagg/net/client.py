@@ -50,6 +50,7 @@ from secagg.net.framing import (
     decode_done,
     decode_error,
     decode_hello,
+    drain,
     encode_error,
     frame_header,
     read_frame,
@@ -83,7 +84,7 @@ class ClientOutcome:
 
 async def _send(writer: asyncio.StreamWriter, data: bytes, idle: float) -> None:
     writer.write(data)
-    await asyncio.wait_for(writer.drain(), idle)
+    await drain(writer, idle)
 
 
 async def _stream_masked(
@@ -108,7 +109,7 @@ async def _stream_masked(
     await _send(writer, frame_header(FrameKind.MESSAGE, size) + prefix, idle)
     for i, start in enumerate(range(0, len(vec), chunk)):
         writer.write(bitpack.pack(vec[start : start + chunk], bits))
-        await asyncio.wait_for(writer.drain(), idle)
+        await drain(writer, idle)
         if checkpoint is not None:
             checkpoint(f"upload:{i}")
     return size

@@ -35,6 +35,7 @@ __all__ = [
     "decode_done",
     "decode_error",
     "decode_hello",
+    "drain",
     "encode_done",
     "encode_error",
     "encode_frame",
@@ -55,6 +56,8 @@ MAX_REASON_BYTES = 1024
 _ERROR_LIMIT = 1 + 2 + MAX_REASON_BYTES
 _DONE_LIMIT = 1 + 1 + 2 + MAX_REASON_BYTES
 _LEN = struct.Struct(">I")
+#: ``asyncio.timeout`` (Python 3.11+; ``None`` before: read_body falls back to wait_for)
+_timeout: Any = getattr(asyncio, "timeout", None)
 
 
 class TransportError(RemoteProtocolError):
@@ -333,6 +336,20 @@ def decode_done(payload: bytes) -> Done:
         raise DecodeError("malformed DONE frame") from None
 
 
+async def drain(writer: asyncio.StreamWriter, timeout: float) -> None:
+    """``writer.drain()`` bounded by ``timeout`` s (raises ``TimeoutError``).
+
+    Usually nothing waits (the transport's buffer is under its high-water mark):
+    then this costs no task and no timer beyond ``asyncio.timeout``'s one handle,
+    where ``asyncio.wait_for`` would make a task per call.
+    """
+    if _timeout is None:  # Python 3.10
+        await asyncio.wait_for(writer.drain(), timeout)
+        return
+    async with _timeout(timeout):
+        await writer.drain()
+
+
 async def read_header(
     reader: asyncio.StreamReader, limit: int, *, timeout: float | None
 ) -> tuple[FrameKind, int]:
@@ -349,7 +366,13 @@ async def read_header(
         EOF, reset or timeout.
     """
     try:
-        head = await asyncio.wait_for(reader.readexactly(5), timeout)
+        if timeout is None:
+            head = await reader.readexactly(5)
+        elif _timeout is None:  # Python 3.10
+            head = await asyncio.wait_for(reader.readexactly(5), timeout)
+        else:
+            async with _timeout(timeout):
+                head = await reader.readexactly(5)
     except asyncio.IncompleteReadError as exc:
         if not exc.partial:
             raise ConnectionLostError("connection closed by the peer") from None
@@ -379,7 +402,10 @@ async def read_body(
 
     Takes whatever the stream has buffered (at most ``piece`` bytes at a time)
     instead of waiting for whole pieces, so the stream's buffer never has to grow
-    past its own limit and each byte is copied once out of it.
+    past its own limit and each byte is copied once out of it.  The idle timer is
+    one timer moved forward after each piece (``asyncio.timeout``, Python 3.11+),
+    not a task per piece (``asyncio.wait_for``: a large frame arrives in tens of
+    pieces).
 
     Raises
     ------
@@ -390,12 +416,23 @@ async def read_body(
     view = memoryview(body)
     got = 0
     try:
-        while got < size:
-            chunk = await asyncio.wait_for(reader.read(min(piece, size - got)), idle_timeout)
-            if not chunk:
-                raise ConnectionLostError("connection closed in the middle of a frame")
-            view[got : got + len(chunk)] = chunk
-            got += len(chunk)
+        if _timeout is None:  # Python 3.10
+            while got < size:
+                chunk = await asyncio.wait_for(reader.read(min(piece, size - got)), idle_timeout)
+                if not chunk:
+                    raise ConnectionLostError("connection closed in the middle of a frame")
+                view[got : got + len(chunk)] = chunk
+                got += len(chunk)
+        else:
+            loop = asyncio.get_running_loop()
+            async with _timeout(idle_timeout) as idle:
+                while got < size:
+                    chunk = await reader.read(min(piece, size - got))
+                    if not chunk:
+                        raise ConnectionLostError("connection closed in the middle of a frame")
+                    view[got : got + len(chunk)] = chunk
+                    got += len(chunk)
+                    idle.reschedule(loop.time() + idle_timeout)
     except (TimeoutError, asyncio.TimeoutError):
         raise ConnectionLostError(
             f"stalled for {idle_timeout:g} s in the middle of a frame", ErrorCode.DEADLINE

@@ -279,6 +279,8 @@ def simulate_net(
     stream_chunk: int | None = None,
     measure_memory: bool = True,
     unmask_threads: int = 2,
+    io_threads: int | None = None,
+    digest: bool = True,
 ) -> dict[str, Any]:
     """Run one round over loopback TLS with client processes; return a JSON-able report.
 
@@ -296,6 +298,11 @@ def simulate_net(
         certificate (default: a fresh one in a temporary directory).
     unmask_threads:
         Threads of the server's unmasking step (as the process engine's default).
+    io_threads:
+        The server's I/O event loops (default: :class:`~secagg.net.server.NetServer`'s).
+    digest:
+        Compute the transcript digest (SHA-256 of every frame, on the driver's
+        thread; ``transcript_digest`` is ``""`` without it).
     stream_chunk:
         Elements per upload chunk, a positive multiple of 8 (default: the vector
         in about 4 chunks when some client may crash mid-upload, else the client
@@ -387,6 +394,7 @@ def simulate_net(
             idle_timeout=idle_timeout,
             upload_slots=2,
             handshake_timeout=max(10.0, min(60.0, join_timeout)),  # n handshakes at once
+            io_threads=io_threads,
         )
         host, port = server.start()
         ctx = _context()
@@ -430,6 +438,7 @@ def simulate_net(
                 measure_memory=measure_memory,
                 unmask_threads=unmask_threads,
                 on_open=open_now,
+                digest=digest,
             )
             round_wall = time.perf_counter() - round_t0
             peak_rss_mb = rss.peak_mb()
