@@ -569,8 +569,10 @@ class Server:
             )
             for v, k in self._keys.items()
         )
-        for u in sorted(self._keys):
-            owners = tuple(sorted(self._graph[u].intersection(self._keys)))
+        # a frozenset, so each intersection walks the smaller side (N(u), k ids), not U1
+        u1 = frozenset(self._keys)
+        for u in sorted(u1):
+            owners = tuple(sorted(self._graph[u] & u1))
             self._key_owners[u] = owners  # N(u) ∩ U1: whom u's ShareKeys must address
             out.append(
                 (
