@@ -23,6 +23,7 @@ __all__ = [
     "pairwise_seed",
     "seed_commitment",
     "seed_commitments_many",
+    "seed_commitments_shared",
     "seed_reveal_signature_input",
     "seed_view_digest",
     "seed_view_digest_columns",
@@ -168,6 +169,33 @@ def seed_commitments_many(*, session_id: bytes, ids: bytes, reveals: bytes) -> b
     infos = [prefix + raw[i : i + 12] for i in range(0, 12 * n, 12)]
     ikms = [reveals[i : i + 32] for i in range(0, 32 * n, 32)]
     return derive_info_many(ikms, infos)
+
+
+#: ``((session_id, IDS, reveals), commitments)`` for the last few lists, newest first; an
+#: immutable tuple replaced in one assignment, so threads sharing it need no lock.
+_OPENED: tuple[tuple[tuple[bytes, bytes, bytes], bytes], ...] = ()
+_OPENED_KEPT = 4
+
+
+def seed_commitments_shared(*, session_id: bytes, ids: bytes, reveals: bytes) -> bytes:
+    """:func:`seed_commitments_many`, computed once per process for the same arguments.
+
+    A process that hosts many clients of one round (a simulator's worker, a Ray actor)
+    hands every one of them the same reveal list; the commitments that list opens are a
+    public, deterministic function of it, so they are derived once and each client
+    compares them with the commitments of *its own* SeedRequest.  Only this function's
+    own outputs are kept (the last four argument triples, compared by value), so a
+    different list, session or id column is derived afresh.  A device hosting one
+    client pays the full ``n`` derivations (two HMAC-SHA256 each).
+    """
+    global _OPENED
+    key = (session_id, ids, reveals)
+    for kept, out in _OPENED:
+        if kept == key:
+            return out
+    out = seed_commitments_many(session_id=session_id, ids=ids, reveals=reveals)
+    _OPENED = ((key, out), *_OPENED[: _OPENED_KEPT - 1])
+    return out
 
 
 def seed_reveal_signature_input(*, session_id: bytes, client: int, view: bytes) -> bytes:

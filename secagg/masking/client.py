@@ -423,14 +423,16 @@ class Client:
 
         One pass over U1 in C-level columns: the owners must be exactly U1 (one bytes
         comparison), every ``r_v`` must open ``g_v`` (one HMAC pair each, compared in
-        one go; the first failure is named), then, malicious mode, every signature.
+        one go; the first failure is named; a process hosting many clients derives one
+        list's commitments once, :func:`~secagg.masking._common.seed_commitments_shared`),
+        then, malicious mode, every signature.
         """
         cfg = self._config
         ids, coms = self._seed_view
         owners, opened, signed = m.reveal_columns(reveals)
         if owners != ids:
             raise Violation(AbortReason.BAD_SEED, "reveals do not cover exactly U1")
-        recomputed = cm.seed_commitments_many(session_id=cfg.session_id, ids=ids, reveals=opened)
+        recomputed = cm.seed_commitments_shared(session_id=cfg.session_id, ids=ids, reveals=opened)
         if recomputed != coms:
             bad = next(
                 i for i in range(0, len(coms), 32) if recomputed[i : i + 32] != coms[i : i + 32]

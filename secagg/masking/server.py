@@ -574,11 +574,11 @@ class Server:
             )
             for v, k in self._keys.items()
         )
-        u1 = sorted(self._keys)
-        for u in u1:
-            # N(u) ∩ U1, ascending (a C-level filter of sorted U1): whom u's ShareKeys
-            # must address
-            owners = tuple(filter(self._graph[u].__contains__, u1))
+        # a frozenset, so each intersection walks the smaller side (N(u), k ids), not U1
+        u1 = frozenset(self._keys)
+        for u in sorted(u1):
+            # N(u) ∩ U1, ascending: whom u's ShareKeys must address
+            owners = sorted(self._graph[u] & u1)
             self._key_owners[u] = np.fromiter(owners, dtype=np.uint32, count=len(owners))
             out.append(
                 (

@@ -236,3 +236,83 @@ def test_reveals_must_cover_u1_and_carry_no_signature_when_semi_honest() -> None
         with pytest.raises(RemoteProtocolError):
             c.receive(m.encode(kb))
         assert c.abort_code is code
+
+
+def test_shared_commitments_are_derived_once_per_argument_triple(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(cm, "_OPENED", ())
+    calls: list[bytes] = []
+    real = cm.seed_commitments_many
+
+    def counting(*, session_id: bytes, ids: bytes, reveals: bytes) -> bytes:
+        calls.append(reveals)
+        return real(session_id=session_id, ids=ids, reveals=reveals)
+
+    monkeypatch.setattr(cm, "seed_commitments_many", counting)
+    ids, r, g = _members(12)
+    raw_ids = b"".join(v.to_bytes(4, "big") for v in ids)
+    joined = b"".join(r[v] for v in ids)
+    expected = b"".join(g[v] for v in ids)
+    for _ in range(3):  # equal arguments, one of them a fresh bytes object each time
+        assert cm.seed_commitments_shared(
+            session_id=SID, ids=raw_ids, reveals=bytes(bytearray(joined))
+        ) == expected
+    assert len(calls) == 1
+    # another session, another id column or another list: derived afresh, never the kept one
+    other_sid = bytes(32)
+    assert cm.seed_commitments_shared(session_id=other_sid, ids=raw_ids, reveals=joined) == real(
+        session_id=other_sid, ids=raw_ids, reveals=joined
+    )
+    assert cm.seed_commitments_shared(session_id=other_sid, ids=raw_ids, reveals=joined) != expected
+    swapped = raw_ids[4:8] + raw_ids[:4] + raw_ids[8:]
+    assert cm.seed_commitments_shared(session_id=SID, ids=swapped, reveals=joined) == real(
+        session_id=SID, ids=swapped, reveals=joined
+    )
+    changed = bytes(32) + joined[32:]
+    out = cm.seed_commitments_shared(session_id=SID, ids=raw_ids, reveals=changed)
+    assert out[:32] != expected[:32] and out[32:] == expected[32:]
+    assert len(calls) == 4
+    # at most four triples are kept: the first one has been pushed out by now
+    cm.seed_commitments_shared(session_id=bytes(31) + b"\x01", ids=raw_ids, reveals=joined)
+    assert len(cm._OPENED) == 4
+    assert cm.seed_commitments_shared(session_id=SID, ids=raw_ids, reveals=joined) == expected
+    assert len(calls) == 6
+    with pytest.raises(ParameterError):
+        cm.seed_commitments_shared(session_id=SID, ids=raw_ids, reveals=joined[:-1])
+
+
+@pytest.mark.parametrize("first", ["honest view", "forged view"])
+def test_clients_with_different_views_judge_one_shared_reveal_list_each_by_its_own(
+    monkeypatch: pytest.MonkeyPatch, first: str
+) -> None:
+    """The server shows client 1 the true commitments and client 2 a forged ``g_9``, then
+    sends both the same (true) reveals: whichever checks first, 1 accepts the reveals and
+    2 refuses them naming 9 — the shared derivation never carries one client's verdict
+    over to another."""
+    monkeypatch.setattr(cm, "_OPENED", ())
+    n = 24
+    rng = InsecureDeterministicRandom(b"graph-seed-views-test", warn=False)
+    cfg = RoundConfig.create(session_id=SID, clients=list(range(1, n + 1)), bits=32, length=4,
+                             protocol=ProtocolKind.SECAGG_PLUS, graph_seed=bytes(32))
+    clients = {u: Client(config=cfg, client_id=u, input_vector=np.zeros(4, dtype=np.uint32),
+                         rng=rng.child(f"c{u}")) for u in range(1, n + 1)}
+    adv = {u: c.start() for u, c in clients.items()}
+    true_coms = tuple((u, a.seed_commitment) for u, a in sorted(adv.items()))
+    forged_coms = tuple((u, bytes(32) if u == 9 else g) for u, g in true_coms)
+    reveal = {}
+    for u, c in clients.items():
+        coms = forged_coms if u == 2 else true_coms
+        (rv,) = c.receive(m.encode(m.SeedRequest(session_id=SID, sender=0, recipient=u,
+                                                 commitments=coms)))
+        reveal[u] = rv.reveal
+    reveals = tuple(m.Reveal(owner=v, reveal=reveal[v]) for v in sorted(reveal))
+    order = [1, 2] if first == "honest view" else [2, 1]
+    for u in order:
+        kb = m.KeysBroadcast(session_id=SID, sender=0, recipient=u, entries=(), reveals=reveals)
+        with pytest.raises(RemoteProtocolError):  # no entries: client 1 aborts later, on |entries|
+            clients[u].receive(m.encode(kb))
+    assert clients[2].abort_code is AbortReason.BAD_SEED
+    assert "reveal of 9 " in (clients[2].abort_reason or "")
+    # client 1 got past every reveal check: it stops only at the empty entry list
+    assert clients[1].abort_code is AbortReason.TOO_FEW_NEIGHBORS
