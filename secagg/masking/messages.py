@@ -166,8 +166,9 @@ def _was_decoded(kind: str, items: object) -> bool:
 # once per round (by identity: tuples are immutable), and a decoder that meets the same
 # bytes again (every client a worker hosts) returns the same immutable tuple; each
 # client still runs its own checks on it (``client.py``; the commitments a reveal list
-# opens are derived once per process, ``_common.seed_commitments_shared``).  A kept list also carries its
-# two fixed-size columns: ``IDS`` (``u32_be`` each) and the 32-byte values.
+# opens are derived once per process, ``_common.seed_commitments_shared``).  A kept
+# list also carries its two fixed-size columns: ``IDS`` (``u32_be`` each) and the
+# 32-byte values.
 
 
 @dataclass(slots=True)
