@@ -726,6 +726,28 @@ def test_slowloris_is_cut_at_the_deadline_as_a_dropout(ca: dict[str, Path]) -> N
     assert 5 not in r.outcome.sets["U1"]
 
 
+def _run_stalling_client(
+    r: Any, ca: Any, cid: int, vector: Any, stall: Any, *, stream_chunk: int
+) -> Any:
+    """Client ``cid`` of round ``r`` with checkpoint ``stall``: its result or its error."""
+
+    async def staller() -> Any:
+        try:
+            return await run_client(
+                host=r.addr[0],
+                port=r.addr[1],
+                ssl_context=client_context(ca["dir"], cid),
+                client_id=cid,
+                input_vector=vector,
+                checkpoint=stall,
+                stream_chunk=stream_chunk,
+            )
+        except Exception as exc:
+            return exc
+
+    return asyncio.run(staller())
+
+
 def test_a_client_that_stops_mid_upload_is_cut_and_dropped(ca: dict[str, Path]) -> None:
     ids = [1, 2, 3, 4, 5]
     stalled = threading.Event()
@@ -738,22 +760,7 @@ def test_a_client_that_stops_mid_upload_is_cut_and_dropped(ca: dict[str, Path]) 
     cfg = _config(ids, length=2000)
     inputs = _inputs(ids, 2000)
     with NetRound(ca, cfg, [1, 2, 3, 4], idle=1.0, inputs=inputs) as r:
-
-        async def staller() -> Any:
-            try:
-                return await run_client(
-                    host=r.addr[0],
-                    port=r.addr[1],
-                    ssl_context=client_context(ca["dir"], 5),
-                    client_id=5,
-                    input_vector=inputs[5],
-                    checkpoint=stall,
-                    stream_chunk=104,
-                )
-            except Exception as exc:
-                return exc
-
-        res = asyncio.run(staller())
+        res = _run_stalling_client(r, ca, 5, inputs[5], stall, stream_chunk=104)
     assert stalled.is_set()
     assert isinstance(res, (ConnectionLostError, TransportError)), res
     _assert_exact(r, {1, 2, 3, 4})
@@ -1431,22 +1438,7 @@ def test_a_multi_loop_round_under_faults_is_exact(ca: dict[str, Path]) -> None:
         assert _error_code_or_closed(bad) == ErrorCode.TOO_LARGE
         bad.close()
         proceed.set()
-
-        async def staller() -> Any:
-            try:
-                return await run_client(
-                    host=r.addr[0],
-                    port=r.addr[1],
-                    ssl_context=client_context(ca["dir"], 8),
-                    client_id=8,
-                    input_vector=inputs[8],
-                    checkpoint=stall,
-                    stream_chunk=8000,
-                )
-            except Exception as exc:
-                return exc
-
-        res = asyncio.run(staller())
+        res = _run_stalling_client(r, ca, 8, inputs[8], stall, stream_chunk=8000)
     assert stalled.is_set()
     assert isinstance(res, (ConnectionLostError, TransportError)), res
     _assert_exact(r, set(honest))
