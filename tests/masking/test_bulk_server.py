@@ -135,7 +135,7 @@ def test_unmasking_response_view_validates_like_decode():
         with pytest.raises(DecodeError):
             m.decode(data)
     other = m.encode(m.SeedReveal(session_id=SID, sender=3, recipient=0, reveal=bytes(32)))
-    with pytest.raises(DecodeError):
+    with pytest.raises(DecodeError, match=r"^not an UnmaskingResponse$"):
         m.decode_unmasking_response(other)
 
 

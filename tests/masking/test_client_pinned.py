@@ -10,11 +10,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
+import numpy as np
 import pytest
 
-from secagg.errors import RemoteProtocolError
+from secagg.errors import CryptoError, DecodeError, ParameterError, RemoteProtocolError
+from secagg.masking import client as client_module
 from secagg.masking import messages as m
 from secagg.masking.abort import AbortReason
+from secagg.masking.client import Client
 from secagg.masking.config import ProtocolKind, SecurityMode
 from secagg.phase import Phase
 
@@ -139,3 +142,163 @@ def test_a_seed_request_with_my_commitment_under_another_id_is_refused():
 
     reason = "seed request without my seed commitment"
     assert _refusal(h, m.SeedRequest, move_mine) == (AbortReason.BAD_SEED, reason, reason)
+
+
+SEMI_HONEST_EXTRA = {
+    "low-order-key": (
+        m.KeysBroadcast,
+        lambda r: dataclasses.replace(
+            r, entries=(dataclasses.replace(r.entries[0], c_pk=bytes(32)), *r.entries[1:])
+        ),
+        AbortReason.INVALID_VALUE,
+        "low-order public key",
+    ),
+    "signatures-in-semi-honest-unmasking": (
+        m.UnmaskingRequest,
+        lambda r: dataclasses.replace(r, signatures=((1, bytes(64)),)),
+        AbortReason.BAD_SIGNATURE,
+        "consistency signatures in a semi-honest round",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SEMI_HONEST_EXTRA))
+def test_a_hostile_value_in_a_server_message_gives_its_code_and_reason(case):
+    target, change, code, reason = SEMI_HONEST_EXTRA[case]
+    h = Harness.make(7, threshold=4)
+    assert _refusal(h, target, change) == (code, reason, reason)
+
+
+SECAGG_PLUS_CASES = {
+    "signed-reveals-in-semi-honest": (
+        m.KeysBroadcast,
+        lambda r: dataclasses.replace(
+            r, reveals=tuple(dataclasses.replace(x, signature=bytes(64)) for x in r.reveals)
+        ),
+        AbortReason.BAD_SIGNATURE,
+        "signature in a semi-honest round",
+    ),
+    "u1-below-threshold": (
+        m.SeedRequest,
+        lambda r: dataclasses.replace(
+            r, commitments=tuple(x for x in r.commitments if x[0] in (1, VICTIM))
+        ),
+        AbortReason.TOO_FEW_NEIGHBORS,
+        "only 2 clients in U1; threshold is 3",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SECAGG_PLUS_CASES))
+def test_a_refused_graph_seed_message_gives_its_code_and_reason(case):
+    target, change, code, reason = SECAGG_PLUS_CASES[case]
+    h = Harness.make(7, threshold=3, protocol=ProtocolKind.SECAGG_PLUS, neighbors=4)
+    assert _refusal(h, target, change) == (code, reason, reason)
+
+
+def test_a_share_box_that_does_not_open_aborts_with_the_aead_error_as_reason():
+    h = Harness.make(7, threshold=4)
+
+    def spoil(r):
+        (v, box), *rest = r.boxes
+        return dataclasses.replace(r, boxes=((v, bytes(len(box))), *rest))
+
+    h.drive(
+        rewrite=lambda u, msg: (
+            spoil(msg) if u == VICTIM and isinstance(msg, m.MaskedInputRequest) else msg
+        )
+    )
+    c, err = h.clients[VICTIM], h.errors[VICTIM]
+    assert isinstance(err, CryptoError) and c.phase is Phase.ABORTED
+    assert (c.abort_code, c.abort_reason) == (AbortReason.BAD_SHARE_BOX, str(err))
+    assert str(err) == "cryptographic verification failed"
+
+
+def _started(n: int = 5) -> tuple[Harness, Client]:
+    h = Harness.make(n, threshold=3)
+    c = h.clients[VICTIM]
+    c.start()
+    return h, c
+
+
+def test_a_message_not_from_the_server_to_me_is_refused_and_changes_nothing():
+    h, c = _started()
+    sid = h.config.session_id
+    phase = c.phase
+    for msg in (
+        m.UnmaskingRequest(
+            session_id=sid,
+            sender=m.SERVER_ID,
+            recipient=VICTIM + 1,
+            survivors=(1, 2, 3),
+            dropped=(),
+        ),  # from the server, to another client
+        m.SeedReveal(session_id=sid, sender=VICTIM + 1, recipient=m.SERVER_ID, reveal=bytes(32)),
+    ):
+        with pytest.raises(DecodeError, match=r"^message is not from the server to this client$"):
+            c.handle(msg)
+        assert (c.phase, c.abort_code, c.abort_reason) == (phase, None, None)
+
+
+def test_a_message_of_another_phase_aborts_naming_it_and_the_phase():
+    h, c = _started()
+    phase = c.phase
+    msg = m.UnmaskingRequest(
+        session_id=h.config.session_id,
+        sender=m.SERVER_ID,
+        recipient=VICTIM,
+        survivors=(1, 2, 3),
+        dropped=(),
+    )
+    reason = f"UnmaskingRequest does not fit phase {phase.value}"
+    with pytest.raises(RemoteProtocolError, match=f"^{reason}$"):
+        c.handle(msg)
+    assert (c.phase, c.abort_code, c.abort_reason) == (
+        Phase.ABORTED,
+        AbortReason.UNEXPECTED_MESSAGE,
+        reason,
+    )
+
+
+@pytest.mark.parametrize(
+    "raised", [ParameterError("a primitive refused this"), DecodeError("a nested decode failed")]
+)
+def test_an_error_a_handler_does_not_name_aborts_as_an_invalid_value(monkeypatch, raised):
+    """handle()'s mapping for errors raised below the state machine: a primitive's
+    ParameterError (a hostile value) or a non-Violation RemoteProtocolError both abort
+    with INVALID_VALUE and their text, and reach the caller as RemoteProtocolError."""
+    h = Harness.make(5, threshold=3)
+
+    def refuse(*args, **kwargs):
+        raise raised
+
+    monkeypatch.setattr(client_module._plane, "share_keys", refuse)
+    h.drive()
+    c, err = h.clients[VICTIM], h.errors[VICTIM]
+    assert isinstance(err, RemoteProtocolError) and str(err) == str(raised)
+    assert (c.phase, c.abort_code, c.abort_reason) == (
+        Phase.ABORTED,
+        AbortReason.INVALID_VALUE,
+        str(raised),
+    )
+
+
+def test_an_input_out_of_range_names_the_ways_to_encode_floats():
+    h = Harness.make(5, threshold=3)
+    bad = np.full(h.config.length, 1 << h.config.bits, dtype=np.uint32)
+    with pytest.raises(ParameterError) as info:
+        Client(config=h.config, client_id=VICTIM, input_vector=bad)
+    assert str(info.value).endswith(
+        "; encode float updates with QuantizationSpec.quantize "
+        "or the scheme API (secagg.runtime.schemes.MaskedClientHalf.encode)"
+    )
+
+
+@pytest.mark.parametrize("bad", [16.0, "16", None, True])
+def test_masked_input_chunks_refuse_a_chunk_size_that_is_not_an_int(bad):
+    h = Harness.make(5, threshold=3)
+    h.drive(stop=Phase.MASKED_INPUT, hold=VICTIM)
+    c = h.clients[VICTIM]
+    assert next(c.masked_input_chunks(8)).shape == (6,)  # the masks are known
+    with pytest.raises(ParameterError, match=r"^chunk_elements must be a positive multiple of 8$"):
+        c.masked_input_chunks(bad)

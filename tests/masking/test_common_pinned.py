@@ -53,3 +53,13 @@ def test_seed_commitments_many_equal_one_at_a_time_and_refuse_ragged_columns():
     ):
         with pytest.raises(ParameterError, match=msg):
             cm.seed_commitments_many(session_id=SID, ids=bad_ids, reveals=bad_reveals)
+
+
+def test_ids_bytes_of_int_subclasses_is_the_same_concatenation():
+    # not exactly ``int`` (an IntEnum-like id, a bool): the per-id path, same bytes
+    class Id(int):
+        pass
+
+    ids = [258, 0, 2**32 - 1]
+    assert cm.ids_bytes([Id(v) for v in ids]) == cm.ids_bytes(ids)
+    assert cm.ids_bytes([True, 7]) == b"\x00\x00\x00\x01\x00\x00\x00\x07"
