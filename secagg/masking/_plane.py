@@ -182,7 +182,8 @@ def pairwise_seeds(
     CryptoError
         A public key is a low-order point.
     ParameterError
-        A public key is not 32 bytes, or ``a == b``.
+        A public key is not 32 bytes, or ``a == b``, or ``map_fn`` did not return one
+        result per batch.
     """
     prefix = lab.pairwise_seed
     # each distinct public key is parsed, and each id's label field built, once (the
@@ -222,6 +223,8 @@ def pairwise_seeds(
     out: list[bytes] = []
     for seeds in (map_fn or map)(work, parts):
         out.extend(seeds)
+    if len(out) != len(jobs):  # a map_fn that dropped or added a batch
+        raise ParameterError(f"map_fn returned {len(out)} seeds for {len(pairs)} pairs")
     return out
 
 

@@ -94,7 +94,9 @@ class Server:
         A ``map``-like callable (e.g. ``executor.map``) over which the X25519
         agreements that rebuild dropped clients' pairwise seeds are spread, in
         batches; the builtin :func:`map` by default.  The server never starts
-        threads itself.
+        threads itself.  It must return one result per item, in order: one that
+        returns fewer or more makes the round's close raise ``ParameterError``
+        (never a sum with masks left in).
 
     Security notes
     --------------
@@ -291,12 +293,15 @@ class Server:
         Raises
         ------
         LocalProtocolError
-            Unless the phase is FINALIZING.
+            Unless the phase is FINALIZING; or if ``map_fn`` did not run every unit
+            it was handed (the partly unmasked sum is then wiped and discarded, and
+            every later call refuses too).
         """
         if self._phase is not Phase.FINALIZING:
             raise LocalProtocolError(f"finalize() in phase {self._phase.value}")
         total = self._sum
-        assert total is not None
+        if total is None:
+            raise LocalProtocolError("the sum was discarded by an earlier failed finalize()")
         bits = self._config.bits
         mod = (1 << bits) - 1
         if bits < 8 * total.dtype.itemsize:
@@ -316,8 +321,8 @@ class Server:
             def work(r: tuple[int, int]) -> None:
                 apply_masks(total[r[0] : r[1]], jobs, bits, offset=r[0])
 
-            for _ in (map_fn or map)(work, ranges):
-                pass
+            units_n = len(ranges)
+            done = sum(1 for _ in (map_fn or map)(work, ranges))
         else:
             step = -(-len(jobs) // groups)
             units = [
@@ -330,10 +335,21 @@ class Server:
                 apply_masks(acc, some, bits, offset=a)
                 return a, acc
 
+            done, units_n = 0, len(units)
             for a, acc in (map_fn or map)(part, units):
                 np.add(total[a : a + len(acc)], acc, out=total[a : a + len(acc)])
+                done += 1
             if bits < 8 * total.dtype.itemsize:
                 np.bitwise_and(total, total.dtype.type(mod), out=total)
+        if done != units_n:
+            # some masks were not removed: never hand out (or keep) a partly unmasked sum
+            total.fill(0)
+            self._sum = None
+            self._jobs = []
+            raise LocalProtocolError(
+                f"map_fn returned {done} results for {units_n} unmasking units; "
+                "the sum was discarded"
+            )
         self._result = total
         self._sum = None
         self._jobs = []

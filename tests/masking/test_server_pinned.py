@@ -13,11 +13,11 @@ import dataclasses
 import numpy as np
 import pytest
 
-from secagg.errors import DecodeError, RemoteProtocolError
+from secagg.errors import DecodeError, LocalProtocolError, ParameterError, RemoteProtocolError
 from secagg.masking import messages as m
 from secagg.masking import server as server_module
 from secagg.masking.abort import AbortReason
-from secagg.masking.config import SecurityMode
+from secagg.masking.config import ProtocolKind, SecurityMode
 from secagg.phase import Phase
 from secagg.primitives.field import P
 
@@ -164,3 +164,67 @@ def test_finalize_hands_map_fn_the_chunk_ranges_of_a_long_vector(monkeypatch):
     assert calls == [[(a, min(a + 4, 37)) for a in range(0, 37, 4)]]
     np.testing.assert_array_equal(total, h.expected_sum((1, 2, 3, 4)))
     assert h.server.phase is Phase.COMPLETED
+
+
+def test_too_few_shares_of_a_dropped_clients_key_aborts_naming_it_to_u5():
+    # SecAgg+ (n = 10, k = 5, t = 3): 8 and 10 drop before masked input, 5 and 6 before
+    # unmasking; every survivor's self mask still has t holders in U5, client 10's
+    # mask key does not (its neighbors in U5 are too few)
+    h = Harness.make(10, protocol=ProtocolKind.SECAGG_PLUS, neighbors=5, threshold=3, seed=1)
+    h.drive(drops={8: 2, 10: 2, 5: 4, 6: 4})
+    s = h.server
+    code, reason = AbortReason.MISSING_MASK_KEY_SHARES, (
+        "too few shares to rebuild dropped client 10's masks"
+    )
+    assert (s.phase, s.abort_code, s.abort_reason) == (Phase.ABORTED, code, reason)
+    assert _aborts_received(h) == {u: [(code, reason)] for u in (1, 2, 3, 4, 7, 9)}
+
+
+def test_finalize_outside_finalizing_names_the_phase():
+    h = Harness.make(5, threshold=3)
+    with pytest.raises(LocalProtocolError, match=r"^finalize\(\) in phase advertise-keys$"):
+        h.server.finalize()
+
+
+def test_a_masked_input_made_with_another_view_is_refused_in_words():
+    h = Harness.make(5, threshold=3)
+    held = h.drive(stop=Phase.MASKED_INPUT, hold=1)
+    assert isinstance(held, m.MaskedInput)
+    other = dataclasses.replace(held, view=bytes(32))
+    with pytest.raises(RemoteProtocolError, match=r"^masked input was made with another U2 view$"):
+        h.server.handle(1, other)
+
+
+def _short_map(fn, items):
+    """A broken ``map``: it silently leaves out the last item."""
+    return list(map(fn, list(items)[:-1]))
+
+
+@pytest.mark.parametrize("ranges", [False, True])
+def test_finalize_with_a_map_fn_that_skips_a_unit_discards_the_sum(monkeypatch, ranges):
+    if ranges:  # ten ranges >= UNMASK_UNITS: map_fn gets the ranges, not job groups
+        monkeypatch.setattr(server_module, "UNMASK_RANGE_ELEMENTS", 4)
+    h = Harness.make(5, threshold=3, length=37)
+    h.drive(finalize=False)
+    s = h.server
+    assert s.phase is Phase.FINALIZING
+    with pytest.raises(
+        LocalProtocolError,
+        match=r"^map_fn returned \d+ results for \d+ unmasking units; the sum was discarded$",
+    ):
+        s.finalize(map_fn=_short_map)
+    assert s.result is None
+    with pytest.raises(
+        LocalProtocolError, match=r"^the sum was discarded by an earlier failed finalize\(\)$"
+    ):
+        s.finalize()
+
+
+def test_a_map_fn_that_drops_a_batch_of_agreements_is_refused():
+    # 7 and 8 drop after sharing keys: the server agrees s_{u,v} for every survivor u
+    # masked with them through its map_fn, which loses a batch here
+    h = Harness.make(8, threshold=4)
+    h.server = server_module.Server(config=h.config, map_fn=_short_map)
+    with pytest.raises(ParameterError, match=r"^map_fn returned 0 seeds for 12 pairs$"):
+        h.drive(drops={7: 2, 8: 2})  # raised where unmasking closes, not a wrong sum
+    assert h.server.result is None
