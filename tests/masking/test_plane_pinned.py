@@ -9,6 +9,7 @@ exactly ``P``, a reconstructed value exactly ``2**256``, no senders at all.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from secagg.errors import CryptoError, ParameterError
@@ -147,3 +148,17 @@ def test_route_boxes_with_no_senders_gives_empty_lists():
     box = bytes(range(100)) + b"\x00\x00"
     assert _plane.route_boxes({3: [(1, box)]}, []) == {}
     assert _plane.route_boxes({3: [(1, box)], 2: []}, [1, 4]) == {1: ((3, box),), 4: ()}
+
+
+def test_reconstructed_rows_refuse_a_value_of_2_to_the_256_or_more_in_words():
+    # the server's batched path (shamir.reconstruct_rows) refuses as reconstruct_secrets does
+    xs = np.array([[1, 2]], dtype=np.uint32)
+    for value, ok in ((2**256 - 1, True), (2**256, False), (P - 1, False)):
+        ys = np.frombuffer(value.to_bytes(ELEMENT_BYTES, "big") * 2, dtype=np.uint8)
+        ys = ys.reshape(1, 2, ELEMENT_BYTES)
+        if ok:
+            assert _plane.reconstruct_secret_rows(xs, ys, 2) == [b"\xff" * 32]
+        else:
+            assert _refusal(ParameterError, _plane.reconstruct_secret_rows, xs, ys, 2) == (
+                "reconstructed value is not a 32-byte secret"
+            )
