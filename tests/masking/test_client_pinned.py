@@ -302,3 +302,65 @@ def test_masked_input_chunks_refuse_a_chunk_size_that_is_not_an_int(bad):
     assert next(c.masked_input_chunks(8)).shape == (6,)  # the masks are known
     with pytest.raises(ParameterError, match=r"^chunk_elements must be a positive multiple of 8$"):
         c.masked_input_chunks(bad)
+
+
+# survivors of a third sample (seed 25), drawn after the seed-24 triage
+SEED_25_CASES = {
+    "own-entry": (
+        m.KeysBroadcast,
+        lambda r: dataclasses.replace(
+            r,
+            entries=tuple(
+                sorted(
+                    [
+                        *(e for e in r.entries if e.owner != VICTIM),
+                        dataclasses.replace(r.entries[0], owner=VICTIM),
+                    ],
+                    key=lambda e: e.owner,
+                )
+            ),
+        ),
+        AbortReason.NOT_A_NEIGHBOR,
+        "KeysBroadcast lists a client that is not my neighbor",
+    ),
+    "boxes-below-threshold": (
+        m.MaskedInputRequest,
+        lambda r: dataclasses.replace(r, boxes=r.boxes[:2]),
+        AbortReason.TOO_FEW_NEIGHBORS,
+        "only 2 neighbors shared keys; threshold is 4",
+    ),
+    "unregistered-survivor": (
+        m.UnmaskingRequest,
+        lambda r: dataclasses.replace(r, survivors=(*r.survivors, 99)),
+        AbortReason.BAD_SURVIVOR_SET,
+        "survivor set names unregistered clients",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SEED_25_CASES))
+def test_more_refused_server_messages_give_their_code_and_reason(case):
+    target, change, code, reason = SEED_25_CASES[case]
+    h = Harness.make(7, threshold=4)
+    assert _refusal(h, target, change) == (code, reason, reason)
+
+
+def test_too_few_consistency_signatures_abort_with_too_few_signers():
+    h = Harness.make(7, threshold=4, security=SecurityMode.MALICIOUS)
+    t_sig = h.config.signature_threshold
+
+    def fewer(r):
+        return dataclasses.replace(r, signatures=r.signatures[: t_sig - 1])
+
+    reason = f"only {t_sig - 1} consistency signatures; need {t_sig}"
+    assert _refusal(h, m.UnmaskingRequest, fewer) == (AbortReason.TOO_FEW_SIGNERS, reason, reason)
+
+
+def test_a_seed_request_naming_an_id_above_every_registered_one_is_refused():
+    h = Harness.make(7, threshold=3, protocol=ProtocolKind.SECAGG_PLUS, neighbors=4)
+
+    def stranger(r):
+        return dataclasses.replace(r, commitments=(*r.commitments, (99, bytes(32))))
+
+    reason = "seed request names unregistered clients"
+    assert _refusal(h, m.SeedRequest, stranger) == (AbortReason.BAD_SEED, reason, reason)
