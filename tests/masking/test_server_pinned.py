@@ -228,3 +228,9 @@ def test_a_map_fn_that_drops_a_batch_of_agreements_is_refused():
     with pytest.raises(ParameterError, match=r"^map_fn returned 0 seeds for 12 pairs$"):
         h.drive(drops={7: 2, 8: 2})  # raised where unmasking closes, not a wrong sum
     assert h.server.result is None
+
+
+def test_a_server_without_a_round_config_is_refused_in_words():
+    for bad in (None, object(), {"clients": (1, 2, 3)}):
+        with pytest.raises(ParameterError, match=r"^config must be a RoundConfig$"):
+            server_module.Server(config=bad)
