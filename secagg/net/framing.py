@@ -7,6 +7,7 @@ Byte layout: ``protocols/wire/transport.md`` §2.  A frame is
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import struct
 from dataclasses import dataclass
@@ -416,22 +417,17 @@ async def read_body(
     view = memoryview(body)
     got = 0
     try:
-        if _timeout is None:  # Python 3.10
+        loop = asyncio.get_running_loop()
+        # Python 3.10 has no asyncio.timeout: a wait_for per piece there instead
+        async with (_timeout(idle_timeout) if _timeout else contextlib.nullcontext()) as idle:
             while got < size:
-                chunk = await asyncio.wait_for(reader.read(min(piece, size - got)), idle_timeout)
+                read = reader.read(min(piece, size - got))
+                chunk = await (read if idle is not None else asyncio.wait_for(read, idle_timeout))
                 if not chunk:
                     raise ConnectionLostError("connection closed in the middle of a frame")
                 view[got : got + len(chunk)] = chunk
                 got += len(chunk)
-        else:
-            loop = asyncio.get_running_loop()
-            async with _timeout(idle_timeout) as idle:
-                while got < size:
-                    chunk = await reader.read(min(piece, size - got))
-                    if not chunk:
-                        raise ConnectionLostError("connection closed in the middle of a frame")
-                    view[got : got + len(chunk)] = chunk
-                    got += len(chunk)
+                if idle is not None:
                     idle.reschedule(loop.time() + idle_timeout)
     except (TimeoutError, asyncio.TimeoutError):
         raise ConnectionLostError(
