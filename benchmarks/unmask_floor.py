@@ -27,17 +27,14 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from secagg.bench.common import best_of
 from secagg.primitives.kdf import derive_info
 from secagg.primitives.prg import CHUNK_ELEMENTS, apply_masks
 
 
-def best(f: Callable[[], object], reps: int = 5) -> float:
-    b = float("inf")
-    for _ in range(reps):
-        t0 = time.thread_time()
-        f()
-        b = min(b, time.thread_time() - t0)
-    return b
+def best(f: Callable[[], object]) -> float:
+    """Thread CPU seconds of ``f``, best of 5 (after one warm-up run)."""
+    return best_of({"f": f}, clock=time.thread_time)["f"].best_s
 
 
 def main() -> int:
