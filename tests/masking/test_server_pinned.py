@@ -36,6 +36,10 @@ ABORTS = {
 }
 
 
+def _abort_of(s: server_module.Server) -> tuple[Phase, AbortReason | None, str | None]:
+    return s.phase, s.abort_code, s.abort_reason
+
+
 def _aborts_received(h: Harness) -> dict[int, list[tuple[AbortReason, str]]]:
     got = {
         u: [(x.code, x.reason) for x in h.received.get(u, []) if isinstance(x, m.Abort)]
@@ -50,7 +54,7 @@ def test_an_abort_gives_its_code_and_reason_to_the_clients_still_in(case):
     h = Harness.make(5, threshold=3)
     h.drive(drops=drops)
     s = h.server
-    assert (s.phase, s.abort_code, s.abort_reason) == (Phase.ABORTED, code, reason)
+    assert _abort_of(s) == (Phase.ABORTED, code, reason)
     assert s.result is None and s.awaiting == frozenset() and s.collecting is None
     # the clients that answered the last round are told, and no one else
     assert _aborts_received(h) == {u: [(code, reason)] for u in (3, 4, 5)}
@@ -62,11 +66,7 @@ def test_too_few_consistency_signatures_aborts_in_words():
     h.drive(drops={1: 3, 2: 3, 3: 3})
     s = h.server
     reason = "only 2 consistency signatures (need 3)"
-    assert (s.phase, s.abort_code, s.abort_reason) == (
-        Phase.ABORTED,
-        AbortReason.TOO_FEW_SIGNATURES,
-        reason,
-    )
+    assert _abort_of(s) == (Phase.ABORTED, AbortReason.TOO_FEW_SIGNATURES, reason)
     assert _aborts_received(h) == {u: [(AbortReason.TOO_FEW_SIGNATURES, reason)] for u in (4, 5)}
 
 
@@ -79,11 +79,7 @@ def test_a_lying_share_holder_aborts_the_round_in_words():
     assert h.server.handle(1, lie)[0][0] == 1  # every reply is in: the round closes
     s = h.server
     reason = "a reconstructed secret failed its check (a holder lied)"
-    assert (s.phase, s.abort_code, s.abort_reason) == (
-        Phase.ABORTED,
-        AbortReason.RECONSTRUCTION_FAILED,
-        reason,
-    )
+    assert _abort_of(s) == (Phase.ABORTED, AbortReason.RECONSTRUCTION_FAILED, reason)
     assert s.result is None and s.mask_jobs == ()
 
 
@@ -176,7 +172,7 @@ def test_too_few_shares_of_a_dropped_clients_key_aborts_naming_it_to_u5():
     code, reason = AbortReason.MISSING_MASK_KEY_SHARES, (
         "too few shares to rebuild dropped client 10's masks"
     )
-    assert (s.phase, s.abort_code, s.abort_reason) == (Phase.ABORTED, code, reason)
+    assert _abort_of(s) == (Phase.ABORTED, code, reason)
     assert _aborts_received(h) == {u: [(code, reason)] for u in (1, 2, 3, 4, 7, 9)}
 
 
