@@ -338,13 +338,15 @@ def sample_text(
 ) -> list[str]:
     """Sample one continuation per prompt (the prompt included).
 
-    Sampling uses a seeded ``torch.Generator``: it is not secret.
+    Sampling uses a seeded CPU ``torch.Generator`` (not secret) on the logits brought to
+    the CPU, so a seed gives the same draws whether the model sits on a CPU or a GPU.
     """
     if not math.isfinite(temperature) or temperature <= 0:
         raise ParameterError("temperature must be positive")
     torch = require("torch", "train")
     model, tok = loaded.model, loaded.tokenizer
     gen = torch.Generator().manual_seed(seed)
+    device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     out: list[str] = []
@@ -355,8 +357,9 @@ def sample_text(
                 new: list[int] = []
                 for _ in range(max_new_tokens):
                     window = (ids + new)[-loaded.max_positions :]
-                    logits = model(input_ids=torch.tensor([window])).logits[0, -1]
-                    logits = logits.float() / temperature
+                    ids_t = torch.tensor([window], device=device)
+                    logits = model(input_ids=ids_t).logits[0, -1].float().cpu()
+                    logits = logits / temperature
                     if 0 < top_k < logits.numel():
                         kth = torch.topk(logits, top_k).values[-1]
                         logits = torch.where(logits < kth, torch.full_like(logits, -1e30), logits)

@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
 
 from secagg.errors import ParameterError
 from secagg.train.model import (
@@ -81,6 +82,18 @@ def test_sample_text_is_seeded(tiny_spec: TinyLlamaSpec) -> None:
     a = sample_text(lm, prompts=["The "], max_new_tokens=10, seed=9)
     b = sample_text(lm, prompts=["The "], max_new_tokens=10, seed=9)
     assert a == b and a[0].startswith("The ")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_sample_text_on_cuda_model(tiny_spec: TinyLlamaSpec) -> None:
+    # the model after `secagg train --device cuda` sits on the GPU; the prompt ids and the
+    # CPU generator must meet it there (this failed on an H200 before the fix)
+    lm = build_model(spec=tiny_spec, seed=1)
+    lm.model.to("cuda")
+    a = sample_text(lm, prompts=["The ", "def "], max_new_tokens=10, seed=9)
+    b = sample_text(lm, prompts=["The ", "def "], max_new_tokens=10, seed=9)
+    assert a == b and a[0].startswith("The ") and a[1].startswith("def ")
+    assert next(lm.model.parameters()).device.type == "cuda"
 
 
 def test_local_model_directory_loads_offline(tmp_path, tiny_spec: TinyLlamaSpec) -> None:
