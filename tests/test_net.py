@@ -852,6 +852,46 @@ def test_sigkilled_clients_give_an_exact_sum_or_a_clean_abort() -> None:
     assert not rep["aborted"], rep["abort_reason"]
 
 
+def test_crashing_clients_grouped_per_point_die_together_and_the_sum_stays_exact() -> None:
+    from secagg.net.simulate import simulate_net
+
+    rep = simulate_net(
+        clients=10,
+        length=64,
+        crash=0.4,
+        seed=4,
+        phase_timeout=3.0,
+        join_timeout=15.0,
+        client_procs=2,
+        crash_points=["boxes"],
+        crash_group=2,
+    )
+    # 4 crashing clients in 2 processes (2 hosting the others): all 4 SIGKILLed after
+    # key sharing, so the masked-input phase lost them and the sum is over the 6 others
+    assert rep["crash_processes"] == 2 and rep["client_processes"] == 4
+    assert rep["killed_by_sigkill"] == 4 and set(rep["crashed"].values()) == {"boxes"}
+    assert not rep["aborted"], rep["abort_reason"]
+    assert rep["exact"] is True and rep["survivors"] == 6
+    with pytest.raises(ParameterError, match="crash_group"):
+        simulate_net(clients=4, length=8, crash_group=0)
+
+
+def test_crash_groups_share_a_point_and_split_evenly() -> None:
+    from secagg.net.simulate import ClientSpec, _crash_groups
+
+    def spec(u: int) -> ClientSpec:
+        return ClientSpec(u, b"s" * 32, 32, 8, None, None, None, 8)
+
+    plan = {1: "boxes", 2: "hello", 3: "boxes", 4: "boxes", 5: "boxes", 6: "boxes", 7: "hello"}
+    specs = {u: spec(u) for u in plan}
+    groups = [[s.client_id for s in g] for g in _crash_groups(plan, specs, 2)]
+    assert groups == [[1, 5], [3, 6], [4], [2, 7]]  # "boxes": 5 clients, at most 2 each
+    assert [[s.client_id for s in g] for g in _crash_groups(plan, specs, 1)] == [
+        [1], [3], [4], [5], [6], [2], [7]]
+    assert [[s.client_id for s in g] for g in _crash_groups(plan, specs, 9)] == [
+        [1, 3, 4, 5, 6], [2, 7]]
+
+
 def test_a_client_killed_before_its_seed_reveal_aborts_secagg_plus_cleanly() -> None:
     """v2 commit-reveal: a client of U1 that dies after the SeedRequest arrived never
     reveals its graph-seed part, so the round aborts (code SEED_REVEAL_MISSING) and

@@ -1406,6 +1406,10 @@ def peek_type(data: bytes | bytearray | memoryview) -> MessageType:
         On a wrong version, an unknown type, a round that does not match the type or
         a truncated header.
     """
+    if isinstance(data, (bytes, bytearray)) or (
+        isinstance(data, memoryview) and data.ndim == 1 and data.itemsize == 1
+    ):
+        data = data[: _HEADER.size]  # Reader copies what it gets: not a large body
     cls, _ = _read_header(Reader(data))
     return cls.TYPE
 

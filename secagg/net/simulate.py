@@ -11,8 +11,13 @@ it); the other clients share ``client_procs`` processes, each running its
 clients on one event loop.  Certificates come from a fresh development CA.
 The processes start, and build their clients' TLS contexts and inputs, before
 the round's clock starts (a device is up before a round); they connect once the
-round accepts connections.  ``round_wall_s`` is the round alone,
-``client_processes_start_s`` the start-up before it.
+round accepts connections.  With ``crash_group > 1`` crashing clients that share a
+crash point share a process, up to ``crash_group`` of them: the process kills itself
+when the first of them reaches the point, so the others die at that moment (at the
+same point or earlier in the same phase; for "boxes", after key sharing all the same:
+the server routes the share boxes only once every live client's shares are in).
+``round_wall_s`` is the round alone, ``client_processes_start_s`` the start-up
+before it.
 
 Inputs follow ``secagg simulate``'s recipe (``rng.child("input/<id>")``), so the
 expected sum over the survivors is recomputed here and compared exactly.
@@ -222,12 +227,19 @@ def _context() -> Any:
     if _CTX is None:
         if "forkserver" in multiprocessing.get_all_start_methods():
             _CTX = multiprocessing.get_context("forkserver")
+            # what every client process imports, loaded once in the forkserver: the
+            # codec asyncio's TLS transport looks up for the server name and the
+            # backend cryptography loads on the first X25519 key (profiled: a sixth of
+            # a crashing client's process CPU at n = 1000 went to these imports)
             _CTX.set_forkserver_preload(
                 [
                     "secagg.net.simulate",
                     "secagg.net.client",
                     "secagg.net.tls",
                     "secagg.primitives.sign",
+                    "secagg.primitives.kex",
+                    "encodings.idna",
+                    "cryptography.hazmat.backends.openssl.backend",
                 ]
             )
         else:  # pragma: no cover - non-POSIX
@@ -259,6 +271,22 @@ def _crash_plan(
     return {u: points[randbelow(pick, len(points))] for u in crashed}
 
 
+def _crash_groups(
+    plan: dict[int, str], specs: dict[int, ClientSpec], size: int
+) -> list[list[ClientSpec]]:
+    """The crashing clients' processes: clients with the same crash point together,
+    at most ``size`` per process, as evenly as that allows (ids in order)."""
+    by_point: dict[str, list[int]] = {}
+    for u in sorted(plan):
+        by_point.setdefault(plan[u], []).append(u)
+    groups: list[list[ClientSpec]] = []
+    for point in sorted(by_point):
+        ids = by_point[point]
+        k = math.ceil(len(ids) / size)
+        groups += [[specs[u] for u in ids[i::k]] for i in range(k)]
+    return groups
+
+
 def simulate_net(
     *,
     clients: int,
@@ -281,6 +309,7 @@ def simulate_net(
     unmask_threads: int = 2,
     io_threads: int | None = None,
     digest: bool = True,
+    crash_group: int = 1,
 ) -> dict[str, Any]:
     """Run one round over loopback TLS with client processes; return a JSON-able report.
 
@@ -300,6 +329,12 @@ def simulate_net(
         Threads of the server's unmasking step (as the process engine's default).
     io_threads:
         The server's I/O event loops (default: :class:`~secagg.net.server.NetServer`'s).
+    crash_group:
+        Crashing clients with the same crash point per process (default 1: every
+        crashing client its own process, killed at its own point).  A process of
+        several is killed when the first of them reaches the point; each process
+        of a simulation costs CPU that a real federation's devices would not take
+        from the server's machine.
     digest:
         Compute the transcript digest (SHA-256 of every frame, on the driver's
         thread; ``transcript_digest`` is ``""`` without it).
@@ -329,6 +364,8 @@ def simulate_net(
         or stream_chunk % 8
     ):
         raise ParameterError("stream_chunk must be a positive multiple of 8 (packed chunks)")
+    if isinstance(crash_group, bool) or not isinstance(crash_group, int) or crash_group < 1:
+        raise ParameterError("crash_group must be a positive integer")
     wall0 = time.perf_counter()
     rng: RandomSource
     if seed is not None:
@@ -387,7 +424,7 @@ def simulate_net(
         }
         steady = [specs[u] for u in ids if u not in plan]
         procs_n = max(1, min(len(steady), client_procs or (os.cpu_count() or 1)))
-        groups: list[list[ClientSpec]] = [[s] for s in (specs[u] for u in sorted(plan))]
+        groups = _crash_groups(plan, specs, crash_group)
         groups += [steady[i::procs_n] for i in range(procs_n) if steady[i::procs_n]]
         server = NetServer(
             ssl_context=server_context(cdir),
@@ -528,6 +565,7 @@ def simulate_net(
         "rejections": {str(k): v for k, v in sorted(outcome.server_rejections.items())},
         "client_status": {str(k): v for k, v in sorted(client_status.items())},
         "client_processes": len(procs),
+        "crash_processes": len(procs) - sum(1 for _, _, g in procs if g[0].crash_at is None),
         "certs_s": t_certs,
         "client_processes_start_s": procs_s,
         "join_s": _join_summary(join_times, opened[0] if opened else None),

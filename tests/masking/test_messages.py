@@ -176,6 +176,18 @@ def test_peek_type_validates_the_header_only() -> None:
     wrong_round[3] ^= 1
     with pytest.raises(DecodeError):
         m.peek_type(bytes(wrong_round))
+    # a bytearray, a byte view and a view of another item size (read as its bytes)
+    for msg in SAMPLES:
+        data = m.encode(msg)
+        padded = data + bytes(-len(data) % 4)
+        for form in (bytearray(data), memoryview(data), memoryview(padded).cast("I")):
+            assert m.peek_type(form) is msg.TYPE
+        for cut in (bytearray(data[:43]), memoryview(data)[:43],
+                    memoryview(data[:40]).cast("I")):
+            with pytest.raises(DecodeError, match="truncated"):
+                m.peek_type(cut)
+    with pytest.raises(DecodeError, match="expected bytes"):
+        m.peek_type("not bytes")  # type: ignore[arg-type]
 
 
 def test_direction_enforced() -> None:
