@@ -74,6 +74,16 @@ TARGETS: dict[str, tuple[str, list[str] | None, list[str], list[str]]] = {
         ["tests/masking/"],
         [],
     ),
+    # the package's small modules together (config, graph, parameters, policy, ...)
+    "masking-small": (
+        "secagg/masking/",
+        [
+            f"*secagg/masking/{name}.py"
+            for name in ("abort", "config", "graph", "params", "params_cli", "phase", "policy")
+        ],
+        ["tests/masking/"],
+        [],
+    ),
 }
 
 SAMPLE_FILE = "mutation-sample.json"
