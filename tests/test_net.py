@@ -1507,3 +1507,22 @@ def test_bench_net_quick_reports_the_agreed_keys() -> None:
         assert isinstance(r[key], float), key
     assert 0 < r["tls_tcp_overhead"] < 0.5
     assert "TLS + framing" in net_bench.markdown(r)
+
+
+@pytest.mark.parametrize(("name", "value", "needle"), [
+    ("SECAGG_BENCH_NET_REPS", "x", "must be an integer"),
+    ("SECAGG_BENCH_NET_REPS", "0", ">= 1"),
+    ("SECAGG_BENCH_NET_N", "1", ">= 2"),
+    ("SECAGG_BENCH_NET_M", "0", ">= 1"),
+    ("SECAGG_BENCH_NET_CRASH_GROUP", "0", ">= 1"),
+    ("SECAGG_BENCH_NET_IO", "two", "must be an integer"),
+])
+def test_bench_net_settings_are_checked_before_any_round(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, needle: str
+) -> None:
+    from secagg.bench import net as net_bench
+
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ParameterError, match=needle) as info:
+        net_bench.run(True)
+    assert name in str(info.value)
