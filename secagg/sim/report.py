@@ -110,6 +110,7 @@ FAMILY: dict[str, dict[str, tuple[type, ...]]] = {
         "rejections": (dict,),
         "client_status": (dict,),
         "client_processes": (int,),
+        "crash_processes": (int,),  # of client_processes, those hosting crashing clients
         "certs_s": (*_NUM, _NONE),
         "client_processes_start_s": (*_NUM, _NONE),  # before the round clock
         "join_s": (dict,),  # round open -> connected / hello / advertised, per client

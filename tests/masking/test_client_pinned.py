@@ -362,3 +362,57 @@ def test_a_seed_request_naming_an_id_above_every_registered_one_is_refused():
 
     reason = "seed request names unregistered clients"
     assert _refusal(h, m.SeedRequest, stranger) == (AbortReason.BAD_SEED, reason, reason)
+
+
+# survivors of a fourth sample (seed 26), drawn after the seed-25 triage
+def test_a_server_abort_is_kept_as_the_code_and_the_reason_with_the_servers_words():
+    h, c = _started()
+    assert c.handle(
+        m.Abort(
+            session_id=h.config.session_id,
+            sender=m.SERVER_ID,
+            recipient=VICTIM,
+            code=AbortReason.TOO_FEW_KEYS,
+            reason="only 2 clients advertised keys",
+        )
+    ) == []
+    assert (c.phase, c.abort_code, c.abort_reason) == (
+        Phase.ABORTED,
+        AbortReason.SERVER_ABORTED,
+        "server aborted the round (TOO_FEW_KEYS): only 2 clients advertised keys",
+    )
+
+
+def test_reveals_that_leave_out_a_member_of_u1_are_refused_naming_u1():
+    h = Harness.make(7, threshold=3, protocol=ProtocolKind.SECAGG_PLUS, neighbors=4)
+
+    def drop_one(r):
+        return dataclasses.replace(r, reveals=r.reveals[1:])
+
+    reason = "reveals do not cover exactly U1"
+    assert _refusal(h, m.KeysBroadcast, drop_one) == (AbortReason.BAD_SEED, reason, reason)
+
+
+def test_a_malicious_round_client_without_its_registered_identity_key_is_refused():
+    h = Harness.make(5, threshold=3, security=SecurityMode.MALICIOUS)
+    x = np.zeros(h.config.length, dtype=np.uint32)
+    reason = r"^malicious mode needs this client's registered identity key$"
+    for key in (None, h.idkeys[VICTIM + 1]):  # none, or another client's
+        with pytest.raises(ParameterError, match=reason):
+            Client(config=h.config, client_id=VICTIM, input_vector=x, identity_key=key)
+    Client(config=h.config, client_id=VICTIM, input_vector=x, identity_key=h.idkeys[VICTIM])
+
+
+def test_a_low_order_masking_key_aborts_when_the_masks_are_derived():
+    """A low-order ``s_pk`` passes the key-sharing step (only ``c_pk`` is used there)
+    and is refused when the pairwise masks are agreed, with its code."""
+    h = Harness.make(7, threshold=4)
+
+    def spoil(r):
+        return dataclasses.replace(
+            r, entries=(dataclasses.replace(r.entries[0], s_pk=bytes(32)), *r.entries[1:])
+        )
+
+    reason = "low-order public key"
+    assert _refusal(h, m.KeysBroadcast, spoil) == (AbortReason.INVALID_VALUE, reason, reason)
+    assert m.MessageType.MASKED_INPUT not in h.sent_types(VICTIM)
