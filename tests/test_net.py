@@ -833,17 +833,19 @@ def test_a_policy_refusal_sends_nothing_about_the_input(ca: dict[str, Path]) -> 
 # -- crashes and a killed server --------------------------------------------------------------
 
 
-def test_sigkilled_clients_give_an_exact_sum_or_a_clean_abort() -> None:
+def _crash_sim(**kw: Any) -> dict[str, Any]:
+    """A small simulate_net round with short timeouts and 2 processes for the others."""
     from secagg.net.simulate import simulate_net
 
-    rep = simulate_net(
+    return simulate_net(phase_timeout=3.0, join_timeout=15.0, client_procs=2, **kw)
+
+
+def test_sigkilled_clients_give_an_exact_sum_or_a_clean_abort() -> None:
+    rep = _crash_sim(
         clients=8,
         length=200,
         crash=0.25,
         seed=11,
-        phase_timeout=3.0,
-        join_timeout=15.0,
-        client_procs=2,
         crash_points=["hello", "boxes", "upload:0", "unmasking"],
         stream_chunk=48,
     )
@@ -855,16 +857,8 @@ def test_sigkilled_clients_give_an_exact_sum_or_a_clean_abort() -> None:
 def test_crashing_clients_grouped_per_point_die_together_and_the_sum_stays_exact() -> None:
     from secagg.net.simulate import simulate_net
 
-    rep = simulate_net(
-        clients=10,
-        length=64,
-        crash=0.4,
-        seed=4,
-        phase_timeout=3.0,
-        join_timeout=15.0,
-        client_procs=2,
-        crash_points=["boxes"],
-        crash_group=2,
+    rep = _crash_sim(
+        clients=10, length=64, crash=0.4, seed=4, crash_points=["boxes"], crash_group=2
     )
     # 4 crashing clients in 2 processes (2 hosting the others): all 4 SIGKILLed after
     # key sharing, so the masked-input phase lost them and the sum is over the 6 others
@@ -896,18 +890,7 @@ def test_a_client_killed_before_its_seed_reveal_aborts_secagg_plus_cleanly() -> 
     """v2 commit-reveal: a client of U1 that dies after the SeedRequest arrived never
     reveals its graph-seed part, so the round aborts (code SEED_REVEAL_MISSING) and
     every other client is told; nothing is summed."""
-    from secagg.net.simulate import simulate_net
-
-    rep = simulate_net(
-        clients=5,
-        length=40,
-        crash=0.2,
-        seed=3,
-        phase_timeout=3.0,
-        join_timeout=15.0,
-        client_procs=2,
-        crash_points=["seed"],
-    )
+    rep = _crash_sim(clients=5, length=40, crash=0.2, seed=3, crash_points=["seed"])
     assert rep["killed_by_sigkill"] == 1
     assert rep["aborted"] and rep["exact"] is None and rep["survivors"] == 0
     assert "graph-seed" in rep["abort_reason"]
