@@ -230,3 +230,47 @@ def test_a_server_without_a_round_config_is_refused_in_words():
     for bad in (None, object(), {"clients": (1, 2, 3)}):
         with pytest.raises(ParameterError, match=r"^config must be a RoundConfig$"):
             server_module.Server(config=bad)
+
+
+def test_a_decoded_masked_input_given_to_handle_is_summed_like_its_wire_bytes():
+    """``handle`` takes a decoded MaskedInput (its vector unpacked) as well as the
+    packed view ``receive`` makes; both must add the vector into the sum (seed-26
+    sample: dropping the vector from that branch's ``np.add`` went unseen)."""
+    h = Harness.make(5, threshold=3)
+    wire = h.server.receive
+    decoded: list[int] = []
+
+    def receive(u: int, data: bytes) -> list[tuple[int, m.Message]]:
+        if m.peek_type(data) is m.MessageType.MASKED_INPUT:
+            msg = m.decode(data)
+            assert isinstance(msg, m.MaskedInput)
+            decoded.append(u)
+            return h.server.handle(u, msg)
+        return wire(u, data)
+
+    h.server.receive = receive  # type: ignore[method-assign]
+    h.drive(drops={2: 2}, finalize=False)  # 2 drops before its masked input
+    assert sorted(decoded) == [1, 3, 4, 5]
+    assert h.server.survivors == (1, 3, 4, 5)
+    assert np.array_equal(h.server.finalize(), h.expected_sum(h.server.survivors))
+
+
+def test_a_copied_or_reused_public_key_is_refused_in_words_and_changes_nothing():
+    """A client advertising a key another client already advertised (or the same key
+    twice) is kept out: honest neighbors would otherwise abort (seed-26 sample)."""
+    h = Harness.make(4, threshold=2)
+    s = h.server
+    first = h.clients[1].start()
+    assert s.handle(1, first) == []
+    own = h.clients[2].start()
+    before = (s.phase, s.sets, s.awaiting)
+    for msg in (
+        dataclasses.replace(own, c_pk=first.c_pk),  # a copy of client 1's key
+        dataclasses.replace(own, s_pk=first.s_pk),
+        dataclasses.replace(own, s_pk=own.c_pk),  # one key for both purposes
+    ):
+        with pytest.raises(RemoteProtocolError) as info:
+            s.handle(2, msg)
+        assert str(info.value) == "public key already advertised"
+        assert (s.phase, s.sets, s.awaiting) == before
+    assert s.handle(2, own) == []
