@@ -6,10 +6,15 @@ Usage::
 
 Reads the verdicts mutmut stored under ``mutants/`` in the directory and the mutant names listed in
 the equivalents files (lines ``- `name` — reason``).  Prints a markdown table:
-mutants, killed (``timeout`` counted apart, as killed), survived, no tests (no
-selected test runs the mutated function: a survivor), not checked, equivalent,
-and the score ``killed / (mutants - equivalent - not checked)``.  A mutant listed
-as equivalent that was killed is reported: the list is then wrong.
+mutants, killed (``timeout`` and *killed by hand* counted apart, as killed), survived,
+no tests (no selected test runs the mutated function: a survivor), not checked,
+equivalent, and the score ``killed / (mutants - equivalent - not checked)``.  A mutant
+listed as equivalent that was killed is reported: the list is then wrong.
+
+If the directory holds ``hand-verdicts.json`` (``handcheck.py``: the mutant's source
+applied to a fresh tree, the tests run in a new interpreter), a mutant mutmut left
+alive that the hand check killed is counted as *killed by hand* (a kill: mutmut's
+trampoline cannot activate a mutant of code that runs only at import).
 
 If the directory holds ``mutation-sample.json`` (``run.py --sample``), only the sampled
 mutants are counted: the table is marked *sampled*, says the population (all mutants
@@ -48,6 +53,11 @@ def main() -> int:
             f"(`random.Random({rec['seed']}).sample`); the others are not counted\n"
         )
 
+    hand: dict[str, str] = {}
+    verdicts = work / "hand-verdicts.json"
+    if verdicts.exists():
+        hand = {k: v["verdict"] for k, v in json.loads(verdicts.read_text("utf-8")).items()}
+
     rows: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     seen: set[str] = set()
     for meta in sorted(work.glob("mutants/**/*.py.meta")):
@@ -65,6 +75,8 @@ def main() -> int:
                 if status in ("killed", "timeout"):
                     print(f"warning: {name} is listed as equivalent but was {status}")
                 continue
+            if status in ("survived", "no tests") and hand.get(name) == "killed":
+                status = "killed by hand"
             c[status] += 1
     # one equivalents file may list several modules: check the names of the modules read
     for name in sorted(equivalent - seen):
@@ -72,7 +84,8 @@ def main() -> int:
             print(f"warning: {name} is listed as equivalent but is not a mutant of this run")
     for name in sorted((sample or set()) - seen):
         print(f"warning: sampled mutant {name} is not a mutant of this run")
-    cols = ["killed", "timeout", "survived", "no tests", "not checked", "equivalent"]
+    cols = ["killed", "timeout", "killed by hand", "survived", "no tests", "not checked",
+            "equivalent"]
     wilson = sample is not None
     head = "| module | " + ("sampled" if wilson else "mutants") + " | " + " | ".join(cols)
     print(head + " | score |" + (" 95% Wilson |" if wilson else ""))
@@ -97,7 +110,7 @@ def wilson_interval(k: int, n: int, z: float = 1.959963984540054) -> tuple[float
 
 def _row(label: str, c: collections.Counter[str], cols: list[str], wilson: bool) -> str:
     denom = c["mutants"] - c["equivalent"] - c["not checked"]
-    killed = c["killed"] + c["timeout"]
+    killed = c["killed"] + c["timeout"] + c["killed by hand"]
     score = f"{100 * killed / denom:.1f}%" if denom else "n/a"
     row = f"| {label} | {c['mutants']} | " + " | ".join(str(c[k]) for k in cols) + f" | {score} |"
     if wilson:

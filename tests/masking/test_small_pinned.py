@@ -1,0 +1,158 @@
+"""The masking package's small modules, exactly (issue 20, mutation triage, seed 26).
+
+The first sample of ``config``, ``params``, ``params_cli`` and ``policy`` (the
+``masking-small`` target) found refusals whose text no test read, a bound checked
+with ``or`` that would still hold with ``and``, a float ``k`` let through, duplicate
+client ids in a config, and the ``secagg params`` options' help and JSON keys.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import struct
+
+import pytest
+
+from secagg.cli import main as cli_main
+from secagg.errors import DecodeError, ParameterError
+from secagg.masking import params, params_cli
+from secagg.masking.config import ProtocolKind, RoundConfig, SecurityMode
+from secagg.masking.params import (
+    GraphParameters,
+    ThreatModel,
+    choose_parameters,
+    log2_disconnection_probability,
+    log2_hypergeom_sf,
+)
+from secagg.masking.policy import ClientPolicy
+
+SH = ThreatModel.SEMI_HONEST
+
+
+def _config(n: int = 5) -> RoundConfig:
+    return RoundConfig(
+        session_id=bytes(range(32)),
+        clients=tuple(range(1, n + 1)),
+        threshold=3,
+        bits=16,
+        length=4,
+        protocol=ProtocolKind.SECAGG,
+        security=SecurityMode.SEMI_HONEST,
+    )
+
+
+def test_graph_parameters_name_the_complete_flag_rule() -> None:
+    good = dict(n=10, k=4, t=2, mode=SH, log2_security_failure=-50.0,
+                log2_correctness_failure=-30.0, complete=False, max_corrupt=0, max_dropouts=3)
+    GraphParameters(**good)  # type: ignore[arg-type]
+    for change in ({"complete": True}, {"k": 9}):
+        rule = r"^complete must be True exactly when k == n - 1$"
+        with pytest.raises(ParameterError, match=rule):
+            GraphParameters(**{**good, **change})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("population", "marked", "sampled"), [(10, 11, 5), (10, 5, 11)])
+def test_a_hypergeometric_draw_larger_than_its_population_is_refused(
+    population: int, marked: int, sampled: int
+) -> None:
+    # either one alone is enough
+    with pytest.raises(ParameterError, match=r"^marked and sampled must not exceed population$"):
+        log2_hypergeom_sf(population, marked, sampled, 1)
+
+
+@pytest.mark.parametrize("k", [4.0, True])
+def test_the_disconnection_bound_takes_only_an_int_k(k: object) -> None:
+    with pytest.raises(ParameterError, match=r"^k must be even with 2 <= k <= n - 2"):
+        log2_disconnection_probability(10, k, 2)  # type: ignore[arg-type]
+
+
+def test_the_complete_graph_of_a_tiny_round_has_k_n_minus_1_whatever_the_cache() -> None:
+    # choose_parameters is cached (an earlier test, or a parent process that forked
+    # this one, may hold the answer): clear it so this call builds the answer
+    params._choose.cache_clear()
+    p = choose_parameters(n=4, corrupt_fraction=0.0, dropout_fraction=0.25)
+    assert (p.n, p.k, p.t, p.complete, p.max_dropouts) == (4, 3, 2, True, 1)
+
+
+def test_too_many_bad_clients_are_refused_with_their_sum() -> None:
+    with pytest.raises(ParameterError) as info:
+        choose_parameters(n=100, corrupt_fraction=0.4, dropout_fraction=0.51)
+    assert str(info.value).startswith("corrupt_fraction + dropout_fraction = 0.91 > 0.9: ")
+
+
+def test_a_config_refuses_a_short_session_id_in_words() -> None:
+    with pytest.raises(ParameterError, match=r"^session_id must be 32 bytes$"):
+        dataclasses.replace(_config(), session_id=bytes(31))
+
+
+def test_config_bytes_with_a_repeated_client_id_are_refused() -> None:
+    data = _config(5).to_bytes()
+    ids = struct.pack(">6I", 5, 1, 2, 3, 4, 5)  # the count, then the ids
+    assert data.count(ids) == 1
+    dup = data.replace(ids, struct.pack(">6I", 5, 1, 2, 2, 4, 5))
+    with pytest.raises(DecodeError, match=r"^client ids must be >= 1 and strictly ascending$"):
+        RoundConfig.from_bytes(dup)
+
+
+def test_config_bytes_with_a_tag_out_of_place_name_the_four_ways_that_happens() -> None:
+    data = _config().to_bytes()
+    first_tag = data[6:8]  # after the magic and the wire version
+    bad = data[:6] + struct.pack(">H", struct.unpack(">H", first_tag)[0] + 100) + data[8:]
+    with pytest.raises(DecodeError) as info:
+        RoundConfig.from_bytes(bad)
+    assert str(info.value).endswith(
+        "was expected (unknown, repeated, missing or out of order)"
+    )
+
+
+def test_a_policy_refuses_what_is_not_a_round_config_in_words() -> None:
+    with pytest.raises(ParameterError, match=r"^config must be a RoundConfig$"):
+        ClientPolicy().check("a config")  # type: ignore[arg-type]
+
+
+def test_params_cli_names_a_bad_client_count() -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match=r"^not a number of clients: ' x'$"):
+        params_cli._client_counts("100, x")
+
+
+def test_params_cli_options_say_what_they_are() -> None:
+    parser = argparse.ArgumentParser()
+    params_cli.add_arguments(parser)
+    seen = {a.dest: (a.help, a.metavar, a.default) for a in parser._actions if a.dest != "help"}
+    assert seen == {
+        "clients": (
+            "number of clients n (repeatable or comma list; 1e6 accepted); "
+            "default 100,1000,10000,100000,1000000",
+            "N[,N...]",
+            None,
+        ),
+        "corrupt": ("fraction of corrupt clients (alpha)", None, 0.05),
+        "dropout": ("fraction of clients that drop (delta)", None, 0.33),
+        "security_bits": ("sigma: P[leak] <= 2^-sigma", None, 40.0),
+        "correctness_bits": ("eta: P[round fails] <= 2^-eta", None, 20.0),
+        "mode": ("threat model (default semi-honest)", None, "semi-honest"),
+        "json": ("also write the results as JSON (- = stdout)", "PATH", None),
+    }
+
+
+def test_params_cli_json_names_its_inputs(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(["params", "--clients", "1000", "--json", "-"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert {k: v for k, v in data.items() if k != "results"} == {
+        "corrupt_fraction": 0.05,
+        "dropout_fraction": 0.33,
+        "security_bits": 40.0,
+        "correctness_bits": 20.0,
+        "mode": "semi-honest",
+    }
+
+
+@pytest.mark.parametrize("extra", [0, 1, 2])
+def test_secagg_plus_neighbors_beyond_n_minus_1_become_n_minus_1(extra: int) -> None:
+    n = 6
+    cfg = dataclasses.replace(
+        _config(n), protocol=ProtocolKind.SECAGG_PLUS, neighbors=n + extra, graph_seed=bytes(32)
+    )
+    assert cfg.neighbors == n - 1 == cfg.degree
