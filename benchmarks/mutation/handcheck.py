@@ -53,6 +53,34 @@ def _pytest(tree: Path, target: str, timeout: float) -> tuple[int, str]:
     return res.returncode, tail
 
 
+def apply_diff(tree: Path, diff: str) -> None:
+    """Apply ``mutmut show``'s one-file diff: each hunk's old lines (context and
+    removed) must occur exactly once in the file, and are replaced by its new lines.
+    (``patch`` refuses a hunk at a function's end, which has no trailing context.)"""
+    lines = diff.splitlines()
+    path = tree / lines[0].removeprefix("--- ").strip()
+    text = path.read_text("utf-8")
+    hunks: list[tuple[list[str], list[str]]] = []
+    for line in lines[2:]:
+        if line.startswith("@@"):
+            hunks.append(([], []))
+        elif hunks and line.startswith("-"):
+            hunks[-1][0].append(line[1:])
+        elif hunks and line.startswith("+"):
+            hunks[-1][1].append(line[1:])
+        elif hunks and line.startswith(" "):
+            hunks[-1][0].append(line[1:])
+            hunks[-1][1].append(line[1:])
+    if not hunks:
+        raise ValueError("no hunk in the diff")
+    for old, new in hunks:
+        before, after = "\n".join(old) + "\n", "\n".join(new) + "\n"
+        if text.count(before) != 1:
+            raise ValueError(f"the hunk's old lines occur {text.count(before)} times in {path}")
+        text = text.replace(before, after)
+    path.write_text(text, "utf-8")
+
+
 def _survivors(work: Path) -> list[str]:
     res = subprocess.run(
         [sys.executable, "-m", "mutmut", "results"], cwd=work, capture_output=True, text=True
@@ -104,11 +132,10 @@ def main() -> int:
             tree = Path(tmp) / "mutant"
             subprocess.run(["rm", "-rf", str(tree)], check=True)
             copy_tree(tree)
-            patch = subprocess.run(
-                ["patch", "-s", "-p0"], cwd=tree, input=diff, capture_output=True, text=True
-            )
-            if patch.returncode != 0:
-                print(f"{name}: the diff does not apply: {patch.stdout.strip()}", file=sys.stderr)
+            try:
+                apply_diff(tree, diff)
+            except ValueError as exc:
+                print(f"{name}: {exc}", file=sys.stderr)
                 return 1
             t0 = time.monotonic()
             rc, tail = _pytest(tree, args.target, args.timeout)
