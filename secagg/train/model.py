@@ -339,7 +339,8 @@ def sample_text(
     """Sample one continuation per prompt (the prompt included).
 
     Sampling uses a seeded CPU ``torch.Generator`` (not secret) on the logits brought to
-    the CPU, so a seed gives the same draws whether the model sits on a CPU or a GPU.
+    the CPU, whichever device the model sits on: the same random stream on a CPU or a
+    GPU (the logits themselves may differ in their last bits between devices).
     """
     if not math.isfinite(temperature) or temperature <= 0:
         raise ParameterError("temperature must be positive")
