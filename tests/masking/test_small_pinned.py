@@ -79,12 +79,28 @@ def test_the_complete_graph_of_a_tiny_round_has_k_n_minus_1_whatever_the_cache()
 def test_too_many_bad_clients_are_refused_with_their_sum() -> None:
     with pytest.raises(ParameterError) as info:
         choose_parameters(n=100, corrupt_fraction=0.4, dropout_fraction=0.51)
-    assert str(info.value).startswith("corrupt_fraction + dropout_fraction = 0.91 > 0.9: ")
+    assert str(info.value) == (
+        "corrupt_fraction + dropout_fraction = 0.91 > 0.9: too few honest survivors for a "
+        "sparse graph (and >= 1 leaves none at all)"
+    )
 
 
 def test_a_config_refuses_a_short_session_id_in_words() -> None:
     with pytest.raises(ParameterError, match=r"^session_id must be 32 bytes$"):
         dataclasses.replace(_config(), session_id=bytes(31))
+
+
+def test_a_secagg_plus_config_without_a_graph_seed_is_refused_in_words() -> None:
+    plus = dict(protocol=ProtocolKind.SECAGG_PLUS, neighbors=4)
+    for seed in (b"", bytes(31), "x" * 32):
+        with pytest.raises(ParameterError, match=r"^SecAgg\+ needs a 32-byte graph_seed$"):
+            dataclasses.replace(_config(), graph_seed=seed, **plus)  # type: ignore[arg-type]
+
+
+def test_bytes_without_the_config_magic_are_refused_in_words() -> None:
+    data = _config().to_bytes()
+    with pytest.raises(DecodeError, match=r"^not a RoundConfig \(bad magic\)$"):
+        RoundConfig.from_bytes(b"XXXX" + data[4:])
 
 
 def test_config_bytes_with_a_repeated_client_id_are_refused() -> None:
@@ -120,7 +136,11 @@ def test_params_cli_names_a_bad_client_count() -> None:
 def test_params_cli_options_say_what_they_are() -> None:
     parser = argparse.ArgumentParser()
     params_cli.add_arguments(parser)
-    seen = {a.dest: (a.help, a.metavar, a.default) for a in parser._actions if a.dest != "help"}
+    seen = {
+        a.dest: (a.help, a.metavar, a.default) for a in parser._actions if a.dest != "help"
+    }
+    choices = {a.dest: a.choices for a in parser._actions if a.choices is not None}
+    assert choices == {"mode": ["semi-honest", "malicious"]}
     assert seen == {
         "clients": (
             "number of clients n (repeatable or comma list; 1e6 accepted); "
@@ -135,6 +155,13 @@ def test_params_cli_options_say_what_they_are() -> None:
         "mode": ("threat model (default semi-honest)", None, "semi-honest"),
         "json": ("also write the results as JSON (- = stdout)", "PATH", None),
     }
+
+
+def test_params_cli_refuses_an_unknown_threat_model_as_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert cli_main(["params", "--mode", "curious"]) == 2
+    assert "invalid choice: 'curious'" in capsys.readouterr().err
 
 
 def test_params_cli_json_names_its_inputs(capsys: pytest.CaptureFixture[str]) -> None:
@@ -156,3 +183,18 @@ def test_secagg_plus_neighbors_beyond_n_minus_1_become_n_minus_1(extra: int) -> 
         _config(n), protocol=ProtocolKind.SECAGG_PLUS, neighbors=n + extra, graph_seed=bytes(32)
     )
     assert cfg.neighbors == n - 1 == cfg.degree
+
+
+def test_a_malicious_config_with_t_at_most_half_of_k_is_refused_in_words() -> None:
+    from secagg.primitives.sign import SigningKey
+
+    keys = tuple((u, SigningKey.from_private_bytes(bytes([u]) * 32).public) for u in range(1, 6))
+    for t in (1, 2):  # k = 4: t must exceed 2
+        with pytest.raises(ParameterError, match=r"^malicious mode needs t > k/2$"):
+            dataclasses.replace(
+                _config(), security=SecurityMode.MALICIOUS, identity_keys=keys, threshold=t
+            )
+    cfg = dataclasses.replace(
+        _config(), security=SecurityMode.MALICIOUS, identity_keys=keys, threshold=3
+    )
+    assert (cfg.degree, cfg.threshold) == (4, 3)
