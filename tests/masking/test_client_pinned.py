@@ -416,3 +416,23 @@ def test_a_low_order_masking_key_aborts_when_the_masks_are_derived():
     reason = "low-order public key"
     assert _refusal(h, m.KeysBroadcast, spoil) == (AbortReason.INVALID_VALUE, reason, reason)
     assert m.MessageType.MASKED_INPUT not in h.sent_types(VICTIM)
+
+
+# survivors of a fifth sample (seed 27), drawn after the seed-26 triage
+def test_a_client_refuses_a_policy_that_is_not_a_client_policy_in_words():
+    h = Harness.make(5, threshold=3)
+    x = np.zeros(h.config.length, dtype=np.uint32)
+    with pytest.raises(ParameterError, match=r"^policy must be a ClientPolicy$"):
+        Client(config=h.config, client_id=VICTIM, input_vector=x, policy="strict")
+
+
+def test_a_signed_key_entry_in_a_semi_honest_round_is_refused_with_its_code():
+    h = Harness.make(7, threshold=4)
+
+    def sign_one(r):
+        return dataclasses.replace(
+            r, entries=(dataclasses.replace(r.entries[0], signature=bytes(64)), *r.entries[1:])
+        )
+
+    reason = "signature in a semi-honest round"
+    assert _refusal(h, m.KeysBroadcast, sign_one) == (AbortReason.BAD_SIGNATURE, reason, reason)
