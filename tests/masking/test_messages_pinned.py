@@ -60,3 +60,25 @@ def test_constructor_refusals_name_the_field():
             dropped=(),
             signatures=((1, bytes(63)),),
         )
+
+
+# survivors of the seed-27 sample
+@pytest.mark.parametrize("wrap", [bytearray, memoryview])
+def test_a_box_list_keeps_its_own_copy_of_writable_records(wrap):
+    """Records given as a bytearray (or a view of one) are copied: a caller that reuses
+    its buffer afterwards must not change a decoded list behind its back."""
+    recs = b"".join(i.to_bytes(4, "big") + bytes([i]) * m.BOX_BYTES for i in (2, 5, 9))
+    buf = bytearray(recs)
+    boxes = m.box_list(wrap(buf))
+    buf[:] = bytes(len(buf))  # the caller reuses its buffer
+    assert boxes.records() == recs
+    assert [v for v, _ in boxes] == [2, 5, 9]
+    assert boxes[0] == (2, bytes([2]) * m.BOX_BYTES)
+
+
+def test_a_masked_input_prefix_names_a_bad_length():
+    for bad in (0, -1, True, 2.0):
+        with pytest.raises(ParameterError, match=r"^length must be a positive integer$"):
+            m.masked_input_prefix(
+                session_id=bytes(32), sender=1, bits=16, length=bad, view=bytes(32)
+            )
