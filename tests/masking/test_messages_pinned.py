@@ -6,6 +6,7 @@ with the right error type; these tests pin the text a caller reads.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from secagg.errors import DecodeError, ParameterError
@@ -82,3 +83,40 @@ def test_a_masked_input_prefix_names_a_bad_length():
             m.masked_input_prefix(
                 session_id=bytes(32), sender=1, bits=16, length=bad, view=bytes(32)
             )
+
+
+def test_a_reveal_with_a_signature_of_the_wrong_size_names_the_field():
+    with pytest.raises(ParameterError, match=r"^signature must be 64 bytes$"):
+        m.Reveal(owner=3, reveal=bytes(32), signature=bytes(63))
+
+
+def test_box_lists_name_a_slice_out_of_order():
+    recs = b"".join(i.to_bytes(4, "big") + bytes(m.BOX_BYTES) for i in (2, 5, 3))
+    a = np.frombuffer(recs, dtype=m.BOX_RECORD_DTYPE)
+    assert [len(b) for b in m.box_lists(a, [(0, 2), (2, 3)])] == [2, 1]
+    with pytest.raises(DecodeError, match=r"^box ids must be >= 1 and strictly ascending$"):
+        m.box_lists(a, [(0, 3)])
+
+
+def test_a_masked_input_view_yields_chunks_of_eight_elements():
+    vec = np.arange(20, dtype=np.uint32)
+    msg = m.MaskedInput(session_id=SID, sender=4, recipient=0, bits=32, vector=vec,
+                        view=bytes(32))
+    view = m.decode_masked_input(m.encode(msg))
+    got = list(view.chunks(8))  # the smallest chunk allowed
+    assert [off for off, _ in got] == [0, 8, 16]
+    assert np.array_equal(np.concatenate([c for _, c in got]), vec)
+    for bad in (0, 4, 12):
+        with pytest.raises(ParameterError, match="positive multiple of 8"):
+            list(view.chunks(bad))
+
+
+def test_a_seed_request_with_committers_out_of_order_is_refused_in_words():
+    coms = tuple((u, bytes([u]) * 32) for u in (1, 2, 3))
+    data = bytearray(m.encode(m.SeedRequest(session_id=SID, sender=0, recipient=2,
+                                            commitments=coms)))
+    rec = 4 + 32
+    first = data.index((1).to_bytes(4, "big") + bytes([1]) * 32)
+    data[first : first + 2 * rec] = data[first + rec : first + 2 * rec] + data[first : first + rec]
+    with pytest.raises(DecodeError, match=r"^committers must be >= 1 and strictly ascending$"):
+        m.decode(bytes(data))
