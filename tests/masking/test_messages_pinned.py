@@ -120,3 +120,19 @@ def test_a_seed_request_with_committers_out_of_order_is_refused_in_words():
     data[first : first + 2 * rec] = data[first + rec : first + 2 * rec] + data[first : first + rec]
     with pytest.raises(DecodeError, match=r"^committers must be >= 1 and strictly ascending$"):
         m.decode(bytes(data))
+
+
+def test_an_entry_table_of_something_else_is_refused_in_words():
+    with pytest.raises(ParameterError, match=r"^entries must be KeyEntry$"):
+        m.EntryTable([("not", "an entry")])
+
+
+@pytest.mark.parametrize("bits", [0, 65, 255])
+def test_a_masked_input_with_an_impossible_bit_width_is_refused_in_words(bits):
+    msg = m.MaskedInput(session_id=SID, sender=4, recipient=0, bits=16,
+                        vector=np.arange(8, dtype=np.uint32), view=bytes(32))
+    data = bytearray(m.encode(msg))
+    assert data[44] == 16  # the bits byte follows the 44-byte header
+    data[44] = bits
+    with pytest.raises(DecodeError, match=r"^bits out of range$"):
+        m.decode_masked_input(bytes(data))
