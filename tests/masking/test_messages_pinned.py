@@ -136,3 +136,34 @@ def test_a_masked_input_with_an_impossible_bit_width_is_refused_in_words(bits):
     data[44] = bits
     with pytest.raises(DecodeError, match=r"^bits out of range$"):
         m.decode_masked_input(bytes(data))
+
+
+def _keys_broadcast(reveals=()):
+    entries = tuple(
+        m.KeyEntry(owner=u, c_pk=bytes([u]) * 32, s_pk=bytes([u + 50]) * 32,
+                   commitment=bytes(32), seed_commitment=bytes(32))
+        for u in (1, 3)
+    )
+    return m.KeysBroadcast(session_id=SID, sender=0, recipient=2, entries=entries,
+                           reveals=reveals)
+
+
+def test_a_reveal_whose_signature_flag_is_neither_0_nor_1_is_refused_in_words():
+    data = bytearray(m.encode(_keys_broadcast((m.Reveal(owner=1, reveal=bytes([7]) * 32),))))
+    at = data.index((1).to_bytes(4, "big") + bytes([7]) * 32) + 4 + 32
+    assert data[at] == 0  # the flag of the one (unsigned) reveal
+    data[at] = 2
+    with pytest.raises(DecodeError, match=r"^signature flag must be 0 or 1$"):
+        m.decode(bytes(data))
+
+
+def test_a_key_entry_count_beyond_what_the_bytes_can_hold_is_refused_as_such():
+    data = bytearray(m.encode(_keys_broadcast()))
+    at = 44 + 4  # the header, then the (empty) reveal count
+    assert int.from_bytes(data[at : at + 4], "big") == 2
+    left = len(data) - at - 4
+    n = left // (4 + 4 * 32 + 1) + 1  # one more than records of that size could fill
+    assert n <= left
+    data[at : at + 4] = n.to_bytes(4, "big")
+    with pytest.raises(DecodeError, match=rf"^element count {n} is out of bounds$"):
+        m.decode(bytes(data))
