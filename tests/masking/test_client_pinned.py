@@ -403,18 +403,22 @@ def test_a_malicious_round_client_without_its_registered_identity_key_is_refused
     Client(config=h.config, client_id=VICTIM, input_vector=x, identity_key=h.idkeys[VICTIM])
 
 
+def _first_entry(**change):
+    """A KeysBroadcast rewrite: the first key entry with ``change`` applied."""
+    def spoil(r):
+        return dataclasses.replace(
+            r, entries=(dataclasses.replace(r.entries[0], **change), *r.entries[1:])
+        )
+    return spoil
+
+
 def test_a_low_order_masking_key_aborts_when_the_masks_are_derived():
     """A low-order ``s_pk`` passes the key-sharing step (only ``c_pk`` is used there)
     and is refused when the pairwise masks are agreed, with its code."""
     h = Harness.make(7, threshold=4)
-
-    def spoil(r):
-        return dataclasses.replace(
-            r, entries=(dataclasses.replace(r.entries[0], s_pk=bytes(32)), *r.entries[1:])
-        )
-
     reason = "low-order public key"
-    assert _refusal(h, m.KeysBroadcast, spoil) == (AbortReason.INVALID_VALUE, reason, reason)
+    assert _refusal(h, m.KeysBroadcast, _first_entry(s_pk=bytes(32))) == (
+        AbortReason.INVALID_VALUE, reason, reason)
     assert m.MessageType.MASKED_INPUT not in h.sent_types(VICTIM)
 
 
@@ -428,11 +432,6 @@ def test_a_client_refuses_a_policy_that_is_not_a_client_policy_in_words():
 
 def test_a_signed_key_entry_in_a_semi_honest_round_is_refused_with_its_code():
     h = Harness.make(7, threshold=4)
-
-    def sign_one(r):
-        return dataclasses.replace(
-            r, entries=(dataclasses.replace(r.entries[0], signature=bytes(64)), *r.entries[1:])
-        )
-
     reason = "signature in a semi-honest round"
-    assert _refusal(h, m.KeysBroadcast, sign_one) == (AbortReason.BAD_SIGNATURE, reason, reason)
+    assert _refusal(h, m.KeysBroadcast, _first_entry(signature=bytes(64))) == (
+        AbortReason.BAD_SIGNATURE, reason, reason)
