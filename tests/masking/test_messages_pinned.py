@@ -167,3 +167,47 @@ def test_a_key_entry_count_beyond_what_the_bytes_can_hold_is_refused_as_such():
     data[at : at + 4] = n.to_bytes(4, "big")
     with pytest.raises(DecodeError, match=rf"^element count {n} is out of bounds$"):
         m.decode(bytes(data))
+
+
+# survivors of a sixth sample (seed 28) of messages.py
+def test_an_id_list_with_a_float_is_refused_not_passed_through():
+    for bad in ((1, 2.0, 3), (1, "2", 3)):
+        with pytest.raises(ParameterError):
+            m.UnmaskingRequest(session_id=SID, sender=0, recipient=1, survivors=bad, dropped=())
+
+
+def test_box_records_out_of_order_are_refused_in_words():
+    recs = b"".join(i.to_bytes(4, "big") + bytes(m.BOX_BYTES) for i in (5, 2))
+    with pytest.raises(DecodeError, match=r"^box ids must be >= 1 and strictly ascending$"):
+        m.box_list(recs)
+
+
+def test_an_abort_reason_over_1024_bytes_is_refused_in_words():
+    with pytest.raises(ParameterError,
+                       match=r"^reason must be a string of at most 1024 UTF-8 bytes$"):
+        m.Abort(session_id=SID, sender=0, recipient=3, code=AbortReason.TOO_FEW_KEYS,
+                reason="é" * 513)
+
+
+def test_an_unmasking_response_with_no_shares_decodes():
+    msg = m.UnmaskingResponse(session_id=SID, sender=3, recipient=0, shares=())
+    got = m.decode(m.encode(msg))
+    assert isinstance(got, m.UnmaskingResponse) and tuple(got.shares) == ()
+    assert len(m.decode_unmasking_response(m.encode(msg)).owners) == 0
+
+
+def test_a_masked_input_whose_length_does_not_match_its_bytes_is_refused_in_words():
+    msg = m.MaskedInput(session_id=SID, sender=4, recipient=0, bits=16,
+                        vector=np.arange(8, dtype=np.uint32), view=bytes(32))
+    data = m.encode(msg)
+    with pytest.raises(DecodeError, match=r"^masked vector length does not match the bytes$"):
+        m.decode_masked_input(data[:-2])
+
+
+def test_a_header_whose_round_does_not_fit_its_type_is_refused_in_words():
+    data = bytearray(m.encode(m.Abort(session_id=SID, sender=0, recipient=3,
+                                      code=AbortReason.TOO_FEW_KEYS, reason="x")))
+    data[3] ^= 1  # the round byte
+    for cut in (len(data), 4):  # a whole message, and a header cut short after the round
+        with pytest.raises(DecodeError, match=r"^round field does not match the message type$"):
+            m.decode(bytes(data[:cut]))
