@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -99,7 +100,7 @@ def main() -> int:
     ap.add_argument("--survivors", action="store_true", help="every mutant mutmut left alive")
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds per test run")
     ap.add_argument("names", nargs="*")
-    args = ap.parse_args()
+    args = ap.parse_intermixed_args()  # NAMEs may follow --workdir
     work = Path(args.workdir) / args.target
     if not (work / "mutants").is_dir():
         print(f"no mutmut run in {work}", file=sys.stderr)
@@ -130,7 +131,7 @@ def main() -> int:
                 print(f"{name}: no diff from `mutmut show`", file=sys.stderr)
                 return 1
             tree = Path(tmp) / "mutant"
-            subprocess.run(["rm", "-rf", str(tree)], check=True)
+            shutil.rmtree(tree, ignore_errors=True)
             copy_tree(tree)
             try:
                 apply_diff(tree, diff)

@@ -52,8 +52,9 @@ from secagg.errors import ParameterError
 __all__ = ["markdown", "run"]
 
 
-def _env_int(name: str, default: int | None, minimum: int) -> int | None:
-    """An integer setting from the environment (``default`` when unset or empty)."""
+def _env_int(name: str, default: int, minimum: int) -> int:
+    """An integer setting from the environment (``default`` when unset or empty; a
+    value that is set must be at least ``minimum``)."""
     text = os.environ.get(name)
     if not text:
         return default
@@ -69,7 +70,6 @@ def _env_int(name: str, default: int | None, minimum: int) -> int | None:
 def _size(quick: bool) -> tuple[int, int]:
     n = _env_int("SECAGG_BENCH_NET_N", 20 if quick else 200, 2)
     m = _env_int("SECAGG_BENCH_NET_M", 10**4 if quick else 10**5, 1)
-    assert n is not None and m is not None
     return n, m
 
 
@@ -81,17 +81,15 @@ def run(quick: bool = False, *, seed: int = 7) -> dict[str, Any]:
     from secagg.sim import Phase
 
     n, m = _size(quick)
-    io_threads = _env_int("SECAGG_BENCH_NET_IO", None, 1)
+    io_threads = _env_int("SECAGG_BENCH_NET_IO", 0, 1) or None  # None: the server's default
     # the crashing clients in 2 processes, as the baseline's dropped clients live in its
     # 2 workers: a process per simulated device is CPU a real server does not pay
     crash_group = _env_int("SECAGG_BENCH_NET_CRASH_GROUP", max(1, -(-round(0.10 * n) // 2)), 1)
-    assert crash_group is not None
 
     def say(line: str) -> None:
         print(f"[net n={n} m={m}] {line}", file=sys.stderr, flush=True)
 
     reps = _env_int("SECAGG_BENCH_NET_REPS", 1, 1)
-    assert reps is not None
 
     def net_round(measure_memory: bool) -> dict[str, Any]:
         return simulate_net(

@@ -565,7 +565,7 @@ def simulate_net(
         "rejections": {str(k): v for k, v in sorted(outcome.server_rejections.items())},
         "client_status": {str(k): v for k, v in sorted(client_status.items())},
         "client_processes": len(procs),
-        "crash_processes": len(procs) - sum(1 for _, _, g in procs if g[0].crash_at is None),
+        "crash_processes": sum(1 for _, _, g in procs if g[0].crash_at is not None),
         "certs_s": t_certs,
         "client_processes_start_s": procs_s,
         "join_s": _join_summary(join_times, opened[0] if opened else None),
