@@ -74,6 +74,21 @@ TARGETS: dict[str, tuple[str, list[str] | None, list[str], list[str]]] = {
         ["tests/masking/"],
         [],
     ),
+    # a triage aid, not a score: messages.py against the codec's own quick tests only
+    # (a mutant that survives here may still be killed by a round test of masking-messages)
+    "masking-messages-quick": (
+        "secagg/masking/",
+        ["*secagg/masking/messages.py"],
+        [
+            "tests/masking/test_messages.py",
+            "tests/masking/test_messages_pinned.py",
+            "tests/masking/test_messages_reference.py",
+            "tests/masking/test_messages_constructors.py",
+            "tests/masking/test_wire_size.py",
+            "tests/masking/test_vectors.py",
+        ],
+        [],
+    ),
     # the package's small modules together (config, graph, parameters, policy, ...)
     "masking-small": (
         "secagg/masking/",

@@ -519,7 +519,11 @@ class SeedRequest(Message):
         _check_sorted_ids([i for i, _ in out], "committers")
         for _, g in out:
             _check_bytes(g, KEY_BYTES, "seed commitment")
-        if type(self.commitments) is tuple and out == self.commitments:
+        if (
+            type(self.commitments) is tuple
+            and out == self.commitments
+            and all(type(i) is int for i, _ in self.commitments)
+        ):
             out = self.commitments  # keep the caller's tuple: shared by every request
         object.__setattr__(self, "commitments", out)
         if len(out) > 16:
