@@ -84,6 +84,7 @@ TARGETS: dict[str, tuple[str, list[str] | None, list[str], list[str]]] = {
             "tests/masking/test_messages_pinned.py",
             "tests/masking/test_messages_reference.py",
             "tests/masking/test_messages_constructors.py",
+            "tests/masking/test_messages_entry_points.py",
             "tests/masking/test_wire_size.py",
             "tests/masking/test_vectors.py",
         ],
@@ -244,7 +245,9 @@ def main() -> int:
     mutmut = [sys.executable, "-m", "mutmut"]
     # CI=1: the derandomized hypothesis profile (tests/conftest.py), so that a mutant
     # is killed or not the same way on every run
-    env = {**os.environ, "CI": "1"}
+    # HYPOTHESIS_PROFILE=mutation: that profile without shrinking (a killed mutant is
+    # reported at its first failing example; the verdicts are the same)
+    env = {**os.environ, "CI": "1", "HYPOTHESIS_PROFILE": "mutation"}
     names: list[str] = []
     sampled: list[str] | None = None
     if args.sample is not None:
