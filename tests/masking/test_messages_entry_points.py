@@ -210,3 +210,27 @@ def test_the_u1_list_columns_are_the_lists_fields_and_vouch_for_nothing() -> Non
     m.reveal_columns(bad_revs)
     with pytest.raises(ParameterError, match=r"^reveal owners must be strictly ascending$"):
         m.KeysBroadcast(session_id=SID, sender=0, recipient=3, entries=(), reveals=bad_revs)
+
+
+def test_a_response_view_whose_arrays_differ_in_length_is_refused_not_cut() -> None:
+    data = m.encode(
+        m.UnmaskingResponse(
+            session_id=SID,
+            sender=3,
+            recipient=0,
+            shares=((2, m.ShareKind.MASK_KEY, 7), (5, m.ShareKind.SELF_MASK, 9)),
+        )
+    )
+    view = m.decode_unmasking_response(data)
+    for cut in ("owners", "kinds", "ys"):
+        short = m.UnmaskingResponseView(
+            session_id=SID,
+            sender=3,
+            recipient=0,
+            **{
+                f: getattr(view, f)[:1] if f == cut else getattr(view, f)
+                for f in ("owners", "kinds", "ys")
+            },
+        )
+        with pytest.raises(ValueError, match="zip"):
+            short.to_message()

@@ -241,7 +241,11 @@ def test_a_kept_list_is_returned_only_for_its_own_bytes(plain: dict[str, Any], d
 
 
 def _faults(plain: dict[str, Any], wire: bytes, data: Any) -> bytes:
-    """``wire`` with one fault the spec refuses (or a cut or an extension)."""
+    """``wire`` with one change: a field set to a value the spec refuses (an id of 0 or
+    equal to the one before, a flag, kind, element, count, bits, length, padding bit,
+    abort code or reason out of its range; a header field), a cut or an extension.  A
+    few changes leave a valid message (a new length whose packed size is the same, a
+    sender and recipient that still fit the type): both codecs must then read it alike."""
     where = ref.field_offsets(plain)
     t = plain["type"]
     choices = [k for k, v in where.items() if v and k != "prev"]
