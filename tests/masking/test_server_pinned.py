@@ -274,3 +274,23 @@ def test_a_copied_or_reused_public_key_is_refused_in_words_and_changes_nothing()
         assert str(info.value) == "public key already advertised"
         assert (s.phase, s.sets, s.awaiting) == before
     assert s.handle(2, own) == []
+
+
+def test_a_secagg_plus_graph_is_none_until_the_reveals_fix_it() -> None:
+    """SecAgg+'s graph is keyed by the reveals of U1: before they are in, the server has
+    none to show (not one built from the configuration's label), SecAgg's is fixed."""
+    plus = Harness.make(6, protocol=ProtocolKind.SECAGG_PLUS, neighbors=3, threshold=2)
+    assert plus.server.graph is None
+    plus.drive()
+    assert plus.server.graph is not None and len(plus.server.graph) == 6
+    full = Harness.make(4)
+    assert full.server.graph == {u: frozenset({1, 2, 3, 4} - {u}) for u in (1, 2, 3, 4)}
+
+
+def test_a_deadline_in_a_phase_that_waits_for_nobody_names_the_phase() -> None:
+    h = Harness.make(4)
+    h.drive()  # through finalize
+    assert h.server.phase is Phase.COMPLETED
+    with pytest.raises(LocalProtocolError) as exc:
+        h.server.deadline_passed()
+    assert str(exc.value) == "no deadline in phase completed"
