@@ -23,7 +23,7 @@ __all__ = ["add_arguments", "run"]
 def _client_counts(text: str) -> list[int]:
     out = []
     for raw in text.split(","):
-        part = raw.strip().replace("_", "")
+        part = raw.strip()  # int() and float() take digit groups: 10_000, 1_000.0
         try:
             out.append(int(part))
             continue

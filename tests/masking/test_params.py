@@ -230,6 +230,9 @@ def test_properties_random_inputs(
     if p.complete:
         assert p.log2_security_failure == -math.inf
         assert p.t > (p.max_corrupt if mode is SH else (p.max_corrupt + p.k) / 2)
+        # and the smallest such t (protocols/secagg_params.md), raised to 2
+        need = p.max_corrupt + 1 if mode is SH else (p.max_corrupt + p.k) // 2 + 1
+        assert p.t == max(need, min(2, p.k))
         assert p.t <= n - 1 - p.max_dropouts
     else:
         sec, cor = _scipy_achieved(p)

@@ -198,3 +198,69 @@ def test_a_malicious_config_with_t_at_most_half_of_k_is_refused_in_words() -> No
         _config(), security=SecurityMode.MALICIOUS, identity_keys=keys, threshold=3
     )
     assert (cfg.degree, cfg.threshold) == (4, 3)
+
+
+# -- seed 29 (the fourth sample of the small modules) --------------------------------
+
+
+def test_params_cli_takes_digit_groups_and_prints_its_table_header(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert params_cli._client_counts("10_000, 1_000, 1_0e2") == [10_000, 1_000, 1_000]
+    for typo in ("1__000", "_100", "100_"):  # an underscore that is no digit group
+        with pytest.raises(argparse.ArgumentTypeError) as exc:
+            params_cli._client_counts(typo)
+        assert str(exc.value) == f"not a number of clients: {typo!r}"
+    assert cli_main(["params", "--clients", "1_000"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == ("         n       k       t   P[security fails]  P[round fails]  graph")
+    assert lines[2].split()[:3] == ["1000", "72", "24"]
+
+
+def test_params_cli_json_results_carry_every_field(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(["params", "--clients", "1000", "--mode", "malicious", "--json", "-"]) == 0
+    (result,) = json.loads(capsys.readouterr().out)["results"]
+    assert set(result) == {
+        "n",
+        "k",
+        "t",
+        "mode",
+        "complete",
+        "max_corrupt",
+        "max_dropouts",
+        "log2_security_failure",
+        "log2_correctness_failure",
+    }
+    assert (result["n"], result["mode"], result["complete"]) == (1000, "malicious", False)
+
+
+def test_a_complete_graph_takes_the_smallest_threshold_of_its_mode() -> None:
+    """``protocols/secagg_params.md``: ``t = A + 1`` (semi-honest) or
+    ``floor((A + n - 1)/2) + 1`` (malicious), raised to 2."""
+    p = choose_parameters(n=5, corrupt_fraction=0.4, dropout_fraction=0.0, mode=SH)
+    assert (p.complete, p.k, p.max_corrupt, p.t) == (True, 4, 2, 3)
+    q = choose_parameters(
+        n=5, corrupt_fraction=0.4, dropout_fraction=0.0, mode=ThreatModel.MALICIOUS
+    )
+    assert (q.complete, q.k, q.max_corrupt, q.t) == (True, 4, 2, 4)
+
+
+def test_a_mode_that_is_not_a_threat_model_is_refused_in_words() -> None:
+    with pytest.raises(ParameterError) as exc:
+        choose_parameters(n=100, mode="semi-honest")  # type: ignore[arg-type]
+    assert str(exc.value) == "mode must be a ThreatModel"
+    with pytest.raises(ParameterError) as exc:
+        dataclasses.replace(_config(), protocol="secagg")  # type: ignore[arg-type]
+    assert str(exc.value) == "protocol must be a ProtocolKind"
+
+
+@pytest.mark.parametrize(("tag", "what"), [(2, "protocol"), (3, "security mode")])
+def test_a_config_with_an_unknown_enum_code_names_it(tag: int, what: str) -> None:
+    data = bytearray(_config().to_bytes())
+    pos = 6  # magic, version: then u16 tag, u32 len, value per field
+    while struct.unpack_from(">H", data, pos)[0] != tag:
+        pos += 6 + struct.unpack_from(">I", data, pos + 2)[0]
+    data[pos + 6] = 9
+    with pytest.raises(DecodeError) as exc:
+        RoundConfig.from_bytes(bytes(data))
+    assert str(exc.value) == f"unknown {what} code 9"
