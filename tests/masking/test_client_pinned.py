@@ -93,6 +93,19 @@ SEMI_HONEST_CASES = {
         AbortReason.DUPLICATE_KEY,
         "duplicated public key in KeysBroadcast",
     ),
+    "duplicated-key-of-an-earlier-entry": (  # a later entry repeats an earlier one's c_pk
+        m.KeysBroadcast,
+        lambda r: dataclasses.replace(
+            r,
+            entries=(
+                r.entries[0],
+                dataclasses.replace(r.entries[1], s_pk=r.entries[0].c_pk),
+                *r.entries[2:],
+            ),
+        ),
+        AbortReason.DUPLICATE_KEY,
+        "duplicated public key in KeysBroadcast",
+    ),
     "box-from-a-stranger": (
         m.MaskedInputRequest,
         lambda r: dataclasses.replace(r, boxes=(*r.boxes, (99, r.boxes[0][1]))),
@@ -435,3 +448,26 @@ def test_a_signed_key_entry_in_a_semi_honest_round_is_refused_with_its_code():
     reason = "signature in a semi-honest round"
     assert _refusal(h, m.KeysBroadcast, _first_entry(signature=bytes(64))) == (
         AbortReason.BAD_SIGNATURE, reason, reason)
+
+
+def test_a_key_entry_with_another_seed_commitment_is_refused_as_a_bad_seed():
+    h = Harness.make(7, threshold=3, protocol=ProtocolKind.SECAGG_PLUS, neighbors=4)
+
+    def other_g(r):
+        first = dataclasses.replace(r.entries[0], seed_commitment=bytes(32))
+        return dataclasses.replace(r, entries=(first, *r.entries[1:]))
+
+    reason = "key entry with another seed commitment"
+    assert _refusal(h, m.KeysBroadcast, other_g) == (AbortReason.BAD_SEED, reason, reason)
+
+
+def test_a_client_refuses_a_config_or_input_it_cannot_use_in_words():
+    h = Harness.make(5, threshold=3)
+    x = np.zeros(h.config.length, dtype=np.uint32)
+    with pytest.raises(ParameterError) as info:
+        Client(config="a config", client_id=VICTIM, input_vector=x)  # type: ignore[arg-type]
+    assert str(info.value) == "config must be a RoundConfig"
+    strided = np.zeros(2 * h.config.length, dtype=np.uint32)[::2]
+    with pytest.raises(ParameterError) as info:
+        Client(config=h.config, client_id=VICTIM, input_vector=strided)
+    assert str(info.value) == "input must be C-contiguous"
