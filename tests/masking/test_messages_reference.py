@@ -193,12 +193,20 @@ def _reference_decode(data: bytes) -> dict[str, Any] | str:
         return f"refused: {exc.text}"
 
 
-@pytest.mark.parametrize("t", sorted(ref.TYPES), ids=lambda t: ref.TYPES[t][0])
+#: one run per message type, each drawing its messages from ``data``
+each_type = pytest.mark.parametrize("t", sorted(ref.TYPES), ids=lambda t: ref.TYPES[t][0])
+
+
+def _draw(data: Any, t: int) -> tuple[dict[str, Any], bytes]:
+    plain = data.draw(plain_messages(st.just(t)), label="message")
+    return plain, ref.encode(plain)
+
+
+@each_type
 @settings(max_examples=40)
 @given(data=st.data())
 def test_the_library_writes_and_reads_what_the_spec_says(t: int, data: Any) -> None:
-    plain = data.draw(plain_messages(st.just(t)), label="message")
-    wire = ref.encode(plain)
+    plain, wire = _draw(data, t)
     msg = library_message(plain)
     assert m.encode(msg) == wire
     assert m.encode(msg) == wire  # a list the first encode kept is written the same
@@ -317,12 +325,11 @@ def _faults(plain: dict[str, Any], wire: bytes, data: Any) -> bytes:
     return bytes(b)
 
 
-@pytest.mark.parametrize("t", sorted(ref.TYPES), ids=lambda t: ref.TYPES[t][0])
+@each_type
 @settings(max_examples=80)
 @given(data=st.data())
 def test_one_fault_is_refused_by_both_codecs_in_the_same_words(t: int, data: Any) -> None:
-    plain = data.draw(plain_messages(st.just(t)), label="message")
-    wire = ref.encode(plain)
+    plain, wire = _draw(data, t)
     assert plain_of(m.decode(wire)) == plain  # kept, if long: the fault must still be seen
     bad = _faults(plain, wire, data)
     want = _reference_decode(bad)
@@ -336,3 +343,16 @@ def test_one_fault_is_refused_by_both_codecs_in_the_same_words(t: int, data: Any
         with pytest.raises(DecodeError) as exc:
             others[plain["type"]](bad)
         assert f"refused: {exc.value}" == want
+
+
+@each_type
+@settings(max_examples=5)
+@given(data=st.data())
+def test_every_cut_of_a_message_is_refused_by_both_codecs_in_the_same_words(
+    t: int, data: Any
+) -> None:
+    """Cut at every byte: the count bounds, the record and header reads all agree."""
+    _, wire = _draw(data, t)
+    for cut in range(len(wire)):
+        want = _reference_decode(wire[:cut])
+        assert isinstance(want, str) and _library_decode(wire[:cut]) == want, cut

@@ -168,9 +168,15 @@ class _Cursor:
         return int.from_bytes(self.take(n), "big")
 
     def count(self, smallest_record: int) -> int:
-        """A ``u32`` count, refused if the bytes left cannot hold that many records."""
+        """A ``u32`` count, refused if the bytes left cannot hold that many records.
+
+        The library bounds a count by the bytes left *before* its own four bytes: a
+        count that fits that bound but not the bytes after it is refused as a
+        truncation when the records run out, not as a count (both are refusals; the
+        words are the library's)."""
+        before = self.left
         n = self.uint(4)
-        if n * smallest_record > self.left:
+        if n * smallest_record > before or n > self.left:
             raise Refused(f"element count {n} is out of bounds")
         return n
 
