@@ -123,6 +123,14 @@ def _check_id(v: int, what: str, *, allow_server: bool = False) -> None:
         raise ParameterError(f"{what} must be an integer in [{lo}, 2^32)")
 
 
+def _id_of(v: Any) -> Any:
+    """An integer id (numpy's too) as a Python ``int``; anything else as it is, for the
+    id check to refuse in words (``int()`` would turn 2.7 into 2 and ``True`` into 1)."""
+    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+        return int(v)
+    return v
+
+
 def _check_bytes(b: bytes, n: int, what: str) -> None:
     if not isinstance(b, bytes) or len(b) != n:
         raise ParameterError(f"{what} must be {n} bytes")
@@ -515,7 +523,7 @@ class SeedRequest(Message):
             raise ParameterError("SeedRequest is sent by the server")
         if _is_valid("commitments", self.commitments):
             return  # the same U1 list for every client: checked once
-        out = tuple((int(i), g) for i, g in self.commitments)
+        out = tuple((_id_of(i), g) for i, g in self.commitments)
         _check_sorted_ids([i for i, _ in out], "committers")
         for _, g in out:
             _check_bytes(g, KEY_BYTES, "seed commitment")
@@ -721,7 +729,7 @@ def _check_boxes(boxes: Sequence[tuple[int, bytes]], what: str) -> Sequence[tupl
         prev = i
     else:
         return fast
-    out = tuple((int(i), b) for i, b in boxes)
+    out = tuple((_id_of(i), b) for i, b in boxes)
     _check_sorted_ids([i for i, _ in out], what)
     for _, b in out:
         _check_bytes(b, BOX_BYTES, "share box")
@@ -940,7 +948,7 @@ class UnmaskingRequest(Message):
             raise ParameterError("UnmaskingRequest is sent by the server")
         object.__setattr__(self, "survivors", tuple(self.survivors))
         object.__setattr__(self, "dropped", tuple(self.dropped))
-        object.__setattr__(self, "signatures", tuple((int(i), s) for i, s in self.signatures))
+        object.__setattr__(self, "signatures", tuple((_id_of(i), s) for i, s in self.signatures))
         _check_sorted_ids(self.survivors, "survivors")
         _check_sorted_ids(self.dropped, "dropped")
         _check_sorted_ids([i for i, _ in self.signatures], "signers")

@@ -102,6 +102,12 @@ REFUSALS: list[tuple[type, dict[str, Any], str]] = [
     (m.ShareKeys, dict(boxes=((MAX + 1, BOX),)), "box receivers must be an integer in [1, 2^32)"),
     (m.ShareKeys, dict(boxes=((1, BOX[1:]),)), "share box must be 102 bytes"),
     (m.ShareKeys, dict(boxes=[[1, bytearray(BOX)]]), "share box must be 102 bytes"),
+    # an id that is a float or a bool is refused, not cut to an int (2.7 was id 2)
+    (m.ShareKeys, dict(boxes=((2.7, BOX),)), "box receivers must be an integer in [1, 2^32)"),
+    (m.ShareKeys, dict(boxes=[(True, BOX)]), "box receivers must be an integer in [1, 2^32)"),
+    (m.SeedRequest, dict(commitments=((1.0, K),)), "committers must be an integer in [1, 2^32)"),
+    (m.SeedRequest, dict(commitments=((True, K),)), "committers must be an integer in [1, 2^32)"),
+    (m.UnmaskingRequest, dict(signatures=((1.9, S),)), "signers must be an integer in [1, 2^32)"),
     (
         m.MaskedInputRequest,
         dict(boxes=((3, BOX), (1, BOX))),
