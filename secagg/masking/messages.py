@@ -131,6 +131,16 @@ def _id_of(v: Any) -> Any:
     return v
 
 
+def _id_pairs(items: Iterable[Any]) -> tuple[Any, ...]:
+    """``(id, value)`` pairs as a tuple of 2-tuples with ``int`` ids: the caller's tuple
+    itself when it already is one (the server hands one list to every client, so this
+    is the common case and copies nothing), else rebuilt with :func:`_id_of`."""
+    t = items if type(items) is tuple else tuple(items)
+    if all(type(x) is tuple and len(x) == 2 and type(x[0]) is int for x in t):
+        return t
+    return tuple((_id_of(i), v) for i, v in t)
+
+
 def _check_bytes(b: bytes, n: int, what: str) -> None:
     if not isinstance(b, bytes) or len(b) != n:
         raise ParameterError(f"{what} must be {n} bytes")
@@ -523,16 +533,10 @@ class SeedRequest(Message):
             raise ParameterError("SeedRequest is sent by the server")
         if _is_valid("commitments", self.commitments):
             return  # the same U1 list for every client: checked once
-        out = tuple((_id_of(i), g) for i, g in self.commitments)
+        out = _id_pairs(self.commitments)  # the caller's tuple if it is one: shared by all
         _check_sorted_ids([i for i, _ in out], "committers")
         for _, g in out:
             _check_bytes(g, KEY_BYTES, "seed commitment")
-        if (
-            type(self.commitments) is tuple
-            and out == self.commitments
-            and all(type(i) is int for i, _ in self.commitments)
-        ):
-            out = self.commitments  # keep the caller's tuple: shared by every request
         object.__setattr__(self, "commitments", out)
         if len(out) > 16:
             _mark_valid("commitments", out)
@@ -729,7 +733,7 @@ def _check_boxes(boxes: Sequence[tuple[int, bytes]], what: str) -> Sequence[tupl
         prev = i
     else:
         return fast
-    out = tuple((_id_of(i), b) for i, b in boxes)
+    out = _id_pairs(fast)
     _check_sorted_ids([i for i, _ in out], what)
     for _, b in out:
         _check_bytes(b, BOX_BYTES, "share box")
@@ -948,7 +952,7 @@ class UnmaskingRequest(Message):
             raise ParameterError("UnmaskingRequest is sent by the server")
         object.__setattr__(self, "survivors", tuple(self.survivors))
         object.__setattr__(self, "dropped", tuple(self.dropped))
-        object.__setattr__(self, "signatures", tuple((_id_of(i), s) for i, s in self.signatures))
+        object.__setattr__(self, "signatures", _id_pairs(self.signatures))
         _check_sorted_ids(self.survivors, "survivors")
         _check_sorted_ids(self.dropped, "dropped")
         _check_sorted_ids([i for i, _ in self.signatures], "signers")
