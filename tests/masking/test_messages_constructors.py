@@ -215,9 +215,21 @@ def test_a_key_entry_refuses_in_its_exact_words(field: str, value: Any, text: st
     with pytest.raises(ParameterError) as exc:
         m.KeyEntry(**{**kw, field: value})
     assert str(exc.value) == text
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "text"),
+    [
+        ("reveal", K[:3], "reveal must be 32 bytes"),
+        ("signature", S[:63], "signature must be 64 bytes"),
+        ("owner", MAX + 1, "owner must be an integer in [1, 2^32)"),
+    ],
+)
+def test_a_reveal_refuses_in_its_exact_words(field: str, value: Any, text: str) -> None:
+    kw: dict[str, Any] = dict(owner=1, reveal=K)
     with pytest.raises(ParameterError) as exc:
-        m.Reveal(owner=1, reveal=K[:3])
-    assert str(exc.value) == "reveal must be 32 bytes"
+        m.Reveal(**{**kw, field: value})
+    assert str(exc.value) == text
 
 
 def test_box_lists_of_any_sequence_are_kept_as_tuples_of_int_and_bytes() -> None:

@@ -254,14 +254,15 @@ def _read_body(t: int, c: _Cursor) -> dict[str, Any]:
             owner, r = c.uint(4), c.take(KEY)
             reveals.append((owner, r, c.take(SIG) if c.flag() else b""))
         ids = [o for o, _, _ in reveals]
-        if len({bool(s) for _, _, s in reveals}) <= 1:
+        mixed = len({bool(s) for _, _, s in reveals}) > 1  # read record by record
+        if not mixed:
             _check_list(ids, "reveal owners")
         n = c.count(4 + 4 * KEY + 1)
         entries = []
         for _ in range(n):
             owner, keys = c.uint(4), tuple(c.take(KEY) for _ in range(4))
             entries.append((owner, *keys, c.take(SIG) if c.flag() else b""))
-        if len({bool(s) for _, _, s in reveals}) > 1:
+        if mixed:
             _check_records(ids, "reveal owners")
         eids = [e[0] for e in entries]
         if any(e[5] for e in entries):
